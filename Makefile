@@ -1,0 +1,42 @@
+# The index of what a developer can do. Every target installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint types unit e2e openapi lock clean
+
+$(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+## make demo: the founding example on the local stack (quote, order, render, download).
+demo: $(STAMP)
+	$(BIN)/python -m infra.local.demo $(DEMO_ARGS)
+
+## make test: lint, format check, types, then the tests with branch coverage.
+test: lint types
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+## make openapi: rewrite docs/openapi.json from the API's routes.
+openapi: $(STAMP)
+	$(BIN)/python -m functions.api.openapi > docs/openapi.json
+
+## make lock: re-pin the whole environment after changing requirements*.txt.
+lock:
+	rm -rf /tmp/subconscious-lock && $(PY) -m venv /tmp/subconscious-lock
+	/tmp/subconscious-lock/bin/pip install --quiet -r requirements-dev.txt
+	( echo "# Every package of the development environment, pinned (pip freeze of requirements-dev.txt)."; \
+	  echo "# Regenerate: make lock"; /tmp/subconscious-lock/bin/pip freeze ) > requirements-lock.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage demo-output

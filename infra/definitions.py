@@ -1,0 +1,83 @@
+"""The resources of the system, described once.
+
+The local stack (``infra/local/stack.py``) creates them in moto from these definitions, and the
+CDK app (its own issue) will build the AWS stack from the same ones, so both stay in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "subc"
+STATE_MACHINE_FILE = Path(__file__).with_name("render_run.asl.json")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+    ttl_attribute: str | None = None
+    settings_field: str = ""  # the Settings field that carries the table name
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    handler: str  # module.function, relative to the code asset root
+    timeout_s: int
+    memory_mb: int = 256
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+TABLES = (
+    Table(f"{PREFIX}-tenants", "key_hash", settings_field="tenants_table"),
+    Table(
+        f"{PREFIX}-quotes", "tenant_id", "quote_id", ttl_attribute="ttl", settings_field="quotes_table"
+    ),
+    Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
+    Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
+    Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table"),
+    # powertools idempotency's default schema: partition key "id", TTL "expiration"
+    Table(
+        f"{PREFIX}-idempotency",
+        "id",
+        ttl_attribute="expiration",
+        settings_field="idempotency_table",
+    ),
+)
+
+IMAGES_BUCKET = f"{PREFIX}-images"
+WORK_QUEUE = f"{PREFIX}-work"
+WORK_DLQ = f"{PREFIX}-work-dlq"
+MAX_RECEIVE_COUNT = 5
+RENDER_FUNCTION_TIMEOUT_S = 900
+# Render steps extend visibility per batch; the queue default covers one slow batch.
+WORK_QUEUE_VISIBILITY_S = 300
+STATE_MACHINE = f"{PREFIX}-render-run"
+
+FUNCTIONS = (
+    Function(f"{PREFIX}-api", "functions.api.handler.lambda_handler", timeout_s=29, memory_mb=512),
+    Function(f"{PREFIX}-dispatch", "functions.dispatch.handler.lambda_handler", timeout_s=60),
+    Function(f"{PREFIX}-provision", "functions.render_run.handler.provision", timeout_s=60),
+    Function(f"{PREFIX}-wait-ready", "functions.render_run.handler.wait_ready", timeout_s=60),
+    Function(
+        f"{PREFIX}-render", "functions.render_run.handler.render", timeout_s=RENDER_FUNCTION_TIMEOUT_S
+    ),
+    Function(f"{PREFIX}-teardown", "functions.render_run.handler.teardown", timeout_s=60),
+    Function(f"{PREFIX}-record", "functions.render_run.handler.record", timeout_s=30),
+)
+
+# ${Name} placeholders in the ASL file → the function that fills them.
+STATE_MACHINE_SUBSTITUTIONS = {
+    "ProvisionFunctionArn": f"{PREFIX}-provision",
+    "WaitReadyFunctionArn": f"{PREFIX}-wait-ready",
+    "RenderFunctionArn": f"{PREFIX}-render",
+    "TeardownFunctionArn": f"{PREFIX}-teardown",
+    "RecordFunctionArn": f"{PREFIX}-record",
+}
+
+SCHEDULES = {  # function → rate in seconds (EventBridge in AWS, a timer locally)
+    f"{PREFIX}-dispatch": 60,
+}

@@ -1,0 +1,638 @@
+"""An emulated GPU marketplace whose machines are placeholder renderer processes.
+
+The local stack rents "GPUs" here exactly as it would from a real market: list offers, launch a
+machine with a label and the API credential its automatic1111 should require, poll its status,
+terminate it. Each machine is a ``python -m infra.local.renderer`` process on a free local port.
+Tests script failures through a FIFO of :class:`MachineFaults`, one entry per future launch, in
+process or over ``POST /_control/faults``.
+
+The credential handed to a machine reaches only that process's environment; it is never stored
+on the machine record, returned, or logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CSV = Path(__file__).resolve().parent / "data" / "gpu_prices.csv"
+
+MARKET_PROVIDERS = ("Vast.ai", "RunPod Community Cloud", "RunPod Secure Cloud")
+PRICING_TYPES = ("on_demand", "marketplace_median")
+TERMINATE_GRACE_S = 3.0
+MAX_BODY_BYTES = 1024 * 1024
+
+# Checked longest name first so "L40S" wins over "L4" and "RTX 3090 Ti" falls to "RTX 3090".
+# Beyond the common SD cards, every model in the price file is listed with its real memory, so
+# a planner sizing batches by memory never sees a 12 GB card advertised as 24 GB.
+_GPU_MEMORY_GB = {
+    "RTX 5090": 32,
+    "RTX 4090": 24,
+    "RTX 3090": 24,
+    "L40S": 48,
+    "L4": 24,
+    "A10": 24,
+    "H100": 80,
+    "H100 NVL": 94,
+    "H200": 141,
+    "B200": 180,
+    "A100": 40,
+    "A30": 24,
+    "A40": 48,
+    "L40": 48,
+    "RTX 3060": 12,
+    "RTX 4070 Ti": 12,
+    "RTX 4080": 16,
+    "RTX 5080": 16,
+    "RTX A4000": 16,
+    "RTX A4500": 20,
+    "RTX A5000": 24,
+    "RTX A6000": 48,
+    "RTX 4000 Ada": 20,
+    "RTX 6000 Ada": 48,
+}
+_DEFAULT_GPU_MEMORY_GB = 24
+
+
+class OfferNotFound(LookupError):
+    """No offer has that id."""
+
+
+class MachineNotFound(LookupError):
+    """No machine has that id."""
+
+
+@dataclass(frozen=True)
+class MachineFaults:
+    """How the renderer behind one machine misbehaves (see infra.local.renderer's flags)."""
+
+    startup_delay_s: float = 0.5
+    images_per_s: float = 50.0
+    crash_after_images: int | None = None
+    error_rate: float = 0.0
+    oom_above_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.startup_delay_s < 0:
+            raise ValueError("startup_delay_s must be >= 0")
+        if self.images_per_s <= 0:
+            raise ValueError("images_per_s must be > 0")
+        if self.crash_after_images is not None and self.crash_after_images < 1:
+            raise ValueError("crash_after_images must be >= 1")
+        if not 0 <= self.error_rate <= 1:
+            raise ValueError("error_rate must be between 0 and 1")
+        if self.oom_above_batch is not None and self.oom_above_batch < 0:
+            raise ValueError("oom_above_batch must be >= 0")
+
+    def renderer_args(self) -> list[str]:
+        args = [
+            "--startup-delay-s",
+            repr(float(self.startup_delay_s)),
+            "--images-per-s",
+            repr(float(self.images_per_s)),
+            "--error-rate",
+            repr(float(self.error_rate)),
+        ]
+        if self.crash_after_images is not None:
+            args += ["--crash-after-images", str(self.crash_after_images)]
+        if self.oom_above_batch is not None:
+            args += ["--oom-above-batch", str(self.oom_above_batch)]
+        return args
+
+
+# --------------------------------------------------------------------------- offers
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def gpu_memory_gb(gpu: str) -> int:
+    """Memory of one GPU: stated in the name ("A100 80GB SXM"), else looked up by model."""
+    stated = re.search(r"(\d+)\s*GB", gpu, flags=re.IGNORECASE)
+    if stated:
+        return int(stated.group(1))
+    for model in sorted(_GPU_MEMORY_GB, key=len, reverse=True):
+        if re.match(rf"{re.escape(model)}\b", gpu, flags=re.IGNORECASE):
+            return _GPU_MEMORY_GB[model]
+    return _DEFAULT_GPU_MEMORY_GB
+
+
+def _observed_on(date: str) -> str:
+    # Dates are ISO days, "start..end" ranges (the end counts) or "unknown" (oldest of all).
+    end = date.rpartition("..")[2].strip()
+    return end if re.fullmatch(r"\d{4}-\d{2}-\d{2}", end) else ""
+
+
+def load_offers(csv_path: Path = DEFAULT_CSV) -> list[dict[str, object]]:
+    """One single-GPU offer per (provider, GPU) from the marketplace-style providers.
+
+    When the price file holds several observations of the same pair, the most recently dated
+    one wins (file order breaks ties), so the emulated market quotes current prices.
+    """
+    chosen: dict[tuple[str, str], dict[str, str]] = {}
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if (
+                row["provider"] not in MARKET_PROVIDERS
+                or row["pricing_type"] not in PRICING_TYPES
+                or row["gpus_per_instance"].strip() != "1"
+            ):
+                continue
+            try:
+                Decimal(row["usd_per_gpu_hour"])
+            except InvalidOperation:
+                continue
+            key = (row["provider"], row["gpu"])
+            previous = chosen.get(key)
+            if previous is None or _observed_on(row["date"]) > _observed_on(previous["date"]):
+                chosen[key] = row
+
+    rows = sorted(
+        chosen.values(),
+        key=lambda r: (Decimal(r["usd_per_gpu_hour"]), r["provider"], r["gpu"]),
+    )
+    offers: list[dict[str, object]] = []
+    used_ids: set[str] = set()
+    for row in rows:
+        offer_id = base = f"emu-{_slug(row['provider'])}-{_slug(row['gpu'])}"
+        suffix = 2
+        while offer_id in used_ids:
+            offer_id, suffix = f"{base}-{suffix}", suffix + 1
+        used_ids.add(offer_id)
+        offers.append(
+            {
+                "offer_id": offer_id,
+                "provider_name": row["provider"],
+                "gpu": row["gpu"],
+                "gpu_count": 1,
+                "gpu_memory_gb": gpu_memory_gb(row["gpu"]),
+                "usd_per_hour": row["usd_per_gpu_hour"].strip(),
+                "interruptible": False,
+                "reliability": "0.99",
+                "location": row["region"],
+                "startup_s": 1.0,
+            }
+        )
+    return offers
+
+
+# --------------------------------------------------------------------------- machines
+
+
+@dataclass
+class _Machine:
+    machine_id: str
+    offer: dict[str, object]
+    label: str
+    port: int
+    faults: MachineFaults
+    process: subprocess.Popen[bytes]
+    log_file: IO[bytes]
+    log_path: Path
+    launched_at: datetime
+    terminated_at: datetime | None = None
+    seen_listening: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _free_port(avoid: Iterable[int]) -> int:
+    taken = set(avoid)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in taken:
+            return port
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.05):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = TERMINATE_GRACE_S) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class EmulatedMarket:
+    """Offers from the price file; machines are renderer processes owned by this object."""
+
+    def __init__(
+        self,
+        offers: list[dict[str, object]] | None = None,
+        default_faults: MachineFaults = MachineFaults(),
+        python: str = sys.executable,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._offers = [dict(o) for o in (load_offers(DEFAULT_CSV) if offers is None else offers)]
+        self._offers_by_id = {str(o["offer_id"]): o for o in self._offers}
+        self.default_faults = default_faults
+        self.python = python
+        # Logs outlive shutdown on purpose: they are what explains a failed run afterwards.
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="emulated-market-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.fault_queue: list[MachineFaults] = []
+        self.launched_count = 0
+        self._machines: dict[str, _Machine] = {}
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> EmulatedMarket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # ---- offers and faults
+
+    def offers(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [dict(o) for o in self._offers]
+
+    def queue_faults(self, faults: MachineFaults, count: int = 1) -> int:
+        """Make the next ``count`` launches use ``faults``; returns the queue length."""
+        with self._lock:
+            self.fault_queue.extend([faults] * count)
+            return len(self.fault_queue)
+
+    # ---- machines
+
+    def launch(self, offer_id: str, label: str, api_auth: str) -> dict[str, object]:
+        with self._lock:
+            offer = self._offers_by_id.get(offer_id)
+            if offer is None:
+                raise OfferNotFound(offer_id)
+            faults = self.fault_queue.pop(0) if self.fault_queue else self.default_faults
+            machine_id = f"m-{secrets.token_hex(6)}"
+            port = _free_port(m.port for m in self._machines.values() if m.terminated_at is None)
+            log_path = self.log_dir / f"{machine_id}.log"
+            log_file = log_path.open("ab")
+            command = [
+                self.python,
+                "-m",
+                "infra.local.renderer",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--exit-with-parent",
+                *faults.renderer_args(),
+            ]
+            env = {**os.environ, "RENDERER_API_AUTH": api_auth}
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            except OSError:
+                log_file.close()
+                raise
+            machine = _Machine(
+                machine_id=machine_id,
+                offer=offer,
+                label=label,
+                port=port,
+                faults=faults,
+                process=process,
+                log_file=log_file,
+                log_path=log_path,
+                launched_at=datetime.now(UTC),
+            )
+            self._machines[machine_id] = machine
+            self.launched_count += 1
+            log.info(
+                "launched %s (%s, label %r) pid %d on port %d",
+                machine_id,
+                offer_id,
+                label,
+                process.pid,
+                port,
+            )
+            return self._describe(machine)
+
+    def machine(self, machine_id: str) -> dict[str, object]:
+        with self._lock:
+            return self._describe(self._get(machine_id))
+
+    def machines(self, label: str | None = None) -> list[dict[str, object]]:
+        with self._lock:
+            return [
+                self._describe(m)
+                for m in self._machines.values()
+                if m.terminated_at is None and (label is None or m.label == label)
+            ]
+
+    def process(self, machine_id: str) -> subprocess.Popen[bytes]:
+        """The renderer process behind a machine, for tests and diagnostics."""
+        with self._lock:
+            return self._get(machine_id).process
+
+    def log_path(self, machine_id: str) -> Path:
+        with self._lock:
+            return self._get(machine_id).log_path
+
+    def terminate(self, machine_id: str) -> dict[str, object]:
+        with self._lock:
+            machine = self._get(machine_id)
+            if machine.terminated_at is not None:
+                return self._describe(machine)
+        # Outside the lock: the grace period must not stall every other caller.
+        _stop(machine.process)
+        with self._lock:
+            self._mark_terminated(machine)
+            log.info("terminated %s", machine_id)
+            return self._describe(machine)
+
+    def shutdown(self) -> None:
+        """Terminate every machine; signals them all first so the grace periods overlap."""
+        with self._lock:
+            live = [m for m in self._machines.values() if m.terminated_at is None]
+        for machine in live:
+            if machine.process.poll() is None:
+                machine.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        for machine in live:
+            _stop(machine.process, grace_s=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            for machine in live:
+                self._mark_terminated(machine)
+
+    # ---- internals
+
+    def _get(self, machine_id: str) -> _Machine:
+        machine = self._machines.get(machine_id)
+        if machine is None:
+            raise MachineNotFound(machine_id)
+        return machine
+
+    def _mark_terminated(self, machine: _Machine) -> None:
+        if machine.terminated_at is None:
+            machine.terminated_at = datetime.now(UTC)
+        machine.log_file.close()
+
+    def _status(self, machine: _Machine) -> str:
+        if machine.terminated_at is not None:
+            return "terminated"
+        if machine.process.poll() is not None:
+            machine.log_file.close()
+            return "exited"
+        if not machine.seen_listening:
+            machine.seen_listening = _listening(machine.port)
+        return "running" if machine.seen_listening else "starting"
+
+    def _describe(self, machine: _Machine) -> dict[str, object]:
+        return {
+            "machine_id": machine.machine_id,
+            "offer_id": machine.offer["offer_id"],
+            "label": machine.label,
+            "gpu": machine.offer["gpu"],
+            "usd_per_hour": machine.offer["usd_per_hour"],
+            "status": self._status(machine),
+            "url": machine.url,
+            "launched_at": _iso(machine.launched_at),
+            "terminated_at": _iso(machine.terminated_at),
+            "images_per_s": float(machine.faults.images_per_s),
+        }
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class BadRequest(ValueError):
+    """The request body is not what the route needs."""
+
+
+class _MarketHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], market: EmulatedMarket) -> None:
+        self.market = market
+        super().__init__(address, _MarketHandler)
+
+
+class MarketServer:
+    """The market's HTTP API running in a daemon thread."""
+
+    def __init__(self, httpd: _MarketHTTPServer, thread: threading.Thread, url: str) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self.url = url
+
+    def close(self) -> None:
+        """Stop answering; the machines keep running (shut the market down for that)."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MarketServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def serve_market(market: EmulatedMarket, host: str = "127.0.0.1", port: int = 0) -> MarketServer:
+    httpd = _MarketHTTPServer((host, port), market)
+    bound_port = int(httpd.server_address[1])
+    url_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"emulated-market:{bound_port}",
+        daemon=True,
+    )
+    thread.start()
+    return MarketServer(httpd, thread, f"http://{url_host}:{bound_port}")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc.__class__.__name__}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _required_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or (name != "api_auth" and not value):
+        raise BadRequest(f"field {name!r} is required and must be a string")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_faults(body: dict[str, Any]) -> tuple[MachineFaults, int]:
+    """A MachineFaults (every field optional) plus ``count`` from a control request body."""
+    known = {f.name for f in fields(MachineFaults)} | {"count"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name in ("startup_delay_s", "images_per_s", "error_rate"):
+        if name in body:
+            if not _is_number(body[name]):
+                raise BadRequest(f"{name} must be a number")
+            values[name] = float(body[name])
+    for name in ("crash_after_images", "oom_above_batch"):
+        if name in body:
+            value = body[name]
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise BadRequest(f"{name} must be an integer or null")
+            values[name] = value
+    count = body.get("count", 1)
+    if not (isinstance(count, int) and not isinstance(count, bool)) or not 1 <= count <= 1000:
+        raise BadRequest("count must be an integer between 1 and 1000")
+    try:
+        return MachineFaults(**values), count
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+class _MarketHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "emulated-market"
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def _handle(self, method: str) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        server = self.server
+        assert isinstance(server, _MarketHTTPServer)
+        try:
+            raw = self._read_body()
+            status, payload = self._route(server.market, method, path, parts.query, raw)
+        except BadRequest as exc:
+            status, payload = HTTPStatus.BAD_REQUEST, _error("bad_request", str(exc))
+        except OfferNotFound as exc:
+            status = HTTPStatus.NOT_FOUND
+            payload = _error("offer_not_found", f"no offer {exc.args[0]!r}")
+        except MachineNotFound as exc:
+            status = HTTPStatus.NOT_FOUND
+            payload = _error("machine_not_found", f"no machine {exc.args[0]!r}")
+        except Exception:
+            # Only the class goes to the client; the traceback (no request body) to the log.
+            log.exception("market %s %s failed", method, path)
+            status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, _error("internal", "see logs")
+        data = json.dumps(payload).encode()
+        self.send_response(status.value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        log.debug(
+            "market %s %s %d %.1fms", method, path, status, (time.monotonic() - started) * 1000
+        )
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            # Whatever body follows cannot be skipped reliably, so the connection goes.
+            self.close_connection = True
+            raise BadRequest("missing, invalid or oversized Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _route(
+        market: EmulatedMarket, method: str, path: str, query: str, raw: bytes
+    ) -> tuple[HTTPStatus, object]:
+        if path == "/offers" and method == "GET":
+            return HTTPStatus.OK, {"offers": market.offers()}
+        if path == "/machines" and method == "GET":
+            labels = parse_qs(query).get("label")
+            return HTTPStatus.OK, {"machines": market.machines(labels[-1] if labels else None)}
+        if path == "/machines" and method == "POST":
+            body = _json_object(raw)
+            machine = market.launch(
+                _required_str(body, "offer_id"),
+                _required_str(body, "label"),
+                _required_str(body, "api_auth"),
+            )
+            return HTTPStatus.CREATED, machine
+        if path.startswith("/machines/") and path.count("/") == 2:
+            machine_id = path.rpartition("/")[2]
+            if method == "GET":
+                return HTTPStatus.OK, market.machine(machine_id)
+            if method == "DELETE":
+                return HTTPStatus.OK, market.terminate(machine_id)
+        if path == "/_control/faults" and method == "POST":
+            faults, count = parse_faults(_json_object(raw))
+            return HTTPStatus.OK, {"queued": market.queue_faults(faults, count)}
+        known = {"/offers", "/machines", "/_control/faults"}
+        if path in known or path.startswith("/machines/"):
+            return HTTPStatus.METHOD_NOT_ALLOWED, _error("method_not_allowed", method)
+        return HTTPStatus.NOT_FOUND, _error("not_found", f"no route {path}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Requests are logged by _handle without bodies, which is where credentials travel.
+        return
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"error": code, "message": message}

@@ -1,0 +1,425 @@
+"""The embedded local stack: the whole system on one machine, no cloud account, no Docker.
+
+- moto in server mode on 127.0.0.1 (DynamoDB, S3, SQS, Lambda, Step Functions) with Step
+  Functions execution switched on;
+- moto's Lambda runs our real handlers in-process (moto would otherwise need Docker);
+- the resources come from ``infra/definitions.py`` and the state machine from the same ASL file
+  the AWS stack deploys;
+- an HTTP front on 127.0.0.1 turns requests into API Gateway (REST) events for the API handler;
+- a timer fires the scheduled handlers (EventBridge's job in AWS);
+- the emulated GPU market, whose machines are renderer processes speaking automatic1111's API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from infra import definitions as d
+from infra.local.market import EmulatedMarket, MachineFaults, serve_market
+
+log = logging.getLogger("subconscious.local")
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+MAX_FRONT_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LambdaContext:
+    """What powertools reads from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def context_for(function: d.Function) -> LambdaContext:
+    return LambdaContext(
+        function_name=function.name,
+        memory_limit_in_mb=function.memory_mb,
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function.name}",
+    )
+
+
+def resolve_handler(path: str) -> Callable[[dict[str, Any], Any], Any]:
+    module, name = path.rsplit(".", 1)
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(importlib.import_module(module), name)
+    return handler
+
+
+def _patch_moto_lambda() -> None:
+    """Run invoked functions in this process instead of in Docker. The error name a Step
+    Functions Catch sees is the exception's class name, as in AWS."""
+    from moto.awslambda.models import LambdaFunction
+
+    def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        function = next((f for f in d.FUNCTIONS if f.name == self.function_name), None)
+        if function is None:
+            return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "?"}), True, ""
+        try:
+            result = resolve_handler(function.handler)(event or {}, context_for(function))
+        except Exception as error:
+            body = {"errorType": type(error).__name__, "errorMessage": str(error)[:1000]}
+            return json.dumps(body), True, ""
+        return json.dumps(result, default=str), False, ""
+
+    LambdaFunction._invoke_lambda = invoke_in_process
+
+
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop` (or use :func:`running`)."""
+
+    def __init__(
+        self,
+        *,
+        dispatch_every_s: float = 1.0,
+        default_faults: MachineFaults | None = None,
+        settings: dict[str, str] | None = None,
+        timer: bool = True,
+    ) -> None:
+        self.dispatch_every_s = dispatch_every_s
+        self.market = EmulatedMarket(default_faults=default_faults or MachineFaults())
+        self.extra_settings = settings or {}
+        self.timer_enabled = timer
+        self.api_key = f"sk_local_{secrets.token_urlsafe(24)}"
+        self.tenant_id = "t-local-demo"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._market_server: Any = None
+        self._front: ThreadingHTTPServer | None = None
+        self.state_machine_arn = ""
+        self.api_url = ""
+        self.dispatch_errors = 0
+
+    # --- life cycle ---
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        _patch_moto_lambda()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+        moto_port = free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self._moto.start()
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        self._market_server = serve_market(self.market)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any
+                "AWS_DEFAULT_REGION": REGION,
+                "MOTO_PORT": str(moto_port),  # where moto's Step Functions calls Lambda
+                "POWERTOOLS_SERVICE_NAME": "subconscious",
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            }
+        )
+        self._configure_moto(endpoint)
+        self._create_resources()
+        self._add_tenant()
+        self._start_front()
+        if self.timer_enabled:
+            self._start_timer()
+        return self
+
+    def stop(self, drain_s: float = 30.0) -> None:
+        """Stop the timer, let live render runs give their machines back, then stop all."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.wait_for_runs(drain_s)
+        self.market.shutdown()  # kills any renderer still alive: nothing outlives the stack
+        if self._front is not None:
+            self._front.shutdown()
+            self._front.server_close()
+        if self._market_server is not None:
+            self._market_server.close()
+        if self._moto is not None:
+            self._moto.stop()
+
+    # --- set-up ---
+    def _configure_moto(self, endpoint: str) -> None:
+        import httpx
+
+        httpx.post(
+            f"{endpoint}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=5,
+        ).raise_for_status()
+
+    def _client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION)
+
+    def _create_resources(self) -> None:
+        dynamodb = self._client("dynamodb")
+        for table in d.TABLES:
+            keys = [(table.partition_key, "HASH")]
+            if table.sort_key:
+                keys.append((table.sort_key, "RANGE"))
+            dynamodb.create_table(
+                TableName=table.name,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
+                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+            )
+            if table.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
+        self._client("s3").create_bucket(Bucket=d.IMAGES_BUCKET)
+        sqs = self._client("sqs")
+        dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=d.WORK_QUEUE,
+            Attributes={
+                "VisibilityTimeout": str(d.WORK_QUEUE_VISIBILITY_S),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": d.MAX_RECEIVE_COUNT}
+                ),
+            },
+        )["QueueUrl"]
+        role = self._client("iam").create_role(
+            RoleName="subc-local-lambda",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        lambda_client = self._client("lambda")
+        arns = {}
+        for function in d.FUNCTIONS:
+            arns[function.name] = lambda_client.create_function(
+                FunctionName=function.name,
+                Runtime="python3.12",
+                Role=role,
+                Handler=function.handler,
+                Code={"ZipFile": _placeholder_zip()},
+                Timeout=function.timeout_s,
+                MemorySize=function.memory_mb,
+                Architectures=["arm64"],
+            )["FunctionArn"]
+        definition = d.STATE_MACHINE_FILE.read_text()
+        for placeholder, function_name in d.STATE_MACHINE_SUBSTITUTIONS.items():
+            definition = definition.replace("${" + placeholder + "}", arns[function_name])
+        self.state_machine_arn = self._client("stepfunctions").create_state_machine(
+            name=d.STATE_MACHINE, definition=definition, roleArn=role
+        )["stateMachineArn"]
+        settings = {
+            "SUBC_WORK_QUEUE_URL": queue_url,
+            "SUBC_RENDER_RUN_STATE_MACHINE_ARN": self.state_machine_arn,
+            "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
+            "SUBC_EMULATED_MARKET_URL": self._market_server.url,
+            "SUBC_MACHINE_AUTH_SECRET": secrets.token_hex(32),
+            "SUBC_PROVIDERS": '["emulated"]',
+            # fast loops: the local machines boot in about a second
+            "SUBC_POLL_INTERVAL_S": "1",
+            "SUBC_READY_TIMEOUT_S": "60",
+            "SUBC_RENDER_SLICE_S": "20",
+            "SUBC_RENDERER_REQUEST_TIMEOUT_S": "30",
+            "SUBC_SQS_WAIT_S": "1",
+            "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
+            "SUBC_DISPATCH_LEASE_S": "30",
+        }
+        for table in d.TABLES:
+            settings[f"SUBC_{table.settings_field.upper()}"] = table.name
+        settings.update(self.extra_settings)
+        os.environ.update(settings)
+        from subconscious.logic import services
+
+        services.reset()
+
+    def _add_tenant(self) -> None:
+        from subconscious.logic.services import services
+
+        services().tenants.add_key(self.tenant_id, self.api_key, name="local demo")
+
+    def add_tenant(self, tenant_id: str) -> str:
+        """Another tenant with a fresh key (tests of isolation)."""
+        from subconscious.logic.services import services
+
+        key = f"sk_local_{secrets.token_urlsafe(24)}"
+        services().tenants.add_key(tenant_id, key)
+        return key
+
+    # --- the HTTP front (API Gateway's job) ---
+    def _start_front(self) -> None:
+        function = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-api")
+        handler = resolve_handler(function.handler)
+
+        class Front(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_FRONT_BODY:
+                    self._answer(413, {}, json.dumps({"message": "Request Too Long"}))
+                    return
+                body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+                event = api_gateway_event(self.command, self.path, dict(self.headers), body)
+                result = handler(event, context_for(function))
+                headers = dict(result.get("headers") or {})
+                for name, values in (result.get("multiValueHeaders") or {}).items():
+                    headers[name] = ", ".join(values)
+                self._answer(int(result["statusCode"]), headers, result.get("body") or "")
+
+            def _answer(self, status: int, headers: dict[str, str], body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("front: " + format, *args)
+
+        self._front = ThreadingHTTPServer(("127.0.0.1", free_port()), Front)
+        self.api_url = f"http://127.0.0.1:{self._front.server_address[1]}"
+        thread = threading.Thread(target=self._front.serve_forever, name="api-front", daemon=True)
+        thread.start()
+
+    # --- the schedules (EventBridge's job) ---
+    def _start_timer(self) -> None:
+        thread = threading.Thread(target=self._timer, name="schedules", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _timer(self) -> None:
+        while not self._stop.wait(self.dispatch_every_s):
+            self.dispatch_once()
+
+    def dispatch_once(self) -> dict[str, Any]:
+        function = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-dispatch")
+        try:
+            result: dict[str, Any] = resolve_handler(function.handler)(
+                scheduled_event(function.name), context_for(function)
+            )
+        except Exception:
+            self.dispatch_errors += 1
+            log.exception("dispatch tick failed")
+            return {}
+        return result
+
+    # --- observation ---
+    def executions(self) -> list[dict[str, Any]]:
+        sfn = self._client("stepfunctions")
+        return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
+
+    def wait_for_runs(self, timeout_s: float) -> bool:
+        """Wait until no render run executes; True if none is left running."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if not any(e["status"] == "RUNNING" for e in self.executions()):
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def api_gateway_event(
+    method: str, raw_path: str, headers: dict[str, str], body: str | None
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as API Gateway sends it."""
+    parts = urlsplit(raw_path)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    multi_query: dict[str, list[str]] = {}
+    for key, value in query:
+        multi_query.setdefault(key, []).append(value)
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": parts.path,
+        "path": parts.path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": request_id,
+            "stage": "local",
+            "httpMethod": method,
+            "path": parts.path,
+            "resourcePath": parts.path,
+            "identity": {"sourceIp": "127.0.0.1"},
+            "accountId": ACCOUNT,
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def scheduled_event(function_name: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{function_name}-schedule"],
+        "detail": {},
+    }
+
+
+def _placeholder_zip() -> bytes:
+    """moto wants a code zip; the handlers run from this checkout (see _patch_moto_lambda)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "code runs in-process from the checkout")
+    return buffer.getvalue()
+
+
+@contextmanager
+def running(**kwargs: Any) -> Iterator[LocalStack]:
+    stack = LocalStack(**kwargs).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,37 @@
+"""boto3 clients, built on first use and cached (never at import: cold start matters).
+
+Only the ``dal`` modules call these. ``AWS_ENDPOINT_URL`` (read by botocore itself) points every
+client at the local stack's moto server.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def _config() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
+
+
+@cache
+def client(service: str) -> Any:
+    import boto3  # imported here: handlers that never touch AWS skip its ~160 ms import
+
+    return boto3.session.Session().client(service, config=_config())  # type: ignore[call-overload]
+
+
+@cache
+def table(name: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().resource("dynamodb", config=_config()).Table(name)
+
+
+def reset() -> None:
+    """Forget cached clients (tests that switch endpoints or moto contexts)."""
+    client.cache_clear()
+    table.cache_clear()

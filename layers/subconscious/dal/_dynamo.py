@@ -1,0 +1,22 @@
+"""Small helpers shared by the DynamoDB stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def is_condition_failure(error: Exception) -> bool:
+    response: Any = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")

@@ -1,0 +1,31 @@
+"""Step Functions: start a render run, ask whether one still runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from subconscious import aws
+
+
+class RunExecutions:
+    def __init__(self, state_machine_arn: str, client: Any = None) -> None:
+        self.arn = state_machine_arn
+        self._sfn = client or aws.client("stepfunctions")
+
+    def start(self, run_id: str, payload: dict[str, Any]) -> str:
+        """Named after the run, so a retried start cannot create a second execution."""
+        try:
+            response = self._sfn.start_execution(
+                stateMachineArn=self.arn, name=run_id, input=json.dumps(payload)
+            )
+        except self._sfn.exceptions.ExecutionAlreadyExists:
+            return self._arn_of(run_id)
+        return str(response["executionArn"])
+
+    def is_running(self, execution_arn: str) -> bool:
+        status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
+        return bool(status == "RUNNING")
+
+    def _arn_of(self, run_id: str) -> str:
+        return self.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"

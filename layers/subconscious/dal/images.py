@@ -1,0 +1,104 @@
+"""One row per stored image: the ledger that makes progress count each S3 key once."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from subconscious import aws
+from subconscious.dal._dynamo import is_condition_failure, now
+from subconscious.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    prompt_index: int
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    key: str
+
+
+class ImageStore:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table = table or aws.table(table_name)
+
+    @staticmethod
+    def _pk(tenant_id: str, order_id: str) -> str:
+        return f"{tenant_id}#{order_id}"
+
+    def record(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        prompt_index: int,
+        prompt: str,
+        seed: int,
+        width: int,
+        height: int,
+        key: str,
+    ) -> bool:
+        """True the first time this image is recorded; False for a re-render or duplicate."""
+        try:
+            self._table.put_item(
+                Item={
+                    "order": self._pk(tenant_id, order_id),
+                    "image": f"{prompt_index:03d}#{seed:010d}",
+                    "prompt_index": prompt_index,
+                    "prompt": prompt,
+                    "seed": seed,
+                    "width": width,
+                    "height": height,
+                    "key": key,
+                    "stored_at": now().isoformat(),
+                },
+                ConditionExpression="attribute_not_exists(#i)",
+                ExpressionAttributeNames={"#i": "image"},
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def page(
+        self, tenant_id: str, order_id: str, limit: int, token: str | None
+    ) -> tuple[list[StoredImage], str | None]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "order"},
+            "ExpressionAttributeValues": {":o": self._pk(tenant_id, order_id)},
+            "Limit": limit,
+        }
+        if token:
+            kwargs["ExclusiveStartKey"] = self._decode_token(tenant_id, order_id, token)
+        page = self._table.query(**kwargs)
+        records = [
+            StoredImage(
+                prompt_index=int(i["prompt_index"]),
+                prompt=str(i["prompt"]),
+                seed=int(i["seed"]),
+                width=int(i["width"]),
+                height=int(i["height"]),
+                key=str(i["key"]),
+            )
+            for i in page.get("Items", [])
+        ]
+        last = page.get("LastEvaluatedKey")
+        next_token = (
+            base64.urlsafe_b64encode(str(last["image"]).encode()).decode() if last else None
+        )
+        return records, next_token
+
+    def _decode_token(self, tenant_id: str, order_id: str, token: str) -> dict[str, str]:
+        try:
+            image = base64.urlsafe_b64decode(token.encode()).decode()
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BadRequest("next_token is not a token this API gave out") from error
+        if "#" not in image or not image.replace("#", "").isdigit():
+            raise BadRequest("next_token is not a token this API gave out")
+        return {"order": self._pk(tenant_id, order_id), "image": image}
+

@@ -1,0 +1,114 @@
+"""Orders, keyed by (tenant, order): a read with another tenant's id finds nothing.
+
+The immutable part of an order is one JSON document; the fields that change (state, progress,
+spend) are top-level attributes so conditions and atomic counters can work on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from subconscious import aws
+from subconscious.dal._dynamo import is_condition_failure, now
+from subconscious.errors import Conflict
+from subconscious.models import OPEN_STATES, Order, OrderState, sources_of
+
+
+def _order(item: dict[str, Any]) -> Order:
+    order = Order.model_validate_json(item["doc"])
+    return order.model_copy(
+        update={
+            "state": OrderState(item["state"]),
+            "images_done": int(item.get("images_done", 0)),
+            "spend_micros": int(item.get("spend_micros", 0)),
+            "updated_at": order.updated_at.fromisoformat(item["updated_at"]),
+        }
+    )
+
+
+class OrderStore:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table = table or aws.table(table_name)
+
+    def create_or_resume(self, tenant_id: str, order: Order) -> None:
+        """Write a new order in state ``quoted``. An order left in ``quoted`` by a crash between
+        writing and queueing is resumed by the retry; any other existing order is a conflict."""
+        try:
+            self._table.put_item(
+                Item={
+                    "tenant_id": tenant_id,
+                    "order_id": order.order_id,
+                    "state": OrderState.QUOTED.value,
+                    "option_id": order.option_id,
+                    "images_total": order.images_total,
+                    "images_done": 0,
+                    "spend_micros": 0,
+                    "updated_at": order.updated_at.isoformat(),
+                    "doc": order.model_dump_json(),
+                },
+                ConditionExpression="attribute_not_exists(order_id) OR "
+                "(#s = :quoted AND option_id = :option)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":quoted": "quoted", ":option": order.option_id},
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise Conflict(f"quote {order.quote_id} was already accepted") from error
+            raise
+
+    def get(self, tenant_id: str, order_id: str) -> Order | None:
+        item = self._table.get_item(Key={"tenant_id": tenant_id, "order_id": order_id}).get("Item")
+        return _order(item) if item else None
+
+    def transition(self, tenant_id: str, order_id: str, target: OrderState) -> bool:
+        """Move to ``target`` if the current state allows it; False if it did not."""
+        sources = sorted(s.value for s in sources_of(target))
+        names = {f":s{i}": s for i, s in enumerate(sources)}
+        try:
+            self._table.update_item(
+                Key={"tenant_id": tenant_id, "order_id": order_id},
+                UpdateExpression="SET #s = :t, updated_at = :now",
+                ConditionExpression=f"attribute_exists(order_id) AND #s IN ({', '.join(names)})",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":t": target.value, ":now": now().isoformat(), **names},
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def add_progress(self, tenant_id: str, order_id: str, images: int, spend_micros: int) -> Order:
+        """Count ``images`` newly stored images and their GPU spend; returns the updated order.
+        Callers count each image key once (see ImageStore.record), so this never double-counts."""
+        item = self._table.update_item(
+            Key={"tenant_id": tenant_id, "order_id": order_id},
+            UpdateExpression="ADD images_done :n, spend_micros :c SET updated_at = :now",
+            ConditionExpression="attribute_exists(order_id)",
+            ExpressionAttributeValues={
+                ":n": images,
+                ":c": spend_micros,
+                ":now": now().isoformat(),
+            },
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return _order(item)
+
+    def open_orders(self) -> Iterator[tuple[str, Order]]:
+        """Every (tenant, order) not yet finished. A scan: the open set is small, and this runs
+        once a minute from dispatch."""
+        states = sorted(s.value for s in OPEN_STATES)
+        values = {f":s{i}": s for i, s in enumerate(states)}
+        kwargs: dict[str, Any] = {
+            "FilterExpression": f"#s IN ({', '.join(values)})",
+            "ExpressionAttributeNames": {"#s": "state"},
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            page = self._table.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield str(item["tenant_id"]), _order(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

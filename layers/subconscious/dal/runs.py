@@ -1,0 +1,83 @@
+"""Render runs (one per rented machine) and the dispatch lease, in one table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from subconscious import aws
+from subconscious.dal._dynamo import epoch, is_condition_failure, now
+from subconscious.models import LIVE_RUN_STATUSES, RenderRun
+
+_LEASE_PREFIX = "lease#"
+
+
+class RunStore:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table = table or aws.table(table_name)
+
+    def put(self, run: RenderRun) -> None:
+        self._table.put_item(Item=self._item(run))
+
+    def get(self, run_id: str) -> RenderRun | None:
+        item = self._table.get_item(Key={"run_id": run_id}).get("Item")
+        return RenderRun.model_validate_json(item["doc"]) if item else None
+
+    def save(self, run: RenderRun) -> None:
+        """Overwrite a run that exists (a step updating its own run; one writer per run)."""
+        self._table.put_item(
+            Item=self._item(run), ConditionExpression="attribute_exists(run_id)"
+        )
+
+    def live(self) -> Iterator[RenderRun]:
+        statuses = sorted(s.value for s in LIVE_RUN_STATUSES)
+        values = {f":s{i}": s for i, s in enumerate(statuses)}
+        kwargs: dict[str, Any] = {
+            "FilterExpression": f"#s IN ({', '.join(values)})",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            page = self._table.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield RenderRun.model_validate_json(item["doc"])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- lease: at most one dispatch tick acts at a time ---
+    def acquire_lease(self, name: str, holder: str, seconds: int, at: datetime | None = None) -> bool:
+        """Take the lease if it is free or expired. Conditional write: of two ticks racing, one
+        wins and the other gets False (invariant 7: no double rental)."""
+        at = at or now()
+        try:
+            self._table.put_item(
+                Item={
+                    "run_id": _LEASE_PREFIX + name,
+                    "holder": holder,
+                    "expires": epoch(at + timedelta(seconds=seconds)),
+                },
+                ConditionExpression="attribute_not_exists(run_id) OR expires < :now",
+                ExpressionAttributeValues={":now": epoch(at)},
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        try:
+            self._table.delete_item(
+                Key={"run_id": _LEASE_PREFIX + name},
+                ConditionExpression="holder = :h",
+                ExpressionAttributeValues={":h": holder},
+            )
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+
+    @staticmethod
+    def _item(run: RenderRun) -> dict[str, Any]:
+        return {"run_id": run.run_id, "status": run.status.value, "doc": run.model_dump_json()}

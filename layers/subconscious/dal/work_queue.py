@@ -1,0 +1,83 @@
+"""The SQS work queue of render tasks (at-least-once: every consumer step is idempotent)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from subconscious import aws
+from subconscious.models import RenderTask
+
+_BATCH = 10  # SendMessageBatch/DeleteMessageBatch limit
+
+
+@dataclass(frozen=True)
+class Delivery:
+    task: RenderTask
+    receipt: str
+    receive_count: int
+
+
+class WorkQueue:
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self.url = queue_url
+        self._sqs = client or aws.client("sqs")
+
+    def send(self, tasks: Sequence[RenderTask]) -> None:
+        """Enqueue every task or raise. Entries that fail inside a batch are sent again once."""
+        for start in range(0, len(tasks), _BATCH):
+            chunk = {str(i): t for i, t in enumerate(tasks[start : start + _BATCH])}
+            for _attempt in range(3):
+                response = self._sqs.send_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[
+                        {"Id": i, "MessageBody": t.model_dump_json()} for i, t in chunk.items()
+                    ],
+                )
+                failed = {f["Id"] for f in response.get("Failed", [])}
+                chunk = {i: t for i, t in chunk.items() if i in failed}
+                if not chunk:
+                    break
+            else:
+                raise RuntimeError(f"SQS refused {len(chunk)} render tasks after 3 attempts")
+
+    def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[Delivery]:
+        response = self._sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max(1, min(max_messages, _BATCH)),
+            WaitTimeSeconds=wait_s,
+            VisibilityTimeout=visibility_s,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [
+            Delivery(
+                task=RenderTask.model_validate_json(m["Body"]),
+                receipt=m["ReceiptHandle"],
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for m in response.get("Messages", [])
+        ]
+
+    def delete(self, delivery: Delivery) -> None:
+        self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=delivery.receipt)
+
+    def set_visibility(self, delivery: Delivery, seconds: int) -> None:
+        """Extend while a batch renders; 0 hands the task back at once (its machine failed)."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=delivery.receipt, VisibilityTimeout=seconds
+        )
+
+    def depth(self) -> tuple[int, int]:
+        """(waiting, in flight) — approximate, as SQS reports them."""
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )

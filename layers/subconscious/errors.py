@@ -1,0 +1,89 @@
+"""Typed errors. Logic raises these; ``subconscious.http_errors`` maps each to one HTTP answer,
+and the render-run state machine sees the class name as the error name its Catch/Retry match."""
+
+from __future__ import annotations
+
+
+class SubconsciousError(Exception):
+    """Base of every error we raise on purpose. ``code`` is stable: clients may match on it."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+# --- Customer-facing (4xx) ---
+class BadRequest(SubconsciousError):
+    code = "bad_request"
+
+
+class ValidationFailed(SubconsciousError):
+    code = "validation_error"
+
+
+class PayloadTooLarge(SubconsciousError):
+    code = "payload_too_large"
+
+
+class Unauthorized(SubconsciousError):
+    code = "unauthorized"
+
+
+class NotFound(SubconsciousError):
+    code = "not_found"
+
+
+class Conflict(SubconsciousError):
+    code = "conflict"
+
+
+class QuoteExpired(SubconsciousError):
+    code = "quote_expired"
+
+
+class NoCapacity(SubconsciousError):
+    """No offer on the market can run this job right now."""
+
+    code = "no_capacity"
+
+
+# --- Provider and machine side (seen by the state machine) ---
+class ProviderError(SubconsciousError):
+    code = "provider_error"
+
+
+class OfferGone(ProviderError):
+    code = "offer_gone"
+
+
+class MachineGone(ProviderError):
+    code = "machine_gone"
+
+
+class RendererError(SubconsciousError):
+    """The machine's automatic1111 server failed a request (after retries)."""
+
+    code = "renderer_error"
+
+
+class RendererUnavailable(RendererError):
+    """The machine stopped answering (crash, preemption, network): replace the machine."""
+
+    code = "renderer_unavailable"
+
+
+class RendererOutOfMemory(RendererError):
+    code = "renderer_out_of_memory"
+
+
+class BadImage(RendererError):
+    """An image that is not a PNG of the requested size, or seeds that do not match."""
+
+    code = "bad_image"
+
+
+class MachineNotReady(SubconsciousError):
+    code = "machine_not_ready"

@@ -1,0 +1,1 @@
+"""Business logic: plain functions over models, called by the thin handlers in ``functions/``."""

@@ -1,0 +1,126 @@
+"""The scheduled dispatch tick: gather state, ask the pure planner, start one run per rental."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from subconscious.logic.quotes import market_offers
+from subconscious.logic.services import Services
+from subconscious.market.base import run_label
+from subconscious.models import RENDERABLE_STATES, RenderRun, RunStatus
+from subconscious.money import to_micros
+from subconscious.observability import logger
+from subconscious.planner.dispatch import Backlog, Rent, decide
+
+LEASE = "dispatch"
+
+
+@dataclass
+class TickReport:
+    acted: bool
+    decisions: list[str] = field(default_factory=list)
+    started_runs: list[str] = field(default_factory=list)
+    reaped_runs: list[str] = field(default_factory=list)
+
+
+def tick(services: Services, now: datetime | None = None, holder: str | None = None) -> TickReport:
+    now = now or datetime.now(UTC)
+    holder = holder or uuid.uuid4().hex
+    settings = services.settings
+    if not services.runs.acquire_lease(LEASE, holder, settings.dispatch_lease_s, at=now):
+        logger.info("dispatch lease held by another tick; skipping")
+        return TickReport(acted=False)
+    try:
+        report = TickReport(acted=True)
+        live = _reconcile(services, now, report)
+        waiting, in_flight = services.queue.depth()
+        orders = sorted(
+            (o for _, o in services.orders.open_orders() if o.state in RENDERABLE_STATES),
+            key=lambda o: o.created_at,
+        )
+        backlog = Backlog(
+            waiting_tasks=waiting,
+            in_flight_tasks=in_flight,
+            jobs=[o.job for o in orders],
+            budget_left_micros=sum(to_micros(o.total_usd) - o.spend_micros for o in orders),
+        )
+        wants_market = backlog.jobs and waiting + in_flight and len(live) < settings.max_live_runs
+        offers = market_offers(services) if wants_market else []
+        for decision in decide(backlog, live, offers, settings.max_live_runs):
+            report.decisions.append(decision.reason)
+            if isinstance(decision, Rent):
+                report.started_runs.append(start_run(services, decision, now))
+        logger.info(
+            "dispatch tick",
+            waiting=waiting,
+            in_flight=in_flight,
+            open_orders=len(orders),
+            live_runs=len(live),
+            decisions=report.decisions,
+        )
+        return report
+    finally:
+        services.runs.release_lease(LEASE, holder)
+
+
+def start_run(services: Services, decision: Rent, now: datetime) -> str:
+    settings = services.settings
+    run = RenderRun(
+        run_id=f"r-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+        offer=decision.offer,
+        spend_cap_micros=decision.spend_cap_micros,
+        started_at=now,
+    )
+    services.runs.put(run)  # before the execution starts: the next tick sees it as live
+    payload: dict[str, Any] = {
+        "run_id": run.run_id,
+        "config": {
+            "poll_interval_s": settings.poll_interval_s,
+            "ready_timeout_s": settings.ready_timeout_s,
+            "slice_s": settings.render_slice_s,
+        },
+        "error": None,
+    }
+    arn = services.executions.start(run.run_id, payload)
+    services.runs.save(run.model_copy(update={"execution_arn": arn}))
+    logger.info(
+        "render run started",
+        run_id=run.run_id,
+        provider=decision.offer.provider,
+        gpu=decision.offer.gpu,
+        usd_per_hour=str(decision.offer.usd_per_hour),
+    )
+    return run.run_id
+
+
+def _reconcile(services: Services, now: datetime, report: TickReport) -> list[RenderRun]:
+    """Live runs whose execution is gone (or never started) are closed, and their machines
+    given back: a safety net under the state machine's own Teardown."""
+    live = []
+    stale_start = now - timedelta(seconds=services.settings.dispatch_lease_s * 2)
+    for run in services.runs.live():
+        if run.execution_arn is None:
+            alive = run.started_at > stale_start
+        else:
+            alive = services.executions.is_running(run.execution_arn)
+        if alive:
+            live.append(run)
+            continue
+        provider = services.provider(run.offer.provider)
+        for machine in provider.machines(label=run_label(run.run_id)):
+            provider.terminate(machine.machine_id)
+        services.runs.save(
+            run.model_copy(
+                update={
+                    "status": RunStatus.FAILED,
+                    "ended_at": now,
+                    "error": run.error or "execution ended without recording the run",
+                }
+            )
+        )
+        report.reaped_runs.append(run.run_id)
+        logger.warning("closed a run whose execution had ended", run_id=run.run_id)
+    return live

@@ -1,0 +1,258 @@
+"""Orders: accept a quote (idempotently), read progress, list images, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from subconscious.errors import Conflict, NotFound, QuoteExpired, ValidationFailed
+from subconscious.logic.services import Services
+from subconscious.models import (
+    MAX_IMAGES_PER_ORDER,
+    ImageOut,
+    ImagePage,
+    JobSpec,
+    Order,
+    OrderOut,
+    OrderRequest,
+    OrderState,
+    RenderTask,
+)
+from subconscious.models.job import MAX_SEED
+from subconscious.money import to_usd
+from subconscious.observability import logger
+from subconscious.throughput import images_per_second, max_batch
+
+# Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
+TASK_GPU_MEMORY_GB = 24
+_ORDER_NAMESPACE = uuid.UUID("5b0f5c9e-3f3a-4d0e-9d0e-7a3c2f1b9e11")
+
+
+class Acceptance(BaseModel):
+    """What the idempotency key covers: the same key with another request is a conflict."""
+
+    tenant_id: str
+    idempotency_key: str
+    request: OrderRequest
+
+
+def order_id_for(quote_id: str) -> str:
+    """One order per quote, with an id that a retry after a crash finds again."""
+    return f"o-{uuid.uuid5(_ORDER_NAMESPACE, quote_id).hex}"
+
+
+def seed_bases(order_id: str, job: JobSpec) -> list[int]:
+    """First seed of each prompt. ``fixed``: the customer's base for every prompt. ``random``:
+    drawn from the order id, so seeds are fixed at acceptance and a retried acceptance (after a
+    crash) produces the same tasks, hence the same S3 keys."""
+    if job.seed.kind == "fixed" and job.seed.base is not None:
+        return [min(job.seed.base, MAX_SEED - p.count + 1) for p in job.prompts]
+    bases = []
+    for index, prompt in enumerate(job.prompts):
+        digest = hashlib.sha256(f"{order_id}/{index}".encode()).digest()
+        bases.append(int.from_bytes(digest[:8], "big") % (MAX_SEED - MAX_IMAGES_PER_ORDER - prompt.count))
+    return bases
+
+
+def render_tasks(tenant_id: str, order: Order) -> list[RenderTask]:
+    job = order.job
+    batch = max_batch(job, TASK_GPU_MEMORY_GB)
+    tasks = []
+    for index, (prompt, base) in enumerate(zip(job.prompts, order.seed_bases, strict=True)):
+        for offset in range(0, prompt.count, batch):
+            tasks.append(
+                RenderTask(
+                    tenant_id=tenant_id,
+                    order_id=order.order_id,
+                    prompt_index=index,
+                    prompt=prompt.text,
+                    negative_prompt=job.negative_prompt,
+                    seed=base + offset,
+                    batch_size=min(batch, prompt.count - offset),
+                    width=job.width,
+                    height=job.height,
+                    steps=job.steps,
+                    cfg_scale=job.cfg_scale,
+                    sampler=job.sampler,
+                    model_family=job.model_family,
+                )
+            )
+    return tasks
+
+
+def accept_quote(services: Services, acceptance: Acceptance) -> Order:
+    """Write the order, queue its tasks, then mark it accepted.
+
+    Crash-safe: the order id comes from the quote and the seeds from the order id, so a retry
+    rewrites the same order and re-sends the same tasks (duplicates are harmless: progress counts
+    each image key once). Idempotent per (tenant, key) through powertools idempotency.
+    """
+    return _idempotent_accept()(services=services, acceptance=acceptance)
+
+
+def _accept(services: Services, acceptance: Acceptance, now: datetime | None = None) -> Order:
+    now = now or datetime.now(UTC)
+    tenant_id, request = acceptance.tenant_id, acceptance.request
+    quote = services.quotes.get(tenant_id, request.quote_id)
+    if quote is None:
+        raise NotFound(f"quote {request.quote_id} not found")
+    if quote.expires_at <= now:
+        raise QuoteExpired(f"quote {quote.quote_id} expired at {quote.expires_at.isoformat()}")
+    option = quote.option(request.option_id)
+    if option is None:
+        raise ValidationFailed(
+            f"quote {quote.quote_id} has no option {request.option_id}",
+            details=[{"field": "option_id", "message": "not an option of this quote"}],
+        )
+    order_id = order_id_for(quote.quote_id)
+    order = Order(
+        order_id=order_id,
+        quote_id=quote.quote_id,
+        option_id=option.option_id,
+        state=OrderState.QUOTED,
+        job=quote.job,
+        constraints=quote.constraints,
+        price_per_image_usd=option.price_per_image_usd,
+        total_usd=option.total_usd,
+        images_total=quote.job.total_images,
+        seed_bases=seed_bases(order_id, quote.job),
+        gpu=option.gpu,
+        promised_at=option.completes_at,
+        created_at=now,
+        updated_at=now,
+    )
+    services.orders.create_or_resume(tenant_id, order)
+    tasks = render_tasks(tenant_id, order)
+    services.queue.send(tasks)
+    services.orders.transition(tenant_id, order_id, OrderState.ACCEPTED)
+    logger.info("order accepted", order_id=order_id, images=order.images_total, tasks=len(tasks))
+    return order.model_copy(update={"state": OrderState.ACCEPTED})
+
+
+@cache
+def _idempotent_accept() -> Any:
+    """Built on first use: the persistence layer needs a DynamoDB client (none at import)."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
+        PydanticSerializer,
+    )
+
+    from subconscious import aws
+    from subconscious.settings import get_settings
+
+    persistence = DynamoDBPersistenceLayer(
+        table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="[tenant_id, idempotency_key]",
+        payload_validation_jmespath="request",
+        expires_after_seconds=24 * 3600,
+        use_local_cache=False,
+    )
+
+    accept_config = config
+
+    @idempotent_function(
+        data_keyword_argument="acceptance",
+        persistence_store=persistence,
+        config=config,
+        output_serializer=PydanticSerializer(model=Order),
+    )
+    def accept(*, services: Services, acceptance: Acceptance) -> Order:
+        return _accept(services, acceptance)
+
+    accept.config = accept_config  # type: ignore[attr-defined]
+    return accept
+
+
+def register_lambda_context(context: Any) -> None:
+    """Lets idempotency size its in-progress lock by the invocation's remaining time."""
+    _idempotent_accept().config.register_lambda_context(context)
+
+
+def get_order(services: Services, tenant_id: str, order_id: str) -> Order:
+    order = services.orders.get(tenant_id, order_id)
+    if order is None:  # another tenant's order is indistinguishable from none
+        raise NotFound(f"order {order_id} not found")
+    return order
+
+
+def order_out(order: Order, now: datetime | None = None) -> OrderOut:
+    now = now or datetime.now(UTC)
+    return OrderOut(
+        order_id=order.order_id,
+        quote_id=order.quote_id,
+        option_id=order.option_id,
+        state=order.state,
+        images_total=order.images_total,
+        images_done=order.images_done,
+        price_per_image_usd=order.price_per_image_usd,
+        total_usd=order.total_usd,
+        spend_usd=to_usd(order.spend_micros),
+        promised_at=order.promised_at,
+        eta=eta(order, now),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def eta(order: Order, now: datetime) -> datetime | None:
+    if order.state not in (OrderState.QUOTED, OrderState.ACCEPTED, OrderState.RENDERING):
+        return None
+    if order.state is not OrderState.RENDERING:
+        return max(now, order.promised_at)
+    remaining = order.images_total - order.images_done
+    seconds = remaining / images_per_second(order.gpu, order.job)
+    return now + timedelta(seconds=float(seconds))
+
+
+def list_images(
+    services: Services,
+    tenant_id: str,
+    order_id: str,
+    limit: int | None,
+    token: str | None,
+    now: datetime | None = None,
+) -> ImagePage:
+    now = now or datetime.now(UTC)
+    get_order(services, tenant_id, order_id)  # 404 for an unknown or foreign order
+    settings = services.settings
+    page_size = min(limit or settings.images_page_size, 1000)
+    records, next_token = services.images.page(tenant_id, order_id, page_size, token)
+    expires = settings.presign_expiry_s
+    return ImagePage(
+        order_id=order_id,
+        images=[
+            ImageOut(
+                prompt_index=r.prompt_index,
+                prompt=r.prompt,
+                seed=r.seed,
+                width=r.width,
+                height=r.height,
+                url=services.bucket.presign(r.key, expires),
+                url_expires_at=now + timedelta(seconds=expires),
+            )
+            for r in records
+        ],
+        next_token=next_token,
+    )
+
+
+def cancel_order(services: Services, tenant_id: str, order_id: str) -> Order:
+    order = get_order(services, tenant_id, order_id)
+    if order.state is OrderState.CANCELLED:
+        return order
+    if not services.orders.transition(tenant_id, order_id, OrderState.CANCELLED):
+        current = get_order(services, tenant_id, order_id)
+        raise Conflict(f"order {order_id} is {current.state.value} and cannot be cancelled")
+    logger.info("order cancelled", order_id=order_id, images_done=order.images_done)
+    return get_order(services, tenant_id, order_id)

@@ -1,0 +1,51 @@
+"""POST /v1/quotes: price a job against the live market and remember the promise."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from subconscious.logic.services import Services
+from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
+from subconscious.observability import logger
+from subconscious.planner.quote import plan_quote
+
+
+def market_offers(services: Services) -> list[Offer]:
+    """Offers of every enabled provider; one provider failing does not hide the others."""
+    from subconscious.errors import ProviderError
+
+    offers: list[Offer] = []
+    for provider in services.providers():
+        try:
+            offers.extend(provider.list_offers())
+        except ProviderError as error:
+            logger.warning("provider offers unavailable", provider=provider.name, error=str(error))
+    return offers
+
+
+def create_quote(
+    services: Services, tenant_id: str, request: QuoteRequest, now: datetime | None = None
+) -> QuoteOut:
+    now = now or datetime.now(UTC)
+    constraints = Constraints.model_validate(request.constraints.model_dump())
+    options = plan_quote(
+        request.job, constraints, market_offers(services), now, services.settings.margin_percent
+    )
+    quote = Quote(
+        quote_id=f"q-{uuid.uuid4().hex}",
+        job=request.job,
+        constraints=constraints,
+        options=options,
+        created_at=now,
+        expires_at=now + timedelta(seconds=services.settings.quote_ttl_s),
+    )
+    services.quotes.put(tenant_id, quote)
+    logger.info(
+        "quoted",
+        quote_id=quote.quote_id,
+        images=request.job.total_images,
+        options=len(options),
+        feasible=quote.feasible,
+    )
+    return QuoteOut(**quote.model_dump(), feasible_as_requested=quote.feasible)

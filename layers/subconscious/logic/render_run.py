@@ -1,0 +1,318 @@
+"""The steps of one render run (the Step Functions state machine in ``infra/render_run.asl.json``).
+
+Provision → WaitReady (polled) → Render (bounded slices, looped) → Teardown (always) → Record.
+Each step is idempotent: Step Functions may retry it, and SQS may deliver a task twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from subconscious.errors import (
+    MachineGone,
+    MachineNotReady,
+    RendererOutOfMemory,
+)
+from subconscious.logic.services import Services
+from subconscious.market.base import Provider, run_label
+from subconscious.models import (
+    OPEN_STATES,
+    Machine,
+    MachineStatus,
+    OrderState,
+    RenderRun,
+    RenderTask,
+    RunStatus,
+    image_key,
+)
+from subconscious.money import cost_micros
+from subconscious.observability import logger
+from subconscious.render.a1111 import A1111Client, RenderedImage
+
+_MACHINE_USER = "subc"
+_WAIT_FOR_ACCEPT_S = 30  # a task whose order is still being accepted comes back later
+_RECEIVE_AT_ONCE = 4
+
+
+def machine_credential(services: Services, run_id: str) -> tuple[str, str]:
+    """automatic1111 ``--api-auth`` for one run, derived (never stored, never logged)."""
+    key = services.settings.machine_auth_secret.get_secret_value().encode()
+    password = hmac.new(key, run_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return _MACHINE_USER, password
+
+
+def _run(services: Services, run_id: str) -> RenderRun:
+    run = services.runs.get(run_id)
+    if run is None:
+        raise MachineGone(f"run {run_id} has no record")
+    return run
+
+
+def _provider(services: Services, run: RenderRun) -> Provider:
+    return services.provider(run.offer.provider)
+
+
+# --- Provision ---
+def provision(services: Services, run_id: str, now: datetime | None = None) -> dict[str, str]:
+    run = _run(services, run_id)
+    if run.machine_id:  # a retried step: the machine was launched already
+        return {"machine_id": run.machine_id}
+    user, password = machine_credential(services, run_id)
+    machine = _provider(services, run).launch(
+        run.offer, label=run_label(run_id), api_auth=f"{user}:{password}"
+    )
+    services.runs.save(
+        run.model_copy(
+            update={
+                "machine_id": machine.machine_id,
+                "status": RunStatus.PROVISIONING,
+                "machine_launched_at": now or datetime.now(UTC),
+            }
+        )
+    )
+    logger.info("machine launched", run_id=run_id, machine_id=machine.machine_id, gpu=run.offer.gpu)
+    return {"machine_id": machine.machine_id}
+
+
+# --- WaitReady ---
+def _live_machine(services: Services, run: RenderRun) -> Machine:
+    if not run.machine_id:
+        raise MachineGone(f"run {run.run_id} has no machine")
+    machine = _provider(services, run).status(run.machine_id)
+    if machine.status in (MachineStatus.EXITED, MachineStatus.TERMINATED):
+        raise MachineGone(f"machine {machine.machine_id} is {machine.status.value}")
+    return machine
+
+
+def _client(services: Services, run: RenderRun, machine: Machine) -> A1111Client:
+    if machine.url is None:
+        raise MachineGone(f"machine {machine.machine_id} has no address")
+    return A1111Client(
+        machine.url,
+        auth=machine_credential(services, run.run_id),
+        timeout_s=services.settings.renderer_request_timeout_s,
+    )
+
+
+def wait_ready(
+    services: Services, run_id: str, ready_timeout_s: int, now: datetime | None = None
+) -> dict[str, bool]:
+    now = now or datetime.now(UTC)
+    run = _run(services, run_id)
+    machine = _live_machine(services, run)
+    launched = run.machine_launched_at or run.started_at
+    if (now - launched).total_seconds() > ready_timeout_s:
+        raise MachineNotReady(f"machine {machine.machine_id} not ready after {ready_timeout_s}s")
+    if machine.status is not MachineStatus.RUNNING or machine.url is None:
+        return {"ready": False}
+    client = _client(services, run, machine)
+    try:
+        ready = client.is_ready()
+    finally:
+        client.close()
+    if ready:
+        services.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
+        logger.info("machine ready", run_id=run_id, boot_s=int((now - launched).total_seconds()))
+    return {"ready": ready}
+
+
+# --- Render ---
+@dataclass
+class SliceResult:
+    more: bool
+    images: int
+    reason: str
+
+
+def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
+    """Render tasks from the queue for at most ``slice_s`` seconds (a Lambda has 15 minutes;
+    the state machine loops). Ends the run's work when the queue stays empty or the run's spend
+    cap is reached."""
+    settings = services.settings
+    run = _run(services, run_id)
+    machine = _live_machine(services, run)
+    client = _client(services, run, machine)
+    end = time.monotonic() + slice_s
+    images = 0
+    idle_polls = 0
+    visibility = int(settings.renderer_request_timeout_s * 2) + 30
+    try:
+        while time.monotonic() < end:
+            if _spent(run) >= run.spend_cap_micros:
+                logger.warning("run reached its spend cap", run_id=run_id, cap=run.spend_cap_micros)
+                return SliceResult(more=False, images=images, reason="spend cap")
+            deliveries = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
+            if not deliveries:
+                idle_polls += 1
+                if idle_polls >= settings.idle_polls_before_teardown:
+                    return SliceResult(more=False, images=images, reason="queue empty")
+                continue
+            idle_polls = 0
+            held = list(deliveries)
+            try:
+                while held:
+                    delivery = held[0]
+                    outcome = _render_delivery(services, client, run, delivery.task)
+                    if outcome.later:
+                        services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
+                    else:
+                        # Deleted only now: its images (if any) are in S3 and counted.
+                        services.queue.delete(delivery)
+                    images += outcome.images
+                    run = run.model_copy(
+                        update={
+                            "images": run.images + outcome.images,
+                            "render_seconds": run.render_seconds + outcome.seconds,
+                        }
+                    )
+                    held.pop(0)
+                    for waiting in held:  # keep the rest hidden while this machine is healthy
+                        services.queue.set_visibility(waiting, visibility)
+            except Exception:
+                # This machine failed: hand every task it held back to the queue at once.
+                for delivery in held:
+                    services.queue.set_visibility(delivery, 0)
+                raise
+        return SliceResult(more=True, images=images, reason="slice over")
+    finally:
+        client.close()
+        services.runs.save(run)
+
+
+def _spent(run: RenderRun) -> int:
+    if run.machine_launched_at is None:
+        return 0
+    elapsed = int((datetime.now(UTC) - run.machine_launched_at).total_seconds())
+    return cost_micros(run.offer.usd_per_hour, elapsed)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    images: int = 0
+    seconds: Decimal = Decimal(0)
+    later: bool = False  # the order is still being accepted: hand the task back for now
+
+
+def _render_delivery(
+    services: Services, client: A1111Client, run: RenderRun, task: RenderTask
+) -> _Outcome:
+    """Render one task and store its images. A task of an order that is gone, cancelled or
+    finished is dropped without rendering (no GPU time on cancelled work)."""
+    order = services.orders.get(task.tenant_id, task.order_id)
+    if order is None or order.state not in OPEN_STATES:
+        logger.info("dropped task of a closed order", order_id=task.order_id, task=task.task_id)
+        return _Outcome()
+    if order.state is OrderState.QUOTED:
+        return _Outcome(later=True)
+    started = time.monotonic()
+    rendered = render_task(client, task)
+    seconds = time.monotonic() - started
+    new_images = 0
+    for image in rendered:
+        key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
+        services.bucket.put_png(
+            key,
+            image.png,
+            {"order": task.order_id, "prompt-index": str(task.prompt_index), "seed": str(image.seed)},
+        )
+        if services.images.record(
+            task.tenant_id,
+            task.order_id,
+            prompt_index=task.prompt_index,
+            prompt=task.prompt,
+            seed=image.seed,
+            width=task.width,
+            height=task.height,
+            key=key,
+        ):
+            new_images += 1
+    spend = cost_micros(run.offer.usd_per_hour, int(seconds) + 1)
+    updated = services.orders.add_progress(task.tenant_id, task.order_id, new_images, spend)
+    if updated.state is OrderState.ACCEPTED:
+        services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
+    if updated.images_done >= updated.images_total:
+        if services.orders.transition(task.tenant_id, task.order_id, OrderState.COMPLETED):
+            logger.info("order completed", order_id=task.order_id, images=updated.images_done)
+    return _Outcome(images=len(rendered), seconds=Decimal(f"{seconds:.3f}"))
+
+
+def render_task(client: A1111Client, task: RenderTask) -> list[RenderedImage]:
+    """One txt2img call; on out-of-memory, the same seeds in two smaller calls."""
+    try:
+        return client.txt2img(task)
+    except RendererOutOfMemory:
+        if task.batch_size == 1:
+            raise
+        half = task.batch_size // 2
+        logger.warning("out of memory: splitting batch", task=task.task_id, batch=task.batch_size)
+        first = task.model_copy(update={"batch_size": half})
+        second = task.model_copy(update={"seed": task.seed + half, "batch_size": task.batch_size - half})
+        return render_task(client, first) + render_task(client, second)
+
+
+# --- Teardown and Record ---
+def teardown(services: Services, run_id: str, now: datetime | None = None) -> dict[str, list[str]]:
+    """Give back every machine of this run: the one we recorded and any other with its label
+    (a launch whose answer was lost). Safe to repeat."""
+    run = services.runs.get(run_id)
+    if run is None:
+        return {"terminated": []}
+    provider = _provider(services, run)
+    machine_ids = {m.machine_id for m in provider.machines(label=run_label(run_id))}
+    if run.machine_id:
+        machine_ids.add(run.machine_id)
+    for machine_id in sorted(machine_ids):
+        provider.terminate(machine_id)
+    services.runs.save(
+        run.model_copy(
+            update={
+                "status": RunStatus.TEARING_DOWN,
+                "machine_ended_at": run.machine_ended_at or now or datetime.now(UTC),
+            }
+        )
+    )
+    logger.info("machines given back", run_id=run_id, machines=sorted(machine_ids))
+    return {"terminated": sorted(machine_ids)}
+
+
+def record(
+    services: Services, run_id: str, error: object = None, now: datetime | None = None
+) -> dict[str, str]:
+    now = now or datetime.now(UTC)
+    run = _run(services, run_id)
+    spend = 0
+    if run.machine_launched_at is not None:
+        ended = run.machine_ended_at or now
+        spend = cost_micros(run.offer.usd_per_hour, int((ended - run.machine_launched_at).total_seconds()))
+    status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+    services.runs.save(
+        run.model_copy(
+            update={
+                "status": status,
+                "ended_at": now,
+                "spend_micros": spend,
+                "error": _describe(error) if error else None,
+            }
+        )
+    )
+    delivered = run.images / run.render_seconds if run.render_seconds else 0
+    logger.info(
+        "render run recorded",
+        run_id=run_id,
+        status=status.value,
+        images=run.images,
+        spend_micros=spend,
+        images_per_s=f"{delivered:.2f}",
+    )
+    return {"status": status.value}
+
+
+def _describe(error: object) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('Error', 'Error')}: {str(error.get('Cause', ''))[:500]}"
+    return str(error)[:500]

@@ -1,0 +1,1 @@
+"""GPU marketplaces behind one interface (:class:`subconscious.market.base.Provider`)."""

@@ -1,0 +1,43 @@
+"""The provider interface every marketplace adapter implements.
+
+Machines we rent carry a label ``subc-<run id>``: Teardown terminates every machine with its
+run's label, and the reaper (later) terminates labelled machines no live run owns.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from subconscious.models import Machine, Offer
+
+LABEL_PREFIX = "subc-"
+
+
+def run_label(run_id: str) -> str:
+    return f"{LABEL_PREFIX}{run_id}"
+
+
+class Provider(Protocol):
+    name: str
+
+    def list_offers(self) -> list[Offer]: ...
+
+    def launch(
+        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+    ) -> Machine:
+        """Rent the offer's machine running an automatic1111 server locked by ``api_auth``
+        (``user:password``). With a bid the machine is interruptible."""
+        ...
+
+    def status(self, machine_id: str) -> Machine:
+        """Raises MachineGone if the provider no longer knows the machine."""
+        ...
+
+    def terminate(self, machine_id: str) -> None:
+        """Give the machine back. Idempotent: a machine already gone is not an error."""
+        ...
+
+    def machines(self, label: str | None = None) -> list[Machine]:
+        """Our machines that still exist (optionally only those with ``label``)."""
+        ...

@@ -1,0 +1,103 @@
+"""The market (offers, machines) and the work (render tasks, render runs)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from subconscious.models.job import ModelFamily, Sampler
+
+
+class Offer(BaseModel):
+    provider: str
+    offer_id: str
+    gpu: str
+    gpu_count: int = 1
+    gpu_memory_gb: int
+    usd_per_hour: Decimal
+    interruptible: bool = False
+    min_bid_usd_per_hour: Decimal | None = None
+    reliability: Decimal = Decimal("0.99")
+    location: str = ""
+    startup_s: int = Field(default=180, description="estimated boot + image pull + model load")
+
+
+class MachineStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"  # died on its own (crash, preemption)
+    TERMINATED = "terminated"  # given back by us
+
+
+class Machine(BaseModel):
+    provider: str
+    machine_id: str
+    offer_id: str
+    label: str
+    status: MachineStatus
+    url: str | None = None
+    usd_per_hour: Decimal
+
+
+class RenderTask(BaseModel):
+    """One txt2img call: a prompt, consecutive seeds ``seed … seed+batch_size-1``, a size."""
+
+    tenant_id: str
+    order_id: str
+    prompt_index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    batch_size: int
+    width: int
+    height: int
+    steps: int
+    cfg_scale: Decimal
+    sampler: Sampler
+    model_family: ModelFamily
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.batch_size))
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.order_id}:{self.prompt_index}:{self.seed}"
+
+
+def image_key(tenant_id: str, order_id: str, prompt_index: int, seed: int) -> str:
+    """The S3 key of one image: a re-render of the same (order, prompt, seed) overwrites it."""
+    return f"images/{tenant_id}/{order_id}/{prompt_index:03d}/{seed}.png"
+
+
+class RunStatus(StrEnum):
+    STARTING = "starting"
+    PROVISIONING = "provisioning"
+    RENDERING = "rendering"
+    TEARING_DOWN = "tearing_down"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+LIVE_RUN_STATUSES = frozenset(
+    {RunStatus.STARTING, RunStatus.PROVISIONING, RunStatus.RENDERING, RunStatus.TEARING_DOWN}
+)
+
+
+class RenderRun(BaseModel):
+    run_id: str
+    offer: Offer
+    status: RunStatus = RunStatus.STARTING
+    machine_id: str | None = None
+    execution_arn: str | None = None
+    started_at: AwareDatetime
+    machine_launched_at: AwareDatetime | None = None
+    machine_ended_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    spend_cap_micros: int = Field(default=0, description="stop renting past this spend")
+    images: int = 0
+    render_seconds: Decimal = Decimal(0)
+    spend_micros: int = 0
+    error: str | None = None

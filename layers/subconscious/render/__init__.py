@@ -1,0 +1,1 @@
+"""Talking to a machine's automatic1111 server, and checking what it sends back."""

@@ -1,0 +1,163 @@
+"""automatic1111 API client (``/sdapi/v1``): txt2img in batches with seeds checked.
+
+Failures are typed for the render loop: a dead machine (connection dropped, refused, timed out)
+is :class:`RendererUnavailable` and gets the machine replaced; an out-of-memory answer is
+:class:`RendererOutOfMemory` and gets the batch split; a 5xx is retried a few times.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from subconscious.errors import (
+    BadImage,
+    RendererError,
+    RendererOutOfMemory,
+    RendererUnavailable,
+)
+from subconscious.models import RenderTask
+from subconscious.render.png import check_png
+
+_RETRIES_ON_5XX = 2
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    seed: int
+    png: bytes
+
+
+class A1111Client:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None,
+        timeout_s: float,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._http = http or httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            transport=httpx.HTTPTransport(retries=1),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def models(self) -> list[dict[str, Any]]:
+        """``GET /sdapi/v1/sd-models``. automatic1111 answers HTTP before its checkpoint loads,
+        so an answer here is necessary but not sufficient for ready (see :meth:`is_ready`)."""
+        response = self._request("GET", "/sdapi/v1/sd-models")
+        models = response.json()
+        if not isinstance(models, list):
+            raise RendererError("sd-models did not answer a list")
+        return models
+
+    def is_ready(self) -> bool:
+        """Ready = the model list answers and one tiny txt2img succeeds."""
+        try:
+            if not self.models():
+                return False
+            self._post_txt2img(
+                {"prompt": "warm-up", "seed": 1, "steps": 1, "width": 64, "height": 64,
+                 "batch_size": 1, "n_iter": 1, "save_images": False, "send_images": True}
+            )
+        except (RendererUnavailable, RendererError):
+            return False
+        return True
+
+    def txt2img(self, task: RenderTask) -> list[RenderedImage]:
+        payload = {
+            "prompt": task.prompt,
+            "negative_prompt": task.negative_prompt,
+            "seed": task.seed,
+            "subseed": -1,
+            "sampler_name": task.sampler.value,
+            "steps": task.steps,
+            "cfg_scale": float(task.cfg_scale),  # the wire format is a JSON number
+            "width": task.width,
+            "height": task.height,
+            "batch_size": task.batch_size,
+            "n_iter": 1,
+            "save_images": False,  # no tenant's image stays on a stranger's disk
+            "send_images": True,
+        }
+        body = self._post_txt2img(payload)
+        return _images(body, task)
+
+    def _post_txt2img(self, payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(_RETRIES_ON_5XX + 1):
+            try:
+                response = self._request("POST", "/sdapi/v1/txt2img", json=payload)
+            except RendererOutOfMemory:
+                raise
+            except RendererError:
+                if attempt == _RETRIES_ON_5XX:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+                continue
+            body = response.json()
+            if not isinstance(body, dict):
+                raise RendererError("txt2img did not answer an object")
+            return body
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise RendererUnavailable(f"{method} {path}: {type(error).__name__}") from error
+        if response.status_code >= 500:
+            error_name, detail = _error_of(response)
+            if error_name == "OutOfMemoryError" or "out of memory" in detail.lower():
+                raise RendererOutOfMemory(f"{method} {path}: out of memory")
+            if response.status_code in (502, 503, 504, 524):
+                raise RendererUnavailable(f"{method} {path}: HTTP {response.status_code}")
+            raise RendererError(f"{method} {path}: HTTP {response.status_code} {error_name}")
+        if response.status_code == 401:
+            raise RendererError(f"{method} {path}: the machine refused our credential")
+        if response.is_error:
+            raise RendererError(f"{method} {path}: HTTP {response.status_code}")
+        return response
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """automatic1111's error body is ``{"error": <class>, "detail", "body", "errors": <str>}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    if not isinstance(body, dict):
+        return "", ""
+    return str(body.get("error", "")), str(body.get("errors", "")) + str(body.get("detail", ""))
+
+
+def _images(body: dict[str, Any], task: RenderTask) -> list[RenderedImage]:
+    try:
+        info = json.loads(body.get("info") or "{}")
+        encoded = list(body["images"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadImage("txt2img answer without images or info") from error
+    # A grid image (when the server is set to make one) comes first: skip it.
+    encoded = encoded[int(info.get("index_of_first_image", 0)) :]
+    seeds = [int(s) for s in info.get("all_seeds", [])][: len(encoded)]
+    if seeds != task.seeds or len(encoded) != task.batch_size:
+        raise BadImage(f"asked for seeds {task.seeds}, got {seeds} ({len(encoded)} images)")
+    images = []
+    for seed, data in zip(seeds, encoded, strict=True):
+        try:
+            png = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise BadImage(f"image for seed {seed} is not base64") from error
+        check_png(png, task.width, task.height)
+        images.append(RenderedImage(seed=seed, png=png))
+    return images

@@ -1,0 +1,56 @@
+"""Every setting, read once from the environment through one pydantic model.
+
+The CDK stack (and the local stack) set these variables; nothing else in the code reads
+``os.environ``. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUBC_", extra="ignore", frozen=True)
+
+    # --- AWS resources (names come from infra/definitions.py) ---
+    tenants_table: str = "subc-tenants"
+    quotes_table: str = "subc-quotes"
+    orders_table: str = "subc-orders"
+    images_table: str = "subc-images"
+    runs_table: str = "subc-runs"
+    idempotency_table: str = "subc-idempotency"
+    images_bucket: str = "subc-images"
+    work_queue_url: str = ""
+    render_run_state_machine_arn: str = ""
+
+    # --- API ---
+    max_body_bytes: int = 64 * 1024
+    presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    quote_ttl_s: int = Field(default=900, ge=60)
+    images_page_size: int = Field(default=100, ge=1, le=1000)
+    margin_percent: int = Field(default=30, ge=0, le=500)
+
+    # --- Market ---
+    providers: tuple[str, ...] = ("emulated",)
+    emulated_market_url: str = "http://127.0.0.1:8650"
+    # HMAC key from which each run's automatic1111 credential is derived.
+    machine_auth_secret: SecretStr = SecretStr("")
+
+    # --- Dispatch and render runs ---
+    dispatch_lease_s: int = Field(default=50, ge=1)
+    max_live_runs: int = Field(default=1, ge=1)
+    render_slice_s: int = Field(default=600, ge=1, le=840)
+    ready_timeout_s: int = Field(default=900, ge=1)
+    poll_interval_s: int = Field(default=15, ge=1)
+    idle_polls_before_teardown: int = Field(default=2, ge=1)
+    renderer_request_timeout_s: float = Field(default=90.0, gt=0)
+    sqs_wait_s: int = Field(default=1, ge=0, le=20)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+    return Settings()
