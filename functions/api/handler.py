@@ -68,6 +68,7 @@ def post_order(
     acceptance = order_logic.Acceptance(
         tenant_id=_tenant(), idempotency_key=idempotency_key, request=request
     )
+    order_logic.register_lambda_context(app.lambda_context)
     order = order_logic.accept_quote(services(), acceptance)
     return _created(order_logic.order_out(order))
 
@@ -93,6 +94,5 @@ def delete_order(order_id: OrderId) -> OrderOut:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    order_logic.register_lambda_context(context)
     return app.resolve(event, context)
 

@@ -269,13 +269,24 @@ class EmulatedMarket:
         self._offers_by_id = {str(o["offer_id"]): o for o in self._offers}
         self.default_faults = default_faults
         self.python = python
-        # Logs outlive shutdown on purpose: they are what explains a failed run afterwards.
-        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="emulated-market-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_dir = log_dir
         self.fault_queue: list[MachineFaults] = []
         self.launched_count = 0
         self._machines: dict[str, _Machine] = {}
         self._lock = threading.RLock()
+
+    @property
+    def log_dir(self) -> Path:
+        """Where each machine's renderer output goes (``<machine_id>.log``).
+
+        Created on first use, so a market that never launches leaves nothing behind; logs
+        outlive shutdown on purpose, as they are what explains a failed run afterwards.
+        """
+        with self._lock:
+            if self._log_dir is None:
+                self._log_dir = Path(tempfile.mkdtemp(prefix="emulated-market-"))
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            return self._log_dir
 
     def __enter__(self) -> EmulatedMarket:
         return self

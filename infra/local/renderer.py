@@ -1,7 +1,7 @@
 """A placeholder automatic1111 server: the API subset our backend calls, drawing stand-in PNGs.
 
-It mirrors AUTOMATIC1111/stable-diffusion-webui (modules/api/api.py) closely enough that the
-backend cannot tell it from a real machine: Basic auth like ``--api-auth``, one generation at a
+It follows AUTOMATIC1111/stable-diffusion-webui (modules/api/api.py) closely enough for the
+backend's client to run unchanged against it: Basic auth like ``--api-auth``, one generation at a
 time behind a queue lock, the ``api_middleware`` error shape, FastAPI-style 422 validation, and
 PNGs that carry their infotext in a ``parameters`` tEXt chunk. Fault knobs on the command line
 let the local stack rehearse the failures a rented GPU produces: slow model loads, crashes,
@@ -45,7 +45,7 @@ CRASH_EXIT_CODE = 17
 SEED_SPACE = 2**32 - 1
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# Short slices keep an interrupt (or SIGTERM) from waiting out a whole batch.
+# Short slices let an interrupt cut a batch short and keep progress's sampling_step moving.
 SLEEP_SLICE_S = 0.01
 
 JsonDict = dict[str, Any]

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
+from infra.local.resources import create_resources
 from infra.local.market import EmulatedMarket, MachineFaults, serve_market
 
 log = logging.getLogger("subconscious.local")
@@ -179,75 +180,10 @@ class LocalStack:
         return boto3.client(service, region_name=REGION)
 
     def _create_resources(self) -> None:
-        dynamodb = self._client("dynamodb")
-        for table in d.TABLES:
-            keys = [(table.partition_key, "HASH")]
-            if table.sort_key:
-                keys.append((table.sort_key, "RANGE"))
-            dynamodb.create_table(
-                TableName=table.name,
-                BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
-            )
-            if table.ttl_attribute:
-                dynamodb.update_time_to_live(
-                    TableName=table.name,
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-                )
-        self._client("s3").create_bucket(Bucket=d.IMAGES_BUCKET)
-        sqs = self._client("sqs")
-        dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=d.WORK_QUEUE,
-            Attributes={
-                "VisibilityTimeout": str(d.WORK_QUEUE_VISIBILITY_S),
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": d.MAX_RECEIVE_COUNT}
-                ),
-            },
-        )["QueueUrl"]
-        role = self._client("iam").create_role(
-            RoleName="subc-local-lambda",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
-        lambda_client = self._client("lambda")
-        arns = {}
-        for function in d.FUNCTIONS:
-            arns[function.name] = lambda_client.create_function(
-                FunctionName=function.name,
-                Runtime="python3.12",
-                Role=role,
-                Handler=function.handler,
-                Code={"ZipFile": _placeholder_zip()},
-                Timeout=function.timeout_s,
-                MemorySize=function.memory_mb,
-                Architectures=["arm64"],
-            )["FunctionArn"]
-        definition = d.STATE_MACHINE_FILE.read_text()
-        for placeholder, function_name in d.STATE_MACHINE_SUBSTITUTIONS.items():
-            definition = definition.replace("${" + placeholder + "}", arns[function_name])
-        self.state_machine_arn = self._client("stepfunctions").create_state_machine(
-            name=d.STATE_MACHINE, definition=definition, roleArn=role
-        )["stateMachineArn"]
+        created = create_resources(self._client)
+        self.state_machine_arn = created.state_machine_arn
         settings = {
-            "SUBC_WORK_QUEUE_URL": queue_url,
-            "SUBC_RENDER_RUN_STATE_MACHINE_ARN": self.state_machine_arn,
-            "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
+            **created.settings,
             "SUBC_EMULATED_MARKET_URL": self._market_server.url,
             "SUBC_MACHINE_AUTH_SECRET": secrets.token_hex(32),
             "SUBC_PROVIDERS": '["emulated"]',
@@ -259,10 +195,8 @@ class LocalStack:
             "SUBC_SQS_WAIT_S": "1",
             "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
             "SUBC_DISPATCH_LEASE_S": "30",
+            **self.extra_settings,
         }
-        for table in d.TABLES:
-            settings[f"SUBC_{table.settings_field.upper()}"] = table.name
-        settings.update(self.extra_settings)
         os.environ.update(settings)
         from subconscious.logic import services
 
@@ -403,17 +337,6 @@ def scheduled_event(function_name: str) -> dict[str, Any]:
         "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{function_name}-schedule"],
         "detail": {},
     }
-
-
-def _placeholder_zip() -> bytes:
-    """moto wants a code zip; the handlers run from this checkout (see _patch_moto_lambda)."""
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "code runs in-process from the checkout")
-    return buffer.getvalue()
 
 
 @contextmanager

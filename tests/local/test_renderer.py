@@ -281,7 +281,7 @@ def test_crash_after_images_drops_the_connection_and_exits_17(
 
 
 def test_concurrent_generations_are_serialised(start_renderer: StartRenderer) -> None:
-    # 2 images at 10 images/s: each generation takes 0.2 s.
+    # 3 images at 10 images/s: each generation takes 0.3 s.
     renderer = start_renderer("--images-per-s", "10")
     finished: list[float] = []
     statuses: list[int] = []
@@ -290,9 +290,10 @@ def test_concurrent_generations_are_serialised(start_renderer: StartRenderer) ->
     def generate() -> None:
         with renderer.client() as client:
             barrier.wait()
-            statuses.append(_txt2img(client, batch_size=2).status_code)
+            statuses.append(_txt2img(client, batch_size=3).status_code)
             finished.append(time.monotonic())
 
+    started = time.monotonic()
     threads = [threading.Thread(target=generate) for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -300,19 +301,21 @@ def test_concurrent_generations_are_serialised(start_renderer: StartRenderer) ->
         thread.join(timeout=10)
     assert statuses == [200, 200]
     first, second = sorted(finished)
-    assert second - first >= 0.19
+    # Run in parallel they would finish together; the slack covers response transfer only.
+    assert second - first >= 0.25
+    assert second - started >= 0.6
 
 
 def test_interrupt_ends_the_generation_early_and_progress_tracks_it(
     start_renderer: StartRenderer,
 ) -> None:
-    # 10 batches of one image at 10 images/s: a second if nobody interrupts.
+    # 20 batches of one image at 10 images/s: two seconds if nobody interrupts.
     renderer = start_renderer("--images-per-s", "10")
     result: dict[str, httpx.Response] = {}
 
     def generate() -> None:
         with renderer.client() as client:
-            result["response"] = _txt2img(client, n_iter=10, steps=20)
+            result["response"] = _txt2img(client, n_iter=20, steps=20)
 
     started = time.monotonic()
     worker = threading.Thread(target=generate)
@@ -322,7 +325,7 @@ def test_interrupt_ends_the_generation_early_and_progress_tracks_it(
         while True:
             progress = client.get("/sdapi/v1/progress", params={"skip_current_image": "true"})
             state = progress.json()["state"]
-            if state["job_count"] == 10 and progress.json()["progress"] > 0:
+            if state["job_count"] == 20 and progress.json()["progress"] > 0:
                 break
             assert time.monotonic() < deadline, "generation never showed up in progress"
             time.sleep(0.01)
@@ -336,8 +339,8 @@ def test_interrupt_ends_the_generation_early_and_progress_tracks_it(
     assert interrupt.json() is None
     response = result["response"]
     assert response.status_code == 200
-    assert 1 <= len(response.json()["images"]) < 10
-    assert time.monotonic() - started < 0.9
+    assert 1 <= len(response.json()["images"]) < 20
+    assert time.monotonic() - started < 1.5
     assert idle["progress"] == 0
     assert idle["state"]["job_count"] == 0
 

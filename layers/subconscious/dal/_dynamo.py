@@ -19,4 +19,8 @@ def is_condition_failure(error: Exception) -> bool:
     if not isinstance(response, dict):
         return False
     code = response.get("Error", {}).get("Code")
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+    if code == "TransactionCanceledException":
+        # only a failed condition counts; a throttled or invalid transaction is a real error
+        reasons = response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return bool(code == "ConditionalCheckFailedException")

@@ -22,8 +22,11 @@ class StoredImage:
 
 
 class ImageStore:
-    def __init__(self, table_name: str, table: Any = None) -> None:
+    """Images table, plus the order's ``images_done`` counter it moves in the same transaction."""
+
+    def __init__(self, table_name: str, orders_table_name: str, table: Any = None) -> None:
         self._table = table or aws.table(table_name)
+        self._orders_table_name = orders_table_name
 
     @staticmethod
     def _pk(tenant_id: str, order_id: str) -> str:
@@ -41,22 +44,43 @@ class ImageStore:
         height: int,
         key: str,
     ) -> bool:
-        """True the first time this image is recorded; False for a re-render or duplicate."""
+        """Record a stored image and count it on its order, atomically: True the first time,
+        False for a re-render or a duplicate delivery (invariant 2: each key counted once, and
+        never a row without its count or a count without its row, whatever crashes between)."""
+        at = now().isoformat()
+        item = {
+            "order": self._pk(tenant_id, order_id),
+            "image": f"{prompt_index:03d}#{seed:010d}",
+            "prompt_index": prompt_index,
+            "prompt": prompt,
+            "seed": seed,
+            "width": width,
+            "height": height,
+            "key": key,
+            "stored_at": at,
+        }
         try:
-            self._table.put_item(
-                Item={
-                    "order": self._pk(tenant_id, order_id),
-                    "image": f"{prompt_index:03d}#{seed:010d}",
-                    "prompt_index": prompt_index,
-                    "prompt": prompt,
-                    "seed": seed,
-                    "width": width,
-                    "height": height,
-                    "key": key,
-                    "stored_at": now().isoformat(),
-                },
-                ConditionExpression="attribute_not_exists(#i)",
-                ExpressionAttributeNames={"#i": "image"},
+            # the resource's client (un)marshals plain Python values, like the Table API
+            self._table.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(#i)",
+                            "ExpressionAttributeNames": {"#i": "image"},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._orders_table_name,
+                            "Key": {"tenant_id": tenant_id, "order_id": order_id},
+                            "UpdateExpression": "ADD images_done :one SET updated_at = :now",
+                            "ConditionExpression": "attribute_exists(order_id)",
+                            "ExpressionAttributeValues": {":one": 1, ":now": at},
+                        }
+                    },
+                ]
             )
         except Exception as error:
             if is_condition_failure(error):

@@ -79,18 +79,14 @@ class OrderStore:
             raise
         return True
 
-    def add_progress(self, tenant_id: str, order_id: str, images: int, spend_micros: int) -> Order:
-        """Count ``images`` newly stored images and their GPU spend; returns the updated order.
-        Callers count each image key once (see ImageStore.record), so this never double-counts."""
+    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order:
+        """Charge GPU time to the order; returns it as it now stands. (Images are counted by
+        ImageStore.record, in the same transaction that records them.)"""
         item = self._table.update_item(
             Key={"tenant_id": tenant_id, "order_id": order_id},
-            UpdateExpression="ADD images_done :n, spend_micros :c SET updated_at = :now",
+            UpdateExpression="ADD spend_micros :c SET updated_at = :now",
             ConditionExpression="attribute_exists(order_id)",
-            ExpressionAttributeValues={
-                ":n": images,
-                ":c": spend_micros,
-                ":now": now().isoformat(),
-            },
+            ExpressionAttributeValues={":c": spend_micros, ":now": now().isoformat()},
             ReturnValues="ALL_NEW",
         )["Attributes"]
         return _order(item)

@@ -212,7 +212,6 @@ def _render_delivery(
     started = time.monotonic()
     rendered = render_task(client, task)
     seconds = time.monotonic() - started
-    new_images = 0
     for image in rendered:
         key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
         services.bucket.put_png(
@@ -220,7 +219,8 @@ def _render_delivery(
             image.png,
             {"order": task.order_id, "prompt-index": str(task.prompt_index), "seed": str(image.seed)},
         )
-        if services.images.record(
+        # stored first, then recorded and counted: a crash in between re-renders, never loses
+        services.images.record(
             task.tenant_id,
             task.order_id,
             prompt_index=task.prompt_index,
@@ -229,10 +229,9 @@ def _render_delivery(
             width=task.width,
             height=task.height,
             key=key,
-        ):
-            new_images += 1
+        )
     spend = cost_micros(run.offer.usd_per_hour, int(seconds) + 1)
-    updated = services.orders.add_progress(task.tenant_id, task.order_id, new_images, spend)
+    updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
     if updated.state is OrderState.ACCEPTED:
         services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
     if updated.images_done >= updated.images_total:

@@ -42,7 +42,7 @@ class Services:
 
     @property
     def images(self) -> ImageStore:
-        return _images(self.settings.images_table)
+        return _images(self.settings.images_table, self.settings.orders_table)
 
     @property
     def runs(self) -> RunStore:
@@ -91,10 +91,10 @@ def _orders(name: str) -> OrderStore:
 
 
 @cache
-def _images(name: str) -> ImageStore:
+def _images(name: str, orders_name: str) -> ImageStore:
     from subconscious.dal.images import ImageStore
 
-    return ImageStore(name)
+    return ImageStore(name, orders_name)
 
 
 @cache
@@ -136,6 +136,6 @@ def reset() -> None:
 
     for cached in (_tenants, _quotes, _orders, _images, _runs, _queue, _bucket, _executions):
         cached.cache_clear()
-    registry.provider.cache_clear()
+    registry.uninstall_all()
     get_settings.cache_clear()
     aws.reset()

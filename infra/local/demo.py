@@ -1,0 +1,125 @@
+"""``make demo``: the founding document's example, played by a customer over HTTP.
+
+"I want 1000 images using these 10 blurbs marketing gave me, by the end of the day, for less
+than 3 cents an image." The demo starts the local stack, asks for a quote, accepts it, watches
+progress, downloads every image through its presigned link, stops everything it started, and
+prints one JSON line. It renders 12 images per prompt by default (120 in all, well under three
+minutes); ``make demo DEMO_ARGS="--per-prompt 100"`` runs the full 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from infra.local.market import MachineFaults
+from infra.local.stack import running
+from subconscious.render.png import png_size
+from subconscious_cli.client import Client
+
+PROMPTS = [
+    "a lighthouse at dawn, oil painting",
+    "a lighthouse in a storm, watercolour",
+    "a red fox in fresh snow, photograph",
+    "a cup of coffee on a wooden table, morning light",
+    "a city skyline at night, neon, rain",
+    "a mountain lake with a wooden boat, autumn",
+    "a vintage bicycle against a yellow wall",
+    "a bowl of ramen, studio lighting, top view",
+    "a small robot watering plants, children's book style",
+    "a desert road at sunset, wide angle",
+]
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+def end_of_day(now: datetime) -> datetime:
+    """The end of today (UTC); tomorrow's if today has under two hours left."""
+    end = now.replace(hour=23, minute=59, second=0, microsecond=0)
+    return end if end - now >= timedelta(hours=2) else end + timedelta(days=1)
+
+
+def play(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    faults = MachineFaults(startup_delay_s=args.startup_s, images_per_s=args.images_per_s)
+    with running(dispatch_every_s=1.0, default_faults=faults) as stack:
+        say(f"local stack up: API {stack.api_url}, market with {len(stack.market.offers())} offers")
+        with Client(stack.api_url, stack.api_key) as client:
+            job = {
+                "prompts": [{"text": p, "count": args.per_prompt} for p in PROMPTS],
+                "model_family": "sd15",
+                "width": args.size,
+                "height": args.size,
+                "steps": 20,
+            }
+            deadline = end_of_day(datetime.now(UTC))
+            constraints = {"deadline": deadline.isoformat(), "max_price_per_image_usd": "0.03"}
+            say(f"customer: {len(PROMPTS) * args.per_prompt} images from {len(PROMPTS)} prompts, "
+                f"by {deadline:%Y-%m-%d %H:%MZ}, under $0.03 an image")
+            quote = client.quote(job, constraints)
+            for option in quote["options"]:
+                say(
+                    f"quote {quote['quote_id']} option {option['label']}: "
+                    f"${option['price_per_image_usd']}/image, total ${option['total_usd']}, "
+                    f"on {option['gpu']} ({option['provider']}), done by {option['completes_at']}"
+                )
+            option = next(
+                (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
+                quote["options"][0],
+            )
+            order = client.order(quote["quote_id"], option["option_id"])
+            say(f"order {order['order_id']} {order['state']}: {order['images_total']} images queued")
+            last = [-1]
+
+            def progress(o: dict[str, Any]) -> None:
+                if o["images_done"] != last[0]:
+                    last[0] = o["images_done"]
+                    say(f"  {o['state']:<10} {o['images_done']:>5}/{o['images_total']} images, "
+                        f"spent ${o['spend_usd']}")
+
+            order = client.wait(order["order_id"], timeout_s=args.timeout_s, on_progress=progress)
+            directory = Path(args.out) / order["order_id"]
+            paths = client.download(order["order_id"], directory)
+        valid = [p for p in paths if png_size(p.read_bytes()) == (args.size, args.size)]
+        prompts = {p.name.split("-")[0] for p in valid}
+        say(f"downloaded {len(valid)} valid {args.size}x{args.size} PNGs from {len(prompts)} "
+            f"prompts into {directory}")
+        runs = stack.executions()
+    return {
+        "images": len(valid),
+        "dir": str(directory.resolve()),
+        "orders": 1,
+        "state": order["state"],
+        "spend_usd": str(Decimal(order["spend_usd"])),
+        "quoted_usd": option["total_usd"],
+        "render_runs": len(runs),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--per-prompt", type=int, default=12, help="images per prompt (10 prompts)")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels")
+    parser.add_argument("--images-per-s", type=float, default=40.0, help="emulated GPU speed")
+    parser.add_argument("--startup-s", type=float, default=2.0, help="emulated machine boot time")
+    parser.add_argument("--out", default="demo-output", help="where images are downloaded")
+    parser.add_argument("--timeout-s", type=float, default=170.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = play(args)
+    print(json.dumps(result))
+    return 0 if result["images"] == len(PROMPTS) * args.per_prompt else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

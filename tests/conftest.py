@@ -1,0 +1,97 @@
+"""Shared fixtures. Tiers: ``unit`` (pure logic), ``integration`` (handlers and stores against
+in-process moto), ``local`` (emulated market and renderer processes), ``e2e`` (the local stack)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.local.resources import Created, create_resources
+from subconscious.logic import services as services_module
+from subconscious.logic.services import Services
+from subconscious.market import registry
+from subconscious.market.fake import FakeProvider
+from subconscious.models import Offer
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from ``events/`` (the same files serve local invokes)."""
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reaches a real AWS endpoint or inherits another test's cached clients."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("SUBC_MACHINE_AUTH_SECRET", "test-secret-never-logged")
+    monkeypatch.setenv("SUBC_PROVIDERS", '["fake"]')
+    monkeypatch.setenv("SUBC_SQS_WAIT_S", "0")
+    monkeypatch.setenv("SUBC_IDLE_POLLS_BEFORE_TEARDOWN", "1")
+    services_module.reset()
+    yield
+    services_module.reset()
+
+
+def offer(
+    offer_id: str = "o-4090", gpu: str = "RTX 4090", usd_per_hour: str = "0.40", memory: int = 24
+) -> Offer:
+    return Offer(
+        provider="fake",
+        offer_id=offer_id,
+        gpu=gpu,
+        gpu_memory_gb=memory,
+        usd_per_hour=Decimal(usd_per_hour),
+        startup_s=60,
+    )
+
+
+@pytest.fixture
+def market() -> FakeProvider:
+    provider = FakeProvider([offer(), offer("o-3090", "RTX 3090", "0.20"), offer("o-h100", "H100 SXM", "2.50", 80)])
+    registry.install(provider)
+    return provider
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
+    """Every resource of the stack, created in in-process moto from infra/definitions.py."""
+    with mock_aws():
+        created = create_resources(lambda service: boto3.client(service, region_name="us-east-1"))
+        for name, value in created.settings.items():
+            monkeypatch.setenv(name, value)
+        services_module.reset()
+        yield created
+
+
+@pytest.fixture
+def svc(aws: Created, market: FakeProvider) -> Services:
+    registry.install(market)
+    return services_module.services()
+
+
+@pytest.fixture
+def api_key(svc: Services) -> str:
+    key = "sk_test_tenant_a_0123456789"
+    svc.tenants.add_key("tenant-a", key)
+    return key
+
+
+@pytest.fixture
+def other_api_key(svc: Services) -> str:
+    key = "sk_test_tenant_b_0123456789"
+    svc.tenants.add_key("tenant-b", key)
+    return key

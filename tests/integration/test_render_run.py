@@ -1,0 +1,217 @@
+"""Render-run steps against moto, a fake provider and the placeholder renderer process.
+
+Invariant 1: no machine is left running. Invariant 2: no image lost or counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from infra.local.resources import Created
+from subconscious.errors import MachineGone, MachineNotReady, RendererUnavailable
+from subconscious.logic import render_run
+from subconscious.logic.orders import cancel_order
+from subconscious.logic.services import Services
+from subconscious.market.base import run_label
+from subconscious.market.fake import FakeProvider
+from subconscious.models import OrderState, RunStatus
+from tests.integration.workflow import image_rows, new_run, place_order, queue_depth, renderer, s3_keys
+
+TENANT = "tenant-a"
+
+
+@pytest.fixture
+def a1111(market: FakeProvider) -> Iterator[str]:
+    with renderer("--images-per-s", "400") as url:
+        market.url = url
+        yield url
+
+
+def _provisioned(svc: Services, **kwargs: Any) -> str:
+    run = new_run(svc, **kwargs)
+    render_run.provision(svc, run.run_id)
+    return run.run_id
+
+
+def test_run_renders_an_order_to_completion(svc: Services, a1111: str) -> None:
+    order = place_order(svc, TENANT, [10, 6])
+    run_id = _provisioned(svc)
+    assert render_run.wait_ready(svc, run_id, ready_timeout_s=60) == {"ready": True}
+
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert result.images == 16
+    assert result.more is False and result.reason == "queue empty"
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None
+    assert (done.state, done.images_done) == (OrderState.COMPLETED, 16)
+    assert done.spend_micros > 0
+    assert len(s3_keys()) == 16
+    assert queue_depth(svc) == (0, 0)
+
+
+def test_duplicate_delivery_stores_and_counts_each_image_once(
+    svc: Services, aws: Created, a1111: str
+) -> None:
+    order = place_order(svc, TENANT, [8, 8])
+    sqs = svc.queue._sqs
+    received = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)["Messages"]
+    first, second = sorted(received, key=lambda m: '"prompt_index":1' in m["Body"])
+    # SQS is at-least-once: the first task arrives twice; the second stays hidden meanwhile
+    # so the order is still open when the duplicate is rendered.
+    sqs.send_message(QueueUrl=aws.queue_url, MessageBody=first["Body"])
+    sqs.change_message_visibility(
+        QueueUrl=aws.queue_url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    sqs.change_message_visibility(
+        QueueUrl=aws.queue_url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=600
+    )
+    run_id = _provisioned(svc)
+
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert result.images == 16  # the same 8 images rendered twice...
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None
+    assert done.images_done == 8  # ...counted once
+    assert done.state is OrderState.RENDERING
+    assert len(image_rows()) == 8
+    assert len(s3_keys()) == 8  # the re-render overwrote the same keys
+
+
+def test_message_is_kept_until_its_images_are_in_s3(
+    svc: Services, a1111: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = place_order(svc, TENANT, [8])
+    run_id = _provisioned(svc)
+    bucket = svc.bucket
+    original = bucket.put_png
+    calls = {"n": 0}
+
+    def flaky_put(key: str, body: bytes, metadata: dict[str, str]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("S3 down")
+        original(key, body, metadata)
+
+    monkeypatch.setattr(bucket, "put_png", flaky_put)
+    with pytest.raises(RuntimeError, match="S3 down"):
+        render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert queue_depth(svc) == (1, 0)  # handed back at once, not lost
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None and done.images_done == 2  # the two stored images, no more
+    assert {r["key"] for r in image_rows()} <= set(s3_keys())  # nothing counted that is not in S3
+    monkeypatch.setattr(bucket, "put_png", original)
+    render_run.render_slice(svc, run_id, slice_s=30)
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None
+    assert (done.images_done, done.state) == (8, OrderState.COMPLETED)
+
+
+def test_tasks_of_a_cancelled_order_are_not_rendered(svc: Services, a1111: str) -> None:
+    order = place_order(svc, TENANT, [16])
+    cancel_order(svc, TENANT, order.order_id)
+    run_id = _provisioned(svc)
+
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert result.images == 0
+    assert s3_keys() == []
+    assert queue_depth(svc) == (0, 0)
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None and done.state is OrderState.CANCELLED
+
+
+def test_a_dead_renderer_hands_tasks_back_and_raises(svc: Services, market: FakeProvider) -> None:
+    place_order(svc, TENANT, [8, 8])
+    with renderer("--images-per-s", "400", "--crash-after-images", "4") as url:
+        market.url = url
+        run_id = _provisioned(svc)
+        with pytest.raises(RendererUnavailable):
+            render_run.render_slice(svc, run_id, slice_s=30)
+    waiting, in_flight = queue_depth(svc)
+    assert (waiting, in_flight) == (2, 0)  # both tasks visible again for the next machine
+    assert image_rows() == []
+
+
+def test_spend_cap_stops_the_run_before_rendering(svc: Services, a1111: str) -> None:
+    place_order(svc, TENANT, [8])
+    run_id = _provisioned(svc, cap_micros=0)
+
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert (result.more, result.reason, result.images) == (False, "spend cap", 0)
+    assert queue_depth(svc) == (1, 0)
+
+
+def test_teardown_terminates_every_machine_with_the_run_label(
+    svc: Services, market: FakeProvider
+) -> None:
+    run_id = _provisioned(svc)
+    # a launch whose answer was lost: same label, not recorded on the run
+    offer = market.offers[0]
+    stray = market.launch(offer, label=run_label(run_id), api_auth="x:y")
+    other = market.launch(offer, label=run_label("r-someone-else"), api_auth="x:y")
+
+    result = render_run.teardown(svc, run_id)
+
+    assert stray.machine_id in result["terminated"]
+    assert len(result["terminated"]) == 2
+    assert set(market.live) == {other.machine_id}
+    assert render_run.teardown(svc, run_id)["terminated"] == [market.launched[0].machine_id]
+    assert set(market.live) == {other.machine_id}  # repeating it is harmless
+
+
+def test_provision_is_idempotent(svc: Services, market: FakeProvider) -> None:
+    run = new_run(svc)
+    first = render_run.provision(svc, run.run_id)
+    second = render_run.provision(svc, run.run_id)
+    assert first == second
+    assert len(market.launched) == 1
+
+
+def test_wait_ready_gives_up_after_the_timeout(svc: Services, market: FakeProvider) -> None:
+    run_id = _provisioned(svc)
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    with pytest.raises(MachineNotReady):
+        render_run.wait_ready(svc, run_id, ready_timeout_s=60, now=later)
+
+
+def test_wait_ready_notices_a_machine_that_died(svc: Services, market: FakeProvider) -> None:
+    run_id = _provisioned(svc)
+    market.terminate(market.launched[0].machine_id)
+    with pytest.raises(MachineGone):
+        render_run.wait_ready(svc, run_id, ready_timeout_s=60)
+
+
+def test_record_prices_the_machine_time_and_marks_failure(svc: Services, market: FakeProvider) -> None:
+    run = new_run(svc)
+    render_run.provision(svc, run.run_id)
+    launched = svc.runs.get(run.run_id)
+    assert launched is not None and launched.machine_launched_at is not None
+    render_run.teardown(svc, run.run_id, now=launched.machine_launched_at + timedelta(hours=1))
+
+    outcome = render_run.record(svc, run.run_id, {"Error": "RendererUnavailable", "Cause": "gone"})
+
+    recorded = svc.runs.get(run.run_id)
+    assert recorded is not None
+    assert outcome == {"status": "failed"}
+    assert recorded.status is RunStatus.FAILED
+    assert recorded.spend_micros == 400_000  # one hour at $0.40
+    assert recorded.error is not None and recorded.error.startswith("RendererUnavailable")
+
+
+def test_machine_credential_is_per_run_and_never_stored(svc: Services, market: FakeProvider) -> None:
+    a = render_run.machine_credential(svc, "r-1")
+    b = render_run.machine_credential(svc, "r-2")
+    assert a != b and a == render_run.machine_credential(svc, "r-1")
+    run = new_run(svc)
+    render_run.provision(svc, run.run_id)
+    stored = svc.runs.get(run.run_id)
+    assert stored is not None
+    assert render_run.machine_credential(svc, run.run_id)[1] not in stored.model_dump_json()

@@ -1,0 +1,99 @@
+"""Helpers for driving orders and render runs through the logic layer against moto."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+
+from subconscious.logic.orders import Acceptance, accept_quote
+from subconscious.logic.quotes import create_quote
+from subconscious.logic.services import Services
+from subconscious.models import Order, OrderRequest, QuoteRequest, RenderRun
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def place_order(svc: Services, tenant: str, counts: list[int], **job: Any) -> Order:
+    request = QuoteRequest.model_validate(
+        {"job": {"prompts": [{"text": f"prompt {i}", "count": c} for i, c in enumerate(counts)], **job}}
+    )
+    quote = create_quote(svc, tenant, request)
+    return accept_quote(
+        svc,
+        Acceptance(
+            tenant_id=tenant,
+            idempotency_key=uuid.uuid4().hex,
+            request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+        ),
+    )
+
+
+def new_run(svc: Services, offer_id: str = "o-4090", cap_micros: int = 10**9) -> RenderRun:
+    offer = next(o for o in svc.provider("fake").list_offers() if o.offer_id == offer_id)
+    run = RenderRun(
+        run_id=f"r-test-{uuid.uuid4().hex[:8]}",
+        offer=offer,
+        spend_cap_micros=cap_micros,
+        started_at=datetime.now(UTC),
+    )
+    svc.runs.put(run)
+    return run
+
+
+def queue_depth(svc: Services) -> tuple[int, int]:
+    return svc.queue.depth()
+
+
+def image_rows(table: str = "subc-images") -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = boto3.resource("dynamodb").Table(table).scan()["Items"]
+    return items
+
+
+def s3_keys(bucket: str = "subc-images") -> list[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def renderer(*args: str) -> Iterator[str]:
+    """The placeholder automatic1111 server as a process (no auth), ready when yielded."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RENDERER_API_AUTH"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.renderer", "--port", str(port), "--startup-delay-s", "0", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/sdapi/v1/sd-models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
