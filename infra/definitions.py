@@ -34,7 +34,11 @@ class Function:
 TABLES = (
     Table(f"{PREFIX}-tenants", "key_hash", settings_field="tenants_table"),
     Table(
-        f"{PREFIX}-quotes", "tenant_id", "quote_id", ttl_attribute="ttl", settings_field="quotes_table"
+        f"{PREFIX}-quotes",
+        "tenant_id",
+        "quote_id",
+        ttl_attribute="ttl",
+        settings_field="quotes_table",
     ),
     Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
@@ -63,7 +67,9 @@ FUNCTIONS = (
     Function(f"{PREFIX}-provision", "functions.render_run.handler.provision", timeout_s=60),
     Function(f"{PREFIX}-wait-ready", "functions.render_run.handler.wait_ready", timeout_s=60),
     Function(
-        f"{PREFIX}-render", "functions.render_run.handler.render", timeout_s=RENDER_FUNCTION_TIMEOUT_S
+        f"{PREFIX}-render",
+        "functions.render_run.handler.render",
+        timeout_s=RENDER_FUNCTION_TIMEOUT_S,
     ),
     Function(f"{PREFIX}-teardown", "functions.render_run.handler.teardown", timeout_s=60),
     Function(f"{PREFIX}-record", "functions.render_run.handler.record", timeout_s=30),

@@ -61,7 +61,9 @@ def offer(
 
 @pytest.fixture
 def market() -> FakeProvider:
-    provider = FakeProvider([offer(), offer("o-3090", "RTX 3090", "0.20"), offer("o-h100", "H100 SXM", "2.50", 80)])
+    provider = FakeProvider(
+        [offer(), offer("o-3090", "RTX 3090", "0.20"), offer("o-h100", "H100 SXM", "2.50", 80)]
+    )
     registry.install(provider)
     return provider
 

@@ -53,7 +53,9 @@ class ApiError(Exception):
     def __str__(self) -> str:
         text = f"{self.code}: {self.message}"
         if self.details:
-            fields = "; ".join(f"{d.get('field', '?')}: {d.get('message', '')}" for d in self.details)
+            fields = "; ".join(
+                f"{d.get('field', '?')}: {d.get('message', '')}" for d in self.details
+            )
             text += f" ({fields})"
         return text
 
@@ -179,7 +181,9 @@ class Client:
 
     # -- API calls ---------------------------------------------------------------------------
 
-    def quote(self, job: dict[str, Any], constraints: dict[str, Any] | None = None) -> dict[str, Any]:
+    def quote(
+        self, job: dict[str, Any], constraints: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Price ``job``; the answer lists options, each with a price and a completion time."""
         body = {"job": job, "constraints": constraints or {}}
         return self._call("POST", "/v1/quotes", body=body)
@@ -329,7 +333,7 @@ class Client:
         raise failure
 
     def _backoff(self, attempt: int) -> float:
-        base = self.retry_backoff_s * 2**attempt
+        base = self.retry_backoff_s * (1 << attempt)
         return base + random.uniform(0, base / 2)
 
     def _call(
@@ -365,7 +369,9 @@ class Client:
             except httpx.TransportError as error:
                 if last:
                     raise ApiError(
-                        None, "connection_error", f"{method} {path}: {type(error).__name__}: {error}"
+                        None,
+                        "connection_error",
+                        f"{method} {path}: {type(error).__name__}: {error}",
                     ) from error
                 time.sleep(self._backoff(attempt))
                 continue

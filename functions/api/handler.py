@@ -31,12 +31,14 @@ http_errors.register(app)
 OrderId = Annotated[str, Path(pattern=r"^o-[0-9a-f]{32}$", description="order id")]
 
 
-def _guard(app: APIGatewayRestResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
+def _guard(
+    app: APIGatewayRestResolver, next_middleware: Callable[..., Response[Any]]
+) -> Response[Any]:
     """Size limit, then the API key, before anything reads the body."""
     body = app.current_event.body or ""
     if len(body.encode()) > services().settings.max_body_bytes:
         raise PayloadTooLarge(f"request body over {services().settings.max_body_bytes} bytes")
-    tenant_id = authenticate(services(), app.current_event.get_header_value("x-api-key"))
+    tenant_id = authenticate(services(), app.current_event.headers.get("x-api-key"))
     app.append_context(tenant_id=tenant_id)
     logger.append_keys(tenant_id=tenant_id)
     return next_middleware(app)
@@ -61,9 +63,7 @@ def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
 @app.post("/v1/orders", summary="Accept a quote option", responses={201: {"description": "order"}})
 def post_order(
     request: OrderRequest,
-    idempotency_key: Annotated[
-        str, Header(alias="Idempotency-Key", min_length=8, max_length=128)
-    ],
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=128)],
 ) -> Response[OrderOut]:
     acceptance = order_logic.Acceptance(
         tenant_id=_tenant(), idempotency_key=idempotency_key, request=request
@@ -95,4 +95,3 @@ def delete_order(order_id: OrderId) -> OrderOut:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-

@@ -63,8 +63,10 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
             }
             deadline = end_of_day(datetime.now(UTC))
             constraints = {"deadline": deadline.isoformat(), "max_price_per_image_usd": "0.03"}
-            say(f"customer: {len(PROMPTS) * args.per_prompt} images from {len(PROMPTS)} prompts, "
-                f"by {deadline:%Y-%m-%d %H:%MZ}, under $0.03 an image")
+            say(
+                f"customer: {len(PROMPTS) * args.per_prompt} images from {len(PROMPTS)} prompts, "
+                f"by {deadline:%Y-%m-%d %H:%MZ}, under $0.03 an image"
+            )
             quote = client.quote(job, constraints)
             for option in quote["options"]:
                 say(
@@ -77,22 +79,28 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
                 quote["options"][0],
             )
             order = client.order(quote["quote_id"], option["option_id"])
-            say(f"order {order['order_id']} {order['state']}: {order['images_total']} images queued")
+            say(
+                f"order {order['order_id']} {order['state']}: {order['images_total']} images queued"
+            )
             last = [-1]
 
             def progress(o: dict[str, Any]) -> None:
                 if o["images_done"] != last[0]:
                     last[0] = o["images_done"]
-                    say(f"  {o['state']:<10} {o['images_done']:>5}/{o['images_total']} images, "
-                        f"spent ${o['spend_usd']}")
+                    say(
+                        f"  {o['state']:<10} {o['images_done']:>5}/{o['images_total']} images, "
+                        f"spent ${o['spend_usd']}"
+                    )
 
             order = client.wait(order["order_id"], timeout_s=args.timeout_s, on_progress=progress)
             directory = Path(args.out) / order["order_id"]
             paths = client.download(order["order_id"], directory)
         valid = [p for p in paths if png_size(p.read_bytes()) == (args.size, args.size)]
         prompts = {p.name.split("-")[0] for p in valid}
-        say(f"downloaded {len(valid)} valid {args.size}x{args.size} PNGs from {len(prompts)} "
-            f"prompts into {directory}")
+        say(
+            f"downloaded {len(valid)} valid {args.size}x{args.size} PNGs from {len(prompts)} "
+            f"prompts into {directory}"
+        )
         runs = stack.executions()
     return {
         "images": len(valid),

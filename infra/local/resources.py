@@ -43,9 +43,9 @@ def create_resources(client: Callable[[str], Any]) -> Created:
     client("s3").create_bucket(Bucket=d.IMAGES_BUCKET)
     sqs = client("sqs")
     dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_url = sqs.create_queue(
         QueueName=d.WORK_QUEUE,
         Attributes={

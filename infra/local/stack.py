@@ -29,8 +29,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
-from infra.local.resources import create_resources
 from infra.local.market import EmulatedMarket, MachineFaults, serve_market
+from infra.local.resources import create_resources
 
 log = logging.getLogger("subconscious.local")
 REGION = "us-east-1"
@@ -90,7 +90,7 @@ def _patch_moto_lambda() -> None:
             return json.dumps(body), True, ""
         return json.dumps(result, default=str), False, ""
 
-    LambdaFunction._invoke_lambda = invoke_in_process
+    LambdaFunction._invoke_lambda = invoke_in_process  # type: ignore[method-assign]
 
 
 class LocalStack:
@@ -134,7 +134,7 @@ class LocalStack:
             {
                 "AWS_ENDPOINT_URL": endpoint,
                 "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any
+                "AWS_SECRET_ACCESS_KEY": "local",
                 "AWS_DEFAULT_REGION": REGION,
                 "MOTO_PORT": str(moto_port),  # where moto's Step Functions calls Lambda
                 "POWERTOOLS_SERVICE_NAME": "subconscious",
@@ -168,6 +168,8 @@ class LocalStack:
     def _configure_moto(self, endpoint: str) -> None:
         import httpx
 
+        # moto keeps its backends per process: start from nothing, as a fresh account would
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=5).raise_for_status()
         httpx.post(
             f"{endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}},

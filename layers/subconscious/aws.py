@@ -14,14 +14,16 @@ from typing import Any
 def _config() -> Any:
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20)
+    return Config(
+        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20
+    )
 
 
 @cache
 def client(service: str) -> Any:
     import boto3  # imported here: handlers that never touch AWS skip its ~160 ms import
 
-    return boto3.session.Session().client(service, config=_config())  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=_config())
 
 
 @cache

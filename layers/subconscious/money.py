@@ -18,7 +18,7 @@ def to_usd(micros: int) -> Decimal:
 
 
 def cost_micros(usd_per_hour: Decimal, seconds: Decimal | int) -> int:
-    """What a machine at ``usd_per_hour`` costs for ``seconds``, rounded up (we never under-count)."""
+    """What ``usd_per_hour`` costs for ``seconds``, rounded up (never under-counted)."""
     micros = usd_per_hour * MICROS_PER_USD * Decimal(seconds) / 3600
     return int(micros.to_integral_value(rounding=ROUND_CEILING))
 

@@ -10,6 +10,7 @@ pixels and steps. A later issue adds batch curves and a correction learned from 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from decimal import Decimal
 from functools import cache
@@ -36,17 +37,16 @@ def canonical_gpu(name: str) -> str:
 def _table() -> dict[tuple[str, ModelFamily], Decimal]:
     best: dict[tuple[str, ModelFamily], Decimal] = {}
     source = resources.files("subconscious") / "data" / "gpu_throughput.csv"
-    with source.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            family = ModelFamily.SDXL if "SDXL" in row["model"] else ModelFamily.SD15
-            width, height = (int(v) for v in row["resolution"].split("x"))
-            if int(row["batch_size"]) > 8 or "refiner" in row["model"]:
-                continue
-            images_per_s = Decimal(row["value"]) / _REFERENCE_STEPS
-            # normalise rows at other sizes to the family's reference size
-            images_per_s *= Decimal(width * height) / _REFERENCE_PIXELS[family]
-            key = (canonical_gpu(row["gpu"]), family)
-            best[key] = max(best.get(key, Decimal(0)), images_per_s)
+    for row in csv.DictReader(io.StringIO(source.read_text())):
+        family = ModelFamily.SDXL if "SDXL" in row["model"] else ModelFamily.SD15
+        width, height = (int(v) for v in row["resolution"].split("x"))
+        if int(row["batch_size"]) > 8 or "refiner" in row["model"]:
+            continue
+        images_per_s = Decimal(row["value"]) / _REFERENCE_STEPS
+        # normalise rows at other sizes to the family's reference size
+        images_per_s *= Decimal(width * height) / _REFERENCE_PIXELS[family]
+        key = (canonical_gpu(row["gpu"]), family)
+        best[key] = max(best.get(key, Decimal(0)), images_per_s)
     return best
 
 

@@ -19,7 +19,14 @@ from subconscious.logic.services import Services
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RunStatus
-from tests.integration.workflow import image_rows, new_run, place_order, queue_depth, renderer, s3_keys
+from tests.integration.workflow import (
+    image_rows,
+    new_run,
+    place_order,
+    queue_depth,
+    renderer,
+    s3_keys,
+)
 
 TENANT = "tenant-a"
 
@@ -189,7 +196,9 @@ def test_wait_ready_notices_a_machine_that_died(svc: Services, market: FakeProvi
         render_run.wait_ready(svc, run_id, ready_timeout_s=60)
 
 
-def test_record_prices_the_machine_time_and_marks_failure(svc: Services, market: FakeProvider) -> None:
+def test_record_prices_the_machine_time_and_marks_failure(
+    svc: Services, market: FakeProvider
+) -> None:
     run = new_run(svc)
     render_run.provision(svc, run.run_id)
     launched = svc.runs.get(run.run_id)
@@ -206,7 +215,9 @@ def test_record_prices_the_machine_time_and_marks_failure(svc: Services, market:
     assert recorded.error is not None and recorded.error.startswith("RendererUnavailable")
 
 
-def test_machine_credential_is_per_run_and_never_stored(svc: Services, market: FakeProvider) -> None:
+def test_machine_credential_is_per_run_and_never_stored(
+    svc: Services, market: FakeProvider
+) -> None:
     a = render_run.machine_credential(svc, "r-1")
     b = render_run.machine_credential(svc, "r-2")
     assert a != b and a == render_run.machine_credential(svc, "r-1")

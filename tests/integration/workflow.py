@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def place_order(svc: Services, tenant: str, counts: list[int], **job: Any) -> Order:
     request = QuoteRequest.model_validate(
-        {"job": {"prompts": [{"text": f"prompt {i}", "count": c} for i, c in enumerate(counts)], **job}}
+        {
+            "job": {
+                "prompts": [{"text": f"prompt {i}", "count": c} for i, c in enumerate(counts)],
+                **job,
+            }
+        }
     )
     quote = create_quote(svc, tenant, request)
     return accept_quote(
@@ -78,7 +83,16 @@ def renderer(*args: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RENDERER_API_AUTH"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.renderer", "--port", str(port), "--startup-delay-s", "0", *args],
+        [
+            sys.executable,
+            "-m",
+            "infra.local.renderer",
+            "--port",
+            str(port),
+            "--startup-delay-s",
+            "0",
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -125,4 +125,3 @@ class ImageStore:
         if "#" not in image or not image.replace("#", "").isdigit():
             raise BadRequest("next_token is not a token this API gave out")
         return {"order": self._pk(tenant_id, order_id), "image": image}
-

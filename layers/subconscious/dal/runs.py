@@ -26,9 +26,7 @@ class RunStore:
 
     def save(self, run: RenderRun) -> None:
         """Overwrite a run that exists (a step updating its own run; one writer per run)."""
-        self._table.put_item(
-            Item=self._item(run), ConditionExpression="attribute_exists(run_id)"
-        )
+        self._table.put_item(Item=self._item(run), ConditionExpression="attribute_exists(run_id)")
 
     def live(self) -> Iterator[RenderRun]:
         statuses = sorted(s.value for s in LIVE_RUN_STATUSES)
@@ -47,7 +45,9 @@ class RunStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- lease: at most one dispatch tick acts at a time ---
-    def acquire_lease(self, name: str, holder: str, seconds: int, at: datetime | None = None) -> bool:
+    def acquire_lease(
+        self, name: str, holder: str, seconds: int, at: datetime | None = None
+    ) -> bool:
         """Take the lease if it is free or expired. Conditional write: of two ticks racing, one
         wins and the other gets False (invariant 7: no double rental)."""
         at = at or now()

@@ -55,7 +55,9 @@ def seed_bases(order_id: str, job: JobSpec) -> list[int]:
     bases = []
     for index, prompt in enumerate(job.prompts):
         digest = hashlib.sha256(f"{order_id}/{index}".encode()).digest()
-        bases.append(int.from_bytes(digest[:8], "big") % (MAX_SEED - MAX_IMAGES_PER_ORDER - prompt.count))
+        bases.append(
+            int.from_bytes(digest[:8], "big") % (MAX_SEED - MAX_IMAGES_PER_ORDER - prompt.count)
+        )
     return bases
 
 
@@ -92,7 +94,8 @@ def accept_quote(services: Services, acceptance: Acceptance) -> Order:
     rewrites the same order and re-sends the same tasks (duplicates are harmless: progress counts
     each image key once). Idempotent per (tenant, key) through powertools idempotency.
     """
-    return _idempotent_accept()(services=services, acceptance=acceptance)
+    order: Order = idempotent_accept()(services=services, acceptance=acceptance)
+    return order
 
 
 def _accept(services: Services, acceptance: Acceptance, now: datetime | None = None) -> Order:
@@ -135,7 +138,7 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
 
 
 @cache
-def _idempotent_accept() -> Any:
+def idempotent_accept() -> Any:
     """Built on first use: the persistence layer needs a DynamoDB client (none at import)."""
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
@@ -170,13 +173,13 @@ def _idempotent_accept() -> Any:
     def accept(*, services: Services, acceptance: Acceptance) -> Order:
         return _accept(services, acceptance)
 
-    accept.config = accept_config  # type: ignore[attr-defined]
+    accept.config = accept_config
     return accept
 
 
 def register_lambda_context(context: Any) -> None:
     """Lets idempotency size its in-progress lock by the invocation's remaining time."""
-    _idempotent_accept().config.register_lambda_context(context)
+    idempotent_accept().config.register_lambda_context(context)
 
 
 def get_order(services: Services, tenant_id: str, order_id: str) -> Order:

@@ -217,7 +217,11 @@ def _render_delivery(
         services.bucket.put_png(
             key,
             image.png,
-            {"order": task.order_id, "prompt-index": str(task.prompt_index), "seed": str(image.seed)},
+            {
+                "order": task.order_id,
+                "prompt-index": str(task.prompt_index),
+                "seed": str(image.seed),
+            },
         )
         # stored first, then recorded and counted: a crash in between re-renders, never loses
         services.images.record(
@@ -234,9 +238,9 @@ def _render_delivery(
     updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
     if updated.state is OrderState.ACCEPTED:
         services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
-    if updated.images_done >= updated.images_total:
-        if services.orders.transition(task.tenant_id, task.order_id, OrderState.COMPLETED):
-            logger.info("order completed", order_id=task.order_id, images=updated.images_done)
+    finished = updated.images_done >= updated.images_total
+    if finished and services.orders.transition(task.tenant_id, task.order_id, OrderState.COMPLETED):
+        logger.info("order completed", order_id=task.order_id, images=updated.images_done)
     return _Outcome(images=len(rendered), seconds=Decimal(f"{seconds:.3f}"))
 
 
@@ -250,7 +254,9 @@ def render_task(client: A1111Client, task: RenderTask) -> list[RenderedImage]:
         half = task.batch_size // 2
         logger.warning("out of memory: splitting batch", task=task.task_id, batch=task.batch_size)
         first = task.model_copy(update={"batch_size": half})
-        second = task.model_copy(update={"seed": task.seed + half, "batch_size": task.batch_size - half})
+        second = task.model_copy(
+            update={"seed": task.seed + half, "batch_size": task.batch_size - half}
+        )
         return render_task(client, first) + render_task(client, second)
 
 
@@ -287,7 +293,9 @@ def record(
     spend = 0
     if run.machine_launched_at is not None:
         ended = run.machine_ended_at or now
-        spend = cost_micros(run.offer.usd_per_hour, int((ended - run.machine_launched_at).total_seconds()))
+        spend = cost_micros(
+            run.offer.usd_per_hour, int((ended - run.machine_launched_at).total_seconds())
+        )
     status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
     services.runs.save(
         run.model_copy(

@@ -132,10 +132,12 @@ def services() -> Services:
 def reset() -> None:
     """Forget every cached adapter (tests switch moto contexts and settings)."""
     from subconscious import aws
+    from subconscious.logic import orders
     from subconscious.market import registry
 
     for cached in (_tenants, _quotes, _orders, _images, _runs, _queue, _bucket, _executions):
         cached.cache_clear()
     registry.uninstall_all()
+    orders.idempotent_accept.cache_clear()
     get_settings.cache_clear()
     aws.reset()

@@ -69,4 +69,5 @@ __all__ = [
     "Sampler",
     "SeedPolicy",
     "image_key",
+    "sources_of",
 ]

@@ -70,5 +70,3 @@ def plan_quote(
             meets_budget=meets_budget,
         )
     ]
-
-

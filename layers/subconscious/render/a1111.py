@@ -68,8 +68,17 @@ class A1111Client:
             if not self.models():
                 return False
             self._post_txt2img(
-                {"prompt": "warm-up", "seed": 1, "steps": 1, "width": 64, "height": 64,
-                 "batch_size": 1, "n_iter": 1, "save_images": False, "send_images": True}
+                {
+                    "prompt": "warm-up",
+                    "seed": 1,
+                    "steps": 1,
+                    "width": 64,
+                    "height": 64,
+                    "batch_size": 1,
+                    "n_iter": 1,
+                    "save_images": False,
+                    "send_images": True,
+                }
             )
         except (RendererUnavailable, RendererError):
             return False

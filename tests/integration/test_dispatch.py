@@ -1,0 +1,144 @@
+"""Dispatch against moto: what it rents, and invariant 7 (two ticks at once never double-rent)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import boto3
+
+from functions.dispatch.handler import lambda_handler
+from infra import definitions as d
+from infra.local.resources import Created
+from infra.local.stack import context_for
+from subconscious.logic.dispatch import tick
+from subconscious.logic.services import Services
+from subconscious.market.base import run_label
+from subconscious.market.fake import FakeProvider
+from subconscious.models import RunStatus
+from tests.conftest import load_event
+from tests.integration.workflow import new_run, place_order
+
+TENANT = "tenant-a"
+
+
+def _runs(svc: Services) -> list[str]:
+    return [r.run_id for r in svc.runs.live()]
+
+
+def _executions(aws: Created) -> list[dict[str, str]]:
+    sfn = boto3.client("stepfunctions")
+    return list(sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"])
+
+
+def test_no_work_rents_nothing(svc: Services, aws: Created) -> None:
+    report = tick(svc)
+    assert report.acted and report.started_runs == []
+    assert report.decisions == ["no work waiting"]
+    assert _executions(aws) == []
+
+
+def test_waiting_work_starts_one_run_on_the_cheapest_machine(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+
+    report = tick(svc)
+
+    assert len(report.started_runs) == 1
+    (run,) = list(svc.runs.live())
+    assert run.offer.offer_id == "o-3090"  # cheapest machine cost for this job in the fake market
+    assert run.spend_cap_micros > 0
+    (execution,) = _executions(aws)
+    assert execution["name"] == run.run_id and run.execution_arn == execution["executionArn"]
+
+
+def test_a_live_run_blocks_another_rental(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+    tick(svc)
+    place_order(svc, TENANT, [8])
+
+    report = tick(svc)
+
+    assert report.started_runs == []
+    assert len(_executions(aws)) == 1
+
+
+def test_two_ticks_at_once_rent_once(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8, 8, 8])
+    barrier = threading.Barrier(4)
+    reports = []
+
+    def run_tick() -> None:
+        barrier.wait()
+        reports.append(tick(svc))
+
+    threads = [threading.Thread(target=run_tick) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    started = [r for report in reports for r in report.started_runs]
+    assert len(started) == 1
+    assert len(_executions(aws)) == 1
+    assert len(_runs(svc)) == 1
+
+
+def test_lease_is_exclusive_until_it_expires(svc: Services) -> None:
+    now = datetime.now(UTC)
+    assert svc.runs.acquire_lease("dispatch", "a", 30, at=now)
+    assert not svc.runs.acquire_lease("dispatch", "b", 30, at=now)
+    assert svc.runs.acquire_lease("dispatch", "b", 30, at=now + timedelta(seconds=31))
+    svc.runs.release_lease("dispatch", "a")  # not the holder: nothing happens
+    assert not svc.runs.acquire_lease("dispatch", "c", 30, at=now + timedelta(seconds=32))
+    svc.runs.release_lease("dispatch", "b")
+    assert svc.runs.acquire_lease("dispatch", "c", 30, at=now + timedelta(seconds=32))
+
+
+def test_tick_skips_while_another_holds_the_lease(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+    assert svc.runs.acquire_lease("dispatch", "someone", 60)
+    report = tick(svc)
+    assert not report.acted
+    assert _executions(aws) == []
+
+
+def test_a_run_whose_execution_ended_is_closed_and_its_machines_given_back(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    place_order(svc, TENANT, [8])
+    (run_id,) = tick(svc).started_runs
+    run = svc.runs.get(run_id)
+    assert run is not None and run.execution_arn is not None
+    machine = market.launch(run.offer, label=run_label(run_id), api_auth="u:p")
+    boto3.client("stepfunctions").stop_execution(executionArn=run.execution_arn)
+
+    report = tick(svc)
+
+    assert report.reaped_runs == [run_id]
+    assert machine.machine_id in market.terminated
+    closed = svc.runs.get(run_id)
+    assert closed is not None and closed.status is RunStatus.FAILED
+    assert len(report.started_runs) == 1  # the work still waits: a new run replaces it
+
+
+def test_a_run_that_never_started_its_execution_is_closed(svc: Services, aws: Created) -> None:
+    stale = new_run(svc)
+    svc.runs.save(stale.model_copy(update={"started_at": datetime.now(UTC) - timedelta(hours=1)}))
+    report = tick(svc)
+    assert report.reaped_runs == [stale.run_id]
+
+
+def test_no_budget_left_rents_nothing(svc: Services, aws: Created) -> None:
+    order = place_order(svc, TENANT, [8])
+    svc.orders.add_spend(TENANT, order.order_id, 10**9)
+    report = tick(svc)
+    assert report.started_runs == []
+    assert report.decisions == ["open orders have no budget left"]
+
+
+def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+    function = next(f for f in d.FUNCTIONS if f.name == "subc-dispatch")
+    result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
+    assert result["acted"] is True
+    assert len(result["started_runs"]) == 1
