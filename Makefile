@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit e2e openapi lock clean
+.PHONY: demo local test lint types openapi lock clean
 
 $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.
 ## make demo: the founding example on the local stack (quote, order, render, download).
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo $(DEMO_ARGS)
+
+## make local: run the local stack until Ctrl-C (prints the API URL and a key for `subconscious`).
+local: $(STAMP)
+	$(BIN)/python -m infra.local.stack
 
 ## make test: lint, format check, types, then the tests with branch coverage.
 test: lint types

@@ -119,7 +119,10 @@ def _usd(value: object, *, cents: bool = False) -> str:
         amount = Decimal(str(value))
     except InvalidOperation:
         return f"${value}"
-    return f"${amount.quantize(CENT) if cents else amount}"
+    # Cents read best on a progress line, but a small order's spend would show as $0.00.
+    if cents and (amount == 0 or abs(amount) >= CENT):
+        amount = amount.quantize(CENT)
+    return f"${amount}"
 
 
 def _yes(value: object) -> str:

@@ -103,7 +103,9 @@ class LocalStack:
         default_faults: MachineFaults | None = None,
         settings: dict[str, str] | None = None,
         timer: bool = True,
+        api_port: int = 0,
     ) -> None:
+        self.api_port = api_port
         self.dispatch_every_s = dispatch_every_s
         self.market = EmulatedMarket(default_faults=default_faults or MachineFaults())
         self.extra_settings = settings or {}
@@ -251,7 +253,7 @@ class LocalStack:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("front: " + format, *args)
 
-        self._front = ThreadingHTTPServer(("127.0.0.1", free_port()), Front)
+        self._front = ThreadingHTTPServer(("127.0.0.1", self.api_port or free_port()), Front)
         self.api_url = f"http://127.0.0.1:{self._front.server_address[1]}"
         thread = threading.Thread(target=self._front.serve_forever, name="api-front", daemon=True)
         thread.start()
@@ -348,3 +350,30 @@ def running(**kwargs: Any) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
+
+
+def main() -> None:
+    """``make local``: run the stack until Ctrl-C, for the ``subconscious`` command."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Run the local stack until interrupted.")
+    parser.add_argument("--port", type=int, default=8600, help="API port on 127.0.0.1")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    stack = LocalStack(api_port=args.port).start()
+    # The key of a throwaway local tenant: shown once to the person who started the stack.
+    print(f"export SUBCONSCIOUS_API_URL={stack.api_url} SUBCONSCIOUS_API_KEY={stack.api_key}")
+    print("local stack running; Ctrl-C stops it and every machine it started", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

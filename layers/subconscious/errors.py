@@ -40,6 +40,14 @@ class Conflict(SubconsciousError):
     code = "conflict"
 
 
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class RequestInProgress(Conflict):
+    code = "request_in_progress"
+
+
 class QuoteExpired(SubconsciousError):
     code = "quote_expired"
 

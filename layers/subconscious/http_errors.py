@@ -95,34 +95,9 @@ def register(app: APIGatewayRestResolver) -> None:
     def _no_route(_: NotFoundError) -> Response[str]:
         return error_response(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
 
-    _register_idempotency(app)
-
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         logger.exception("unexpected error")
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side"
-        )
-
-
-def _register_idempotency(app: APIGatewayRestResolver) -> None:
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyValidationError,
-    )
-
-    @app.exception_handler(IdempotencyValidationError)
-    def _reused(_: Exception) -> Response[str]:
-        return error_response(
-            HTTPStatus.CONFLICT,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request",
-        )
-
-    @app.exception_handler(IdempotencyAlreadyInProgressError)
-    def _in_progress(_: Exception) -> Response[str]:
-        return error_response(
-            HTTPStatus.CONFLICT,
-            "request_in_progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
         )

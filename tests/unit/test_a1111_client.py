@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,6 @@ from subconscious.errors import (
     RendererUnavailable,
 )
 from subconscious.models import ModelFamily, RenderTask, Sampler
-from subconscious.render import a1111
 from subconscious.render.a1111 import A1111Client, RenderedImage
 from tests.unit.pngs import b64_png, make_png
 
@@ -70,7 +70,7 @@ def answer(
         "height": height,
     }
     if grid:
-        encoded = [b64_png(width * 2, height)] + encoded
+        encoded = [b64_png(width * 2, height), *encoded]
         info["index_of_first_image"] = 1
     return {"images": encoded, "parameters": {}, "info": json.dumps(info)}
 
@@ -79,7 +79,7 @@ def answer(
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Back-off sleeps are recorded, not slept."""
     slept: list[float] = []
-    monkeypatch.setattr(a1111.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)
     return slept
 
 
@@ -134,7 +134,9 @@ def test_basic_auth_header_is_sent(renderer: respx.MockRouter, client: A1111Clie
 
 
 # --- txt2img answer ---
-def test_txt2img_returns_one_image_per_seed(renderer: respx.MockRouter, client: A1111Client) -> None:
+def test_txt2img_returns_one_image_per_seed(
+    renderer: respx.MockRouter, client: A1111Client
+) -> None:
     renderer.post(TXT2IMG).mock(
         return_value=httpx.Response(200, json=answer([7, 8, 9, 10], width=576, height=640))
     )
@@ -185,7 +187,9 @@ def test_wrong_size_png_is_a_bad_image(renderer: respx.MockRouter, client: A1111
         client.txt2img(task(1000, 2))
 
 
-def test_jpeg_instead_of_png_is_a_bad_image(renderer: respx.MockRouter, client: A1111Client) -> None:
+def test_jpeg_instead_of_png_is_a_bad_image(
+    renderer: respx.MockRouter, client: A1111Client
+) -> None:
     fake_jpeg = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 64).decode()
     renderer.post(TXT2IMG).mock(
         return_value=httpx.Response(200, json=answer([1000], images=[fake_jpeg]))
@@ -233,7 +237,15 @@ def test_out_of_memory_is_not_retried(
 @pytest.mark.parametrize(
     "response",
     [
-        httpx.Response(500, json={"error": "RuntimeError", "detail": "", "body": "", "errors": "CUDA out of memory."}),
+        httpx.Response(
+            500,
+            json={
+                "error": "RuntimeError",
+                "detail": "",
+                "body": "",
+                "errors": "CUDA out of memory.",
+            },
+        ),
         httpx.Response(500, text="torch.cuda.OutOfMemoryError: CUDA out of memory"),
         httpx.Response(503, json=OOM_BODY),
     ],
@@ -276,7 +288,12 @@ def test_500_then_success_returns_the_images(
 
 
 @pytest.mark.parametrize(
-    "error", [httpx.ConnectError("refused"), httpx.RemoteProtocolError("peer closed"), httpx.ReadTimeout("slow")]
+    "error",
+    [
+        httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("peer closed"),
+        httpx.ReadTimeout("slow"),
+    ],
 )
 def test_transport_errors_are_renderer_unavailable(
     renderer: respx.MockRouter, client: A1111Client, error: Exception
@@ -296,7 +313,9 @@ def test_gateway_statuses_are_renderer_unavailable(
 
 
 def test_401_is_a_renderer_error(renderer: respx.MockRouter, client: A1111Client) -> None:
-    renderer.post(TXT2IMG).mock(return_value=httpx.Response(401, json={"detail": "Incorrect username or password"}))
+    renderer.post(TXT2IMG).mock(
+        return_value=httpx.Response(401, json={"detail": "Incorrect username or password"})
+    )
     with pytest.raises(RendererError, match="refused our credential") as excinfo:
         client.txt2img(task())
     assert type(excinfo.value) is RendererError
@@ -322,12 +341,21 @@ def test_models_must_be_a_list(renderer: respx.MockRouter, client: A1111Client) 
         client.models()
 
 
-def test_ready_when_models_and_warm_up_succeed(renderer: respx.MockRouter, client: A1111Client) -> None:
+def test_ready_when_models_and_warm_up_succeed(
+    renderer: respx.MockRouter, client: A1111Client
+) -> None:
     renderer.get(MODELS).mock(return_value=httpx.Response(200, json=[{"title": "sd15"}]))
-    warm_up = renderer.post(TXT2IMG).mock(return_value=httpx.Response(200, json=answer([1], width=64, height=64)))
+    warm_up = renderer.post(TXT2IMG).mock(
+        return_value=httpx.Response(200, json=answer([1], width=64, height=64))
+    )
     assert client.is_ready() is True
     payload = sent(warm_up)
-    assert (payload["steps"], payload["width"], payload["height"], payload["batch_size"]) == (1, 64, 64, 1)
+    assert (payload["steps"], payload["width"], payload["height"], payload["batch_size"]) == (
+        1,
+        64,
+        64,
+        1,
+    )
     assert payload["save_images"] is False
 
 

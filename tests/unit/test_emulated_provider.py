@@ -97,7 +97,9 @@ def an_offer(offer_id: str = "emu-vast-ai-rtx-4090") -> Offer:
 
 
 # --- offers ---
-def test_list_offers_parses_the_market(market: respx.MockRouter, provider: EmulatedProvider) -> None:
+def test_list_offers_parses_the_market(
+    market: respx.MockRouter, provider: EmulatedProvider
+) -> None:
     market.get("/offers").mock(return_value=httpx.Response(200, json=OFFERS))
     first, second = provider.list_offers()
     assert first == Offer(
@@ -126,7 +128,9 @@ def test_prices_are_exact_decimals(market: respx.MockRouter, provider: EmulatedP
     assert offers[1].usd_per_hour == Decimal("2.690000000001")  # not float-rounded
 
 
-def test_startup_seconds_are_rounded_up(market: respx.MockRouter, provider: EmulatedProvider) -> None:
+def test_startup_seconds_are_rounded_up(
+    market: respx.MockRouter, provider: EmulatedProvider
+) -> None:
     market.get("/offers").mock(return_value=httpx.Response(200, json=OFFERS))
     assert [o.startup_s for o in provider.list_offers()] == [1, 3]
 
@@ -237,7 +241,9 @@ def test_terminate_is_idempotent_on_machine_not_found(
     assert route.call_count == 2
 
 
-def test_terminate_raises_on_server_error(market: respx.MockRouter, provider: EmulatedProvider) -> None:
+def test_terminate_raises_on_server_error(
+    market: respx.MockRouter, provider: EmulatedProvider
+) -> None:
     market.delete("/machines/m-1").mock(
         return_value=httpx.Response(500, json={"error": "internal", "message": "see logs"})
     )
@@ -279,7 +285,8 @@ def test_other_errors_are_provider_errors(
 
 
 @pytest.mark.parametrize(
-    "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
+    "error",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")],
 )
 def test_unreachable_market_is_a_provider_error(
     market: respx.MockRouter, provider: EmulatedProvider, error: Exception

@@ -79,7 +79,15 @@ def test_cost_micros_rounds_up(usd_per_hour: str, seconds: Decimal | int, micros
 
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
-    [(0, 5, 0), (1, 1000, 1), (7, 2, 4), (8, 2, 4), (9, 3, 3), (10, 3, 4), (1_232_400, 10_000, 124)],
+    [
+        (0, 5, 0),
+        (1, 1000, 1),
+        (7, 2, 4),
+        (8, 2, 4),
+        (9, 3, 3),
+        (10, 3, 4),
+        (1_232_400, 10_000, 124),
+    ],
 )
 def test_ceil_div(a: int, b: int, expected: int) -> None:
     assert ceil_div(a, b) == expected

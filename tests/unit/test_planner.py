@@ -59,7 +59,12 @@ def test_equal_cost_breaks_ties_by_offer_id() -> None:
 
 @pytest.mark.parametrize(
     ("family", "side", "memory", "ok"),
-    [("sd15", 512, 8, True), ("sd15", 512, 7, False), ("sdxl", 1024, 12, True), ("sdxl", 1024, 11, False)],
+    [
+        ("sd15", 512, 8, True),
+        ("sd15", 512, 7, False),
+        ("sdxl", 1024, 12, True),
+        ("sdxl", 1024, 11, False),
+    ],
 )
 def test_usable_needs_memory_per_family(family: str, side: int, memory: int, ok: bool) -> None:
     candidate = offer("o-x", "RTX 4090", "0.40", memory)
@@ -88,7 +93,9 @@ def test_plan_quote_prices_the_cheapest_machine_with_margin() -> None:
 
 
 def test_plan_quote_without_margin_and_several_prompts() -> None:
-    spec = JobSpec.model_validate({"prompts": [{"text": "a", "count": 3}, {"text": "b", "count": 4}]})
+    spec = JobSpec.model_validate(
+        {"prompts": [{"text": "a", "count": 3}, {"text": "b", "count": 4}]}
+    )
     [option] = plan_quote(spec, Constraints(), [FAST, SLOW_CHEAP_PER_HOUR], NOW, 0)
     assert option.gpu == "Mystery GPU"
     assert option.price_per_image_usd == Decimal("0.000881")  # 6167 / 7 = 881
@@ -181,8 +188,12 @@ def test_wait_when_no_usable_offer() -> None:
 
 
 def test_rent_the_cheapest_with_the_budget_as_spend_cap() -> None:
-    decisions = decide(backlog(waiting=3, in_flight=2, budget=12_345), [], [SLOW_CHEAP_PER_HOUR, FAST], 1)
-    assert decisions == [Rent(offer=FAST, spend_cap_micros=12_345, reason="5 task(s) waiting, no run live")]
+    decisions = decide(
+        backlog(waiting=3, in_flight=2, budget=12_345), [], [SLOW_CHEAP_PER_HOUR, FAST], 1
+    )
+    assert decisions == [
+        Rent(offer=FAST, spend_cap_micros=12_345, reason="5 task(s) waiting, no run live")
+    ]
 
 
 def test_in_flight_work_alone_still_rents() -> None:

@@ -73,9 +73,7 @@ def test_known_rates_from_the_table() -> None:
     assert rate("H100 PCIe", ModelFamily.SD15, 512, 512, 20) == Decimal("2.4785")
 
 
-@pytest.mark.parametrize(
-    ("family", "side"), [(ModelFamily.SD15, 512), (ModelFamily.SDXL, 1024)]
-)
+@pytest.mark.parametrize(("family", "side"), [(ModelFamily.SD15, 512), (ModelFamily.SDXL, 1024)])
 def test_unknown_gpu_falls_back_to_half_an_image_per_second(family: ModelFamily, side: int) -> None:
     assert rate("Mystery GPU 9000", family, side, side, 20) == Decimal("0.5")
     assert rate("Mystery GPU 9000", family, side, side, 40) == Decimal("0.25")

@@ -10,7 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from subconscious.errors import Conflict, NotFound, QuoteExpired, ValidationFailed
+from subconscious.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    NotFound,
+    QuoteExpired,
+    RequestInProgress,
+    ValidationFailed,
+)
 from subconscious.logic.services import Services
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
@@ -94,7 +101,21 @@ def accept_quote(services: Services, acceptance: Acceptance) -> Order:
     rewrites the same order and re-sends the same tasks (duplicates are harmless: progress counts
     each image key once). Idempotent per (tenant, key) through powertools idempotency.
     """
-    order: Order = idempotent_accept()(services=services, acceptance=acceptance)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    try:
+        order: Order = idempotent_accept()(services=services, acceptance=acceptance)
+    except IdempotencyValidationError as error:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request"
+        ) from error
+    except IdempotencyAlreadyInProgressError as error:
+        raise RequestInProgress(
+            "a request with this Idempotency-Key is still being processed; retry shortly"
+        ) from error
     return order
 
 

@@ -1,0 +1,146 @@
+"""Errors to HTTP: field paths and status codes."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+
+from subconscious import errors
+from subconscious.http_errors import error_response, field_path, status_of
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("body", "job", "prompts", 0, "count"), "job.prompts.0.count"),
+        (["body", "job", "width"], "job.width"),
+        (("body", "quote_id"), "quote_id"),
+        (("body",), "body"),
+        ((), "body"),
+        (("query", "limit"), "query.limit"),
+        (("header", "x-api-key"), "header.x-api-key"),
+        (("path", "order_id"), "path.order_id"),
+        (("job", "width"), "job.width"),
+    ],
+)
+def test_field_path(loc: tuple[Any, ...] | list[Any], path: str) -> None:
+    assert field_path(loc) == path
+
+
+class OrderNotFound(errors.NotFound):
+    code = "order_not_found"
+
+
+class SpecialConflict(errors.Conflict):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.BadRequest, HTTPStatus.BAD_REQUEST),
+        (errors.ValidationFailed, HTTPStatus.UNPROCESSABLE_ENTITY),
+        (errors.PayloadTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+        (errors.Unauthorized, HTTPStatus.UNAUTHORIZED),
+        (errors.NotFound, HTTPStatus.NOT_FOUND),
+        (errors.Conflict, HTTPStatus.CONFLICT),
+        (errors.QuoteExpired, HTTPStatus.GONE),
+        (errors.NoCapacity, HTTPStatus.SERVICE_UNAVAILABLE),
+        (OrderNotFound, HTTPStatus.NOT_FOUND),
+        (SpecialConflict, HTTPStatus.CONFLICT),
+        (errors.SubconsciousError, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.ProviderError, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.OfferGone, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.MachineGone, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.RendererError, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.RendererUnavailable, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.RendererOutOfMemory, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.BadImage, HTTPStatus.INTERNAL_SERVER_ERROR),
+        (errors.MachineNotReady, HTTPStatus.INTERNAL_SERVER_ERROR),
+    ],
+)
+def test_status_of(error: type[errors.SubconsciousError], status: HTTPStatus) -> None:
+    assert status_of(error("boom")) == status
+
+
+def test_every_error_class_has_a_status() -> None:
+    seen: list[type[errors.SubconsciousError]] = []
+    pending = [errors.SubconsciousError]
+    while pending:
+        cls = pending.pop()
+        seen.append(cls)
+        pending.extend(cls.__subclasses__())
+    module_classes = [c for c in seen if c.__module__ == "subconscious.errors"]
+    assert len(module_classes) >= 17
+    customer_facing = (
+        errors.BadRequest,
+        errors.ValidationFailed,
+        errors.PayloadTooLarge,
+        errors.Unauthorized,
+        errors.NotFound,
+        errors.Conflict,
+        errors.QuoteExpired,
+    )
+    for cls in module_classes:
+        status = status_of(cls("x"))
+        if issubclass(cls, customer_facing):
+            assert 400 <= status < 500, cls
+        elif issubclass(cls, errors.NoCapacity):
+            assert status == HTTPStatus.SERVICE_UNAVAILABLE
+        else:
+            assert status == HTTPStatus.INTERNAL_SERVER_ERROR, cls
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.SubconsciousError, "internal_error"),
+        (errors.ValidationFailed, "validation_error"),
+        (errors.QuoteExpired, "quote_expired"),
+        (errors.NoCapacity, "no_capacity"),
+        (errors.OfferGone, "offer_gone"),
+        (errors.RendererOutOfMemory, "renderer_out_of_memory"),
+    ],
+)
+def test_error_codes_are_stable(error: type[errors.SubconsciousError], code: str) -> None:
+    assert error.code == code
+
+
+def test_error_keeps_message_and_details() -> None:
+    error = errors.ValidationFailed("bad", details=[{"field": "option_id", "message": "nope"}])
+    assert (str(error), error.message, error.details) == (
+        "bad",
+        "bad",
+        [{"field": "option_id", "message": "nope"}],
+    )
+    assert errors.NotFound("x").details == []
+
+
+def test_error_response_shape() -> None:
+    response = error_response(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "validation_error",
+        "the request is invalid",
+        [{"field": "job.width", "message": "too big"}],
+    )
+    assert response.status_code == 422
+    assert json.loads(str(response.body)) == {
+        "error": {
+            "code": "validation_error",
+            "message": "the request is invalid",
+            "details": [{"field": "job.width", "message": "too big"}],
+        }
+    }
+
+
+def test_error_response_without_details_and_401_challenge() -> None:
+    response = error_response(HTTPStatus.UNAUTHORIZED, "unauthorized", "no key")
+    assert json.loads(str(response.body)) == {
+        "error": {"code": "unauthorized", "message": "no key"}
+    }
+    assert response.headers["WWW-Authenticate"] == 'ApiKey header="x-api-key"'
+    other = error_response(HTTPStatus.NOT_FOUND, "not_found", "gone")
+    assert "WWW-Authenticate" not in (other.headers or {})
