@@ -25,7 +25,7 @@ _REFERENCE_PIXELS = {ModelFamily.SD15: 512 * 512, ModelFamily.SDXL: 1024 * 1024}
 _SDXL_PER_SD15 = Decimal("0.178")
 _UNKNOWN_GPU_IMAGES_PER_S = Decimal("0.5")  # pessimistic: an unknown card is priced as slow
 
-_NOISE = re.compile(r"\(.*?\)|\b(NVIDIA|GEFORCE|PCIE|SXM\d?|HBM\d?|HGX|\d+\s?GB)\b", re.I)
+_NOISE = re.compile(r"\(.*?\)|\b(NVIDIA|GEFORCE|TESLA|PCIE|SXM\d?|HBM\d?|HGX|NVL|\d+\s?GB)\b", re.I)
 
 
 def canonical_gpu(name: str) -> str:
@@ -59,8 +59,11 @@ def rate(gpu: str, family: ModelFamily, width: int, height: int, steps: int) -> 
     table = _table()
     name = canonical_gpu(gpu)
     base = table.get((name, family))
+    # a card measured for one family only: derive the other from the measured ratio
     if base is None and family is ModelFamily.SDXL and (name, ModelFamily.SD15) in table:
         base = table[(name, ModelFamily.SD15)] * _SDXL_PER_SD15
+    if base is None and family is ModelFamily.SD15 and (name, ModelFamily.SDXL) in table:
+        base = table[(name, ModelFamily.SDXL)] / _SDXL_PER_SD15
     if base is None:
         base = _UNKNOWN_GPU_IMAGES_PER_S
     scale = Decimal(_REFERENCE_PIXELS[family]) / (width * height)

@@ -312,6 +312,16 @@ def test_gateway_statuses_are_renderer_unavailable(
         client.txt2img(task())
 
 
+def test_500_with_a_non_object_body_is_a_renderer_error(
+    renderer: respx.MockRouter, client: A1111Client
+) -> None:
+    route = renderer.post(TXT2IMG).mock(return_value=httpx.Response(500, json=["oops"]))
+    with pytest.raises(RendererError, match=r"HTTP 500 $") as excinfo:
+        client.txt2img(task())
+    assert type(excinfo.value) is RendererError
+    assert route.call_count == 3
+
+
 def test_401_is_a_renderer_error(renderer: respx.MockRouter, client: A1111Client) -> None:
     renderer.post(TXT2IMG).mock(
         return_value=httpx.Response(401, json={"detail": "Incorrect username or password"})
@@ -423,11 +433,6 @@ def test_an_injected_http_client_is_used() -> None:
     assert http.is_closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _post_txt2img retries every RendererError, so a 4xx (401 bad credential, "
-    "422 invalid payload) is sent 3 times with back-off; the module says only 5xx is retried",
-)
 @pytest.mark.parametrize("status", [401, 422])
 def test_client_errors_are_not_retried(
     renderer: respx.MockRouter, client: A1111Client, sleeps: list[float], status: int
@@ -437,3 +442,31 @@ def test_client_errors_are_not_retried(
         client.txt2img(task())
     assert route.call_count == 1
     assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"images": [b64_png(512, 512)], "info": json.dumps("plain text")},
+        {"images": [b64_png(512, 512)], "info": json.dumps([1000])},
+        {"images": [b64_png(512, 512)], "info": json.dumps({"all_seeds": ["x"]})},
+        {
+            "images": [b64_png(512, 512)],
+            "info": json.dumps({"all_seeds": [1000], "index_of_first_image": None}),
+        },
+        {"images": [None], "info": json.dumps({"all_seeds": [1000]})},
+    ],
+)
+def test_malformed_answers_are_bad_images(
+    renderer: respx.MockRouter, client: A1111Client, body: dict[str, Any]
+) -> None:
+    renderer.post(TXT2IMG).mock(return_value=httpx.Response(200, json=body))
+    with pytest.raises(BadImage):
+        client.txt2img(task(1000, 1))
+
+
+def test_not_ready_when_models_answer_is_not_json(
+    renderer: respx.MockRouter, client: A1111Client
+) -> None:
+    renderer.get(MODELS).mock(return_value=httpx.Response(200, text="<html>loading</html>"))
+    assert client.is_ready() is False

@@ -336,3 +336,21 @@ def test_registry_install_overrides_and_uninstall_all_forgets() -> None:
     assert isinstance(registry.provider("emulated"), EmulatedProvider)
     with pytest.raises(ProviderError):
         registry.provider("fake")
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (httpx.Response(200, text="<html>maintenance</html>"), ProviderError),
+        (httpx.Response(404, json=["machine_not_found"]), MachineGone),
+    ],
+)
+def test_malformed_market_answers_are_typed(
+    market: respx.MockRouter,
+    provider: EmulatedProvider,
+    response: httpx.Response,
+    expected: type[Exception],
+) -> None:
+    market.get("/machines/m-1").mock(return_value=response)
+    with pytest.raises(expected):
+        provider.status("m-1")

@@ -265,6 +265,11 @@ def test_constraints_in_normalises_future_deadline_to_utc() -> None:
     assert parsed.deadline is not None and parsed.deadline.utcoffset() == timedelta(0)
 
 
+def test_constraints_in_without_deadline() -> None:
+    assert ConstraintsIn.model_validate({"deadline": None}).deadline is None
+    assert ConstraintsIn().deadline is None
+
+
 @pytest.mark.parametrize("price", ["-0.000001", "-1"])
 def test_constraints_in_rejects_negative_price(price: str) -> None:
     with pytest.raises(ValidationError) as excinfo:

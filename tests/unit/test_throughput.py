@@ -117,3 +117,20 @@ def test_sdxl_1024_batches_are_smaller(memory: int) -> None:
     assert max_batch(job(model_family="sdxl", width=1024, height=1024), memory) < max_batch(
         job(), memory
     )
+
+
+@pytest.mark.parametrize(
+    "gpu", ["RTX 4090", "RTX 3090", "RTX 3060", "RTX 5090", "H100", "H200", "A30", "T4", "A100"]
+)
+def test_sdxl_1024_is_at_least_twice_as_slow_as_sd15_512(gpu: str) -> None:
+    # on every card with data the crowd medians give SDXL/SD1.5 between 0.09 and 0.33
+    sd15 = rate(gpu, ModelFamily.SD15, 512, 512, 20)
+    sdxl = rate(gpu, ModelFamily.SDXL, 1024, 1024, 20)
+    assert sdxl * 2 <= sd15
+
+
+@pytest.mark.parametrize("gpu", ["B200", "L40S"])
+def test_sdxl_only_cards_are_not_slower_at_sd15(gpu: str) -> None:
+    sd15 = rate(gpu, ModelFamily.SD15, 512, 512, 20)
+    sdxl = rate(gpu, ModelFamily.SDXL, 1024, 1024, 20)
+    assert sdxl * 2 <= sd15

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from subconscious.dal.work_queue import Delivery
 from subconscious.errors import (
     MachineGone,
     MachineNotReady,
@@ -132,56 +135,60 @@ class SliceResult:
 def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     """Render tasks from the queue for at most ``slice_s`` seconds (a Lambda has 15 minutes;
     the state machine loops). Ends the run's work when the queue stays empty or the run's spend
-    cap is reached."""
+    cap is reached. A batch's images are stored while the next batch renders."""
     settings = services.settings
     run = _run(services, run_id)
     machine = _live_machine(services, run)
     client = _client(services, run, machine)
     end = time.monotonic() + slice_s
-    images = 0
+    # Long enough for every task received at once to render, one after the other.
+    visibility = (int(settings.renderer_request_timeout_s) * 2 + 30) * _RECEIVE_AT_ONCE
+    storage = _Storage(services, run)
+    held: list[Delivery] = []
     idle_polls = 0
-    visibility = int(settings.renderer_request_timeout_s * 2) + 30
+    result = SliceResult(more=True, images=0, reason="slice over")
     try:
         while time.monotonic() < end:
+            storage.collect(keep=1)  # at most one batch stores behind the renderer
             if _spent(run) >= run.spend_cap_micros:
                 logger.warning("run reached its spend cap", run_id=run_id, cap=run.spend_cap_micros)
-                return SliceResult(more=False, images=images, reason="spend cap")
-            deliveries = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
-            if not deliveries:
-                idle_polls += 1
-                if idle_polls >= settings.idle_polls_before_teardown:
-                    return SliceResult(more=False, images=images, reason="queue empty")
-                continue
-            idle_polls = 0
-            held = list(deliveries)
-            try:
-                while held:
-                    delivery = held[0]
-                    outcome = _render_delivery(services, client, run, delivery.task)
-                    if outcome.later:
-                        services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
-                    else:
-                        # Deleted only now: its images (if any) are in S3 and counted.
-                        services.queue.delete(delivery)
-                    images += outcome.images
-                    run = run.model_copy(
-                        update={
-                            "images": run.images + outcome.images,
-                            "render_seconds": run.render_seconds + outcome.seconds,
-                        }
-                    )
-                    held.pop(0)
-                    for waiting in held:  # keep the rest hidden while this machine is healthy
-                        services.queue.set_visibility(waiting, visibility)
-            except Exception:
-                # This machine failed: hand every task it held back to the queue at once.
-                for delivery in held:
-                    services.queue.set_visibility(delivery, 0)
-                raise
-        return SliceResult(more=True, images=images, reason="slice over")
+                result = SliceResult(more=False, images=0, reason="spend cap")
+                break
+            if not held:
+                held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
+                if not held:
+                    idle_polls += 1
+                    if idle_polls >= settings.idle_polls_before_teardown:
+                        result = SliceResult(more=False, images=0, reason="queue empty")
+                        break
+                    continue
+                idle_polls = 0
+            delivery = held[0]
+            task = delivery.task
+            verdict = _verdict(services, task)
+            if verdict == "render":
+                started = time.monotonic()
+                rendered = render_task(client, task)
+                storage.submit(delivery, rendered, time.monotonic() - started)
+            elif verdict == "later":
+                services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
+            else:
+                services.queue.delete(delivery)
+            held.pop(0)
+        storage.collect(keep=0)
+    except Exception:
+        # This machine (or our storage) failed: hand back at once every task not yet stored.
+        for delivery in held + storage.abandon():
+            services.queue.set_visibility(delivery, 0)
+        raise
     finally:
+        storage.close()
         client.close()
-        services.runs.save(run)
+        services.runs.save(storage.run)
+    for delivery in held:  # received but not started before the slice ended
+        services.queue.set_visibility(delivery, 0)
+    result.images = storage.images
+    return result
 
 
 def _spent(run: RenderRun) -> int:
@@ -191,57 +198,95 @@ def _spent(run: RenderRun) -> int:
     return cost_micros(run.offer.usd_per_hour, elapsed)
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    images: int = 0
-    seconds: Decimal = Decimal(0)
-    later: bool = False  # the order is still being accepted: hand the task back for now
-
-
-def _render_delivery(
-    services: Services, client: A1111Client, run: RenderRun, task: RenderTask
-) -> _Outcome:
-    """Render one task and store its images. A task of an order that is gone, cancelled or
-    finished is dropped without rendering (no GPU time on cancelled work)."""
+def _verdict(services: Services, task: RenderTask) -> str:
+    """render, later (the order is still being accepted) or drop (gone, cancelled, finished:
+    no GPU time on work nobody will pay for)."""
     order = services.orders.get(task.tenant_id, task.order_id)
     if order is None or order.state not in OPEN_STATES:
         logger.info("dropped task of a closed order", order_id=task.order_id, task=task.task_id)
-        return _Outcome()
+        return "drop"
     if order.state is OrderState.QUOTED:
-        return _Outcome(later=True)
-    started = time.monotonic()
-    rendered = render_task(client, task)
-    seconds = time.monotonic() - started
-    for image in rendered:
-        key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
-        services.bucket.put_png(
-            key,
-            image.png,
-            {
-                "order": task.order_id,
-                "prompt-index": str(task.prompt_index),
-                "seed": str(image.seed),
-            },
+        return "later"
+    return "render"
+
+
+class _Storage:
+    """Stores rendered batches in the background: images to S3 in parallel, then recorded and
+    counted, then the task's message deleted (only then: invariant 2)."""
+
+    def __init__(self, services: Services, run: RenderRun) -> None:
+        self._services = services
+        self.run = run
+        self.images = 0
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        self._uploads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
+        self._pending: deque[tuple[Delivery, Future[int]]] = deque()
+
+    def submit(self, delivery: Delivery, rendered: list[RenderedImage], seconds: float) -> None:
+        future = self._finisher.submit(self._store, delivery.task, rendered, seconds)
+        self._pending.append((delivery, future))
+
+    def collect(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            delivery, future = self._pending[0]
+            stored = future.result()  # raises what storing raised
+            self._pending.popleft()
+            self._services.queue.delete(delivery)
+            self.images += stored
+
+    def abandon(self) -> list[Delivery]:
+        """Deliveries whose storing did not finish (to hand back to the queue)."""
+        deliveries = []
+        while self._pending:
+            delivery, future = self._pending.popleft()
+            try:
+                future.result()
+            except Exception:
+                deliveries.append(delivery)
+                continue
+            self._services.queue.delete(delivery)  # stored after all: nothing to redo
+        return deliveries
+
+    def close(self) -> None:
+        self._finisher.shutdown(wait=True)
+        self._uploads.shutdown(wait=True)
+
+    def _store(self, task: RenderTask, rendered: list[RenderedImage], seconds: float) -> int:
+        services = self._services
+
+        def store_one(image: RenderedImage) -> None:
+            key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
+            metadata = {"order": task.order_id, "prompt-index": str(task.prompt_index)}
+            services.bucket.put_png(key, image.png, {**metadata, "seed": str(image.seed)})
+            # stored first, then recorded and counted: a crash in between re-renders, never loses
+            services.images.record(
+                task.tenant_id,
+                task.order_id,
+                prompt_index=task.prompt_index,
+                prompt=task.prompt,
+                seed=image.seed,
+                width=task.width,
+                height=task.height,
+                key=key,
+            )
+
+        list(self._uploads.map(store_one, rendered))
+        spend = cost_micros(self.run.offer.usd_per_hour, int(seconds) + 1)
+        updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
+        if updated.state is OrderState.ACCEPTED:
+            services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
+        finished = updated.images_done >= updated.images_total
+        if finished and services.orders.transition(
+            task.tenant_id, task.order_id, OrderState.COMPLETED
+        ):
+            logger.info("order completed", order_id=task.order_id, images=updated.images_done)
+        self.run = self.run.model_copy(
+            update={
+                "images": self.run.images + len(rendered),
+                "render_seconds": self.run.render_seconds + Decimal(f"{seconds:.3f}"),
+            }
         )
-        # stored first, then recorded and counted: a crash in between re-renders, never loses
-        services.images.record(
-            task.tenant_id,
-            task.order_id,
-            prompt_index=task.prompt_index,
-            prompt=task.prompt,
-            seed=image.seed,
-            width=task.width,
-            height=task.height,
-            key=key,
-        )
-    spend = cost_micros(run.offer.usd_per_hour, int(seconds) + 1)
-    updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
-    if updated.state is OrderState.ACCEPTED:
-        services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
-    finished = updated.images_done >= updated.images_total
-    if finished and services.orders.transition(task.tenant_id, task.order_id, OrderState.COMPLETED):
-        logger.info("order completed", order_id=task.order_id, images=updated.images_done)
-    return _Outcome(images=len(rendered), seconds=Decimal(f"{seconds:.3f}"))
+        return len(rendered)
 
 
 def render_task(client: A1111Client, task: RenderTask) -> list[RenderedImage]:

@@ -83,11 +83,15 @@ class EmulatedProvider:
             raise MachineGone(f"machine gone ({method} {path})")
         if response.is_error:
             raise ProviderError(f"emulated market answered {response.status_code} to {method}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ProviderError(f"emulated market answered {method} {path} without JSON") from error
 
 
 def _error_code(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error", ""))
+        body = response.json()
     except ValueError:
         return ""
+    return str(body.get("error", "")) if isinstance(body, dict) else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -108,7 +107,9 @@ class Order(BaseModel):
     gpu: str = Field(description="the GPU the accepted option was priced on")
     images_done: int = 0
     spend_micros: int = 0
-    promised_at: datetime = Field(description="completion time promised by the accepted option")
+    promised_at: AwareDatetime = Field(
+        description="completion time promised by the accepted option"
+    )
     created_at: AwareDatetime
     updated_at: AwareDatetime
 

@@ -1,8 +1,9 @@
 """automatic1111 API client (``/sdapi/v1``): txt2img in batches with seeds checked.
 
 Failures are typed for the render loop: a dead machine (connection dropped, refused, timed out)
-is :class:`RendererUnavailable` and gets the machine replaced; an out-of-memory answer is
-:class:`RendererOutOfMemory` and gets the batch split; a 5xx is retried a few times.
+is :class:`RendererUnavailable` and gets the machine replaced at once; an out-of-memory answer
+is :class:`RendererOutOfMemory` and gets the batch split; any other 5xx is retried a few times;
+a 4xx is our bug and is not retried.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from subconscious.models import RenderTask
 from subconscious.render.png import check_png
 
 _RETRIES_ON_5XX = 2
+
+
+class _ServerError(RendererError):
+    """A plain 5xx: worth retrying on the same machine (unlike 4xx, out-of-memory or silence)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class A1111Client:
         """``GET /sdapi/v1/sd-models``. automatic1111 answers HTTP before its checkpoint loads,
         so an answer here is necessary but not sufficient for ready (see :meth:`is_ready`)."""
         response = self._request("GET", "/sdapi/v1/sd-models")
-        models = response.json()
+        models = _json(response)
         if not isinstance(models, list):
             raise RendererError("sd-models did not answer a list")
         return models
@@ -107,14 +112,12 @@ class A1111Client:
         for attempt in range(_RETRIES_ON_5XX + 1):
             try:
                 response = self._request("POST", "/sdapi/v1/txt2img", json=payload)
-            except RendererOutOfMemory:
-                raise
-            except RendererError:
-                if attempt == _RETRIES_ON_5XX:
-                    raise
+            except _ServerError as error:
+                if attempt == _RETRIES_ON_5XX:  # the state machine sees RendererError
+                    raise RendererError(str(error)) from error
                 time.sleep(0.2 * 2**attempt)
                 continue
-            body = response.json()
+            body = _json(response)
             if not isinstance(body, dict):
                 raise RendererError("txt2img did not answer an object")
             return body
@@ -131,12 +134,19 @@ class A1111Client:
                 raise RendererOutOfMemory(f"{method} {path}: out of memory")
             if response.status_code in (502, 503, 504, 524):
                 raise RendererUnavailable(f"{method} {path}: HTTP {response.status_code}")
-            raise RendererError(f"{method} {path}: HTTP {response.status_code} {error_name}")
+            raise _ServerError(f"{method} {path}: HTTP {response.status_code} {error_name}")
         if response.status_code == 401:
             raise RendererError(f"{method} {path}: the machine refused our credential")
         if response.is_error:
             raise RendererError(f"{method} {path}: HTTP {response.status_code}")
         return response
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as error:  # a proxy's HTML page, a truncated body
+        raise RendererError(f"{response.request.url.path}: answer is not JSON") from error
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
@@ -154,18 +164,18 @@ def _images(body: dict[str, Any], task: RenderTask) -> list[RenderedImage]:
     try:
         info = json.loads(body.get("info") or "{}")
         encoded = list(body["images"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise BadImage("txt2img answer without images or info") from error
-    # A grid image (when the server is set to make one) comes first: skip it.
-    encoded = encoded[int(info.get("index_of_first_image", 0)) :]
-    seeds = [int(s) for s in info.get("all_seeds", [])][: len(encoded)]
+        # A grid image (when the server is set to make one) comes first: skip it.
+        encoded = encoded[int(info.get("index_of_first_image", 0)) :]
+        seeds = [int(s) for s in info.get("all_seeds", [])][: len(encoded)]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BadImage("txt2img answer without well-formed images or info") from error
     if seeds != task.seeds or len(encoded) != task.batch_size:
         raise BadImage(f"asked for seeds {task.seeds}, got {seeds} ({len(encoded)} images)")
     images = []
     for seed, data in zip(seeds, encoded, strict=True):
         try:
             png = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as error:
+        except (binascii.Error, ValueError, TypeError) as error:
             raise BadImage(f"image for seed {seed} is not base64") from error
         check_png(png, task.width, task.height)
         images.append(RenderedImage(seed=seed, png=png))
