@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         f"delivered while rendering {in_render:8.1f} images/s  ({in_render / args.rate:.2f} of raw)"
     )
     print(
-        f"order end to end          {end_to_end:8.1f} images/s  ({end_to_end / args.rate:.2f} of raw,"
-        " incl. dispatch tick, boot and teardown)"
+        f"order end to end          {end_to_end:8.1f} images/s  "
+        f"({end_to_end / args.rate:.2f} of raw, incl. dispatch tick, boot and teardown)"
     )
     print(
         json.dumps(
