@@ -3,7 +3,6 @@ function, return a model. Errors are mapped in ``subconscious.http_errors``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -13,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
-from subconscious.errors import PayloadTooLarge
+from subconscious.errors import SubconsciousError
 from subconscious.logic import orders as order_logic
-from subconscious.logic.auth import authenticate
+from subconscious.logic.auth import guard_request
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import services
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
@@ -29,22 +28,6 @@ app = APIGatewayRestResolver(
 http_errors.register(app)
 
 OrderId = Annotated[str, Path(pattern=r"^o-[0-9a-f]{32}$", description="order id")]
-
-
-def _guard(
-    app: APIGatewayRestResolver, next_middleware: Callable[..., Response[Any]]
-) -> Response[Any]:
-    """Size limit, then the API key, before anything reads the body."""
-    body = app.current_event.body or ""
-    if len(body.encode()) > services().settings.max_body_bytes:
-        raise PayloadTooLarge(f"request body over {services().settings.max_body_bytes} bytes")
-    tenant_id = authenticate(services(), app.current_event.headers.get("x-api-key"))
-    app.append_context(tenant_id=tenant_id)
-    logger.append_keys(tenant_id=tenant_id)
-    return next_middleware(app)
-
-
-app.use(middlewares=[_guard])
 
 
 def _tenant() -> str:
@@ -94,4 +77,12 @@ def delete_order(order_id: OrderId) -> OrderOut:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Size, key and JSON shape are checked before the router: powertools validates a body
+    # before any middleware runs, and a caller without a key must learn nothing but 401.
+    try:
+        tenant_id = guard_request(services(), event)
+    except SubconsciousError as error:
+        return http_errors.proxy_response(error)
+    app.append_context(tenant_id=tenant_id)
+    logger.append_keys(tenant_id=tenant_id)
     return app.resolve(event, context)

@@ -74,10 +74,17 @@ def resolve_handler(path: str) -> Callable[[dict[str, Any], Any], Any]:
     return handler
 
 
+_ORIGINAL_INVOKE: Any = None
+
+
 def _patch_moto_lambda() -> None:
     """Run invoked functions in this process instead of in Docker. The error name a Step
     Functions Catch sees is the exception's class name, as in AWS."""
     from moto.awslambda.models import LambdaFunction
+
+    global _ORIGINAL_INVOKE
+    if _ORIGINAL_INVOKE is None:
+        _ORIGINAL_INVOKE = LambdaFunction._invoke_lambda
 
     def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         function = next((f for f in d.FUNCTIONS if f.name == self.function_name), None)
@@ -91,6 +98,18 @@ def _patch_moto_lambda() -> None:
         return json.dumps(result, default=str), False, ""
 
     LambdaFunction._invoke_lambda = invoke_in_process  # type: ignore[method-assign]
+
+
+def _unpatch_moto() -> None:
+    """Leave moto as found: other code in this process (tests) may use it in-process."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.config import default_user_config
+
+    global _ORIGINAL_INVOKE
+    if _ORIGINAL_INVOKE is not None:
+        LambdaFunction._invoke_lambda = _ORIGINAL_INVOKE  # type: ignore[method-assign]
+        _ORIGINAL_INVOKE = None
+    default_user_config["stepfunctions"]["execute_state_machine"] = False
 
 
 class LocalStack:
@@ -165,6 +184,7 @@ class LocalStack:
             self._market_server.close()
         if self._moto is not None:
             self._moto.stop()
+        _unpatch_moto()
 
     # --- set-up ---
     def _configure_moto(self, endpoint: str) -> None:

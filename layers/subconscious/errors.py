@@ -20,6 +20,10 @@ class BadRequest(SubconsciousError):
     code = "bad_request"
 
 
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
 class ValidationFailed(SubconsciousError):
     code = "validation_error"
 

@@ -48,6 +48,20 @@ def error_response(
     )
 
 
+def proxy_response(error: errors.SubconsciousError) -> dict[str, Any]:
+    """The same answer as a route would give, for errors raised before the router runs."""
+    status = status_of(error)
+    logger.info("request refused", code=error.code, status=int(status))
+    response = error_response(status, error.code, error.message, error.details)
+    headers = {"Content-Type": content_types.APPLICATION_JSON, **(response.headers or {})}
+    return {
+        "statusCode": int(status),
+        "headers": {k: str(v) for k, v in headers.items()},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
 def status_of(error: errors.SubconsciousError) -> HTTPStatus:
     for cls in type(error).__mro__:
         if cls in STATUS:

@@ -6,6 +6,7 @@ Everything here runs inside the moto context of the ``aws`` fixture (``tests/con
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,15 +35,20 @@ def invoke(
     *,
     key: str | None,
     headers: dict[str, str] | None = None,
+    base64_body: bool = False,
 ) -> dict[str, Any]:
     """The handler's raw proxy result. ``body``: a ``str`` is sent as is (bad JSON, padding),
-    anything else but ``None`` is sent as JSON."""
+    anything else but ``None`` is sent as JSON; ``base64_body`` sends it as API Gateway sends a
+    binary body (a ``str`` body is then taken as already encoded)."""
     all_headers = {"Content-Type": "application/json", "Host": "api.example.com"}
     if key is not None:
         all_headers["x-api-key"] = key
     all_headers.update(headers or {})
     raw = body if body is None or isinstance(body, str) else json.dumps(body)
+    if base64_body and raw is not None and not isinstance(body, str):
+        raw = base64.b64encode(raw.encode()).decode()
     event = api_gateway_event(method, path, all_headers, raw)
+    event["isBase64Encoded"] = base64_body
     result: dict[str, Any] = lambda_handler(event, context_for(API_FUNCTION))  # type: ignore[arg-type]
     return result
 
@@ -54,9 +60,10 @@ def call(
     *,
     key: str | None,
     headers: dict[str, str] | None = None,
+    base64_body: bool = False,
 ) -> tuple[int, Any]:
     """(status, decoded JSON body). Every answer of this API is JSON, errors included."""
-    result = invoke(method, path, body, key=key, headers=headers)
+    result = invoke(method, path, body, key=key, headers=headers, base64_body=base64_body)
     return int(result["statusCode"]), json.loads(result["body"])
 
 

@@ -54,7 +54,8 @@ def test_quote_happy_path(aws: Created, api_key: str) -> None:
     price = decimal_string(option["price_per_image_usd"])
     total = decimal_string(option["total_usd"])
     assert price > 0
-    assert -price.as_tuple().exponent <= 6  # int-typed: a finite Decimal  # type: ignore[operator]
+    exponent = price.as_tuple().exponent
+    assert isinstance(exponent, int) and exponent >= -6  # quoted to the micro-dollar
     assert abs(price * 25 - total) <= Decimal("0.000001")
     assert option["meets_deadline"] is True and option["meets_budget"] is True
     assert option["provider"] == "fake"
@@ -85,7 +86,9 @@ def test_quote_over_budget_is_answered_with_the_cheapest_option(aws: Created, ap
 def test_quote_that_misses_the_deadline_says_so(aws: Created, api_key: str) -> None:
     deadline = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
 
-    status, quote = call("POST", "/v1/quotes", quote_body(constraints={"deadline": deadline}), key=api_key)
+    status, quote = call(
+        "POST", "/v1/quotes", quote_body(constraints={"deadline": deadline}), key=api_key
+    )
 
     assert status == 201, quote
     assert quote["feasible_as_requested"] is False
@@ -131,9 +134,9 @@ def test_order_happy_path(aws: Created, svc: Services, api_key: str) -> None:
     status, read = call("GET", f"/v1/orders/{order['order_id']}", key=api_key)
     assert status == 200, read
     assert read["state"] == "accepted"
-    assert {k: read[k] for k in ("order_id", "quote_id", "option_id", "images_total", "total_usd")} == {
-        k: order[k] for k in ("order_id", "quote_id", "option_id", "images_total", "total_usd")
-    }
+    assert {
+        k: read[k] for k in ("order_id", "quote_id", "option_id", "images_total", "total_usd")
+    } == {k: order[k] for k in ("order_id", "quote_id", "option_id", "images_total", "total_usd")}
 
     status, images = call("GET", f"/v1/orders/{order['order_id']}/images", key=api_key)
     assert status == 200, images
@@ -209,14 +212,15 @@ def test_same_key_with_another_quote_is_a_409_idempotency_key_reused(
     aws: Created, api_key: str
 ) -> None:
     first_quote, other_quote = create_quote(api_key), create_quote(api_key)
-    assert accept(api_key, first_quote, "idem-key-0001")[0] == 201
+    status, first = accept(api_key, first_quote, "idem-key-0001")
+    assert status == 201, first
     before = writes(aws)
 
     response = accept(api_key, other_quote, "idem-key-0001")
 
     assert_error(response, 409, "idempotency_key_reused")
     assert writes(aws) == before
-    assert [r["quote_id"] for r in table_rows("orders_table")] == [first_quote["quote_id"]]
+    assert [r["order_id"] for r in table_rows("orders_table")] == [first["order_id"]]
 
 
 def test_same_key_with_another_option_is_a_409_idempotency_key_reused(

@@ -3,6 +3,7 @@ a rejected request writes nothing: no quote or order row, no idempotency record,
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -189,6 +190,49 @@ def test_several_problems_are_all_named(aws: Created, api_key: str) -> None:
     assert writes(aws) == NOTHING
 
 
+# --- bodies API Gateway passes base64-encoded (binary media types) ---
+def test_base64_encoded_request_is_decoded(aws: Created, api_key: str) -> None:
+    status, body = call("POST", "/v1/quotes", quote_body(), key=api_key, base64_body=True)
+
+    assert status == 201, body
+    assert body["job"]["prompts"] == job()["prompts"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code", "fields"),
+    [
+        pytest.param("!!!not-base64", 400, "invalid_json", None, id="not-base64"),
+        pytest.param(
+            base64.b64encode(b"\xff\xfe{").decode(), 400, "invalid_json", None, id="not-utf8"
+        ),
+        pytest.param(
+            base64.b64encode(b"[1]").decode(), 422, "validation_error", ["body"], id="a-list"
+        ),
+        pytest.param(
+            base64.b64encode(b'{"job": 1}').decode(),
+            422,
+            "validation_error",
+            ["job"],
+            id="job-not-an-object",
+        ),
+        pytest.param(
+            base64.b64encode(b" " * (MAX_BODY + 1)).decode(),
+            413,
+            "payload_too_large",
+            None,
+            id="decoded-over-64KiB",
+        ),
+    ],
+)
+def test_bad_base64_encoded_body_is_a_4xx(
+    aws: Created, api_key: str, raw: str, status: int, code: str, fields: list[str] | None
+) -> None:
+    response = call("POST", "/v1/quotes", raw, key=api_key, base64_body=True)
+
+    assert_error(response, status, code, fields)
+    assert writes(aws) == NOTHING
+
+
 # --- body size: Settings.max_body_bytes (64 KiB), counted in bytes, before anything parses it ---
 def _padded(size: int) -> str:
     """A valid quote request of exactly ``size`` bytes (JSON allows trailing whitespace)."""
@@ -245,13 +289,8 @@ def test_oversized_order_body_is_a_413_and_queues_nothing(aws: Created, api_key:
     assert writes(aws) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 64 KiB limit is checked only after the body was parsed and validated: "
-    "functions/api/handler.py registers _guard with app.use(), and powertools always runs its "
-    "OpenAPIRequestValidationMiddleware before user middlewares; an oversized body that is not "
-    "a valid request gets 400/422 (after json.loads of up to API Gateway's 10 MB), not 413",
-)
+# Regression (found by this suite): the size limit used to run after powertools had parsed
+# and validated the body, so an oversized invalid body got 400/422 instead of 413.
 @pytest.mark.parametrize(
     "raw",
     [
@@ -327,9 +366,7 @@ def test_invalid_order_request_is_a_422(
     assert writes(aws) == NOTHING
 
 
-def test_order_for_an_unknown_quote_is_a_404_and_queues_nothing(
-    aws: Created, api_key: str
-) -> None:
+def test_order_for_an_unknown_quote_is_a_404_and_queues_nothing(aws: Created, api_key: str) -> None:
     quote = create_quote(api_key)
     before = writes(aws)
     unknown = {**quote, "quote_id": "q-" + "f" * 32}
@@ -352,9 +389,7 @@ def test_order_for_an_unknown_option_is_a_422_on_option_id_and_queues_nothing(
     assert writes(aws) == before
 
 
-def test_a_refused_acceptance_does_not_burn_its_idempotency_key(
-    aws: Created, api_key: str
-) -> None:
+def test_a_refused_acceptance_does_not_burn_its_idempotency_key(aws: Created, api_key: str) -> None:
     """A 4xx leaves no idempotency record behind: the same key works once the request is right."""
     quote = create_quote(api_key)
     assert_error(
@@ -419,13 +454,9 @@ def test_bad_image_query_is_a_422(svc: Services, api_key: str, query: str, field
     assert_error(response, 422, "validation_error", [field])
 
 
-# --- Found by these tests: inputs that get a 500 instead of a 4xx (see each reason) ---
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: deeply nested JSON (a few KB, well under the 64 KiB limit) makes json.loads "
-    "raise RecursionError; powertools' OpenAPIValidationMiddleware._get_body catches only "
-    "JSONDecodeError and http_errors._unexpected answers 500 internal_error",
-)
+# --- Inputs that used to get a 500 or be half-read (found by this suite) ---
+# Regression (found by this suite): json.loads raised RecursionError on deep nesting, which
+# powertools did not catch, and the API answered 500 internal_error.
 @pytest.mark.parametrize(
     "raw",
     ["[" * 5000 + "]" * 5000, '{"job": ' * 5000 + "1" + "}" * 5000],
@@ -439,52 +470,36 @@ def test_deeply_nested_json_is_a_4xx_not_a_500(aws: Created, api_key: str, raw: 
     assert writes(aws) == NOTHING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: models/job.py ConstraintsIn._future calls value.astimezone(UTC), which raises "
-    "OverflowError (not ValueError) for an aware deadline outside year 1..9999 in UTC; pydantic "
-    "lets it through and the API answers 500 internal_error",
-)
+# Regression (found by this suite): ConstraintsIn._future's astimezone(UTC) raised
+# OverflowError, which pydantic lets through, and the API answered 500 internal_error.
 @pytest.mark.parametrize(
     "deadline",
     ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"],
     ids=["after-year-9999-in-utc", "before-year-1-in-utc"],
 )
-def test_deadline_outside_the_utc_range_is_a_422(
-    aws: Created, api_key: str, deadline: str
-) -> None:
-    response = call("POST", "/v1/quotes", quote_body(constraints={"deadline": deadline}), key=api_key)
+def test_deadline_outside_the_utc_range_is_a_422(aws: Created, api_key: str, deadline: str) -> None:
+    response = call(
+        "POST", "/v1/quotes", quote_body(constraints={"deadline": deadline}), key=api_key
+    )
 
     assert_error(response, 422, "validation_error", ["constraints.deadline"])
     assert writes(aws) == NOTHING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: max_price_per_image_usd has no upper bound (models/job.py Constraints); "
-    "'1e1000000' validates, then planner/quote.py plan_quote -> money.to_micros(budget) raises "
-    "decimal.Overflow and the API answers 500 internal_error",
-)
-def test_absurd_max_price_is_not_a_500(aws: Created, api_key: str) -> None:
-    body = quote_body(constraints={"max_price_per_image_usd": "1e1000000"})
+# Regression (found by this suite): an unbounded max price made money.to_micros raise
+# decimal.Overflow in the planner, and the API answered 500 internal_error.
+@pytest.mark.parametrize("price", ["1e1000000", "1e30"], ids=["1e1000000", "1e30"])
+def test_absurd_max_price_is_a_422_not_a_500(aws: Created, api_key: str, price: str) -> None:
+    body = quote_body(constraints={"max_price_per_image_usd": price})
 
-    status, answer = call("POST", "/v1/quotes", body, key=api_key)
+    response = call("POST", "/v1/quotes", body, key=api_key)
 
-    # Either refused on the field, or treated as "no budget"; never a 5xx.
-    if status == 422:
-        assert_error((status, answer), 422, "validation_error", ["constraints.max_price_per_image_usd"])
-        assert writes(aws) == NOTHING
-    else:
-        assert status == 201, answer
+    assert_error(response, 422, "validation_error", ["constraints.max_price_per_image_usd"])
+    assert writes(aws) == NOTHING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSON list whose first element is a valid request is accepted (201) and its "
-    "other elements are ignored: powertools' OpenAPIValidationMiddleware "
-    "(_normalize_field_value) replaces a list body by its first element for a non-sequence body "
-    "model, and functions/api/handler.py does not refuse non-object bodies",
-)
+# Regression (found by this suite): powertools replaced a list body by its first element, so
+# [valid request, garbage] was accepted (201) with the rest silently ignored.
 @pytest.mark.parametrize(
     "body",
     [[quote_body()], [quote_body(), {"job": "anything", "colour": "red"}]],
@@ -499,11 +514,7 @@ def test_quote_body_that_is_a_list_of_requests_is_a_422(
     assert writes(aws) == NOTHING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: POST /v1/orders with a JSON list [valid order request] is accepted (201) and "
-    "its tasks are queued: powertools unwraps a list body to its first element (see above)",
-)
+# Regression (found by this suite): [valid order request] was accepted and its tasks queued.
 def test_order_body_that_is_a_list_is_a_422_and_queues_nothing(aws: Created, api_key: str) -> None:
     quote = create_quote(api_key)
     before = writes(aws)

@@ -254,11 +254,17 @@ class _Storage:
     def _store(self, task: RenderTask, rendered: list[RenderedImage], seconds: float) -> int:
         services = self._services
 
-        def store_one(image: RenderedImage) -> None:
+        def upload(image: RenderedImage) -> str:
             key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
             metadata = {"order": task.order_id, "prompt-index": str(task.prompt_index)}
             services.bucket.put_png(key, image.png, {**metadata, "seed": str(image.seed)})
-            # stored first, then recorded and counted: a crash in between re-renders, never loses
+            return key
+
+        # S3 puts in parallel (the slow part); then each image recorded and counted, one
+        # transaction after the other. Stored first, counted second: a crash in between
+        # re-renders, never loses an image.
+        keys = list(self._uploads.map(upload, rendered))
+        for image, key in zip(rendered, keys, strict=True):
             services.images.record(
                 task.tenant_id,
                 task.order_id,
@@ -269,8 +275,6 @@ class _Storage:
                 height=task.height,
                 key=key,
             )
-
-        list(self._uploads.map(store_one, rendered))
         spend = cost_micros(self.run.offer.usd_per_hour, int(seconds) + 1)
         updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
         if updated.state is OrderState.ACCEPTED:

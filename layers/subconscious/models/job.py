@@ -119,7 +119,9 @@ class JobSpec(StrictModel):
 
 class Constraints(StrictModel):
     deadline: AwareDatetime | None = None
-    max_price_per_image_usd: Annotated[Decimal, Field(ge=0, decimal_places=6)] | None = None
+    max_price_per_image_usd: Annotated[Decimal, Field(ge=0, le=1000, decimal_places=6)] | None = (
+        None
+    )
 
 
 class ConstraintsIn(Constraints):
@@ -133,7 +135,10 @@ class ConstraintsIn(Constraints):
     def _future(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError as error:  # e.g. year 9999 at UTC-12 is year 10000 in UTC
+            raise ValueError("deadline is out of range") from error
         if value <= datetime.now(UTC):
             raise ValueError("deadline must be in the future")
         return value
