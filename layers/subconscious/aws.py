@@ -23,7 +23,13 @@ def _config() -> Any:
 def client(service: str) -> Any:
     import boto3  # imported here: handlers that never touch AWS skip its ~160 ms import
 
-    return boto3.session.Session().client(service, config=_config())
+    config = _config()
+    if service == "s3":
+        from botocore.config import Config
+
+        # SigV4 presigned links (botocore would sign SigV2 in us-east-1; AWS deprecated it)
+        config = config.merge(Config(signature_version="s3v4"))
+    return boto3.session.Session().client(service, config=config)
 
 
 @cache
