@@ -60,7 +60,8 @@ class LambdaContext:
         return 900_000
 
 
-def context_for(function: d.Function) -> LambdaContext:
+def context_for(function: d.Function) -> Any:
+    """A Lambda context for ``function`` (duck-typed as powertools' ``LambdaContext``)."""
     return LambdaContext(
         function_name=function.name,
         memory_limit_in_mb=function.memory_mb,
