@@ -49,7 +49,7 @@ def invoke(
         raw = base64.b64encode(raw.encode()).decode()
     event = api_gateway_event(method, path, all_headers, raw)
     event["isBase64Encoded"] = base64_body
-    result: dict[str, Any] = lambda_handler(event, context_for(API_FUNCTION))  # type: ignore[arg-type]
+    result: dict[str, Any] = lambda_handler(event, context_for(API_FUNCTION))
     return result
 
 
