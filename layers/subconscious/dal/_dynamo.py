@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,3 +25,19 @@ def is_condition_failure(error: Exception) -> bool:
         reasons = response.get("CancellationReasons") or []
         return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
     return bool(code == "ConditionalCheckFailedException")
+
+
+def scan_where_in(table: Any, attribute: str, values: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Every item whose ``attribute`` is one of ``values``, across all scan pages."""
+    names = {f":v{i}": v for i, v in enumerate(sorted(values))}
+    kwargs: dict[str, Any] = {
+        "FilterExpression": f"#a IN ({', '.join(names)})",
+        "ExpressionAttributeNames": {"#a": attribute},
+        "ExpressionAttributeValues": names,
+    }
+    while True:
+        page = table.scan(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from subconscious import aws
-from subconscious.dal._dynamo import is_condition_failure, now
+from subconscious.dal._dynamo import is_condition_failure, now, scan_where_in
 from subconscious.errors import Conflict
 from subconscious.models import OPEN_STATES, Order, OrderState, sources_of
 
@@ -94,17 +94,5 @@ class OrderStore:
     def open_orders(self) -> Iterator[tuple[str, Order]]:
         """Every (tenant, order) not yet finished. A scan: the open set is small, and this runs
         once a minute from dispatch."""
-        states = sorted(s.value for s in OPEN_STATES)
-        values = {f":s{i}": s for i, s in enumerate(states)}
-        kwargs: dict[str, Any] = {
-            "FilterExpression": f"#s IN ({', '.join(values)})",
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": values,
-        }
-        while True:
-            page = self._table.scan(**kwargs)
-            for item in page.get("Items", []):
-                yield str(item["tenant_id"]), _order(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in scan_where_in(self._table, "state", (s.value for s in OPEN_STATES)):
+            yield str(item["tenant_id"]), _order(item)

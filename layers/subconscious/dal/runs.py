@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from subconscious import aws
-from subconscious.dal._dynamo import epoch, is_condition_failure, now
+from subconscious.dal._dynamo import epoch, is_condition_failure, now, scan_where_in
 from subconscious.models import LIVE_RUN_STATUSES, RenderRun
 
 _LEASE_PREFIX = "lease#"
@@ -29,20 +29,8 @@ class RunStore:
         self._table.put_item(Item=self._item(run), ConditionExpression="attribute_exists(run_id)")
 
     def live(self) -> Iterator[RenderRun]:
-        statuses = sorted(s.value for s in LIVE_RUN_STATUSES)
-        values = {f":s{i}": s for i, s in enumerate(statuses)}
-        kwargs: dict[str, Any] = {
-            "FilterExpression": f"#s IN ({', '.join(values)})",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-        }
-        while True:
-            page = self._table.scan(**kwargs)
-            for item in page.get("Items", []):
-                yield RenderRun.model_validate_json(item["doc"])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in scan_where_in(self._table, "status", (s.value for s in LIVE_RUN_STATUSES)):
+            yield RenderRun.model_validate_json(item["doc"])
 
     # --- lease: at most one dispatch tick acts at a time ---
     def acquire_lease(
