@@ -18,6 +18,7 @@ class StepInput(BaseModel):
     ready_timeout_s: int = 900
     slice_s: int = 600
     error: Any = None
+    teardown_error: Any = None
 
 
 @logger.inject_lambda_context
@@ -53,4 +54,4 @@ def teardown(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)
-    return render_run.record(services(), step.run_id, step.error)
+    return render_run.record(services(), step.run_id, step.error, step.teardown_error)

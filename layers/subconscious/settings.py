@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     machine_auth_secret: SecretStr = SecretStr("")
 
     # --- Dispatch and render runs ---
-    dispatch_lease_s: int = Field(default=50, ge=1)
+    # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.
+    dispatch_lease_s: int = Field(default=90, ge=1)
     max_live_runs: int = Field(default=1, ge=1)
     render_slice_s: int = Field(default=600, ge=1, le=840)
     ready_timeout_s: int = Field(default=900, ge=1)

@@ -11,6 +11,7 @@ from functions.dispatch.handler import lambda_handler
 from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
+from subconscious.logic import render_run
 from subconscious.logic.dispatch import tick
 from subconscious.logic.services import Services
 from subconscious.market.base import run_label
@@ -142,3 +143,51 @@ def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:
     result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
     assert result["acted"] is True
     assert len(result["started_runs"]) == 1
+
+
+def test_dispatch_gives_back_the_machines_of_a_run_whose_teardown_gave_up(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    place_order(svc, TENANT, [8])
+    (run_id,) = tick(svc).started_runs
+    render_run.provision(svc, run_id)
+    render_run.record(svc, run_id, None, {"Error": "ProviderError", "Cause": "down"})
+    run = svc.runs.get(run_id)
+    assert run is not None and run.execution_arn is not None
+    boto3.client("stepfunctions").stop_execution(executionArn=run.execution_arn)
+    market.fail_terminate = True
+    first = tick(svc)  # the provider still fails: the run stays live, nothing new is rented
+    assert first.reaped_runs == [] and first.started_runs == []
+    assert market.live
+
+    market.fail_terminate = False
+    second = tick(svc)
+
+    assert second.reaped_runs == [run_id]
+    assert market.live == {} or all(m.label != run_label(run_id) for m in market.live.values())
+
+
+def test_a_tick_that_lost_its_lease_does_not_rent(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+    now = datetime.now(UTC)
+    assert svc.runs.acquire_lease("dispatch", "slow-tick", 30, at=now)
+    run = new_run(svc).model_copy(update={"run_id": "r-late"})
+    later = now + timedelta(seconds=31)  # the lease expired and another tick took it
+    assert svc.runs.acquire_lease("dispatch", "fresh-tick", 30, at=later)
+
+    assert not svc.runs.put_under_lease(run, "dispatch", "slow-tick", later)
+    assert svc.runs.put_under_lease(run, "dispatch", "fresh-tick", later)
+    assert svc.runs.get("r-late") is not None
+
+
+def test_starting_a_run_never_overwrites_what_its_steps_wrote(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    place_order(svc, TENANT, [8])
+    (run_id,) = tick(svc).started_runs
+    render_run.provision(svc, run_id)
+
+    run = svc.runs.get(run_id)
+    assert run is not None
+    assert run.machine_id == market.launched[0].machine_id
+    assert run.execution_arn is not None and run.execution_arn.endswith(f":{run_id}")

@@ -227,3 +227,22 @@ def test_machine_credential_is_per_run_and_never_stored(
     stored = svc.runs.get(run.run_id)
     assert stored is not None
     assert render_run.machine_credential(svc, run.run_id)[1] not in stored.model_dump_json()
+
+
+def test_a_retried_provision_adopts_the_machine_whose_launch_answer_was_lost(
+    svc: Services, market: FakeProvider
+) -> None:
+    run = new_run(svc)
+    lost = market.launch(run.offer, label=run_label(run.run_id), api_auth="x:y")
+
+    assert render_run.provision(svc, run.run_id) == {"machine_id": lost.machine_id}
+    assert len(market.launched) == 1
+
+
+def test_a_teardown_that_gave_up_keeps_the_run_live(svc: Services, market: FakeProvider) -> None:
+    run_id = _provisioned(svc)
+    failure = {"Error": "ProviderError", "Cause": "market down"}
+
+    assert render_run.record(svc, run_id, None, failure) == {"status": "teardown_failed"}
+
+    assert [r.run_id for r in svc.runs.live()] == [run_id]  # dispatch will retry the give-back

@@ -36,9 +36,23 @@ def test_every_working_state_catches_everything_into_teardown(name: str) -> None
 def test_teardown_retries_then_always_records() -> None:
     teardown = STATES["Teardown"]
     assert teardown["Next"] == "Record"
-    assert teardown["Retry"][0]["ErrorEquals"] == ["States.ALL"]
-    assert teardown["Retry"][0]["MaxAttempts"] >= 3
+    catch_all = [r for r in teardown["Retry"] if r["ErrorEquals"] == ["States.ALL"]]
+    assert catch_all and catch_all[0]["MaxAttempts"] >= 3
+    assert teardown["Retry"][-1] is catch_all[0]  # States.ALL must come last
     assert [c["Next"] for c in teardown["Catch"]] == ["Record"]
+    # Record is told whether Teardown gave up, and only a clean run ends in success
+    assert STATES["Record"]["Parameters"]["teardown_error.$"] == "$.teardown_error"
+    assert STATES["Outcome"]["Choices"] == [
+        {"Variable": "$.record.status", "StringEquals": "succeeded", "Next": "RunSucceeded"}
+    ]
+    assert STATES["Outcome"]["Default"] == "RunFailed"
+
+
+def test_every_task_retries_lambda_service_errors() -> None:
+    for name, state in STATES.items():
+        if state["Type"] == "Task":
+            errors = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+            assert "Lambda.TooManyRequestsException" in errors, name
 
 
 def test_every_path_to_an_end_passes_through_teardown() -> None:

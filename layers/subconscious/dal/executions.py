@@ -20,12 +20,17 @@ class RunExecutions:
                 stateMachineArn=self.arn, name=run_id, input=json.dumps(payload)
             )
         except self._sfn.exceptions.ExecutionAlreadyExists:
-            return self._arn_of(run_id)
+            return self.arn_for(run_id)
         return str(response["executionArn"])
 
     def is_running(self, execution_arn: str) -> bool:
-        status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
+        """False also for an execution that never started (a tick that died before starting)."""
+        try:
+            status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
+        except self._sfn.exceptions.ExecutionDoesNotExist:
+            return False
         return bool(status == "RUNNING")
 
-    def _arn_of(self, run_id: str) -> str:
+    def arn_for(self, run_id: str) -> str:
+        """An execution's ARN follows from its state machine and name: known before it starts."""
         return self.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"

@@ -20,6 +20,35 @@ class RunStore:
     def put(self, run: RenderRun) -> None:
         self._table.put_item(Item=self._item(run))
 
+    def put_under_lease(self, run: RenderRun, lease: str, holder: str, at: datetime) -> bool:
+        """Write a new run only if ``holder`` still holds an unexpired lease (one transaction)."""
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table.name,
+                            "Key": {"run_id": _LEASE_PREFIX + lease},
+                            "ConditionExpression": "holder = :h AND expires >= :now",
+                            "ExpressionAttributeValues": {":h": holder, ":now": epoch(at)},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": self._item(run),
+                            "ConditionExpression": "attribute_not_exists(run_id)",
+                        }
+                    },
+                ]
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def get(self, run_id: str) -> RenderRun | None:
         item = self._table.get_item(Key={"run_id": run_id}).get("Item")
         return RenderRun.model_validate_json(item["doc"]) if item else None

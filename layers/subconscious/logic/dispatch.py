@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from subconscious.errors import SubconsciousError
 from subconscious.logic.quotes import market_offers
+from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.services import Services
-from subconscious.market.base import run_label
 from subconscious.models import RENDERABLE_STATES, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.observability import logger
@@ -52,7 +53,9 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         for decision in decide(backlog, live, offers, settings.max_live_runs):
             report.decisions.append(decision.reason)
             if isinstance(decision, Rent):
-                report.started_runs.append(start_run(services, decision, now))
+                started = start_run(services, decision, now, holder)
+                if started:
+                    report.started_runs.append(started)
         logger.info(
             "dispatch tick",
             waiting=waiting,
@@ -66,15 +69,21 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         services.runs.release_lease(LEASE, holder)
 
 
-def start_run(services: Services, decision: Rent, now: datetime) -> str:
+def start_run(services: Services, decision: Rent, now: datetime, holder: str) -> str | None:
     settings = services.settings
+    run_id = f"r-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
     run = RenderRun(
-        run_id=f"r-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+        run_id=run_id,
         offer=decision.offer,
         spend_cap_micros=decision.spend_cap_micros,
         started_at=now,
+        execution_arn=services.executions.arn_for(run_id),
     )
-    services.runs.put(run)  # before the execution starts: the next tick sees it as live
+    # Written before the execution starts (the next tick sees it live), and only while this
+    # tick still holds the lease: a tick that overran its lease cannot rent (invariant 7).
+    if not services.runs.put_under_lease(run, LEASE, holder, now):
+        logger.warning("lost the dispatch lease before renting; not starting", run_id=run_id)
+        return None
     payload: dict[str, Any] = {
         "run_id": run.run_id,
         "config": {
@@ -83,9 +92,9 @@ def start_run(services: Services, decision: Rent, now: datetime) -> str:
             "slice_s": settings.render_slice_s,
         },
         "error": None,
+        "teardown_error": None,
     }
-    arn = services.executions.start(run.run_id, payload)
-    services.runs.save(run.model_copy(update={"execution_arn": arn}))
+    services.executions.start(run.run_id, payload)
     logger.info(
         "render run started",
         run_id=run.run_id,
@@ -93,7 +102,7 @@ def start_run(services: Services, decision: Rent, now: datetime) -> str:
         gpu=decision.offer.gpu,
         usd_per_hour=str(decision.offer.usd_per_hour),
     )
-    return run.run_id
+    return run_id
 
 
 def _reconcile(services: Services, now: datetime, report: TickReport) -> list[RenderRun]:
@@ -109,9 +118,13 @@ def _reconcile(services: Services, now: datetime, report: TickReport) -> list[Re
         if alive:
             live.append(run)
             continue
-        provider = services.provider(run.offer.provider)
-        for machine in provider.machines(label=run_label(run.run_id)):
-            provider.terminate(machine.machine_id)
+        try:
+            give_back_machines(services, run)
+        except SubconsciousError as error:  # the provider is down: next tick tries again
+            logger.error("could not give back a dead run's machines", run_id=run.run_id)
+            report.decisions.append(f"retry give-back of {run.run_id}: {error.code}")
+            live.append(run)  # its machines may still run (and cost): it counts as live
+            continue
         services.runs.save(
             run.model_copy(
                 update={

@@ -65,10 +65,15 @@ def provision(services: Services, run_id: str, now: datetime | None = None) -> d
     run = _run(services, run_id)
     if run.machine_id:  # a retried step: the machine was launched already
         return {"machine_id": run.machine_id}
-    user, password = machine_credential(services, run_id)
-    machine = _provider(services, run).launch(
-        run.offer, label=run_label(run_id), api_auth=f"{user}:{password}"
-    )
+    provider = _provider(services, run)
+    # A launch whose answer was lost (timeout, then a retry of this step) left a machine with
+    # our label: adopt it rather than rent a second one.
+    adopted = provider.machines(label=run_label(run_id))
+    if adopted:
+        machine = adopted[0]
+    else:
+        user, password = machine_credential(services, run_id)
+        machine = provider.launch(run.offer, label=run_label(run_id), api_auth=f"{user}:{password}")
     services.runs.save(
         run.model_copy(
             update={
@@ -310,18 +315,24 @@ def render_task(client: A1111Client, task: RenderTask) -> list[RenderedImage]:
 
 
 # --- Teardown and Record ---
-def teardown(services: Services, run_id: str, now: datetime | None = None) -> dict[str, list[str]]:
-    """Give back every machine of this run: the one we recorded and any other with its label
-    (a launch whose answer was lost). Safe to repeat."""
-    run = services.runs.get(run_id)
-    if run is None:
-        return {"terminated": []}
+def give_back_machines(services: Services, run: RenderRun) -> list[str]:
+    """Terminate every machine of this run: the one recorded and any other with its label.
+    Idempotent; raises if the provider cannot be reached (callers retry)."""
     provider = _provider(services, run)
-    machine_ids = {m.machine_id for m in provider.machines(label=run_label(run_id))}
+    machine_ids = {m.machine_id for m in provider.machines(label=run_label(run.run_id))}
     if run.machine_id:
         machine_ids.add(run.machine_id)
     for machine_id in sorted(machine_ids):
         provider.terminate(machine_id)
+    return sorted(machine_ids)
+
+
+def teardown(services: Services, run_id: str, now: datetime | None = None) -> dict[str, list[str]]:
+    """Give back every machine of this run. Safe to repeat."""
+    run = services.runs.get(run_id)
+    if run is None:
+        return {"terminated": []}
+    terminated = give_back_machines(services, run)
     services.runs.save(
         run.model_copy(
             update={
@@ -330,13 +341,19 @@ def teardown(services: Services, run_id: str, now: datetime | None = None) -> di
             }
         )
     )
-    logger.info("machines given back", run_id=run_id, machines=sorted(machine_ids))
-    return {"terminated": sorted(machine_ids)}
+    logger.info("machines given back", run_id=run_id, machines=terminated)
+    return {"terminated": terminated}
 
 
 def record(
-    services: Services, run_id: str, error: object = None, now: datetime | None = None
+    services: Services,
+    run_id: str,
+    error: object = None,
+    teardown_error: object = None,
+    now: datetime | None = None,
 ) -> dict[str, str]:
+    """Close the run. If Teardown gave up, the run stays live as ``teardown_failed`` so that
+    dispatch keeps trying to give its machines back (invariant 1)."""
     now = now or datetime.now(UTC)
     run = _run(services, run_id)
     spend = 0
@@ -346,13 +363,17 @@ def record(
             run.offer.usd_per_hour, int((ended - run.machine_launched_at).total_seconds())
         )
     status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+    if teardown_error:
+        status = RunStatus.TEARDOWN_FAILED
+        logger.error("teardown failed: machines may be alive", run_id=run_id)
+    problem = error or teardown_error
     services.runs.save(
         run.model_copy(
             update={
                 "status": status,
                 "ended_at": now,
                 "spend_micros": spend,
-                "error": _describe(error) if error else None,
+                "error": _describe(problem) if problem else None,
             }
         )
     )

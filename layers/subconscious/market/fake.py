@@ -21,6 +21,7 @@ class FakeProvider:
         self.launched: list[Machine] = []
         self.terminated: list[str] = []
         self.fail_offers = False
+        self.fail_terminate = False
         self._ids = itertools.count(1)
 
     def list_offers(self) -> list[Offer]:
@@ -57,6 +58,10 @@ class FakeProvider:
         raise MachineGone(machine_id)
 
     def terminate(self, machine_id: str) -> None:
+        if self.fail_terminate:
+            from subconscious.errors import ProviderError
+
+            raise ProviderError("fake provider cannot terminate right now")
         if self.live.pop(machine_id, None) is not None:
             self.terminated.append(machine_id)
 

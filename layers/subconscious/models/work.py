@@ -77,12 +77,20 @@ class RunStatus(StrEnum):
     PROVISIONING = "provisioning"
     RENDERING = "rendering"
     TEARING_DOWN = "tearing_down"
+    # Teardown gave up with machines possibly alive: dispatch keeps trying to give them back.
+    TEARDOWN_FAILED = "teardown_failed"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
 LIVE_RUN_STATUSES = frozenset(
-    {RunStatus.STARTING, RunStatus.PROVISIONING, RunStatus.RENDERING, RunStatus.TEARING_DOWN}
+    {
+        RunStatus.STARTING,
+        RunStatus.PROVISIONING,
+        RunStatus.RENDERING,
+        RunStatus.TEARING_DOWN,
+        RunStatus.TEARDOWN_FAILED,
+    }
 )
 
 
