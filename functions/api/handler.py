@@ -12,7 +12,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
-from subconscious.errors import SubconsciousError
 from subconscious.logic import orders as order_logic
 from subconscious.logic.auth import guard_request
 from subconscious.logic.quotes import create_quote
@@ -81,7 +80,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # before any middleware runs, and a caller without a key must learn nothing but 401.
     try:
         tenant_id = guard_request(services(), event)
-    except SubconsciousError as error:
+    except Exception as error:
         return http_errors.proxy_response(error)
     app.append_context(tenant_id=tenant_id)
     logger.append_keys(tenant_id=tenant_id)

@@ -77,6 +77,9 @@ _GPU_MEMORY_GB = {
 _DEFAULT_GPU_MEMORY_GB = 24
 
 
+_MACHINE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+
+
 class OfferNotFound(LookupError):
     """No offer has that id."""
 
@@ -329,7 +332,10 @@ class EmulatedMarket:
                 "--exit-with-parent",
                 *faults.renderer_args(),
             ]
-            env = {**os.environ, "RENDERER_API_AUTH": api_auth}
+            # A rented machine is a stranger's computer: it gets its own credential and nothing
+            # of ours (no AWS keys, no HMAC secret), only what runs Python.
+            env = {k: v for k, v in os.environ.items() if k in _MACHINE_ENV}
+            env["RENDERER_API_AUTH"] = api_auth
             try:
                 process = subprocess.Popen(
                     command,

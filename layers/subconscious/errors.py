@@ -4,6 +4,10 @@ and the render-run state machine sees the class name as the error name its Catch
 from __future__ import annotations
 
 
+class ConfigurationError(RuntimeError):
+    """The deployment is misconfigured (a missing secret): fail loudly, never work around it."""
+
+
 class SubconsciousError(Exception):
     """Base of every error we raise on purpose. ``code`` is stable: clients may match on it."""
 

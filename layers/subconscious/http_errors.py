@@ -48,11 +48,16 @@ def error_response(
     )
 
 
-def proxy_response(error: errors.SubconsciousError) -> dict[str, Any]:
+def proxy_response(error: Exception) -> dict[str, Any]:
     """The same answer as a route would give, for errors raised before the router runs."""
-    status = status_of(error)
-    logger.info("request refused", code=error.code, status=int(status))
-    response = error_response(status, error.code, error.message, error.details)
+    if isinstance(error, errors.SubconsciousError):
+        status = status_of(error)
+        logger.info("request refused", code=error.code, status=int(status))
+        response = error_response(status, error.code, error.message, error.details)
+    else:
+        logger.exception("unexpected error before routing")
+        status = HTTPStatus.INTERNAL_SERVER_ERROR
+        response = error_response(status, "internal_error", "something went wrong on our side")
     headers = {"Content-Type": content_types.APPLICATION_JSON, **(response.headers or {})}
     return {
         "statusCode": int(status),

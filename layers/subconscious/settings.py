@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The render step's Lambda times out at 900 s; keep a minute for the slice's own bookkeeping.
+RENDER_LAMBDA_BUDGET_S = 840
 
 
 class Settings(BaseSettings):
@@ -43,12 +46,24 @@ class Settings(BaseSettings):
     # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.
     dispatch_lease_s: int = Field(default=90, ge=1)
     max_live_runs: int = Field(default=1, ge=1)
-    render_slice_s: int = Field(default=600, ge=1, le=840)
+    render_slice_s: int = Field(default=540, ge=1, le=RENDER_LAMBDA_BUDGET_S)
     ready_timeout_s: int = Field(default=900, ge=1)
     poll_interval_s: int = Field(default=15, ge=1)
     idle_polls_before_teardown: int = Field(default=2, ge=1)
-    renderer_request_timeout_s: float = Field(default=90.0, gt=0)
+    # One txt2img call: well under RunPod's 100 s proxy cut.
+    renderer_request_timeout_s: float = Field(default=75.0, gt=0, le=95)
     sqs_wait_s: int = Field(default=1, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _slice_fits_in_a_lambda(self) -> Settings:
+        # A slice starts no task after slice_s; the last one may take 3 attempts + storing.
+        worst = self.render_slice_s + self.renderer_request_timeout_s * 3 + 30
+        if worst > RENDER_LAMBDA_BUDGET_S:
+            raise ValueError(
+                f"render_slice_s + 3 x renderer_request_timeout_s + 30 = {worst:.0f}s exceeds "
+                f"the render step's {RENDER_LAMBDA_BUDGET_S}s budget"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -309,3 +309,18 @@ def test_closing_the_server_leaves_machines_running(market: EmulatedMarket) -> N
         httpx.get(running.url + "/offers", timeout=1)
     machine_id = response.json()["machine_id"]
     assert market.process(machine_id).poll() is None
+
+
+def test_a_machine_gets_no_credential_of_ours(
+    market: EmulatedMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rented machine is a stranger's computer: our AWS keys and HMAC secret stay with us."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "our-aws-secret")
+    monkeypatch.setenv("SUBC_MACHINE_AUTH_SECRET", "our-hmac-secret")
+    machine = market.launch(_cheapest(market), label="subc-env", api_auth="u:p")
+    pid = market.process(str(machine["machine_id"])).pid
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0] for entry in environ if entry}
+    assert b"AWS_SECRET_ACCESS_KEY" not in names
+    assert b"SUBC_MACHINE_AUTH_SECRET" not in names
+    assert b"RENDERER_API_AUTH" in names

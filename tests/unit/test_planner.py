@@ -182,9 +182,11 @@ def test_wait_when_no_budget_left(budget: int) -> None:
 
 
 def test_wait_when_no_usable_offer() -> None:
-    assert decide(backlog(), [], [], 1) == [Wait("no usable offer on the market")]
+    assert decide(backlog(), [], [], 1) == [Wait("no offer on the market can run every open job")]
     tiny = offer("o-tiny", memory=4)
-    assert decide(backlog(), [], [tiny], 1) == [Wait("no usable offer on the market")]
+    assert decide(backlog(), [], [tiny], 1) == [
+        Wait("no offer on the market can run every open job")
+    ]
 
 
 def test_rent_the_cheapest_with_the_budget_as_spend_cap() -> None:
@@ -215,3 +217,26 @@ def test_the_oldest_job_picks_the_gpu() -> None:
     [decision] = decide(work, [], [small, FAST], 1)
     assert isinstance(decision, Rent)
     assert decision.offer == FAST  # the 8 GB card cannot run the SDXL job that comes first
+
+
+def test_the_machine_must_suit_every_open_job_not_only_the_oldest() -> None:
+    sdxl = job(model_family="sdxl", width=1024, height=1024)
+    small = offer("o-small", "RTX 3060", "0.05", 8)
+    # the oldest job is SD 1.5 (the small card could run it) but an SDXL task waits behind it
+    work = Backlog(waiting_tasks=2, in_flight_tasks=0, jobs=[job(), sdxl], budget_left_micros=1)
+    [decision] = decide(work, [], [small, FAST], 1)
+    assert isinstance(decision, Rent)
+    assert decision.offer == FAST
+
+
+@pytest.mark.parametrize(("failures", "rents"), [(0, True), (2, True), (3, False), (9, False)])
+def test_repeated_failed_runs_stop_the_renting(failures: int, rents: bool) -> None:
+    work = Backlog(
+        waiting_tasks=1,
+        in_flight_tasks=0,
+        jobs=[job()],
+        budget_left_micros=50_000,
+        recent_failed_runs=failures,
+    )
+    [decision] = decide(work, [], [FAST], 1)
+    assert isinstance(decision, Rent) is rents

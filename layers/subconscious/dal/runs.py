@@ -8,7 +8,7 @@ from typing import Any
 
 from subconscious import aws
 from subconscious.dal._dynamo import epoch, is_condition_failure, now, scan_where_in
-from subconscious.models import LIVE_RUN_STATUSES, RenderRun
+from subconscious.models import LIVE_RUN_STATUSES, RenderRun, RunStatus
 
 _LEASE_PREFIX = "lease#"
 
@@ -60,6 +60,14 @@ class RunStore:
     def live(self) -> Iterator[RenderRun]:
         for item in scan_where_in(self._table, "status", (s.value for s in LIVE_RUN_STATUSES)):
             yield RenderRun.model_validate_json(item["doc"])
+
+    def failed_since(self, since: datetime) -> int:
+        """How many runs failed after ``since`` (a scan: runs are few, ticks once a minute)."""
+        failed = (
+            RenderRun.model_validate_json(item["doc"])
+            for item in scan_where_in(self._table, "status", [RunStatus.FAILED.value])
+        )
+        return sum(1 for run in failed if run.ended_at is not None and run.ended_at >= since)
 
     # --- lease: at most one dispatch tick acts at a time ---
     def acquire_lease(

@@ -47,6 +47,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             in_flight_tasks=in_flight,
             jobs=[o.job for o in orders],
             budget_left_micros=sum(to_micros(o.total_usd) - o.spend_micros for o in orders),
+            recent_failed_runs=services.runs.failed_since(now - timedelta(hours=1)),
         )
         wants_market = backlog.jobs and waiting + in_flight and len(live) < settings.max_live_runs
         offers = market_offers(services) if wants_market else []

@@ -125,7 +125,12 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     quote = services.quotes.get(tenant_id, request.quote_id)
     if quote is None:
         raise NotFound(f"quote {request.quote_id} not found")
-    if quote.expires_at <= now:
+    order_id = order_id_for(quote.quote_id)
+    # An acceptance interrupted after writing the order is finished even past the quote's
+    # expiry: some of its tasks may already be queued.
+    interrupted = services.orders.get(tenant_id, order_id)
+    resuming = interrupted is not None and interrupted.state is OrderState.QUOTED
+    if quote.expires_at <= now and not resuming:
         raise QuoteExpired(f"quote {quote.quote_id} expired at {quote.expires_at.isoformat()}")
     option = quote.option(request.option_id)
     if option is None:
@@ -133,7 +138,6 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
             f"quote {quote.quote_id} has no option {request.option_id}",
             details=[{"field": "option_id", "message": "not an option of this quote"}],
         )
-    order_id = order_id_for(quote.quote_id)
     order = Order(
         order_id=order_id,
         quote_id=quote.quote_id,
@@ -153,7 +157,9 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     services.orders.create_or_resume(tenant_id, order)
     tasks = render_tasks(tenant_id, order)
     services.queue.send(tasks)
-    services.orders.transition(tenant_id, order_id, OrderState.ACCEPTED)
+    if not services.orders.transition(tenant_id, order_id, OrderState.ACCEPTED):
+        # cancelled while its tasks were being queued: answer what is stored, not "accepted"
+        return get_order(services, tenant_id, order_id)
     logger.info("order accepted", order_id=order_id, images=order.images_total, tasks=len(tasks))
     return order.model_copy(update={"state": OrderState.ACCEPTED})
 
@@ -161,29 +167,21 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
 @cache
 def idempotent_accept() -> Any:
     """Built on first use: the persistence layer needs a DynamoDB client (none at import)."""
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
     from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
         PydanticSerializer,
     )
 
-    from subconscious import aws
+    from subconscious.dal.idempotency import persistence_layer
     from subconscious.settings import get_settings
 
-    persistence = DynamoDBPersistenceLayer(
-        table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
-    )
+    persistence = persistence_layer(get_settings().idempotency_table)
     config = IdempotencyConfig(
         event_key_jmespath="[tenant_id, idempotency_key]",
         payload_validation_jmespath="request",
         expires_after_seconds=24 * 3600,
         use_local_cache=False,
     )
-
-    accept_config = config
 
     @idempotent_function(
         data_keyword_argument="acceptance",
@@ -194,7 +192,7 @@ def idempotent_accept() -> Any:
     def accept(*, services: Services, acceptance: Acceptance) -> Order:
         return _accept(services, acceptance)
 
-    accept.config = accept_config
+    accept.config = config
     return accept
 
 

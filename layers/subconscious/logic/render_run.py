@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from subconscious.dal.work_queue import Delivery
 from subconscious.errors import (
+    ConfigurationError,
     MachineGone,
     MachineNotReady,
     RendererOutOfMemory,
@@ -35,16 +36,20 @@ from subconscious.models import (
 )
 from subconscious.money import cost_micros
 from subconscious.observability import logger
-from subconscious.render.a1111 import A1111Client, RenderedImage
+from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 
 _MACHINE_USER = "subc"
+_MIN_SECRET_BYTES = 16
 _WAIT_FOR_ACCEPT_S = 30  # a task whose order is still being accepted comes back later
-_RECEIVE_AT_ONCE = 4
+_RECEIVE_AT_ONCE = 2
+_READY_PROBE_TIMEOUT_S = 15.0
 
 
 def machine_credential(services: Services, run_id: str) -> tuple[str, str]:
     """automatic1111 ``--api-auth`` for one run, derived (never stored, never logged)."""
     key = services.settings.machine_auth_secret.get_secret_value().encode()
+    if len(key) < _MIN_SECRET_BYTES:  # an empty or short key makes every password guessable
+        raise ConfigurationError("SUBC_MACHINE_AUTH_SECRET is missing or shorter than 16 bytes")
     password = hmac.new(key, run_id.encode(), hashlib.sha256).hexdigest()[:32]
     return _MACHINE_USER, password
 
@@ -97,13 +102,15 @@ def _live_machine(services: Services, run: RenderRun) -> Machine:
     return machine
 
 
-def _client(services: Services, run: RenderRun, machine: Machine) -> A1111Client:
+def _client(
+    services: Services, run: RenderRun, machine: Machine, timeout_s: float | None = None
+) -> A1111Client:
     if machine.url is None:
         raise MachineGone(f"machine {machine.machine_id} has no address")
     return A1111Client(
         machine.url,
         auth=machine_credential(services, run.run_id),
-        timeout_s=services.settings.renderer_request_timeout_s,
+        timeout_s=timeout_s or services.settings.renderer_request_timeout_s,
     )
 
 
@@ -118,7 +125,11 @@ def wait_ready(
         raise MachineNotReady(f"machine {machine.machine_id} not ready after {ready_timeout_s}s")
     if machine.status is not MachineStatus.RUNNING or machine.url is None:
         return {"ready": False}
-    client = _client(services, run, machine)
+    if _spent(run) >= run.spend_cap_micros:
+        raise MachineNotReady(f"run {run_id} spent its cap while the machine booted")
+    # Short requests: automatic1111 blocks the first txt2img while its checkpoint loads; a
+    # timeout here means "not ready yet, poll again", not a dead Lambda step.
+    client = _client(services, run, machine, timeout_s=_READY_PROBE_TIMEOUT_S)
     try:
         ready = client.is_ready()
     finally:
@@ -145,9 +156,12 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     run = _run(services, run_id)
     machine = _live_machine(services, run)
     client = _client(services, run, machine)
+    # Worst case of one task: every txt2img attempt times out, then its images are stored.
+    task_worst_s = int(settings.renderer_request_timeout_s * TXT2IMG_ATTEMPTS) + 30
+    # A task is started only if it can end inside the slice (settings keep slice + one task
+    # under the Lambda timeout).
     end = time.monotonic() + slice_s
-    # Long enough for every task received at once to render, one after the other.
-    visibility = (int(settings.renderer_request_timeout_s) * 2 + 30) * _RECEIVE_AT_ONCE
+    visibility = task_worst_s * (_RECEIVE_AT_ONCE + 1)
     storage = _Storage(services, run)
     held: list[Delivery] = []
     idle_polls = 0
@@ -172,6 +186,8 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
             task = delivery.task
             verdict = _verdict(services, task)
             if verdict == "render":
+                # the message stays hidden while this batch renders and the one behind stores
+                services.queue.set_visibility(delivery, task_worst_s * 2)
                 started = time.monotonic()
                 rendered = render_task(client, task)
                 storage.submit(delivery, rendered, time.monotonic() - started)
@@ -269,8 +285,9 @@ class _Storage:
         # transaction after the other. Stored first, counted second: a crash in between
         # re-renders, never loses an image.
         keys = list(self._uploads.map(upload, rendered))
+        new_images = 0
         for image, key in zip(rendered, keys, strict=True):
-            services.images.record(
+            new_images += services.images.record(
                 task.tenant_id,
                 task.order_id,
                 prompt_index=task.prompt_index,
@@ -280,7 +297,9 @@ class _Storage:
                 height=task.height,
                 key=key,
             )
-        spend = cost_micros(self.run.offer.usd_per_hour, int(seconds) + 1)
+        # The order pays for the images it gains; re-rendering a duplicate delivery is ours.
+        batch_cost = cost_micros(self.run.offer.usd_per_hour, int(seconds) + 1)
+        spend = -(-batch_cost * new_images // len(rendered)) if rendered else 0
         updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
         if updated.state is OrderState.ACCEPTED:
             services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)

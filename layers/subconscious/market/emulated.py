@@ -31,7 +31,7 @@ class EmulatedProvider:
                 gpu=o["gpu"],
                 gpu_count=o["gpu_count"],
                 gpu_memory_gb=o["gpu_memory_gb"],
-                usd_per_hour=Decimal(o["usd_per_hour"]),
+                usd_per_hour=Decimal(str(o["usd_per_hour"])),  # str(): a float must not leak
                 interruptible=o.get("interruptible", False),
                 reliability=Decimal(str(o.get("reliability", "0.99"))),
                 location=o.get("location", ""),
@@ -68,7 +68,7 @@ class EmulatedProvider:
             label=m["label"],
             status=MachineStatus(m["status"]),
             url=m.get("url"),
-            usd_per_hour=Decimal(m["usd_per_hour"]),
+            usd_per_hour=Decimal(str(m["usd_per_hour"])),
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

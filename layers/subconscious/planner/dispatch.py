@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from subconscious.errors import NoCapacity
 from subconscious.models import JobSpec, Offer, RenderRun
-from subconscious.planner.quote import cheapest_offer
+from subconscious.planner.quote import cheapest_offer, usable
+
+MAX_RECENT_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Backlog:
     jobs: list[JobSpec] = field(default_factory=list)
     # What open orders may still spend (quoted totals minus spend so far), micro-dollars.
     budget_left_micros: int = 0
+    # Runs that failed recently: a machine that never becomes ready must not be rented forever.
+    recent_failed_runs: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,14 @@ def decide(
         return [Wait(f"{len(live_runs)} run(s) live, limit {max_live_runs}")]
     if backlog.budget_left_micros <= 0:
         return [Wait("open orders have no budget left")]
+    if backlog.recent_failed_runs >= MAX_RECENT_FAILURES:
+        return [Wait(f"{backlog.recent_failed_runs} runs failed in the last hour; holding off")]
+    # The machine renders whatever task comes next, so it must suit every open job.
+    fit_all = [o for o in offers if all(usable([o], job) for job in backlog.jobs)]
     try:
-        offer = cheapest_offer(offers, backlog.jobs[0])
+        offer = cheapest_offer(fit_all, backlog.jobs[0])
     except NoCapacity:
-        return [Wait("no usable offer on the market")]
+        return [Wait("no offer on the market can run every open job")]
     return [
         Rent(
             offer=offer,

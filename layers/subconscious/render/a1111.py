@@ -27,6 +27,7 @@ from subconscious.models import RenderTask
 from subconscious.render.png import check_png
 
 _RETRIES_ON_5XX = 2
+TXT2IMG_ATTEMPTS = _RETRIES_ON_5XX + 1  # the render loop sizes its time budget from this
 
 
 class _ServerError(RendererError):
