@@ -75,6 +75,28 @@ class OfferGone(ProviderError):
     code = "offer_gone"
 
 
+class ProviderAuthError(ProviderError):
+    """The provider refused our API key."""
+
+    code = "provider_auth"
+
+
+class ProviderRateLimited(ProviderError):
+    code = "provider_rate_limited"
+
+
+class ProviderDown(ProviderError):
+    """Timeouts, refused connections, 5xx after retries."""
+
+    code = "provider_down"
+
+
+class OutOfCapacity(ProviderError):
+    """The offer exists but cannot be rented now (taken, no stock)."""
+
+    code = "out_of_capacity"
+
+
 class MachineGone(ProviderError):
     code = "machine_gone"
 

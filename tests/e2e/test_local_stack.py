@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ def test_a_renderer_crash_mid_batch_is_recovered_on_a_new_machine(
 
     assert done["state"] == "completed"
     assert done["images_done"] == 30
+    # invariant 3: the crash and the second machine cost the customer nothing extra
+    assert Decimal(done["spend_usd"]) <= Decimal(order["total_usd"])
     executions = _all_runs_ended(stack)
     statuses = sorted(e["status"] for e in executions)
     assert "FAILED" in statuses and "SUCCEEDED" in statuses  # the crashed run, its successor
