@@ -87,3 +87,10 @@ def test_every_placeholder_is_a_known_function() -> None:
     assert placeholders == set(d.STATE_MACHINE_SUBSTITUTIONS)
     functions = {f.name for f in d.FUNCTIONS}
     assert set(d.STATE_MACHINE_SUBSTITUTIONS.values()) <= functions
+
+
+def test_provision_retries_every_transient_provider_error_by_name() -> None:
+    """Step Functions matches error names exactly, not by class hierarchy."""
+    retried = {e for r in STATES["Provision"]["Retry"] for e in r["ErrorEquals"]}
+    assert {"ProviderError", "ProviderDown", "ProviderRateLimited", "OutOfCapacity"} <= retried
+    assert "ProviderAuthError" not in retried  # a refused key will not fix itself
