@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     emulated_market_url: str = "http://127.0.0.1:8650"
     # HMAC key from which each run's automatic1111 credential is derived.
     machine_auth_secret: SecretStr = SecretStr("")
+    # Marketplace credentials (Secrets Manager in AWS) and the worker image each one runs.
+    vast_api_key: SecretStr = SecretStr("")
+    vast_image: str = ""
+    runpod_api_key: SecretStr = SecretStr("")
+    runpod_image: str = ""
+    tensordock_api_token: SecretStr = SecretStr("")
+    tensordock_ssh_public_key: str = ""
 
     # --- Dispatch and render runs ---
     # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.

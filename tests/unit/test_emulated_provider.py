@@ -320,8 +320,8 @@ def test_registry_builds_the_emulated_provider_from_settings(
 
 
 def test_registry_unknown_provider() -> None:
-    with pytest.raises(ProviderError, match="unknown provider 'vast'"):
-        registry.provider("vast")
+    with pytest.raises(ProviderError, match="unknown provider 'lambdalabs'"):
+        registry.provider("lambdalabs")
 
 
 def test_registry_install_overrides_and_uninstall_all_forgets() -> None:

@@ -1,10 +1,14 @@
-"""Which providers are enabled, built on first use (each adapter imports its own client)."""
+"""Which providers are enabled, built on first use (each adapter imports its own client).
+
+A provider is enabled by naming it in ``SUBC_PROVIDERS``; its credentials come from the
+settings (Secrets Manager in AWS). A missing credential fails loudly when the provider is built.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 
-from subconscious.errors import ProviderError
+from subconscious.errors import ConfigurationError, ProviderError
 from subconscious.market.base import Provider
 from subconscious.settings import get_settings
 
@@ -33,4 +37,32 @@ def _build(name: str) -> Provider:
         from subconscious.market.emulated import EmulatedProvider
 
         return EmulatedProvider(settings.emulated_market_url)
+    if name == "vast":
+        from subconscious.market.vast import VastProvider
+
+        return VastProvider(
+            settings.vast_api_key.get_secret_value(), image=_image("vast", settings.vast_image)
+        )
+    if name == "runpod":
+        from subconscious.market.runpod import RunPodProvider
+
+        return RunPodProvider(
+            settings.runpod_api_key.get_secret_value(),
+            image=_image("runpod", settings.runpod_image),
+        )
+    if name == "tensordock":
+        from subconscious.market.tensordock import TensorDockProvider
+
+        if not settings.tensordock_ssh_public_key:
+            raise ConfigurationError("tensordock: SUBC_TENSORDOCK_SSH_PUBLIC_KEY is not set")
+        return TensorDockProvider(
+            settings.tensordock_api_token.get_secret_value(),
+            ssh_public_key=settings.tensordock_ssh_public_key,
+        )
     raise ProviderError(f"unknown provider {name!r}")
+
+
+def _image(provider: str, image: str) -> str:
+    if not image:
+        raise ConfigurationError(f"{provider}: no worker image configured")
+    return image

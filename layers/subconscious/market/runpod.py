@@ -1,0 +1,408 @@
+"""RunPod's GPU market over its GraphQL API (``POST https://api.runpod.io/graphql``).
+
+GraphQL, not REST v2: REST v2 has no interruptible (spot) pods, and ``lowestPrice`` (the price
+and stock of a GPU type) exists only here. Facts this adapter relies on, and where they come from:
+
+- Auth: ``Authorization: Bearer KEY`` (graphql-spec.runpod.io, "Headers"; runpod/runpod-python
+  PR #394 moved the SDK off the ``?api_key=`` query parameter the older docs still show). A key in
+  a URL ends up in proxy and access logs, so it never goes there.
+- A GraphQL error comes back as HTTP 200 with ``{"errors": [{"message", "path", "extensions"}],
+  "data": ...}``; only a refused key may also come back as a plain HTTP 401.
+- Out of stock reads "There are no longer any instances available with the requested
+  specifications", sometimes with ``extensions.code == "SUPPLY_CONSTRAINT"``.
+- Queries and mutations take their input as GraphQL variables (types as in runpod/runpodctl
+  ``api/pod.go``), so a label or a command line is never spliced into query text.
+- A pod's ``runtime.ports`` appear only once it runs, sometimes later still; the HTTPS proxy
+  ``https://{podId}-{port}.proxy.runpod.net`` serves an ``/http`` port and cuts a request at
+  100 s (keep one txt2img call well under that).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from subconscious.errors import (
+    ConfigurationError,
+    MachineGone,
+    OutOfCapacity,
+    ProviderAuthError,
+    ProviderDown,
+    ProviderError,
+    ProviderRateLimited,
+)
+from subconscious.market.base import LABEL_PREFIX
+from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
+from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.observability import logger
+
+GRAPHQL_URL = "https://api.runpod.io/graphql"
+CLOUD_TYPES = frozenset({"COMMUNITY", "SECURE", "ALL"})
+
+A1111_PORT = 7860
+# Image pull + container start + automatic1111 import and model load. Seen: ~52 s for the
+# server alone on a warm container, up to 284 s for SD.Next in Docker (PROVIDERS.md); the pull
+# of a multi-GB image on a community host comes on top. The planner charges this per machine.
+STARTUP_S = 240
+# Finding a host and placing a pod takes seconds, longer than a read: give the launch more time.
+LAUNCH_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+# The credential travels in the pod's environment, not on its command line: the pod listing
+# (``dockerArgs``) and the host's process table would show it there. ``bash -c`` expands it
+# inside the container (RunPod splits dockerArgs like a shell, as skypilot's ``bash -c '…'``
+# relies on). API only, bound to 0.0.0.0 because the proxy connects from outside the container.
+A1111_AUTH_ENV = "A1111_AUTH"
+A1111_FLAGS = f"--api --nowebui --listen --port {A1111_PORT}"
+DOCKER_ARGS = f"bash -c 'exec python launch.py {A1111_FLAGS} --api-auth \"${A1111_AUTH_ENV}\"'"
+
+_POD_FIELDS = """
+    id
+    name
+    desiredStatus
+    costPerHr
+    machine { gpuTypeId gpuDisplayName }
+    runtime { ports { ip isIpPublic privatePort publicPort type } }
+"""
+
+GPU_TYPES_QUERY = """
+query GpuTypes {
+  gpuTypes {
+    id
+    displayName
+    memoryInGb
+    communityPrice
+    lowestPrice(input: {gpuCount: 1}) { minimumBidPrice uninterruptablePrice stockStatus }
+  }
+}
+"""
+
+# The answers leave out ``env``: it would echo the machine's credential back to us.
+ON_DEMAND_MUTATION = """
+mutation Deploy($input: PodFindAndDeployOnDemandInput!) {
+  podFindAndDeployOnDemand(input: $input) { id desiredStatus costPerHr }
+}
+"""
+
+INTERRUPTIBLE_MUTATION = """
+mutation RentInterruptable($input: PodRentInterruptableInput!) {
+  podRentInterruptable(input: $input) { id desiredStatus costPerHr }
+}
+"""
+
+POD_QUERY = f"""
+query Pod($input: PodFilter!) {{
+  pod(input: $input) {{{_POD_FIELDS}  }}
+}}
+"""
+
+MY_PODS_QUERY = f"""
+query MyPods {{
+  myself {{ pods {{{_POD_FIELDS}  }} }}
+}}
+"""
+
+TERMINATE_MUTATION = """
+mutation Terminate($input: PodTerminateInput!) {
+  podTerminate(input: $input)
+}
+"""
+
+_OUT_OF_STOCK_WORDS = ("no longer any instances available",)
+_OUT_OF_STOCK_CODES = frozenset({"SUPPLY_CONSTRAINT"})
+_AUTH_WORDS = ("unauthorized", "unauthenticated", "forbidden", "api key")
+_AUTH_CODES = frozenset({"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN"})
+_ENDED = frozenset({"EXITED", "TERMINATED", "DEAD"})
+_MESSAGE_CHARS = 300  # enough to read, not enough to carry a stray blob into logs
+
+
+class RunPodProvider:
+    name = "runpod"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        url: str = GRAPHQL_URL,
+        image: str,
+        container_disk_gb: int = 40,
+        cloud_type: str = "COMMUNITY",
+        http: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("runpod: no API key configured")
+        if cloud_type not in CLOUD_TYPES:
+            raise ConfigurationError(f"runpod: cloud_type must be one of {sorted(CLOUD_TYPES)}")
+        self._api_key = api_key
+        self._url = url
+        self._image = image
+        self._container_disk_gb = container_disk_gb
+        self._cloud_type = cloud_type
+        # Sent with every request, so an injected client needs no setup to be authenticated.
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        client = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
+        self._http = ProviderHttp(self.name, client, sleep=sleep)
+        # A mutation that failed with a 5xx may still have rented the pod (a gateway can time
+        # out after RunPod acted). Retrying would rent a second one, so a launch is sent once
+        # and any doubt goes back to the caller; Teardown finds a stray pod by its label.
+        self._launch_http = ProviderHttp(self.name, client, attempts=1, sleep=sleep)
+
+    # --- offers ---
+    def list_offers(self) -> list[Offer]:
+        data = self._graphql("gpuTypes", GPU_TYPES_QUERY)
+        gpu_types = data.get("gpuTypes")
+        if not isinstance(gpu_types, list):
+            raise ProviderError("runpod: gpuTypes answered without a list")
+        offers = []
+        for gpu_type in gpu_types:
+            offer = self._offer(gpu_type)
+            if offer is not None:
+                offers.append(offer)
+        return offers
+
+    def _offer(self, gpu_type: Any) -> Offer | None:
+        try:
+            lowest = gpu_type.get("lowestPrice") or {}
+            # stockStatus is null when no host has one free ("High", "Medium", "Low" otherwise)
+            if not lowest.get("stockStatus"):
+                return None
+            price = lowest.get("uninterruptablePrice") or gpu_type.get("communityPrice")
+            if not price:
+                return None  # no price we could be charged: not an offer
+            min_bid = lowest.get("minimumBidPrice")
+            return Offer(
+                provider=self.name,
+                offer_id=gpu_type["id"],
+                gpu=gpu_type["displayName"],
+                gpu_count=1,
+                gpu_memory_gb=int(gpu_type["memoryInGb"]),
+                usd_per_hour=_money(price),
+                # RunPod answers 0 or null when no host takes bids for this type right now
+                interruptible=bool(min_bid),
+                min_bid_usd_per_hour=_money(min_bid) if min_bid else None,
+                location="global",  # the price is the lowest over all RunPod's data centres
+                startup_s=STARTUP_S,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ProviderError("runpod: gpuTypes answered an unexpected shape") from error
+
+    # --- machines ---
+    def launch(
+        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+    ) -> Machine:
+        spec: dict[str, Any] = {
+            "name": label,
+            "imageName": self._image,
+            "gpuTypeId": offer.offer_id,
+            "gpuCount": 1,
+            "cloudType": self._cloud_type,
+            "containerDiskInGb": self._container_disk_gb,
+            # No persistent volume: nothing of a tenant's outlives the pod, and none is billed.
+            "volumeInGb": 0,
+            "ports": f"{A1111_PORT}/http",  # http, so the HTTPS proxy serves it; no SSH port
+            "dockerArgs": DOCKER_ARGS,
+            "env": [{"key": A1111_AUTH_ENV, "value": api_auth}],
+        }
+        if bid_usd_per_hour is None:
+            operation, mutation = "podFindAndDeployOnDemand", ON_DEMAND_MUTATION
+        else:
+            operation, mutation = "podRentInterruptable", INTERRUPTIBLE_MUTATION
+            spec["bidPerGpu"] = float(bid_usd_per_hour)  # the wire wants a JSON number
+        logger.info(
+            "runpod: renting",
+            label=label,
+            gpu_type=offer.offer_id,
+            interruptible=bid_usd_per_hour is not None,
+            bid_usd_per_hour=None if bid_usd_per_hour is None else str(bid_usd_per_hour),
+        )
+        try:
+            data = self._graphql(
+                operation,
+                mutation,
+                {"input": spec},
+                secrets=(api_auth,),
+                http=self._launch_http,
+                timeout=LAUNCH_TIMEOUT,
+                retry_timeouts=False,  # the answer may be lost after the pod was rented
+            )
+        except ProviderDown as error:
+            raise ProviderDown(
+                f"runpod: {operation} for {label} failed without a clear answer; a pod may exist"
+                " under that label"
+            ) from error
+        pod = data.get(operation)
+        if not isinstance(pod, dict):
+            # Seen in the wild: a refusal for want of capacity as a null result without an error.
+            raise OutOfCapacity(f"runpod: {operation} rented nothing for {offer.offer_id}")
+        try:
+            machine = Machine(
+                provider=self.name,
+                machine_id=pod["id"],
+                offer_id=offer.offer_id,
+                label=label,
+                status=MachineStatus.STARTING,  # ports come later; status() says when it serves
+                usd_per_hour=_money(pod.get("costPerHr") or bid_usd_per_hour or offer.usd_per_hour),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ProviderError(f"runpod: {operation} answered an unexpected shape") from error
+        logger.info("runpod: rented", label=label, machine_id=machine.machine_id)
+        return machine
+
+    def status(self, machine_id: str) -> Machine:
+        return self._machine(self._pod(machine_id))
+
+    def terminate(self, machine_id: str) -> None:
+        try:
+            self._graphql("podTerminate", TERMINATE_MUTATION, {"input": {"podId": machine_id}})
+        except (ProviderAuthError, ProviderDown, ProviderRateLimited):
+            raise
+        except MachineGone:
+            return
+        except ProviderError as error:
+            # RunPod does not document what terminating a pod it no longer has answers, so ask
+            # for the pod rather than guess from the wording of the error.
+            try:
+                pod = self._pod(machine_id)
+            except MachineGone:
+                return
+            if pod.get("desiredStatus") == "TERMINATED":
+                return
+            raise error
+
+    def machines(self, label: str | None = None) -> list[Machine]:
+        data = self._graphql("myself", MY_PODS_QUERY)
+        myself = data.get("myself")
+        pods = myself.get("pods") if isinstance(myself, dict) else None
+        if not isinstance(pods, list):
+            raise ProviderError("runpod: myself answered without a list of pods")
+        return [self._machine(pod) for pod in pods if _ours(pod, label)]
+
+    # --- plumbing ---
+    def _pod(self, machine_id: str) -> dict[str, Any]:
+        data = self._graphql("pod", POD_QUERY, {"input": {"podId": machine_id}})
+        pod = data.get("pod")
+        if pod is None:
+            raise MachineGone(f"runpod: no pod {machine_id}")
+        if not isinstance(pod, dict):
+            raise ProviderError("runpod: pod answered an unexpected shape")
+        return pod
+
+    def _machine(self, pod: Any) -> Machine:
+        try:
+            hardware = pod.get("machine") or {}
+            status = _status(pod)
+            return Machine(
+                provider=self.name,
+                machine_id=pod["id"],
+                offer_id=hardware.get("gpuTypeId") or "",
+                label=pod.get("name") or "",
+                status=status,
+                url=proxy_url(pod["id"]) if status is MachineStatus.RUNNING else None,
+                usd_per_hour=_money(pod.get("costPerHr") or 0),  # null once a pod has ended
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ProviderError("runpod: a pod answered an unexpected shape") from error
+
+    def _graphql(
+        self,
+        operation: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        secrets: Iterable[str] = (),
+        http: ProviderHttp | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """POST one operation; return its ``data`` or raise a typed error for its ``errors``."""
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        body = (http or self._http).json(
+            "POST", self._url, json=payload, headers=self._headers, **kwargs
+        )
+        if not isinstance(body, dict):
+            raise ProviderError(f"runpod: {operation} answered an unexpected shape")
+        errors = body.get("errors")
+        if errors:
+            raise self._error(operation, errors, (self._api_key, *secrets))
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ProviderError(f"runpod: {operation} answered without data")
+        return data
+
+    def _error(self, operation: str, errors: Any, secrets: tuple[str, ...]) -> ProviderError:
+        """GraphQL reports failures with HTTP 200: type them from the message and code."""
+        if not isinstance(errors, list):
+            return ProviderError(f"runpod: {operation} answered an unexpected shape")
+        messages = []
+        codes = set()
+        for error in errors:
+            if isinstance(error, dict):
+                messages.append(str(error.get("message", "")))
+                extensions = error.get("extensions")
+                if isinstance(extensions, dict):
+                    codes.add(str(extensions.get("code", "")).upper())
+            else:
+                messages.append(str(error))
+        text = _scrub("; ".join(messages), secrets)
+        lowered = text.lower()
+        logger.warning(
+            "runpod: request refused", operation=operation, error=text, codes=sorted(codes)
+        )
+        if codes & _OUT_OF_STOCK_CODES or any(w in lowered for w in _OUT_OF_STOCK_WORDS):
+            return OutOfCapacity(f"runpod: {operation}: {text}")
+        if codes & _AUTH_CODES or any(w in lowered for w in _AUTH_WORDS):
+            return ProviderAuthError(f"runpod: {operation} refused (check the API key): {text}")
+        return ProviderError(f"runpod: {operation}: {text}")
+
+
+def proxy_url(pod_id: str) -> str:
+    """The HTTPS proxy in front of the pod's automatic1111 port (TLS comes from RunPod)."""
+    return f"https://{pod_id}-{A1111_PORT}.proxy.runpod.net"
+
+
+def _status(pod: dict[str, Any]) -> MachineStatus:
+    desired = pod.get("desiredStatus")
+    if desired in _ENDED:
+        # A pod ends on its own (crash, a spot host reclaimed) or by us; RunPod does not say
+        # which, and either way nothing serves there any more.
+        return MachineStatus.EXITED
+    if desired == "RUNNING" and _serves(pod):
+        return MachineStatus.RUNNING
+    # CREATED, RESTARTING, or RUNNING before the port is mapped: the caller keeps waiting,
+    # bounded by its own start-up deadline.
+    return MachineStatus.STARTING
+
+
+def _serves(pod: dict[str, Any]) -> bool:
+    runtime = pod.get("runtime") or {}
+    ports = runtime.get("ports") or []
+    return any(port.get("privatePort") == A1111_PORT for port in ports)
+
+
+def _ours(pod: Any, label: str | None) -> bool:
+    name = pod.get("name") if isinstance(pod, dict) else None
+    if not isinstance(name, str):
+        return False
+    if label is not None:
+        return name == label
+    return name.startswith(LABEL_PREFIX)
+
+
+def _money(value: Any) -> Decimal:
+    """Dollars as an exact Decimal: through str(), so a float's binary noise never gets in."""
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as error:
+        raise ValueError(f"not an amount: {value!r}") from error
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text[:_MESSAGE_CHARS]

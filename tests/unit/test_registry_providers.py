@@ -1,0 +1,58 @@
+"""Each marketplace is built from the settings, and refuses to start without its credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from subconscious.errors import ConfigurationError
+from subconscious.logic import services as services_module
+from subconscious.market import registry
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "cls"),
+    [
+        (
+            "vast",
+            {"SUBC_VAST_API_KEY": "k" * 20, "SUBC_VAST_IMAGE": "repo/a1111:1"},
+            "VastProvider",
+        ),
+        (
+            "runpod",
+            {"SUBC_RUNPOD_API_KEY": "k" * 20, "SUBC_RUNPOD_IMAGE": "repo/a1111:1"},
+            "RunPodProvider",
+        ),
+        (
+            "tensordock",
+            {
+                "SUBC_TENSORDOCK_API_TOKEN": "k" * 20,
+                "SUBC_TENSORDOCK_SSH_PUBLIC_KEY": "ssh-ed25519 AAAA",
+            },
+            "TensorDockProvider",
+        ),
+    ],
+)
+def test_a_configured_provider_is_built_once(
+    name: str, env: dict[str, str], cls: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    services_module.reset()
+    built = registry.provider(name)
+    assert type(built).__name__ == cls
+    assert built.name == name
+    assert registry.provider(name) is built
+
+
+@pytest.mark.parametrize("name", ["vast", "runpod", "tensordock"])
+def test_a_provider_without_credentials_fails_loudly(name: str) -> None:
+    services_module.reset()
+    with pytest.raises(ConfigurationError):
+        registry.provider(name)
+
+
+def test_an_image_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUBC_VAST_API_KEY", "k" * 20)
+    services_module.reset()
+    with pytest.raises(ConfigurationError, match="image"):
+        registry.provider("vast")
