@@ -64,6 +64,7 @@ STATE_MACHINE = f"{PREFIX}-render-run"
 FUNCTIONS = (
     Function(f"{PREFIX}-api", "functions.api.handler.lambda_handler", timeout_s=29, memory_mb=512),
     Function(f"{PREFIX}-dispatch", "functions.dispatch.handler.lambda_handler", timeout_s=60),
+    Function(f"{PREFIX}-reaper", "functions.reaper.handler.lambda_handler", timeout_s=120),
     Function(f"{PREFIX}-provision", "functions.render_run.handler.provision", timeout_s=60),
     Function(f"{PREFIX}-wait-ready", "functions.render_run.handler.wait_ready", timeout_s=60),
     Function(
@@ -86,4 +87,5 @@ STATE_MACHINE_SUBSTITUTIONS = {
 
 SCHEDULES = {  # function → rate in seconds (EventBridge in AWS, a timer locally)
     f"{PREFIX}-dispatch": 60,
+    f"{PREFIX}-reaper": 600,
 }

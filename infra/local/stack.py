@@ -139,7 +139,7 @@ class LocalStack:
         self._front: ThreadingHTTPServer | None = None
         self.state_machine_arn = ""
         self.api_url = ""
-        self.dispatch_errors = 0
+        self.schedule_errors = 0
 
     # --- life cycle ---
     def start(self) -> LocalStack:
@@ -220,6 +220,7 @@ class LocalStack:
             "SUBC_SQS_WAIT_S": "1",
             "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
             "SUBC_DISPATCH_LEASE_S": "30",
+            "SUBC_REAPER_GRACE_S": "5",
             **self.extra_settings,
         }
         os.environ.update(settings)
@@ -286,20 +287,31 @@ class LocalStack:
         thread.start()
 
     def _timer(self) -> None:
-        while not self._stop.wait(self.dispatch_every_s):
-            self.dispatch_once()
+        """Each schedule of infra/definitions.py at a local rate: dispatch every
+        ``dispatch_every_s``, the others at their AWS rate divided by the same factor."""
+        speedup = d.SCHEDULES[f"{d.PREFIX}-dispatch"] / self.dispatch_every_s
+        due = dict.fromkeys(d.SCHEDULES, time.monotonic())
+        while not self._stop.wait(0.1):
+            for name, rate_s in d.SCHEDULES.items():
+                if time.monotonic() >= due[name]:
+                    due[name] = time.monotonic() + rate_s / speedup
+                    self.fire(name)
 
-    def dispatch_once(self) -> dict[str, Any]:
-        function = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-dispatch")
+    def fire(self, function_name: str) -> dict[str, Any]:
+        """Invoke a scheduled function once, as its EventBridge rule would."""
+        function = next(f for f in d.FUNCTIONS if f.name == function_name)
         try:
             result: dict[str, Any] = resolve_handler(function.handler)(
                 scheduled_event(function.name), context_for(function)
             )
         except Exception:
-            self.dispatch_errors += 1
-            log.exception("dispatch tick failed")
+            self.schedule_errors += 1
+            log.exception("scheduled %s failed", function_name)
             return {}
         return result
+
+    def dispatch_once(self) -> dict[str, Any]:
+        return self.fire(f"{d.PREFIX}-dispatch")
 
     # --- observation ---
     def executions(self) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     render_slice_s: int = Field(default=540, ge=1, le=RENDER_LAMBDA_BUDGET_S)
     ready_timeout_s: int = Field(default=900, ge=1)
     poll_interval_s: int = Field(default=15, ge=1)
+    # An orphaned machine is destroyed this long after the reaper first saw it orphaned.
+    reaper_grace_s: int = Field(default=300, ge=0)
     idle_polls_before_teardown: int = Field(default=2, ge=1)
     # One txt2img call: well under RunPod's 100 s proxy cut.
     renderer_request_timeout_s: float = Field(default=75.0, gt=0, le=95)

@@ -11,6 +11,7 @@ from subconscious.dal._dynamo import epoch, is_condition_failure, now, scan_wher
 from subconscious.models import LIVE_RUN_STATUSES, RenderRun, RunStatus
 
 _LEASE_PREFIX = "lease#"
+_ORPHAN_PREFIX = "orphan#"
 
 
 class RunStore:
@@ -68,6 +69,33 @@ class RunStore:
             for item in scan_where_in(self._table, "status", [RunStatus.FAILED.value])
         )
         return sum(1 for run in failed if run.ended_at is not None and run.ended_at >= since)
+
+    # --- reaper: when each orphaned machine was first seen (its grace period starts there) ---
+    def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
+        prefix = f"{_ORPHAN_PREFIX}{provider}#"
+        return {
+            str(item["run_id"])[len(prefix) :]: datetime.fromisoformat(str(item["seen"]))
+            for item in scan_where_in(self._table, "kind", ["orphan"])
+            if str(item["run_id"]).startswith(prefix)
+        }
+
+    def remember_orphan(self, provider: str, machine_id: str, at: datetime) -> None:
+        """Record the first sighting only: a later one must not restart the grace period."""
+        try:
+            self._table.put_item(
+                Item={
+                    "run_id": f"{_ORPHAN_PREFIX}{provider}#{machine_id}",
+                    "kind": "orphan",
+                    "seen": at.isoformat(),
+                },
+                ConditionExpression="attribute_not_exists(run_id)",
+            )
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+
+    def forget_orphan(self, provider: str, machine_id: str) -> None:
+        self._table.delete_item(Key={"run_id": f"{_ORPHAN_PREFIX}{provider}#{machine_id}"})
 
     # --- lease: at most one dispatch tick acts at a time ---
     def acquire_lease(

@@ -22,6 +22,7 @@ class FakeProvider:
         self.terminated: list[str] = []
         self.fail_offers = False
         self.fail_terminate = False
+        self.fail_machines = False
         self._ids = itertools.count(1)
 
     def list_offers(self) -> list[Offer]:
@@ -66,4 +67,8 @@ class FakeProvider:
             self.terminated.append(machine_id)
 
     def machines(self, label: str | None = None) -> list[Machine]:
+        if self.fail_machines:
+            from subconscious.errors import ProviderDown
+
+            raise ProviderDown("fake provider cannot list machines right now")
         return [m for m in self.live.values() if label is None or m.label == label]

@@ -1,0 +1,69 @@
+"""The scheduled reaper (invariant 1's last line): every provider's machines with our label,
+checked against live runs; orphans destroyed after a grace period."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from subconscious.errors import SubconsciousError
+from subconscious.logic.services import Services
+from subconscious.models import RunStatus
+from subconscious.observability import logger
+from subconscious.planner.reaper import Action, judge, run_id_of
+
+
+@dataclass
+class ReapReport:
+    checked: int = 0
+    reaped: list[str] = field(default_factory=list)
+    in_grace: list[str] = field(default_factory=list)
+    failed_providers: list[str] = field(default_factory=list)
+
+
+def reap(services: Services, now: datetime | None = None) -> ReapReport:
+    now = now or datetime.now(UTC)
+    grace = timedelta(seconds=services.settings.reaper_grace_s)
+    report = ReapReport()
+    for provider in services.providers():
+        try:
+            machines = provider.machines()
+        except SubconsciousError as error:  # one provider down never stops the others
+            logger.warning("reaper: provider unavailable", provider=provider.name, code=error.code)
+            report.failed_providers.append(provider.name)
+            continue
+        statuses: dict[str, RunStatus | None] = {}
+        for machine in machines:
+            run_id = run_id_of(machine)
+            if run_id is not None and run_id not in statuses:
+                run = services.runs.get(run_id)
+                statuses[run_id] = run.status if run else None
+        first_seen = services.runs.orphans_first_seen(provider.name)
+        for verdict in judge(machines, statuses, first_seen, now, grace):
+            report.checked += 1
+            machine_id = verdict.machine.machine_id
+            if verdict.action is Action.WAIT and machine_id not in first_seen:
+                services.runs.remember_orphan(provider.name, machine_id, now)
+            if verdict.action is Action.WAIT:
+                report.in_grace.append(machine_id)
+            if verdict.action is Action.REAP:
+                try:
+                    provider.terminate(machine_id)
+                except SubconsciousError as error:
+                    logger.error("reaper: terminate failed", machine_id=machine_id, code=error.code)
+                    continue
+                services.runs.forget_orphan(provider.name, machine_id)
+                report.reaped.append(machine_id)
+                logger.warning(
+                    "reaped a machine no live run owned",
+                    provider=provider.name,
+                    machine_id=machine_id,
+                    reason=verdict.reason,
+                )
+    logger.info(
+        "reaper tick",
+        checked=report.checked,
+        reaped=len(report.reaped),
+        in_grace=len(report.in_grace),
+    )
+    return report

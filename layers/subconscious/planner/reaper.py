@@ -1,0 +1,65 @@
+"""Which rented machines to destroy: a pure function, so the simulator can run it too.
+
+A machine is ours when its label starts with ``subc-``; the rest of its label is its run id.
+It is an orphan when no live run owns it. Orphans are destroyed only after a grace period from
+when the reaper first saw them orphaned: a Teardown in progress, or a run whose record is
+being written, gets time to finish its own work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from subconscious.market.base import LABEL_PREFIX
+from subconscious.models import LIVE_RUN_STATUSES, Machine, MachineStatus, RunStatus
+
+
+class Action(StrEnum):
+    KEEP = "keep"  # a live run owns it
+    WAIT = "wait"  # orphaned, within the grace period
+    REAP = "reap"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    machine: Machine
+    action: Action
+    reason: str
+
+
+def run_id_of(machine: Machine) -> str | None:
+    if not machine.label.startswith(LABEL_PREFIX):
+        return None
+    return machine.label[len(LABEL_PREFIX) :]
+
+
+def judge(
+    machines: list[Machine],
+    run_status: Mapping[str, RunStatus | None],
+    first_seen_orphaned: Mapping[str, datetime],
+    now: datetime,
+    grace: timedelta,
+) -> list[Verdict]:
+    """One verdict per machine of ours. ``run_status``: the status of each run id named by a
+    label (None: no such run); ``first_seen_orphaned``: machine id → when first seen orphaned."""
+    verdicts = []
+    for machine in machines:
+        run_id = run_id_of(machine)
+        if run_id is None:
+            continue  # not ours: never touched
+        if machine.status is MachineStatus.TERMINATED:
+            continue
+        status = run_status.get(run_id)
+        if status in LIVE_RUN_STATUSES and status is not RunStatus.TEARDOWN_FAILED:
+            verdicts.append(Verdict(machine, Action.KEEP, f"owned by live run {run_id}"))
+            continue
+        seen = first_seen_orphaned.get(machine.machine_id, now)
+        if now - seen < grace:
+            verdicts.append(Verdict(machine, Action.WAIT, f"orphaned since {seen.isoformat()}"))
+            continue
+        owner = "no run" if status is None else f"run {run_id} is {status.value}"
+        verdicts.append(Verdict(machine, Action.REAP, f"orphan ({owner})"))
+    return verdicts

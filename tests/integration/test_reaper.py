@@ -1,0 +1,70 @@
+"""The reaper against moto and a fake provider (invariant 1's last line of defence)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from functions.reaper.handler import lambda_handler
+from infra import definitions as d
+from infra.local.resources import Created
+from infra.local.stack import context_for
+from subconscious.logic.reaper import reap
+from subconscious.logic.services import Services
+from subconscious.market.base import run_label
+from subconscious.market.fake import FakeProvider
+from subconscious.models import RunStatus
+from tests.conftest import load_event
+from tests.integration.workflow import new_run
+
+
+def test_orphans_are_reaped_after_grace_and_live_runs_are_left_alone(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    live = new_run(svc)
+    svc.runs.save(live.model_copy(update={"status": RunStatus.RENDERING}))
+    ended = new_run(svc)
+    svc.runs.save(ended.model_copy(update={"status": RunStatus.SUCCEEDED}))
+    offer = market.offers[0]
+    kept = market.launch(offer, label=run_label(live.run_id), api_auth="u:p")
+    orphan = market.launch(offer, label=run_label(ended.run_id), api_auth="u:p")
+    ghost = market.launch(offer, label="subc-r-never-recorded", api_auth="u:p")
+    foreign = market.launch(offer, label="not-ours", api_auth="u:p")
+    now = datetime.now(UTC)
+
+    first = reap(svc, now)
+    assert first.reaped == []
+    assert sorted(first.in_grace) == sorted([orphan.machine_id, ghost.machine_id])
+
+    later = reap(svc, now + timedelta(seconds=svc.settings.reaper_grace_s + 1))
+    assert sorted(later.reaped) == sorted([orphan.machine_id, ghost.machine_id])
+    assert set(market.live) == {kept.machine_id, foreign.machine_id}
+
+    assert reap(svc, now + timedelta(hours=1)).reaped == []  # nothing left to reap
+
+
+def test_a_second_sighting_does_not_restart_the_grace_period(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    orphan = market.launch(market.offers[0], label="subc-r-gone", api_auth="u:p")
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=svc.settings.reaper_grace_s)
+    reap(svc, now)
+    reap(svc, now + grace / 2)
+    assert reap(svc, now + grace).reaped == [orphan.machine_id]
+
+
+def test_a_provider_that_is_down_is_reported_not_fatal(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    market.fail_machines = True
+    report = reap(svc)
+    assert report.failed_providers == ["fake"]
+
+
+def test_handler_takes_the_scheduled_event(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    market.launch(market.offers[0], label="subc-r-gone", api_auth="u:p")
+    function = next(f for f in d.FUNCTIONS if f.name == "subc-reaper")
+    result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
+    assert result["checked"] == 1
