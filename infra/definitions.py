@@ -43,6 +43,14 @@ TABLES = (
     Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
     Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table"),
+    # live offers per provider; each provider's rows carry the time of its latest good fetch
+    Table(
+        f"{PREFIX}-prices",
+        "provider",
+        "offer_id",
+        ttl_attribute="ttl",
+        settings_field="prices_table",
+    ),
     # powertools idempotency's default schema: partition key "id", TTL "expiration"
     Table(
         f"{PREFIX}-idempotency",
@@ -53,6 +61,8 @@ TABLES = (
 )
 
 IMAGES_BUCKET = f"{PREFIX}-images"
+# market snapshots, gzip JSON lines partitioned by date, for forecasting and backtests
+HISTORY_BUCKET = f"{PREFIX}-market-history"
 WORK_QUEUE = f"{PREFIX}-work"
 WORK_DLQ = f"{PREFIX}-work-dlq"
 MAX_RECEIVE_COUNT = 5
@@ -65,6 +75,7 @@ FUNCTIONS = (
     Function(f"{PREFIX}-api", "functions.api.handler.lambda_handler", timeout_s=29, memory_mb=512),
     Function(f"{PREFIX}-dispatch", "functions.dispatch.handler.lambda_handler", timeout_s=60),
     Function(f"{PREFIX}-reaper", "functions.reaper.handler.lambda_handler", timeout_s=120),
+    Function(f"{PREFIX}-prices", "functions.prices.handler.lambda_handler", timeout_s=120),
     Function(f"{PREFIX}-provision", "functions.render_run.handler.provision", timeout_s=60),
     Function(f"{PREFIX}-wait-ready", "functions.render_run.handler.wait_ready", timeout_s=60),
     Function(
@@ -88,4 +99,5 @@ STATE_MACHINE_SUBSTITUTIONS = {
 SCHEDULES = {  # function → rate in seconds (EventBridge in AWS, a timer locally)
     f"{PREFIX}-dispatch": 60,
     f"{PREFIX}-reaper": 600,
+    f"{PREFIX}-prices": 300,
 }

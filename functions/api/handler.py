@@ -14,9 +14,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
 from subconscious.logic.auth import guard_request
+from subconscious.logic.market import market_view
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import services
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
+from subconscious.models.market_view import MarketView
 from subconscious.observability import logger
 
 app = APIGatewayRestResolver(
@@ -35,6 +37,11 @@ def _tenant() -> str:
 
 def _created(model: Any) -> Response[Any]:
     return Response(201, content_types.APPLICATION_JSON, model)
+
+
+@app.get("/v1/market", summary="Offers now, per GPU model, with the cost of an image")
+def get_market() -> MarketView:
+    return market_view(services())
 
 
 @app.post("/v1/quotes", summary="Price a job", responses={201: {"description": "quote"}})

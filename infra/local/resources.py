@@ -40,7 +40,8 @@ def create_resources(client: Callable[[str], Any]) -> Created:
                 TableName=table.name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
             )
-    client("s3").create_bucket(Bucket=d.IMAGES_BUCKET)
+    for bucket in (d.IMAGES_BUCKET, d.HISTORY_BUCKET):
+        client("s3").create_bucket(Bucket=bucket)
     sqs = client("sqs")
     dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -90,6 +91,7 @@ def create_resources(client: Callable[[str], Any]) -> Created:
         "SUBC_WORK_QUEUE_URL": queue_url,
         "SUBC_RENDER_RUN_STATE_MACHINE_ARN": state_machine_arn,
         "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
+        "SUBC_HISTORY_BUCKET": d.HISTORY_BUCKET,
     }
     for table in d.TABLES:
         settings[f"SUBC_{table.settings_field.upper()}"] = table.name

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     runs_table: str = "subc-runs"
     idempotency_table: str = "subc-idempotency"
     images_bucket: str = "subc-images"
+    history_bucket: str = "subc-market-history"
+    prices_table: str = "subc-prices"
     work_queue_url: str = ""
     render_run_state_machine_arn: str = ""
 
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     margin_percent: int = Field(default=30, ge=0, le=500)
 
     # --- Market ---
+    # Cached offers older than this are not used to quote or rent (the live market is asked).
+    price_max_age_s: int = Field(default=900, ge=60)
     providers: tuple[str, ...] = ("emulated",)
     emulated_market_url: str = "http://127.0.0.1:8650"
     # HMAC key from which each run's automatic1111 credential is derived.

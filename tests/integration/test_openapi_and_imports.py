@@ -23,6 +23,7 @@ def test_docs_openapi_json_is_in_sync_with_the_routes() -> None:
 def test_openapi_names_every_route_and_the_api_key() -> None:
     spec = json.loads(document())
     assert set(spec["paths"]) == {
+        "/v1/market",
         "/v1/quotes",
         "/v1/orders",
         "/v1/orders/{order_id}",

@@ -12,16 +12,10 @@ from subconscious.planner.quote import plan_quote
 
 
 def market_offers(services: Services) -> list[Offer]:
-    """Offers of every enabled provider; one provider failing does not hide the others."""
-    from subconscious.errors import ProviderError
+    """The offers to quote on: cached when fresh, else live (see logic.prices)."""
+    from subconscious.logic.prices import current_offers
 
-    offers: list[Offer] = []
-    for provider in services.providers():
-        try:
-            offers.extend(provider.list_offers())
-        except ProviderError as error:
-            logger.warning("provider offers unavailable", provider=provider.name, error=str(error))
-    return offers
+    return current_offers(services)
 
 
 def create_quote(

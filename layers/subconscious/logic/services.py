@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from subconscious.dal.executions import RunExecutions
     from subconscious.dal.images import ImageStore
     from subconscious.dal.orders import OrderStore
+    from subconscious.dal.prices import MarketHistory, PriceCache
     from subconscious.dal.quotes import QuoteStore
     from subconscious.dal.runs import RunStore
     from subconscious.dal.tenants import TenantStore
@@ -55,6 +56,14 @@ class Services:
     @property
     def bucket(self) -> ImageBucket:
         return _bucket(self.settings.images_bucket)
+
+    @property
+    def prices(self) -> PriceCache:
+        return _prices(self.settings.prices_table)
+
+    @property
+    def history(self) -> MarketHistory:
+        return _history(self.settings.history_bucket)
 
     @property
     def executions(self) -> RunExecutions:
@@ -119,6 +128,20 @@ def _bucket(name: str) -> ImageBucket:
 
 
 @cache
+def _prices(name: str) -> PriceCache:
+    from subconscious.dal.prices import PriceCache
+
+    return PriceCache(name)
+
+
+@cache
+def _history(bucket: str) -> MarketHistory:
+    from subconscious.dal.prices import MarketHistory
+
+    return MarketHistory(bucket)
+
+
+@cache
 def _executions(arn: str) -> RunExecutions:
     from subconscious.dal.executions import RunExecutions
 
@@ -135,7 +158,18 @@ def reset() -> None:
     from subconscious.logic import orders
     from subconscious.market import registry
 
-    for cached in (_tenants, _quotes, _orders, _images, _runs, _queue, _bucket, _executions):
+    for cached in (
+        _tenants,
+        _quotes,
+        _orders,
+        _images,
+        _runs,
+        _queue,
+        _bucket,
+        _prices,
+        _history,
+        _executions,
+    ):
         cached.cache_clear()
     registry.uninstall_all()
     orders.idempotent_accept.cache_clear()

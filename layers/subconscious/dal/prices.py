@@ -1,0 +1,115 @@
+"""The price cache (DynamoDB) and the market history (S3, gzip JSON lines by date)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from subconscious import aws
+from subconscious.dal._dynamo import epoch
+from subconscious.models import Offer
+
+_META = "#meta"  # one row per provider: when it was last fetched, and how that went
+
+
+@dataclass(frozen=True)
+class Freshness:
+    provider: str
+    fetched_at: datetime | None  # the latest good fetch
+    attempted_at: datetime
+    ok: bool
+    error: str | None = None
+
+
+class PriceCache:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table = table or aws.table(table_name)
+
+    def replace(self, provider: str, offers: list[Offer], at: datetime, ttl: timedelta) -> None:
+        """This provider's offers as of ``at``. Older rows are ignored on read (and expire)."""
+        expires = epoch(at + ttl)
+        with self._table.batch_writer() as batch:
+            for offer in offers:
+                batch.put_item(
+                    Item={
+                        "provider": provider,
+                        "offer_id": offer.offer_id,
+                        "fetched_at": at.isoformat(),
+                        "doc": offer.model_dump_json(),
+                        "ttl": expires,
+                    }
+                )
+        self._table.put_item(
+            Item={
+                "provider": provider,
+                "offer_id": _META,
+                "fetched_at": at.isoformat(),
+                "attempted_at": at.isoformat(),
+                "ok": True,
+            }
+        )
+
+    def mark_failed(self, provider: str, at: datetime, error: str) -> None:
+        """Keep the last good offers (their age shows), record the failed attempt."""
+        self._table.update_item(
+            Key={"provider": provider, "offer_id": _META},
+            UpdateExpression="SET attempted_at = :at, ok = :no, #e = :err",
+            ExpressionAttributeNames={"#e": "error"},
+            ExpressionAttributeValues={":at": at.isoformat(), ":no": False, ":err": error[:300]},
+        )
+
+    def read(self, provider: str) -> tuple[Freshness | None, list[Offer]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": "provider"},
+            "ExpressionAttributeValues": {":p": provider},
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        meta = next((i for i in items if i["offer_id"] == _META), None)
+        if meta is None:
+            return None, []
+        fetched = str(meta["fetched_at"]) if meta.get("fetched_at") else None
+        freshness = Freshness(
+            provider=provider,
+            fetched_at=datetime.fromisoformat(fetched) if fetched else None,
+            attempted_at=datetime.fromisoformat(str(meta["attempted_at"])),
+            ok=bool(meta.get("ok")),
+            error=str(meta["error"]) if meta.get("error") and not meta.get("ok") else None,
+        )
+        offers = [
+            Offer.model_validate_json(i["doc"])
+            for i in items
+            if i["offer_id"] != _META and i.get("fetched_at") == fetched
+        ]
+        return freshness, offers
+
+
+class MarketHistory:
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self._s3 = client or aws.client("s3")
+
+    def append(self, offers: list[Offer], at: datetime) -> str:
+        """One snapshot object: ``market/date=YYYY-MM-DD/<time>.jsonl.gz``, one offer a line."""
+        lines = (
+            json.dumps({"at": at.isoformat(), **json.loads(o.model_dump_json())}) for o in offers
+        )
+        body = gzip.compress("\n".join(lines).encode() + b"\n")
+        key = f"market/date={at:%Y-%m-%d}/{at:%H%M%S}.jsonl.gz"
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/x-ndjson",
+            ContentEncoding="gzip",
+        )
+        return key

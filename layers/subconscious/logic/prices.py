@@ -1,0 +1,68 @@
+"""Reading the GPU market: the scheduled refresh (every provider in parallel, one failing never
+stops the others), and the offers quotes and dispatch use (cached when fresh, else live)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from subconscious.errors import SubconsciousError
+from subconscious.logic.services import Services
+from subconscious.market.base import Provider
+from subconscious.models import Offer
+from subconscious.observability import logger
+
+
+@dataclass
+class RefreshReport:
+    offers: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    history_key: str | None = None
+
+
+def refresh(services: Services, now: datetime | None = None) -> RefreshReport:
+    now = now or datetime.now(UTC)
+    providers = services.providers()
+    report = RefreshReport()
+
+    def fetch(provider: Provider) -> list[Offer]:
+        return provider.list_offers()
+
+    ttl = timedelta(seconds=services.settings.price_max_age_s * 4)
+    snapshot: list[Offer] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
+        futures = {p.name: pool.submit(fetch, p) for p in providers}
+        for name, future in futures.items():
+            try:
+                offers = future.result()
+            except SubconsciousError as error:
+                services.prices.mark_failed(name, now, f"{error.code}: {error.message}")
+                report.failed[name] = error.code
+                logger.warning("prices: provider failed", provider=name, code=error.code)
+                continue
+            services.prices.replace(name, offers, now, ttl)
+            report.offers[name] = len(offers)
+            snapshot.extend(offers)
+    if snapshot:
+        report.history_key = services.history.append(snapshot, now)
+    logger.info("prices refreshed", offers=report.offers, failed=report.failed)
+    return report
+
+
+def current_offers(services: Services, now: datetime | None = None) -> list[Offer]:
+    """Every enabled provider's offers: from the cache when its last good fetch is fresh,
+    else asked live (a provider that fails live is skipped, the others still count)."""
+    now = now or datetime.now(UTC)
+    max_age = timedelta(seconds=services.settings.price_max_age_s)
+    offers: list[Offer] = []
+    for provider in services.providers():
+        freshness, cached = services.prices.read(provider.name)
+        if freshness and freshness.fetched_at and now - freshness.fetched_at <= max_age:
+            offers.extend(cached)
+            continue
+        try:
+            offers.extend(provider.list_offers())
+        except SubconsciousError as error:
+            logger.warning("provider offers unavailable", provider=provider.name, code=error.code)
+    return offers

@@ -1,0 +1,109 @@
+"""Price cache, market history and GET /v1/market against moto and fake providers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import boto3
+
+from functions.prices.handler import lambda_handler
+from infra import definitions as d
+from infra.local.resources import Created
+from infra.local.stack import context_for
+from subconscious.logic.prices import current_offers, refresh
+from subconscious.logic.services import Services
+from subconscious.market import registry
+from subconscious.market.fake import FakeProvider
+from tests.conftest import load_event, offer
+from tests.integration.api_helpers import call
+
+
+def _second_provider(svc: Services) -> FakeProvider:
+    other = FakeProvider([offer("o-a100", "A100 80GB PCIe", "1.10", 80)], name="other")
+    other.offers = [o.model_copy(update={"provider": "other"}) for o in other.offers]
+    registry.install(other)
+    object.__setattr__(
+        svc, "settings", svc.settings.model_copy(update={"providers": ("fake", "other")})
+    )
+    return other
+
+
+def test_refresh_caches_each_provider_and_one_failure_spares_the_others(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    other = _second_provider(svc)
+    now = datetime.now(UTC)
+    refresh(svc, now)
+    other.fail_offers = True
+
+    report = refresh(svc, now + timedelta(minutes=5))
+
+    assert report.offers == {"fake": 3}
+    assert report.failed == {"other": "provider_error"}
+    freshness, kept = svc.prices.read("other")
+    assert freshness is not None and not freshness.ok
+    assert freshness.fetched_at == now  # the last good fetch, with its age
+    assert [o.offer_id for o in kept] == ["o-a100"]
+
+
+def test_snapshots_land_in_the_history_as_gzip_json_lines(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    at = datetime(2026, 11, 26, 12, 5, tzinfo=UTC)
+    key = refresh(svc, at).history_key
+    assert key == "market/date=2026-11-26/120500.jsonl.gz"
+    body = boto3.client("s3").get_object(Bucket=d.HISTORY_BUCKET, Key=key)["Body"].read()
+    lines = [json.loads(line) for line in gzip.decompress(body).decode().splitlines()]
+    assert {line["offer_id"] for line in lines} == {"o-4090", "o-3090", "o-h100"}
+    assert all(line["at"] == at.isoformat() for line in lines)
+    assert lines[0]["usd_per_hour"] == "0.40"  # money stays a decimal string
+
+
+def test_quotes_use_fresh_cached_prices_and_ask_live_when_stale(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    now = datetime.now(UTC)
+    refresh(svc, now)
+    market.offers = [offer("o-new", "RTX 4090", "0.10")]
+
+    cached = current_offers(svc, now + timedelta(minutes=1))
+    stale = current_offers(svc, now + timedelta(seconds=svc.settings.price_max_age_s + 1))
+
+    assert {o.offer_id for o in cached} == {"o-4090", "o-3090", "o-h100"}
+    assert [o.offer_id for o in stale] == ["o-new"]
+
+
+def test_market_route_groups_offers_by_gpu_with_cost_per_image(
+    svc: Services, aws: Created, market: FakeProvider, api_key: str
+) -> None:
+    refresh(svc)
+    status, body = call("GET", "/v1/market", key=api_key)
+    assert status == 200, body
+    assert [p["provider"] for p in body["providers"]] == ["fake"]
+    assert body["providers"][0]["ok"] is True
+    groups = {g["gpu"]: g["offers"] for g in body["gpus"]}
+    assert set(groups) == {"RTX 4090", "RTX 3090", "H100"}
+    h100 = groups["H100"][0]
+    assert Decimal(h100["usd_per_image_sdxl"]) > Decimal(h100["usd_per_image_sd15"]) > 0
+    cheapest = body["gpus"][0]["offers"][0]["usd_per_image_sd15"]
+    assert all(
+        Decimal(cheapest) <= Decimal(o["usd_per_image_sd15"])
+        for g in body["gpus"]
+        for o in g["offers"]
+    )
+
+
+def test_market_route_needs_a_key(svc: Services, aws: Created) -> None:
+    status, _ = call("GET", "/v1/market", key=None)
+    assert status == 401
+
+
+def test_handler_takes_the_scheduled_event(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    function = next(f for f in d.FUNCTIONS if f.name == "subc-prices")
+    result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
+    assert result["offers"] == {"fake": 3}
