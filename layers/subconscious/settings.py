@@ -11,6 +11,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from subconscious.market.static import StaticServer
+
 # The render step's Lambda times out at 900 s; keep a minute for the slice's own bookkeeping.
 RENDER_LAMBDA_BUDGET_S = 840
 
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     runpod_image: str = ""
     tensordock_api_token: SecretStr = SecretStr("")
     tensordock_ssh_public_key: str = ""
+    # automatic1111 servers that already run (never launched or stopped by us), as JSON:
+    # [{"url": ..., "gpu": ..., "gpu_memory_gb": 24, "usd_per_hour": "0", "api_auth": "u:p"}]
+    static_servers: tuple[StaticServer, ...] = ()
 
     # --- Dispatch and render runs ---
     # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.

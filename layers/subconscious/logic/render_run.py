@@ -24,6 +24,7 @@ from subconscious.errors import (
 )
 from subconscious.logic.services import Services
 from subconscious.market.base import Provider, run_label
+from subconscious.market.static import StaticProvider
 from subconscious.models import (
     OPEN_STATES,
     Machine,
@@ -109,9 +110,17 @@ def _client(
         raise MachineGone(f"machine {machine.machine_id} has no address")
     return A1111Client(
         machine.url,
-        auth=machine_credential(services, run.run_id),
+        auth=_credential(services, run, machine),
         timeout_s=timeout_s or services.settings.renderer_request_timeout_s,
     )
+
+
+def _credential(services: Services, run: RenderRun, machine: Machine) -> tuple[str, str] | None:
+    """A rented machine's per-run credential; a static server's own (it was set up by hand)."""
+    provider = _provider(services, run)
+    if isinstance(provider, StaticProvider):
+        return provider.credential(machine.machine_id)
+    return machine_credential(services, run.run_id)
 
 
 def wait_ready(

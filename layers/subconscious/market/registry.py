@@ -37,6 +37,10 @@ def _build(name: str) -> Provider:
         from subconscious.market.emulated import EmulatedProvider
 
         return EmulatedProvider(settings.emulated_market_url)
+    if name == "static":
+        from subconscious.market.static import StaticProvider
+
+        return StaticProvider(list(settings.static_servers))
     if name == "vast":
         from subconscious.market.vast import VastProvider
 
