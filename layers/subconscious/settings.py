@@ -50,10 +50,12 @@ class Settings(BaseSettings):
     # Marketplace credentials (Secrets Manager in AWS) and the worker image each one runs.
     vast_api_key: SecretStr = SecretStr("")
     vast_image: str = ""
+    vast_base_url: str = "https://console.vast.ai/api/v0"  # the local stack's emulator locally
     runpod_api_key: SecretStr = SecretStr("")
     runpod_image: str = ""
     tensordock_api_token: SecretStr = SecretStr("")
     tensordock_ssh_public_key: str = ""
+    tensordock_base_url: str = "https://dashboard.tensordock.com/api/v2"
     # automatic1111 servers that already run (never launched or stopped by us), as JSON:
     # [{"url": ..., "gpu": ..., "gpu_memory_gb": 24, "usd_per_hour": "0", "api_auth": "u:p"}]
     static_servers: tuple[StaticServer, ...] = ()

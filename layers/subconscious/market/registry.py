@@ -45,7 +45,9 @@ def _build(name: str) -> Provider:
         from subconscious.market.vast import VastProvider
 
         return VastProvider(
-            settings.vast_api_key.get_secret_value(), image=_image("vast", settings.vast_image)
+            settings.vast_api_key.get_secret_value(),
+            base_url=settings.vast_base_url,
+            image=_image("vast", settings.vast_image),
         )
     if name == "runpod":
         from subconscious.market.runpod import RunPodProvider
