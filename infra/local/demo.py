@@ -102,6 +102,7 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
             f"prompts into {directory}"
         )
         runs = stack.executions()
+        market_providers, machines_by_provider = _market_summary(stack.providers, runs)
     return {
         "images": len(valid),
         "dir": str(directory.resolve()),
@@ -110,8 +111,26 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
         "spend_usd": str(Decimal(order["spend_usd"])),
         "quoted_usd": option["total_usd"],
         "render_runs": len(runs),
+        "market_providers": market_providers,
+        "machines_by_provider": machines_by_provider,
         "wall_s": round(time.monotonic() - started, 1),
     }
+
+
+def _market_summary(
+    providers: tuple[str, ...], executions: list[dict[str, Any]]
+) -> tuple[list[str], dict[str, int]]:
+    """Providers whose offers were in the price cache, and the machines rented from each."""
+    from subconscious.logic.services import services
+
+    svc = services()
+    cached = [name for name in providers if svc.prices.read(name)[1]]
+    rented: dict[str, int] = {}
+    for execution in executions:
+        run = svc.runs.get(execution["name"])
+        if run is not None and run.machine_id:
+            rented[run.offer.provider] = rented.get(run.offer.provider, 0) + 1
+    return cached, rented
 
 
 def main(argv: list[str] | None = None) -> int:

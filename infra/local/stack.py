@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
 from infra.local.market import EmulatedMarket, MachineFaults, serve_market
+from infra.local.provider_emulators import serve_tensordock, serve_vast
 from infra.local.resources import create_resources
 
 log = logging.getLogger("subconscious.local")
@@ -124,7 +125,12 @@ class LocalStack:
         settings: dict[str, str] | None = None,
         timer: bool = True,
         api_port: int = 0,
+        providers: tuple[str, ...] = ("vast", "tensordock"),
     ) -> None:
+        # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
+        # market's own simpler API).
+        self.providers = providers
+        self._emulators: list[Any] = []
         self.api_port = api_port
         self.dispatch_every_s = dispatch_every_s
         self.market = EmulatedMarket(default_faults=default_faults or MachineFaults())
@@ -152,6 +158,10 @@ class LocalStack:
         self._moto.start()
         endpoint = f"http://127.0.0.1:{moto_port}"
         self._market_server = serve_market(self.market)
+        self._provider_keys = {name: secrets.token_urlsafe(24) for name in ("vast", "tensordock")}
+        self._vast = serve_vast(self.market, self._provider_keys["vast"])
+        self._tensordock = serve_tensordock(self.market, self._provider_keys["tensordock"])
+        self._emulators = [self._vast, self._tensordock]
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": endpoint,
@@ -183,6 +193,8 @@ class LocalStack:
             self._front.server_close()
         if self._market_server is not None:
             self._market_server.close()
+        for emulator in self._emulators:
+            emulator.close()
         if self._moto is not None:
             self._moto.stop()
         _unpatch_moto()
@@ -211,7 +223,14 @@ class LocalStack:
             **created.settings,
             "SUBC_EMULATED_MARKET_URL": self._market_server.url,
             "SUBC_MACHINE_AUTH_SECRET": secrets.token_hex(32),
-            "SUBC_PROVIDERS": '["emulated"]',
+            "SUBC_PROVIDERS": json.dumps(list(self.providers)),
+            "SUBC_VAST_API_KEY": self._provider_keys["vast"],
+            "SUBC_VAST_BASE_URL": self._vast.url,
+            "SUBC_VAST_IMAGE": "local/a1111-placeholder",
+            "SUBC_TENSORDOCK_API_TOKEN": self._provider_keys["tensordock"],
+            "SUBC_TENSORDOCK_BASE_URL": self._tensordock.url,
+            # v2 refuses a create without a key; nothing is forwarded to port 22 anyway
+            "SUBC_TENSORDOCK_SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlocal local",
             # fast loops: the local machines boot in about a second
             "SUBC_POLL_INTERVAL_S": "1",
             "SUBC_READY_TIMEOUT_S": "60",

@@ -64,6 +64,7 @@ def _build(name: str) -> Provider:
         return TensorDockProvider(
             settings.tensordock_api_token.get_secret_value(),
             ssh_public_key=settings.tensordock_ssh_public_key,
+            base_url=settings.tensordock_base_url,
         )
     raise ProviderError(f"unknown provider {name!r}")
 

@@ -221,14 +221,17 @@ class TensorDockProvider:
         api_token: str,
         *,
         ssh_public_key: str,
+        base_url: str = API_BASE,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         os_image: str = OS_IMAGE,
         a1111_image: str = A1111_IMAGE,
     ) -> None:
         """``ssh_public_key``: v2 refuses a create without one. No port 22 is forwarded, so it
-        opens nothing from outside; use a key whose private half is kept offline."""
-        client = http or httpx.Client(base_url=API_BASE, timeout=DEFAULT_TIMEOUT)
+        opens nothing from outside; use a key whose private half is kept offline.
+        ``base_url``: the API root (a local emulator's, in tests); ignored when ``http`` is
+        given, whose own base URL is used."""
+        client = http or httpx.Client(base_url=base_url, timeout=DEFAULT_TIMEOUT)
         secrets = {api_token}
         self._http = _TensorDockHttp(client, sleep, secrets)
         # The create is sent exactly once, whatever comes back: a timeout or a 5xx may follow a

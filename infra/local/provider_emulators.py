@@ -1,0 +1,852 @@
+"""Local emulators of the Vast.ai and TensorDock v2 HTTP APIs, backed by an EmulatedMarket.
+
+They speak the request and response shapes the real adapters
+(``subconscious.market.vast.VastProvider`` and ``subconscious.market.tensordock
+.TensorDockProvider``) rely on, as recorded in ``tests/fixtures/vast`` and
+``tests/fixtures/tensordock``, so those adapters run unchanged end to end on one machine:
+point them at ``serve_vast(...).url`` / ``serve_tensordock(...).url``.
+
+Each rented machine is a real placeholder automatic1111 (``infra.local.renderer``) launched
+through :meth:`EmulatedMarket.launch`, with the credential the adapter sent (Vast: the
+``COMMANDLINE_ARGS`` env entry; TensorDock: the env file written by ``cloud_init``), so the
+renderer enforces it. The credential is parsed and handed to the market only: it is never
+stored here, returned by any read or list, or logged.
+
+Offers:
+
+- Vast: the market's offers whose ``provider_name`` is ``"Vast.ai"`` (all of them if the market
+  has none: a market built from custom offers). ``dph_total`` is the market's exact price
+  (a JSON number written from the Decimal string, so ``0.309`` stays ``0.309``), GPU only:
+  the real ``dph_total`` also prices the disk; here the disk is free. Ask ids are integers as
+  Vast's are, mapped to market offer ids. As on Vast, each ask is one machine: while an
+  instance rented from it lives, it leaves the search and renting it again answers 404
+  ``no_such_ask``. No interruptible (bid) rentals: offers carry no ``min_bid``.
+- TensorDock: the market's offers whose ``provider_name`` is ``"TensorDock"`` if any; the price
+  file has none, so otherwise one host per GPU model is built from the other providers' rows
+  (not Vast's), cheapest row per model, at most :data:`TENSORDOCK_MAX_HOSTS` hosts, with the GPU
+  priced at the source price times :data:`TENSORDOCK_MARKUP` (exact Decimal arithmetic), plus
+  TensorDock-style per-vCPU/RAM/storage pricing (:data:`TENSORDOCK_PRICING`), which the adapter
+  adds for its bundle. The machine is launched against the source market offer.
+
+What is simplified: the requested TensorDock ``external_port`` is not honoured (the renderer's
+own port is reported in ``portForwards`` instead); Vast search filters are applied only to the
+fields an offer row carries; rate limits are not emulated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from infra.local.market import EmulatedMarket, MachineNotFound, OfferNotFound
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+A1111_PORT = 7860
+VAST_PROVIDER_NAME = "Vast.ai"
+TENSORDOCK_PROVIDER_NAME = "TensorDock"
+VAST_FIRST_ASK_ID = 31_000_001
+VAST_FIRST_INSTANCE_ID = 41_000_001
+VAST_PAGE_LIMIT = 25
+# TensorDock hosts built from other providers' rows: their GPU price times this markup.
+TENSORDOCK_MARKUP = Decimal("1.10")
+TENSORDOCK_MAX_HOSTS = 8
+TENSORDOCK_GPUS_PER_HOST = 4
+TENSORDOCK_MIN_STORAGE_GB = 100
+# Per-part prices as TensorDock lists them (the fixture's figures).
+TENSORDOCK_PRICING = {
+    "per_vcpu_hr": Decimal("0.003"),
+    "per_gb_ram_hr": Decimal("0.002"),
+    "per_gb_storage_hr": Decimal("0.00005"),
+}
+TENSORDOCK_PORTS = (20010, 20011, 20012)
+
+Route = tuple[int, object]
+
+
+class _BadRequest(ValueError):
+    """The request is not what the route needs."""
+
+
+def _number(value: object) -> float:
+    """A Decimal-string price as a JSON number. float(Decimal(s)) is the nearest double, whose
+    repr (what json writes) is the shortest string that round-trips: "0.309" stays 0.309 (any
+    price of up to 15 significant digits comes back exact through ``Decimal(str(x))``)."""
+    return float(Decimal(str(value)))
+
+
+def api_auth_from_args(command_line: str) -> str:
+    """The ``--api-auth`` value of an automatic1111 command line ("" when absent)."""
+    try:
+        words = shlex.split(command_line)
+    except ValueError as error:
+        raise _BadRequest("COMMANDLINE_ARGS is not a valid shell word list") from error
+    for index, word in enumerate(words):
+        if word == "--api-auth" and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith("--api-auth="):
+            return word.partition("=")[2]
+    return ""
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _bearer_ok(header: str | None, expected: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
+
+
+class _Backend:
+    """One provider's API: routes a request to (status, JSON payload)."""
+
+    def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
+        raise NotImplementedError
+
+    def unauthorised(self) -> Route:
+        raise NotImplementedError
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
+        raise NotImplementedError
+
+    def bad_request(self, message: str) -> Route:
+        return HTTPStatus.BAD_REQUEST, {"error": message}
+
+
+class _EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], backend: _Backend) -> None:
+        self.backend = backend
+        super().__init__(address, _Handler)
+
+
+class EmulatorServer:
+    """A provider emulator answering on 127.0.0.1 from a daemon thread."""
+
+    def __init__(
+        self,
+        httpd: _EmulatorHTTPServer,
+        thread: threading.Thread,
+        url: str,
+        market_machine_id: Callable[[str], str],
+    ) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self.url = url
+        self._market_machine_id = market_machine_id
+
+    def market_machine_id(self, provider_machine_id: str) -> str:
+        """The EmulatedMarket machine behind a provider instance id (raises MachineNotFound)."""
+        return self._market_machine_id(provider_machine_id)
+
+    def close(self) -> None:
+        """Stop answering; the machines keep running (shut the market down for that)."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _serve(
+    backend: _Backend, name: str, path_prefix: str, market_machine_id: Callable[[str], str]
+) -> EmulatorServer:
+    httpd = _EmulatorHTTPServer(("127.0.0.1", 0), backend)
+    port = int(httpd.server_address[1])
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"{name}-emulator:{port}",
+        daemon=True,
+    )
+    thread.start()
+    return EmulatorServer(httpd, thread, f"http://127.0.0.1:{port}{path_prefix}", market_machine_id)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "provider-emulator"
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        started = time.monotonic()
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qs(parts.query)
+        server = self.server
+        assert isinstance(server, _EmulatorHTTPServer)
+        backend = server.backend
+        status: int
+        payload: object
+        try:
+            raw = self._read_body()
+            if not backend.authorised(self.headers, query):
+                status, payload = backend.unauthorised()
+            else:
+                status, payload = backend.route(method, path, query, raw)
+        except _BadRequest as error:
+            status, payload = backend.bad_request(str(error))
+        except Exception:
+            # Only the class reaches the log: a request body may hold a credential.
+            log.exception("emulator %s %s failed", method, path)
+            status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
+        data = json.dumps(payload).encode()
+        self.send_response(int(status))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        log.debug(
+            "emulator %s %s %d %.1fms", method, path, status, (time.monotonic() - started) * 1000
+        )
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self.close_connection = True
+            raise _BadRequest("missing, invalid or oversized Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Requests are logged by _handle without query strings or bodies.
+        return
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _BadRequest("the body is not valid JSON") from error
+    if not isinstance(body, dict):
+        raise _BadRequest("the body must be a JSON object")
+    return body
+
+
+# --------------------------------------------------------------------------- Vast.ai
+
+
+class _VastBackend(_Backend):
+    def __init__(self, market: EmulatedMarket, api_key: str) -> None:
+        if not api_key:
+            raise ValueError("the Vast emulator needs an API key to check")
+        self._market = market
+        self._api_key = api_key
+        self._lock = threading.Lock()
+        offers = market.offers()
+        chosen = [o for o in offers if o.get("provider_name") == VAST_PROVIDER_NAME] or offers
+        self._asks: dict[int, dict[str, object]] = {
+            VAST_FIRST_ASK_ID + index: offer for index, offer in enumerate(chosen)
+        }
+        self._next_instance = VAST_FIRST_INSTANCE_ID
+        # instance id -> (market machine id, ask id, image)
+        self._instances: dict[int, tuple[str, int, str]] = {}
+
+    def market_machine_id(self, instance_id: str) -> str:
+        with self._lock:
+            found = self._instances.get(int(instance_id)) if _is_id(instance_id) else None
+        if found is None:
+            raise MachineNotFound(instance_id)
+        return found[0]
+
+    def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
+        if _bearer_ok(headers.get("Authorization"), self._api_key):
+            return True
+        keys = query.get("api_key") or []  # Vast also takes the key in the query string
+        return bool(keys) and hmac.compare_digest(keys[-1].encode(), self._api_key.encode())
+
+    def unauthorised(self) -> Route:
+        return HTTPStatus.UNAUTHORIZED, {
+            "success": False,
+            "error": "auth_error",
+            "msg": "Invalid user key",
+        }
+
+    def bad_request(self, message: str) -> Route:
+        return HTTPStatus.BAD_REQUEST, {"success": False, "error": "invalid_args", "msg": message}
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
+        if path == "/api/v0/bundles" and method == "POST":
+            return self._search(raw)
+        if (m := re.fullmatch(r"/api/v0/asks/([^/]+)", path)) and method == "PUT":
+            return self._rent(m.group(1), raw)
+        if path == "/api/v0/instances" and method == "GET":
+            rows = self._rows()
+            return HTTPStatus.OK, {"instances_found": len(rows), "instances": rows}
+        if path == "/api/v1/instances" and method == "GET":
+            return self._list_v1(query)
+        if m := re.fullmatch(r"/api/v0/instances/([^/]+)", path):
+            if method == "GET":
+                return HTTPStatus.OK, {"instances": self._row_by_id(m.group(1))}
+            if method == "DELETE":
+                return self._destroy(m.group(1))
+        return HTTPStatus.NOT_FOUND, {"detail": "Not Found"}
+
+    # ---- offers
+
+    def _offer_row(self, ask_id: int, offer: dict[str, object]) -> dict[str, Any]:
+        price = _number(offer["usd_per_hour"])
+        return {
+            "id": ask_id,
+            "ask_contract_id": ask_id,
+            "bundle_id": ask_id,
+            "machine_id": ask_id - VAST_FIRST_ASK_ID + 1,
+            "host_id": ask_id - VAST_FIRST_ASK_ID + 1,
+            "gpu_name": offer["gpu"],
+            "num_gpus": int(str(offer.get("gpu_count", 1))),
+            "gpu_ram": int(str(offer["gpu_memory_gb"])) * 1024,
+            "dph_base": price,
+            "dph_total": price,
+            "is_bid": False,
+            "reliability": _number(offer.get("reliability", "0.99")),
+            "geolocation": str(offer.get("location") or ""),
+            "verification": "verified",
+            "verified": True,
+            "rentable": True,
+            "rented": False,
+            "external": False,
+            "static_ip": True,
+        }
+
+    def _search(self, raw: bytes) -> Route:
+        try:
+            query = _json_object(raw)
+        except _BadRequest:
+            return HTTPStatus.BAD_REQUEST, {
+                "error": "invalid_args",
+                "msg": "Invalid query: must be dict of conditions",
+            }
+        with self._lock:
+            live = {
+                ask
+                for market_id, ask, _ in self._instances.values()
+                if self._market_status(market_id) != "terminated"
+            }
+            rows = [
+                self._offer_row(ask_id, offer)
+                for ask_id, offer in self._asks.items()
+                if ask_id not in live
+            ]
+        rows = [row for row in rows if _matches(row, query)]
+        order = query.get("order") or [["dph_total", "asc"]]
+        if not isinstance(order, list) or not all(
+            isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) for x in o)
+            for o in order
+        ):
+            raise _BadRequest("Invalid query: order must be a list of [column, direction]")
+        for column, direction in reversed(order):
+            rows.sort(key=lambda r: _sort_key(r.get(column)), reverse=direction == "desc")
+        limit = query.get("limit")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            rows = rows[:limit]
+        return HTTPStatus.OK, {"offers": rows}
+
+    # ---- instances
+
+    def _rent(self, ask: str, raw: bytes) -> Route:
+        body = _json_object(raw)
+        ask_id = int(ask) if _is_id(ask) else -1
+        gone = {
+            "success": False,
+            "error": "invalid_args",
+            "msg": f"error 404/3603: no_such_ask Instance type by id {ask} is not available.",
+            "ask_id": ask_id,
+        }
+        if body.get("price") is not None:
+            return HTTPStatus.BAD_REQUEST, {
+                "success": False,
+                "error": "invalid_price",
+                "msg": "error 400/3468: invalid_price interruptible rentals are not emulated",
+                "ask_id": ask_id,
+            }
+        env = body.get("env") or {}
+        if not isinstance(env, dict):
+            raise _BadRequest("env must be an object")
+        api_auth = api_auth_from_args(str(env.get("COMMANDLINE_ARGS") or ""))
+        label = body.get("label")
+        label = label if isinstance(label, str) else ""
+        with self._lock:
+            offer = self._asks.get(ask_id)
+            rented = any(
+                a == ask_id and self._market_status(market_id) != "terminated"
+                for market_id, a, _ in self._instances.values()
+            )
+            if offer is None or rented:
+                return HTTPStatus.NOT_FOUND, gone
+            try:
+                machine = self._market.launch(str(offer["offer_id"]), label, api_auth)
+            except OfferNotFound:
+                return HTTPStatus.NOT_FOUND, gone
+            instance_id = self._next_instance
+            self._next_instance += 1
+            self._instances[instance_id] = (
+                str(machine["machine_id"]),
+                ask_id,
+                str(body.get("image") or ""),
+            )
+        return HTTPStatus.OK, {"success": True, "new_contract": instance_id}
+
+    def _market_status(self, market_id: str) -> str:
+        try:
+            return str(self._market.machine(market_id)["status"])
+        except MachineNotFound:
+            return "terminated"
+
+    def _row(self, instance_id: int) -> dict[str, Any] | None:
+        """The instance as Vast reads it, or None once it is destroyed."""
+        market_id, ask_id, image = self._instances[instance_id]
+        try:
+            machine = self._market.machine(market_id)
+        except MachineNotFound:
+            return None
+        status = str(machine["status"])
+        if status == "terminated":
+            return None
+        actual = {"running": "running", "exited": "exited"}.get(status, "loading")
+        port = str(machine["url"]).rpartition(":")[2]
+        running = actual == "running"
+        return {
+            "id": instance_id,
+            "machine_id": ask_id - VAST_FIRST_ASK_ID + 1,
+            "bundle_id": ask_id,
+            "label": machine["label"] or None,
+            "actual_status": actual,
+            "intended_status": "running",
+            "cur_state": "running" if actual != "exited" else "stopped",
+            "next_state": "running" if actual != "exited" else "stopped",
+            "image_uuid": image,
+            "image_runtype": "args",
+            "public_ipaddr": "127.0.0.1" if running else None,
+            "ports": (
+                {f"{A1111_PORT}/tcp": [{"HostIp": "0.0.0.0", "HostPort": port}]}
+                if running
+                else None
+            ),
+            "gpu_name": machine["gpu"],
+            "num_gpus": 1,
+            "dph_total": _number(machine["usd_per_hour"]),
+            "is_bid": False,
+            "start_date": _epoch(str(machine["launched_at"])),
+        }
+
+    def _rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = sorted(self._instances)
+            rows = [self._row(instance_id) for instance_id in ids]
+        return [row for row in rows if row is not None]
+
+    def _row_by_id(self, instance: str) -> dict[str, Any] | None:
+        if not (_is_id(instance)):
+            return None
+        with self._lock:
+            if int(instance) not in self._instances:
+                return None
+            return self._row(int(instance))
+
+    def _list_v1(self, query: dict[str, list[str]]) -> Route:
+        limit = VAST_PAGE_LIMIT
+        if raw_limit := query.get("limit"):
+            try:
+                limit = max(1, min(VAST_PAGE_LIMIT, int(raw_limit[-1])))
+            except ValueError as error:
+                raise _BadRequest("limit must be an integer") from error
+        after = 0
+        if token := query.get("after_token"):
+            try:
+                after = int(json.loads(base64.urlsafe_b64decode(token[-1].encode()))["id"])
+            except (binascii.Error, ValueError, KeyError, TypeError) as error:
+                raise _BadRequest("after_token is not a token this API gave") from error
+        rows = self._rows()
+        page = [row for row in rows if int(row["id"]) > after][:limit]
+        more = bool(page) and int(page[-1]["id"]) < int(rows[-1]["id"])
+        next_token = (
+            base64.urlsafe_b64encode(json.dumps({"id": page[-1]["id"]}).encode()).decode()
+            if more
+            else None
+        )
+        counts: dict[str, int] = {}
+        for row in rows:
+            if row["label"]:
+                counts[str(row["label"])] = counts.get(str(row["label"]), 0) + 1
+        return HTTPStatus.OK, {
+            "instances": page,
+            "next_token": next_token,
+            "total_instances": len(rows),
+            "label_counts": counts,
+        }
+
+    def _destroy(self, instance: str) -> Route:
+        missing = {
+            "success": False,
+            "error": "no_such_instance",
+            "msg": f"Instance {instance} not found.",
+        }
+        if not (_is_id(instance)):
+            return HTTPStatus.NOT_FOUND, missing
+        with self._lock:
+            found = self._instances.get(int(instance))
+        if found is None or self._market_status(found[0]) == "terminated":
+            return HTTPStatus.NOT_FOUND, missing
+        try:
+            self._market.terminate(found[0])
+        except MachineNotFound:
+            return HTTPStatus.NOT_FOUND, missing
+        return HTTPStatus.OK, {"success": True}
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: bool(a == b),
+    "neq": lambda a, b: bool(a != b),
+    "gt": lambda a, b: bool(a > b),
+    "gte": lambda a, b: bool(a >= b),
+    "lt": lambda a, b: bool(a < b),
+    "lte": lambda a, b: bool(a <= b),
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
+}
+
+
+def _matches(row: dict[str, Any], query: dict[str, Any]) -> bool:
+    """Vast's search conditions (``{"field": {"op": value}}``) on the fields a row carries."""
+    for field, conditions in query.items():
+        if not isinstance(conditions, dict) or field not in row:
+            continue
+        for op, wanted in conditions.items():
+            check = _OPS.get(op)
+            try:
+                if check is not None and not check(row[field], wanted):
+                    return False
+            except TypeError as error:
+                raise _BadRequest(f"cannot compare {field} with {wanted!r}") from error
+    return True
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+# --------------------------------------------------------------------------- TensorDock
+
+
+def _v0_name(gpu: str, memory_gb: int) -> str:
+    """A TensorDock-style GPU model name ending in ``-<memory>gb`` (what the adapter reads)."""
+    model = re.sub(r"\d+\s*GB", "", gpu, flags=re.IGNORECASE)
+    slug = re.sub(r"[^a-z0-9]", "", model.lower()) or "gpu"
+    return f"{slug}-pcie-{memory_gb}gb"
+
+
+class _TensorDockBackend(_Backend):
+    def __init__(self, market: EmulatedMarket, api_token: str) -> None:
+        if not api_token:
+            raise ValueError("the TensorDock emulator needs an API token to check")
+        self._market = market
+        self._api_token = api_token
+        self._lock = threading.Lock()
+        # host id -> (market offer, v0Name, GPU price per hour)
+        self._hosts: dict[str, tuple[dict[str, object], str, Decimal]] = {}
+        for offer, price in _tensordock_sources(market.offers()):
+            host_id = str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"tensordock-emulator/{offer['offer_id']}")
+            )
+            name = _v0_name(str(offer["gpu"]), int(str(offer["gpu_memory_gb"])))
+            self._hosts[host_id] = (offer, name, price)
+        # instance id -> (market machine id, host id, hourly rate)
+        self._instances: dict[str, tuple[str, str, Decimal]] = {}
+
+    def market_machine_id(self, instance_id: str) -> str:
+        with self._lock:
+            found = self._instances.get(instance_id)
+        if found is None:
+            raise MachineNotFound(instance_id)
+        return found[0]
+
+    def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
+        return _bearer_ok(headers.get("Authorization"), self._api_token)
+
+    def unauthorised(self) -> Route:
+        return HTTPStatus.UNAUTHORIZED, {"status": 401, "error": "Unauthorized: invalid API token"}
+
+    def bad_request(self, message: str) -> Route:
+        return HTTPStatus.BAD_REQUEST, {"status": 400, "error": message}
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
+        if path == "/api/v2/hostnodes" and method == "GET":
+            return HTTPStatus.OK, {"data": {"hostnodes": self._hostnodes()}}
+        if path == "/api/v2/instances" and method == "POST":
+            return self._create(raw)
+        if path == "/api/v2/instances" and method == "GET":
+            return HTTPStatus.OK, {"data": {"instances": self._listing()}}
+        if m := re.fullmatch(r"/api/v2/instances/([^/]+)", path):
+            if method == "GET":
+                return self._read(m.group(1))
+            if method == "DELETE":
+                return self._delete(m.group(1))
+        return HTTPStatus.NOT_FOUND, {"status": 404, "error": "Route not found"}
+
+    # ---- hosts
+
+    def _used_on(self, host_id: str) -> int:
+        return sum(
+            1
+            for market_id, host, _ in self._instances.values()
+            if host == host_id and self._market_status(market_id) not in ("terminated", "exited")
+        )
+
+    def _hostnodes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            used = {host_id: self._used_on(host_id) for host_id in self._hosts}
+        hosts = []
+        for host_id, (offer, name, price) in self._hosts.items():
+            reliability = Decimal(str(offer.get("reliability", "0.99"))) * 100
+            hosts.append(
+                {
+                    "id": host_id,
+                    "location_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"loc/{host_id}")),
+                    "engine": "emulated",
+                    "uptime_percentage": _number(str(reliability)),
+                    "available_resources": {
+                        "gpus": [
+                            {
+                                "v0Name": name,
+                                "availableCount": max(0, TENSORDOCK_GPUS_PER_HOST - used[host_id]),
+                                "price_per_hr": _number(str(price)),
+                            }
+                        ],
+                        "vcpu_count": 32,
+                        "ram_gb": 128,
+                        "storage_gb": 2000,
+                        "available_ports": list(TENSORDOCK_PORTS),
+                        "has_public_ip_available": False,
+                    },
+                    "pricing": {k: _number(str(v)) for k, v in TENSORDOCK_PRICING.items()},
+                    "location": {
+                        "city": "",
+                        "stateprovince": "",
+                        "country": str(offer.get("location") or ""),
+                    },
+                }
+            )
+        return hosts
+
+    # ---- instances
+
+    def _create(self, raw: bytes) -> Route:
+        data = _json_object(raw).get("data")
+        attributes = data.get("attributes") if isinstance(data, dict) else None
+        if not isinstance(attributes, dict):
+            raise _BadRequest("data.attributes is required")
+        name = attributes.get("name")
+        if not isinstance(name, str) or not name:
+            raise _BadRequest("name is required")
+        if not attributes.get("ssh_key"):
+            raise _BadRequest("An SSH key is required")
+        resources = attributes.get("resources")
+        if not isinstance(resources, dict):
+            raise _BadRequest("resources are required")
+        try:
+            vcpus = int(resources.get("vcpu_count") or 0)
+            ram_gb = int(resources.get("ram_gb") or 0)
+            storage_gb = int(resources.get("storage_gb") or 0)
+        except (TypeError, ValueError) as error:
+            raise _BadRequest("resources must be integers") from error
+        if storage_gb < TENSORDOCK_MIN_STORAGE_GB:
+            raise _BadRequest(f"storage_gb must be at least {TENSORDOCK_MIN_STORAGE_GB}")
+        gpus = resources.get("gpus")
+        if not isinstance(gpus, dict) or len(gpus) != 1:
+            raise _BadRequest("exactly one GPU model is required")
+        ((model, wanted),) = gpus.items()
+        count = wanted.get("count") if isinstance(wanted, dict) else None
+        if count != 1:
+            raise _BadRequest("this emulator rents one GPU per instance")
+        api_auth = _api_auth_from_cloud_init(attributes.get("cloud_init"))
+        host_id = str(attributes.get("hostnode_id") or "")
+        with self._lock:
+            host = self._hosts.get(host_id)
+            if host is None:
+                return HTTPStatus.NOT_FOUND, {
+                    "errors": [
+                        {"status": "404", "title": "Not Found", "detail": "Hostnode not found"}
+                    ]
+                }
+            offer, gpu_name, gpu_price = host
+            if model != gpu_name or self._used_on(host_id) >= TENSORDOCK_GPUS_PER_HOST:
+                return HTTPStatus.OK, {
+                    "status": 400,
+                    "error": "Not enough GPUs available on this hostnode",
+                }
+            rate = (
+                gpu_price
+                + vcpus * TENSORDOCK_PRICING["per_vcpu_hr"]
+                + ram_gb * TENSORDOCK_PRICING["per_gb_ram_hr"]
+                + storage_gb * TENSORDOCK_PRICING["per_gb_storage_hr"]
+            )
+            machine = self._market.launch(str(offer["offer_id"]), name, api_auth)
+            instance_id = str(uuid.uuid4())
+            self._instances[instance_id] = (str(machine["machine_id"]), host_id, rate)
+            status = self._status_word(str(machine["status"]))
+        return HTTPStatus.OK, {
+            "data": {"type": "virtualmachine", "id": instance_id, "name": name, "status": status}
+        }
+
+    def _market_status(self, market_id: str) -> str:
+        try:
+            return str(self._market.machine(market_id)["status"])
+        except MachineNotFound:
+            return "terminated"
+
+    @staticmethod
+    def _status_word(market_status: str) -> str:
+        return {"running": "running", "exited": "stopped", "terminated": "deleted"}.get(
+            market_status, "starting"
+        )
+
+    def _details(self, instance_id: str) -> dict[str, Any] | None:
+        found = self._instances.get(instance_id)
+        if found is None:
+            return None
+        market_id, host_id, rate = found
+        try:
+            machine = self._market.machine(market_id)
+        except MachineNotFound:
+            return None
+        if machine["status"] == "terminated":
+            return None
+        status = self._status_word(str(machine["status"]))
+        running = status == "running"
+        port = int(str(machine["url"]).rpartition(":")[2])
+        return {
+            "type": "virtualmachine",
+            "id": instance_id,
+            "name": machine["label"],
+            "status": status,
+            "ipAddress": "127.0.0.1" if running else None,
+            "portForwards": (
+                [{"internal_port": A1111_PORT, "external_port": port}] if running else []
+            ),
+            "resources": {
+                "vcpu_count": 4,
+                "ram_gb": 16,
+                "storage_gb": TENSORDOCK_MIN_STORAGE_GB,
+                "gpus": {self._hosts[host_id][1]: {"count": 1}},
+            },
+            "rateHourly": _number(str(rate)),
+        }
+
+    def _read(self, instance_id: str) -> Route:
+        with self._lock:
+            details = self._details(instance_id)
+        if details is None:
+            return HTTPStatus.NOT_FOUND, {"status": 404, "error": "Instance not found"}
+        return HTTPStatus.OK, details
+
+    def _listing(self) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [self._details(instance_id) for instance_id in self._instances]
+        listed = []
+        for details in found:
+            if details is None:
+                continue
+            attributes = {k: v for k, v in details.items() if k not in ("type", "id")}
+            listed.append({"type": "VM", "id": details["id"], "attributes": attributes})
+        return listed
+
+    def _delete(self, instance_id: str) -> Route:
+        missing: Route = HTTPStatus.NOT_FOUND, {"status": 404, "error": "Instance not found"}
+        with self._lock:
+            found = self._instances.get(instance_id)
+        if found is None or self._market_status(found[0]) == "terminated":
+            return missing
+        try:
+            self._market.terminate(found[0])
+        except MachineNotFound:
+            return missing
+        return HTTPStatus.OK, {
+            "data": {"type": "success", "attributes": {"message": "Instance deleted successfully"}}
+        }
+
+
+def _tensordock_sources(offers: list[dict[str, object]]) -> list[tuple[dict[str, object], Decimal]]:
+    """The market offers TensorDock hosts stand for, each with its host's GPU price."""
+    own = [o for o in offers if o.get("provider_name") == TENSORDOCK_PROVIDER_NAME]
+    if own:
+        return [(o, Decimal(str(o["usd_per_hour"]))) for o in own]
+    others = [o for o in offers if o.get("provider_name") != VAST_PROVIDER_NAME] or offers
+    cheapest: dict[str, dict[str, object]] = {}
+    for offer in sorted(others, key=lambda o: Decimal(str(o["usd_per_hour"]))):
+        cheapest.setdefault(str(offer["gpu"]), offer)
+    chosen = list(cheapest.values())[:TENSORDOCK_MAX_HOSTS]
+    return [(o, Decimal(str(o["usd_per_hour"])) * TENSORDOCK_MARKUP) for o in chosen]
+
+
+def _api_auth_from_cloud_init(cloud_init: object) -> str:
+    """The ``--api-auth`` value in the ``COMMANDLINE_ARGS=`` line of a file cloud-init writes."""
+    files = cloud_init.get("write_files") if isinstance(cloud_init, dict) else None
+    for entry in files if isinstance(files, list) else []:
+        content = entry.get("content") if isinstance(entry, dict) else None
+        if not isinstance(content, str):
+            continue
+        for line in content.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip().removeprefix("export ") == "COMMANDLINE_ARGS":
+                return api_auth_from_args(value)
+    return ""
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def serve_vast(market: EmulatedMarket, api_key: str) -> EmulatorServer:
+    """Vast.ai's REST API on 127.0.0.1; ``.url`` ends in ``/api/v0`` (the adapter's base_url),
+    and the v1 list beside it answers too."""
+    backend = _VastBackend(market, api_key)
+    return _serve(backend, "vast", "/api/v0", backend.market_machine_id)
+
+
+def serve_tensordock(market: EmulatedMarket, api_token: str) -> EmulatorServer:
+    """TensorDock's v2 API on 127.0.0.1; ``.url`` ends in ``/api/v2`` (the adapter's base_url)."""
+    backend = _TensorDockBackend(market, api_token)
+    return _serve(backend, "tensordock", "/api/v2", backend.market_machine_id)
