@@ -17,6 +17,7 @@ from subconscious.logic.prices import current_offers, refresh
 from subconscious.logic.services import Services
 from subconscious.market import registry
 from subconscious.market.fake import FakeProvider
+from subconscious.models import Offer
 from tests.conftest import load_event, offer
 from tests.integration.api_helpers import call
 
@@ -107,3 +108,42 @@ def test_handler_takes_the_scheduled_event(
     function = next(f for f in d.FUNCTIONS if f.name == "subc-prices")
     result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
     assert result["offers"] == {"fake": 3}
+
+
+def test_a_provider_that_just_failed_is_not_asked_again_live(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    now = datetime.now(UTC)
+    market.fail_offers = True
+    refresh(svc, now)
+    calls = {"n": 0}
+    original = market.list_offers
+
+    def counted() -> list[Offer]:
+        calls["n"] += 1
+        return original()
+
+    market.list_offers = counted  # type: ignore[method-assign]
+    assert current_offers(svc, now + timedelta(seconds=30)) == []
+    assert calls["n"] == 0  # a quote does not stall on a provider that failed moments ago
+
+
+def test_market_route_marks_a_stale_provider_and_hides_its_offers(
+    svc: Services, aws: Created, market: FakeProvider, api_key: str
+) -> None:
+    old = datetime.now(UTC) - timedelta(seconds=svc.settings.price_max_age_s + 60)
+    refresh(svc, old)
+    status, body = call("GET", "/v1/market", key=api_key)
+    assert status == 200
+    assert body["providers"][0]["stale"] is True
+    assert body["gpus"] == []
+
+
+def test_a_misconfigured_provider_does_not_stop_the_others(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    object.__setattr__(
+        svc, "settings", svc.settings.model_copy(update={"providers": ("vast", "fake")})
+    )
+    assert [p.name for p in svc.providers()] == ["fake"]  # vast has no key: left out, logged
+    assert refresh(svc).offers == {"fake": 3}

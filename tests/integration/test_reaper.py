@@ -33,11 +33,12 @@ def test_orphans_are_reaped_after_grace_and_live_runs_are_left_alone(
 
     first = reap(svc, now)
     assert first.reaped == []
-    assert sorted(first.in_grace) == sorted([orphan.machine_id, ghost.machine_id])
+    assert first.in_grace == [orphan.machine_id]
+    assert first.unknown == [ghost.machine_id]  # no run record: reported, never destroyed
 
     later = reap(svc, now + timedelta(seconds=svc.settings.reaper_grace_s + 1))
-    assert sorted(later.reaped) == sorted([orphan.machine_id, ghost.machine_id])
-    assert set(market.live) == {kept.machine_id, foreign.machine_id}
+    assert later.reaped == [orphan.machine_id]
+    assert set(market.live) == {kept.machine_id, ghost.machine_id, foreign.machine_id}
 
     assert reap(svc, now + timedelta(hours=1)).reaped == []  # nothing left to reap
 
@@ -45,12 +46,27 @@ def test_orphans_are_reaped_after_grace_and_live_runs_are_left_alone(
 def test_a_second_sighting_does_not_restart_the_grace_period(
     svc: Services, aws: Created, market: FakeProvider
 ) -> None:
-    orphan = market.launch(market.offers[0], label="subc-r-gone", api_auth="u:p")
+    run = new_run(svc)
+    svc.runs.save(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
+    orphan = market.launch(market.offers[0], label=run_label(run.run_id), api_auth="u:p")
     now = datetime.now(UTC)
     grace = timedelta(seconds=svc.settings.reaper_grace_s)
     reap(svc, now)
     reap(svc, now + grace / 2)
     assert reap(svc, now + grace).reaped == [orphan.machine_id]
+
+
+def test_a_sighting_is_forgotten_once_its_machine_is_gone(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    run = new_run(svc)
+    svc.runs.save(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
+    orphan = market.launch(market.offers[0], label=run_label(run.run_id), api_auth="u:p")
+    now = datetime.now(UTC)
+    reap(svc, now)
+    market.terminate(orphan.machine_id)  # Teardown got there first
+    reap(svc, now + timedelta(seconds=1))
+    assert svc.runs.orphans_first_seen("fake") == {}
 
 
 def test_a_provider_that_is_down_is_reported_not_fatal(

@@ -246,3 +246,14 @@ def test_a_teardown_that_gave_up_keeps_the_run_live(svc: Services, market: FakeP
     assert render_run.record(svc, run_id, None, failure) == {"status": "teardown_failed"}
 
     assert [r.run_id for r in svc.runs.live()] == [run_id]  # dispatch will retry the give-back
+
+
+def test_teardown_stops_the_recorded_machine_even_if_listing_fails(
+    svc: Services, market: FakeProvider
+) -> None:
+    run_id = _provisioned(svc)
+    (machine_id,) = market.live
+    market.fail_machines = True
+    with pytest.raises(Exception, match="cannot list"):
+        render_run.teardown(svc, run_id)
+    assert machine_id not in market.live  # stopped before the list call failed

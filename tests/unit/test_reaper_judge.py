@@ -52,12 +52,11 @@ def test_an_orphan_waits_out_its_grace_then_is_reaped() -> None:
     assert "succeeded" in after.reason
 
 
-def test_a_machine_without_a_run_record_is_an_orphan() -> None:
-    [verdict] = judge(
-        [machine("subc-r-ghost")], {"r-ghost": None}, {"m-1": NOW - GRACE}, NOW, GRACE
-    )
-    assert verdict.action is Action.REAP
-    assert verdict.reason == "orphan (no run)"
+def test_a_machine_without_a_run_record_is_reported_never_reaped() -> None:
+    """Our prefix but no run: another deployment on the same account, or a rewritten label."""
+    seen_long_ago = {"m-1": NOW - GRACE * 10}
+    [verdict] = judge([machine("subc-r-ghost")], {"r-ghost": None}, seen_long_ago, NOW, GRACE)
+    assert verdict.action is Action.UNKNOWN
 
 
 def test_a_run_whose_teardown_gave_up_does_not_protect_its_machine() -> None:

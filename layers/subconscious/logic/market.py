@@ -29,15 +29,21 @@ def market_view(services: Services, now: datetime | None = None) -> MarketView:
     for name in services.settings.providers:
         freshness, offers = services.prices.read(name)
         fetched = freshness.fetched_at if freshness else None
+        age_s = int((now - fetched).total_seconds()) if fetched else None
+        stale = age_s is None or age_s > services.settings.price_max_age_s
         providers.append(
             ProviderFreshness(
                 provider=name,
                 fetched_at=fetched,
-                age_s=int((now - fetched).total_seconds()) if fetched else None,
+                age_s=age_s,
                 ok=bool(freshness and freshness.ok),
-                error=freshness.error if freshness else "never fetched",
+                stale=stale,
+                # a code (the refresh stores only codes), never the provider's own words
+                error=freshness.error if freshness else "never_fetched",
             )
         )
+        if stale:
+            continue
         for offer in offers:
             groups[canonical_gpu(offer.gpu)].append(_priced(offer))
     return MarketView(

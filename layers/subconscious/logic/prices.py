@@ -36,10 +36,11 @@ def refresh(services: Services, now: datetime | None = None) -> RefreshReport:
         for name, future in futures.items():
             try:
                 offers = future.result()
-            except SubconsciousError as error:
-                services.prices.mark_failed(name, now, f"{error.code}: {error.message}")
-                report.failed[name] = error.code
-                logger.warning("prices: provider failed", provider=name, code=error.code)
+            except Exception as error:
+                code = error.code if isinstance(error, SubconsciousError) else "unexpected"
+                services.prices.mark_failed(name, now, code)
+                report.failed[name] = code
+                logger.warning("prices: provider failed", provider=name, code=code)
                 continue
             services.prices.replace(name, offers, now, ttl)
             report.offers[name] = len(offers)
@@ -61,6 +62,8 @@ def current_offers(services: Services, now: datetime | None = None) -> list[Offe
         if freshness and freshness.fetched_at and now - freshness.fetched_at <= max_age:
             offers.extend(cached)
             continue
+        if freshness and not freshness.ok and now - freshness.attempted_at <= max_age:
+            continue  # it failed moments ago: asking again live would only stall the caller
         try:
             offers.extend(provider.list_offers())
         except SubconsciousError as error:

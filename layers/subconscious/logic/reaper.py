@@ -18,6 +18,7 @@ class ReapReport:
     checked: int = 0
     reaped: list[str] = field(default_factory=list)
     in_grace: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
     failed_providers: list[str] = field(default_factory=list)
 
 
@@ -39,9 +40,19 @@ def reap(services: Services, now: datetime | None = None) -> ReapReport:
                 run = services.runs.get(run_id)
                 statuses[run_id] = run.status if run else None
         first_seen = services.runs.orphans_first_seen(provider.name)
+        waiting: set[str] = set()
         for verdict in judge(machines, statuses, first_seen, now, grace):
             report.checked += 1
             machine_id = verdict.machine.machine_id
+            if verdict.action is Action.UNKNOWN:
+                report.unknown.append(machine_id)
+                logger.error(
+                    "machine with our label but no run record: not touched",
+                    provider=provider.name,
+                    machine_id=machine_id,
+                )
+            if verdict.action is Action.WAIT:
+                waiting.add(machine_id)
             if verdict.action is Action.WAIT and machine_id not in first_seen:
                 services.runs.remember_orphan(provider.name, machine_id, now)
             if verdict.action is Action.WAIT:
@@ -60,6 +71,10 @@ def reap(services: Services, now: datetime | None = None) -> ReapReport:
                     machine_id=machine_id,
                     reason=verdict.reason,
                 )
+        # A sighting whose machine is gone (torn down) or owned again is forgotten: a reused
+        # machine id must get its own grace period.
+        for machine_id in set(first_seen) - waiting:
+            services.runs.forget_orphan(provider.name, machine_id)
     logger.info(
         "reaper tick",
         checked=report.checked,

@@ -347,12 +347,16 @@ def give_back_machines(services: Services, run: RenderRun) -> list[str]:
     """Terminate every machine of this run: the one recorded and any other with its label.
     Idempotent; raises if the provider cannot be reached (callers retry)."""
     provider = _provider(services, run)
-    machine_ids = {m.machine_id for m in provider.machines(label=run_label(run.run_id))}
+    # The machine we know of first: a failing list call must not keep it running.
+    terminated = []
     if run.machine_id:
-        machine_ids.add(run.machine_id)
-    for machine_id in sorted(machine_ids):
-        provider.terminate(machine_id)
-    return sorted(machine_ids)
+        provider.terminate(run.machine_id)
+        terminated.append(run.machine_id)
+    for machine in provider.machines(label=run_label(run.run_id)):
+        if machine.machine_id not in terminated:
+            provider.terminate(machine.machine_id)
+            terminated.append(machine.machine_id)
+    return sorted(terminated)
 
 
 def teardown(services: Services, run_id: str, now: datetime | None = None) -> dict[str, list[str]]:

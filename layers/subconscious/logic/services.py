@@ -75,7 +75,18 @@ class Services:
         return registry.provider(name)
 
     def providers(self) -> list[Provider]:
-        return [self.provider(name) for name in self.settings.providers]
+        """Every enabled provider that can be built; one misconfigured (a missing key) is
+        logged and left out rather than stopping the others."""
+        from subconscious.errors import ConfigurationError, SubconsciousError
+        from subconscious.observability import logger
+
+        built = []
+        for name in self.settings.providers:
+            try:
+                built.append(self.provider(name))
+            except (ConfigurationError, SubconsciousError) as error:
+                logger.error("provider not available", provider=name, error=str(error))
+        return built
 
 
 @cache

@@ -12,6 +12,7 @@ class ProviderFreshness(BaseModel):
     fetched_at: AwareDatetime | None
     age_s: int | None
     ok: bool
+    stale: bool  # its offers are older than what we quote on: they are left out below
     error: str | None = None
 
 

@@ -1,9 +1,10 @@
 """Which rented machines to destroy: a pure function, so the simulator can run it too.
 
 A machine is ours when its label starts with ``subc-``; the rest of its label is its run id.
-It is an orphan when no live run owns it. Orphans are destroyed only after a grace period from
-when the reaper first saw them orphaned: a Teardown in progress, or a run whose record is
-being written, gets time to finish its own work.
+It is an orphan when its run is over (or gave up on its teardown). A machine whose run is not
+in our records at all is reported, never destroyed: it may be another deployment's. Orphans
+are destroyed only after a grace period from when the reaper first saw them orphaned, so a
+Teardown in progress gets time to finish its own work.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class Action(StrEnum):
     KEEP = "keep"  # a live run owns it
     WAIT = "wait"  # orphaned, within the grace period
     REAP = "reap"
+    # Our label but no run record: another deployment sharing the account, or a label the
+    # provider rewrote. Never destroyed automatically: reported for a person to look at.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ def judge(
         if machine.status is MachineStatus.TERMINATED:
             continue
         status = run_status.get(run_id)
+        if status is None:
+            verdicts.append(Verdict(machine, Action.UNKNOWN, f"no run {run_id} in our records"))
+            continue
         if status in LIVE_RUN_STATUSES and status is not RunStatus.TEARDOWN_FAILED:
             verdicts.append(Verdict(machine, Action.KEEP, f"owned by live run {run_id}"))
             continue
@@ -60,6 +67,5 @@ def judge(
         if now - seen < grace:
             verdicts.append(Verdict(machine, Action.WAIT, f"orphaned since {seen.isoformat()}"))
             continue
-        owner = "no run" if status is None else f"run {run_id} is {status.value}"
-        verdicts.append(Verdict(machine, Action.REAP, f"orphan ({owner})"))
+        verdicts.append(Verdict(machine, Action.REAP, f"orphan (run {run_id} is {status.value})"))
     return verdicts
