@@ -30,10 +30,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
+
+from infra.local.http_base import MethodHandler
 
 log = logging.getLogger(__name__)
 
@@ -554,24 +556,8 @@ def parse_faults(body: dict[str, Any]) -> tuple[MachineFaults, int]:
         raise BadRequest(str(exc)) from exc
 
 
-class _MarketHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _MarketHandler(MethodHandler):
     server_version = "emulated-market"
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
 
     def _handle(self, method: str) -> None:
         started = time.monotonic()

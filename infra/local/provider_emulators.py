@@ -49,10 +49,11 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from infra.local.http_base import MethodHandler
 from infra.local.market import EmulatedMarket, MachineNotFound, OfferNotFound
 
 log = logging.getLogger(__name__)
@@ -190,21 +191,8 @@ def _serve(
     return EmulatorServer(httpd, thread, f"http://127.0.0.1:{port}{path_prefix}", market_machine_id)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(MethodHandler):
     server_version = "provider-emulator"
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
         started = time.monotonic()

@@ -32,12 +32,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import Any, NoReturn, TypeGuard
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from infra.local.http_base import MethodHandler
 
 DEFAULT_MODEL_TITLE = "sd15-placeholder.safetensors [0000000000]"
 AUTH_ENV = "RENDERER_API_AUTH"
@@ -740,25 +742,8 @@ class RendererHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # Keep-alive like uvicorn, so a crash mid-request shows up to pooled clients as it would.
-    protocol_version = "HTTP/1.1"
+class _Handler(MethodHandler):
     server_version = "placeholder-a1111"
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
 
     def _handle(self, method: str) -> None:
         started = time.monotonic()
