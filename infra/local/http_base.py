@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 
 class MethodHandler(BaseHTTPRequestHandler):
@@ -28,3 +30,23 @@ class MethodHandler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._handle("PATCH")
+
+    def _reply_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(int(status))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body_or_none(self, max_bytes: int) -> bytes | None:
+        """The request body, or None when its length is missing, invalid or too large (the
+        body that follows cannot be skipped reliably, so the connection is closed)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= max_bytes:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length else b""

@@ -580,26 +580,16 @@ class _MarketHandler(MethodHandler):
             # Only the class goes to the client; the traceback (no request body) to the log.
             log.exception("market %s %s failed", method, path)
             status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, _error("internal", "see logs")
-        data = json.dumps(payload).encode()
-        self.send_response(status.value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._reply_json(status, payload)
         log.debug(
             "market %s %s %d %.1fms", method, path, status, (time.monotonic() - started) * 1000
         )
 
     def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            # Whatever body follows cannot be skipped reliably, so the connection goes.
-            self.close_connection = True
+        body = self._body_or_none(MAX_BODY_BYTES)
+        if body is None:
             raise BadRequest("missing, invalid or oversized Content-Length")
-        return self.rfile.read(length) if length else b""
+        return body
 
     @staticmethod
     def _route(

@@ -216,25 +216,16 @@ class _Handler(MethodHandler):
             # Only the class reaches the log: a request body may hold a credential.
             log.exception("emulator %s %s failed", method, path)
             status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
-        data = json.dumps(payload).encode()
-        self.send_response(int(status))
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._reply_json(status, payload)
         log.debug(
             "emulator %s %s %d %.1fms", method, path, status, (time.monotonic() - started) * 1000
         )
 
     def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            self.close_connection = True
+        body = self._body_or_none(MAX_BODY_BYTES)
+        if body is None:
             raise _BadRequest("missing, invalid or oversized Content-Length")
-        return self.rfile.read(length) if length else b""
+        return body
 
     def log_message(self, format: str, *args: Any) -> None:
         # Requests are logged by _handle without query strings or bodies.

@@ -20,6 +20,7 @@ from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RunStatus
 from tests.integration.workflow import (
+    duplicate_first_task,
     image_rows,
     new_run,
     place_order,
@@ -65,18 +66,7 @@ def test_duplicate_delivery_stores_and_counts_each_image_once(
     svc: Services, aws: Created, a1111: str
 ) -> None:
     order = place_order(svc, TENANT, [8, 8])
-    sqs = svc.queue._sqs
-    received = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)["Messages"]
-    first, second = sorted(received, key=lambda m: '"prompt_index":1' in m["Body"])
-    # SQS is at-least-once: the first task arrives twice; the second stays hidden meanwhile
-    # so the order is still open when the duplicate is rendered.
-    sqs.send_message(QueueUrl=aws.queue_url, MessageBody=first["Body"])
-    sqs.change_message_visibility(
-        QueueUrl=aws.queue_url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
-    )
-    sqs.change_message_visibility(
-        QueueUrl=aws.queue_url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=600
-    )
+    duplicate_first_task(svc, aws.queue_url)
     run_id = _provisioned(svc)
 
     result = render_run.render_slice(svc, run_id, slice_s=30)

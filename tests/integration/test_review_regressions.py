@@ -18,7 +18,7 @@ from subconscious.logic.services import Services
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderRequest, OrderState, QuoteRequest
 from subconscious.settings import Settings
-from tests.integration.workflow import new_run, place_order, renderer
+from tests.integration.workflow import duplicate_first_task, new_run, place_order, renderer
 
 TENANT = "tenant-a"
 
@@ -27,16 +27,7 @@ def test_a_duplicate_delivery_costs_the_order_nothing(
     svc: Services, aws: Created, market: FakeProvider
 ) -> None:
     order = place_order(svc, TENANT, [8, 8])
-    sqs = svc.queue._sqs
-    received = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)["Messages"]
-    first, second = sorted(received, key=lambda m: '"prompt_index":1' in m["Body"])
-    sqs.send_message(QueueUrl=aws.queue_url, MessageBody=first["Body"])
-    sqs.change_message_visibility(
-        QueueUrl=aws.queue_url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
-    )
-    sqs.change_message_visibility(
-        QueueUrl=aws.queue_url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=600
-    )
+    duplicate_first_task(svc, aws.queue_url)
     with renderer("--images-per-s", "400") as url:
         market.url = url
         run = new_run(svc)

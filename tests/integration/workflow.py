@@ -111,3 +111,18 @@ def renderer(*args: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+def duplicate_first_task(svc: Services, queue_url: str) -> None:
+    """SQS is at-least-once: deliver an order's first task (prompt 0) twice, and hide its
+    second task meanwhile so the order is still open when the duplicate is rendered."""
+    sqs = svc.queue._sqs
+    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    first, second = sorted(received, key=lambda m: '"prompt_index":1' in m["Body"])
+    sqs.send_message(QueueUrl=queue_url, MessageBody=first["Body"])
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=600
+    )
