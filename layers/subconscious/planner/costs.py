@@ -1,0 +1,137 @@
+"""What a machine costs and how fast it renders a job: the planner's cost model. Pure.
+
+A machine costs its hourly price from the moment it is rented: over its start-up (image pull,
+boot, model load), the rendering, and the teardown, rounded up to the provider's billing
+increment. It renders at the throughput model's rate for the batch that fits its memory and
+keeps one txt2img call under the provider's request limit (RunPod's proxy cuts at 100 s).
+An interruptible machine costs its bid and may be preempted: it loses the batch in flight and
+a replacement pays a new start-up.
+
+Money is integer micro-dollars; rates (images/s) are floats, they are not money.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from subconscious.catalogue import canonical
+from subconscious.models import JobSpec, ModelFamily, Offer
+from subconscious.money import MICROS_PER_USD
+from subconscious.throughput_model import ThroughputModel
+
+# Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
+# taken per minute (the coarser of what their pages have said: the safe side for a quote); an
+# unknown provider is taken to bill by the hour.
+BILLING_INCREMENT_S = {"vast": 1, "runpod": 60, "tensordock": 60, "emulated": 1, "static": 1}
+DEFAULT_BILLING_INCREMENT_S = 3600
+TEARDOWN_S = 30
+# One txt2img call must end inside the provider's request limit with room for a slow call.
+REQUEST_LIMIT_S = {"runpod": 100.0}
+DEFAULT_REQUEST_LIMIT_S = 300.0
+CALL_SHARE_OF_LIMIT = 0.5
+# Preemptions per hour assumed for an interruptible machine where no trace tells better:
+# the spot traces flip availability "several times a day" (data/SOURCES.md).
+DEFAULT_PREEMPTIONS_PER_HOUR = 0.25
+MIN_MEMORY_GB = {ModelFamily.SD15: 8, ModelFamily.SDXL: 12}
+
+
+def micros_per_hour(usd_per_hour: Decimal) -> int:
+    return int((usd_per_hour * MICROS_PER_USD).to_integral_value())
+
+
+def billed_seconds(provider: str, seconds: float) -> int:
+    step = BILLING_INCREMENT_S.get(provider, DEFAULT_BILLING_INCREMENT_S)
+    return max(step, math.ceil(max(seconds, 0.0) / step) * step)
+
+
+def cost_for(provider: str, price_micros_per_hour: int, seconds: float) -> int:
+    """Micro-dollars for holding a machine ``seconds``, billed as the provider bills."""
+    return math.ceil(price_micros_per_hour * billed_seconds(provider, seconds) / 3600)
+
+
+def usable(offer: Offer, job: JobSpec) -> bool:
+    return offer.gpu_memory_gb >= MIN_MEMORY_GB[job.model_family]
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How an offer renders one job: images per second at ``batch`` images per call."""
+
+    images_per_s: float
+    batch: int
+
+    def seconds(self, images: int) -> float:
+        return images / self.images_per_s
+
+    @property
+    def batch_s(self) -> float:
+        return self.batch / self.images_per_s
+
+
+class Rates:
+    """Memoised rates of (GPU, memory, job setting) on one throughput model: quoting against
+    a thousand offers asks for the same few dozen cards over and over."""
+
+    def __init__(self, model: ThroughputModel) -> None:
+        self.model = model
+        self._memo: dict[tuple[str, int, ModelFamily, int, int, int, str], Speed] = {}
+
+    def speed(self, offer: Offer, job: JobSpec) -> Speed:
+        key = (
+            offer.gpu,
+            offer.gpu_memory_gb,
+            job.model_family,
+            job.width,
+            job.height,
+            job.steps,
+            offer.provider,
+        )
+        found = self._memo.get(key)
+        if found is None:
+            found = self._speed(offer, job)
+            self._memo[key] = found
+        return found
+
+    def _speed(self, offer: Offer, job: JobSpec) -> Speed:
+        gpu = canonical(offer.gpu)
+        family, width, height = job.model_family, job.width, job.height
+        batch = self.model.best_batch(gpu, family, width, height, offer.gpu_memory_gb)
+        limit = REQUEST_LIMIT_S.get(offer.provider, DEFAULT_REQUEST_LIMIT_S)
+        while True:
+            per_s = float(
+                self.model.images_per_second(gpu, family, width, height, job.steps, batch)
+            )
+            if batch == 1 or batch / per_s <= limit * CALL_SHARE_OF_LIMIT:
+                break
+            batch = max(1, batch // 2)
+        return Speed(images_per_s=per_s * offer.gpu_count, batch=batch)
+
+
+def price_micros_per_hour(offer: Offer, interruptible: bool) -> int:
+    """What we pay per hour: the minimum bid (a little over it) or the on-demand price."""
+    if interruptible:
+        if offer.min_bid_usd_per_hour is None:
+            raise ValueError(f"offer {offer.offer_id} cannot be rented interruptible")
+        return math.ceil(micros_per_hour(offer.min_bid_usd_per_hour) * BID_OVER_MINIMUM)
+    return micros_per_hour(offer.usd_per_hour)
+
+
+# Bid this much over the minimum so an equal bid does not outbid us at once.
+BID_OVER_MINIMUM = 1.05
+
+
+def job_cost_micros(
+    offer: Offer, speed: Speed, images: int, *, interruptible: bool, machines: int = 1
+) -> int:
+    """Renting ``machines`` of ``offer`` to render ``images``: each pays start-up, its share
+    of the rendering and teardown; an interruptible one adds its expected preemption losses
+    (per preemption: the batch in flight plus a new start-up)."""
+    price = price_micros_per_hour(offer, interruptible)
+    render_s = speed.seconds(images) / machines
+    held_s = offer.startup_s + render_s + TEARDOWN_S
+    if interruptible:
+        preemptions = DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600
+        held_s += math.ceil(preemptions) * (speed.batch_s + offer.startup_s)
+    return machines * cost_for(offer.provider, price, held_s)

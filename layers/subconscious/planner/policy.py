@@ -1,0 +1,272 @@
+"""Dispatch policy: state in, decisions out. Deterministic and pure, so the simulator in
+``bench/`` runs exactly this code against replayed markets.
+
+Uniform Progress with an on-demand safety net ("Can't Be Late", NSDI 2024), generalised to many
+orders sharing machines:
+
+1. **Safety net.** Orders are served earliest deadline first. If, waiting one more tick and
+   then counting only on-demand machines (interruptible ones may vanish), some prefix of the
+   EDF order could no longer finish by its deadline, rent on-demand machines now — the cheapest
+   per image first — until it can.
+2. **Cheap progress while slack allows.** Otherwise, when the current fleet alone would miss a
+   deadline, or the backlog holds enough work to pay a start-up back, rent interruptible
+   capacity if any is offered (else on-demand), cheapest per image first.
+3. **Batching.** Small work waits (up to its latest safe start) so that one start-up serves
+   many orders.
+4. **Caps.** Never more than ``max_machines`` machines, never more than
+   ``max_spend_micros_per_hour`` per hour across them; idle machines are released.
+
+Feasibility is a fluid EDF check: for each deadline d (in order), the work of every order due
+by d, each order at the rate the whole fleet renders its job, must fit in the time before d,
+less a guard (a dispatch tick, the batch a preemption loses) and a safety share of the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from subconscious.models import JobSpec, Offer
+from subconscious.planner.costs import Rates, price_micros_per_hour, usable
+
+# A decision takes effect within one tick (dispatch runs every minute) plus the state
+# machine's start; a machine rented now renders after that and its start-up.
+TICK_S = 60
+DISPATCH_LATENCY_S = 90
+# Share of each window kept in reserve (retries, a slower card than the model says).
+SAFETY_SHARE = 0.15
+# Rent for progress only once the backlog holds this many start-ups' worth of rendering on
+# the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
+AMORTIZE = 6.0
+MAX_RECENT_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    order_id: str
+    job: JobSpec
+    images_left: int
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class LiveMachine:
+    machine_id: str
+    offer: Offer
+    interruptible: bool
+    ready_at: datetime  # when it renders (or started to)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_machines: int = 8
+    max_spend_micros_per_hour: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class PlanState:
+    now: datetime
+    orders: Sequence[OpenOrder]
+    machines: Sequence[LiveMachine]
+    offers: Sequence[Offer]
+    rates: Rates
+    limits: Limits = field(default_factory=Limits)
+    recent_failed_runs: int = 0
+
+
+@dataclass(frozen=True)
+class Rent:
+    offer: Offer
+    interruptible: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Release:
+    machine_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+
+
+Decision = Rent | Release | Wait
+
+
+def edf(orders: Sequence[OpenOrder]) -> list[OpenOrder]:
+    """Earliest deadline first; ties by id so the order is deterministic."""
+    return sorted((o for o in orders if o.images_left > 0), key=lambda o: (o.deadline, o.order_id))
+
+
+def feasible(
+    orders: Sequence[OpenOrder],
+    machines: Sequence[LiveMachine],
+    rates: Rates,
+    now: datetime,
+    *,
+    start_after_s: float = 0.0,
+) -> bool:
+    """Whether ``machines`` finish every order by its deadline, EDF, with the guard and the
+    safety share kept; ``start_after_s`` delays every machine's work (a tick of waiting)."""
+    if not orders:
+        return True
+    if not machines:
+        return False
+    start = now + timedelta(seconds=start_after_s)
+    needed = 0.0
+    for order in orders:  # already in EDF order
+        window = (order.deadline - now).total_seconds()
+        rate = 0.0
+        guard = float(TICK_S)
+        for machine in machines:
+            ready = max(start, machine.ready_at)
+            available = (order.deadline - ready).total_seconds()
+            if available <= 0:
+                continue
+            speed = rates.speed(machine.offer, order.job)
+            rate += speed.images_per_s * available / max(window, 1.0)
+            guard = max(guard, speed.batch_s)
+        if rate <= 0:
+            return False
+        needed += order.images_left / rate
+        if needed > window * (1 - SAFETY_SHARE) - guard:
+            return False
+    return True
+
+
+def _per_image(offer: Offer, interruptible: bool, job: JobSpec, rates: Rates) -> float:
+    return price_micros_per_hour(offer, interruptible) / rates.speed(offer, job).images_per_s
+
+
+def _candidates(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> list[Offer]:
+    """Offers every open job can run on (a machine renders whatever task comes next), the
+    cheapest per image of the most urgent job first."""
+    taken = {m.offer.offer_id for m in state.machines}
+    fit = [
+        o
+        for o in state.offers
+        if o.offer_id not in taken
+        and (not interruptible or o.min_bid_usd_per_hour is not None)
+        and all(usable(o, job) for job in jobs)
+    ]
+    return sorted(
+        fit, key=lambda o: (_per_image(o, interruptible, jobs[0], state.rates), o.offer_id)
+    )
+
+
+def _hourly(machines: Sequence[LiveMachine]) -> int:
+    return sum(price_micros_per_hour(m.offer, m.interruptible) for m in machines)
+
+
+def _virtual(offer: Offer, interruptible: bool, now: datetime) -> LiveMachine:
+    ready = now + timedelta(seconds=DISPATCH_LATENCY_S + offer.startup_s)
+    return LiveMachine(f"planned:{offer.offer_id}", offer, interruptible, ready)
+
+
+def decide(state: PlanState) -> list[Decision]:
+    now, rates = state.now, state.rates
+    orders = edf(state.orders)
+    if not orders:
+        released: list[Decision] = [Release(m.machine_id, "no work left") for m in state.machines]
+        return released or [Wait("no work waiting")]
+    if state.recent_failed_runs >= MAX_RECENT_FAILURES:
+        return [Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off")]
+    jobs = [o.job for o in orders]
+    fleet = list(state.machines)
+    on_demand = [m for m in fleet if not m.interruptible]
+
+    # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
+    if not _rescuable(state, orders, jobs, on_demand):
+        return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
+
+    # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
+    # no fleet and the backlog holds enough work to pay a start-up back (batching).
+    spot = bool(_candidates(state, jobs, interruptible=True))
+    if fleet and not feasible(orders, fleet, rates, now):
+        return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
+    if not fleet and _worth_a_machine(state, orders, jobs):
+        return _rent_until(
+            state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
+        )
+    if fleet:
+        return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
+    return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
+
+
+def _rescuable(
+    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], on_demand: list[LiveMachine]
+) -> bool:
+    """Whether, renting on-demand machines one tick from now (as many as the caps allow),
+    every order still meets its deadline."""
+    later = state.now + timedelta(seconds=TICK_S)
+    fleet = list(on_demand)
+    if feasible(orders, fleet, state.rates, state.now):
+        return True
+    room = state.limits.max_machines - len(state.machines)
+    budget = state.limits.max_spend_micros_per_hour - _hourly(state.machines)
+    for offer in _candidates(state, jobs, interruptible=False):
+        if room <= 0:
+            break
+        price = price_micros_per_hour(offer, False)
+        if price > budget:
+            continue
+        fleet.append(_virtual(offer, False, later))
+        room -= 1
+        budget -= price
+        if feasible(orders, fleet, state.rates, state.now):
+            return True
+    return False
+
+
+def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:
+    """The backlog's rendering on the cheapest machine would be at least AMORTIZE start-ups
+    long: renting now costs little more per image than waiting for more work would."""
+    spot = _candidates(state, jobs, interruptible=True)
+    best = spot or _candidates(state, jobs, interruptible=False)
+    if not best:
+        return False
+    offer = best[0]
+    work_s = sum(state.rates.speed(offer, o.job).seconds(o.images_left) for o in orders)
+    return work_s >= AMORTIZE * offer.startup_s
+
+
+def _rent_until(
+    state: PlanState,
+    orders: list[OpenOrder],
+    jobs: list[JobSpec],
+    fleet: list[LiveMachine],
+    *,
+    interruptible: bool,
+    why: str,
+    at_least_one: bool = False,
+) -> list[Decision]:
+    decisions: list[Decision] = []
+    room = state.limits.max_machines - len(fleet)
+    budget = state.limits.max_spend_micros_per_hour - _hourly(fleet)
+    planned = list(fleet)
+    # a safety-net machine must not vanish: only on-demand counts towards it
+    counted = [m for m in planned if not m.interruptible] if why == "safety net" else planned
+    for offer in _candidates(state, jobs, interruptible):
+        done = feasible(orders, counted, state.rates, state.now)
+        if done and (decisions or not at_least_one):
+            break
+        if room <= 0:
+            break
+        price = price_micros_per_hour(offer, interruptible)
+        if price > budget:
+            continue
+        machine = _virtual(offer, interruptible, state.now)
+        planned.append(machine)
+        counted.append(machine)
+        room -= 1
+        budget -= price
+        kind = "interruptible" if interruptible else "on-demand"
+        decisions.append(
+            Rent(offer, interruptible, f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)")
+        )
+    if not decisions:
+        return [Wait(f"{why}: no offer fits within the caps")]
+    return decisions
