@@ -255,6 +255,15 @@ class ThroughputModel:
         """Images/s of one ``gpu`` rendering ``batch`` images per call."""
         return _to_decimal(self._rate(canonical(gpu), family, width, height, steps, batch))
 
+    def fitting_batch(
+        self, family: ModelFamily, width: int, height: int, memory_gb: int, most: int = MAX_BATCH
+    ) -> int:
+        """The largest batch (up to ``most``) whose memory fits in ``memory_gb``; at least 1."""
+        fixed, per_image = self._data.memory[family]
+        per_image *= width * height / REFERENCE_PIXELS[family]
+        fits = int((memory_gb * MEMORY_HEADROOM - fixed) // per_image)
+        return max(1, min(most, fits))
+
     def best_batch(
         self, gpu: str, family: ModelFamily, width: int, height: int, memory_gb: int | None = None
     ) -> int:

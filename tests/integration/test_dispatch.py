@@ -134,7 +134,8 @@ def test_no_budget_left_rents_nothing(svc: Services, aws: Created) -> None:
     svc.orders.add_spend(TENANT, order.order_id, 10**9)
     report = tick(svc)
     assert report.started_runs == []
-    assert report.decisions == ["open orders have no budget left"]
+    assert report.decisions[-1] == "open orders have no budget left; not renting"
+    assert _executions(aws) == []
 
 
 def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:

@@ -11,8 +11,8 @@ orders sharing machines:
 2. **Cheap progress while slack allows.** Otherwise, when the current fleet alone would miss a
    deadline, or the backlog holds enough work to pay a start-up back, rent interruptible
    capacity if any is offered (else on-demand), cheapest per image first.
-3. **Batching.** Small work waits (up to its latest safe start) so that one start-up serves
-   many orders.
+3. **Batching.** Small work waits, while it could still wait ``DEFER_S`` and be on time, so
+   that one start-up serves many orders.
 4. **Caps.** Never more than ``max_machines`` machines, never more than
    ``max_spend_micros_per_hour`` per hour across them; idle machines are released.
 
@@ -40,6 +40,8 @@ SAFETY_SHARE = 0.15
 # the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
 AMORTIZE = 6.0
 MAX_RECENT_FAILURES = 3
+# Work waits to share a start-up only while it could still wait this long and be on time.
+DEFER_S = 900
 
 
 @dataclass(frozen=True)
@@ -176,10 +178,9 @@ def decide(state: PlanState) -> list[Decision]:
         return [Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off")]
     jobs = [o.job for o in orders]
     fleet = list(state.machines)
-    on_demand = [m for m in fleet if not m.interruptible]
 
     # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
-    if not _rescuable(state, orders, jobs, on_demand):
+    if not keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
 
     # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
@@ -187,7 +188,10 @@ def decide(state: PlanState) -> list[Decision]:
     spot = bool(_candidates(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
-    if not fleet and _worth_a_machine(state, orders, jobs):
+    # Waiting for company is worth it only with real slack: a promise that could not survive
+    # DEFER_S of waiting starts now rather than at its last safe tick.
+    defer_ok = keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=DEFER_S)
+    if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
@@ -196,27 +200,40 @@ def decide(state: PlanState) -> list[Decision]:
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
 
 
-def _rescuable(
-    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], on_demand: list[LiveMachine]
+def keepable(
+    orders: Sequence[OpenOrder],
+    machines: Sequence[LiveMachine],
+    offers: Sequence[Offer],
+    rates: Rates,
+    now: datetime,
+    limits: Limits,
+    prefer: Offer | None = None,
+    *,
+    delay_s: float = 0.0,
 ) -> bool:
-    """Whether, renting on-demand machines one tick from now (as many as the caps allow),
-    every order still meets its deadline."""
-    later = state.now + timedelta(seconds=TICK_S)
-    fleet = list(on_demand)
-    if feasible(orders, fleet, state.rates, state.now):
+    """Whether every order (in EDF order) still meets its deadline counting only on-demand
+    capacity: the live on-demand machines, plus on-demand rentals made ``delay_s`` from now,
+    as many as the caps allow, ``prefer`` first and then the cheapest per image."""
+    fleet = [m for m in machines if not m.interruptible]
+    if feasible(orders, fleet, rates, now):
         return True
-    room = state.limits.max_machines - len(state.machines)
-    budget = state.limits.max_spend_micros_per_hour - _hourly(state.machines)
-    for offer in _candidates(state, jobs, interruptible=False):
+    jobs = [o.job for o in orders]
+    taken = {m.offer.offer_id for m in machines}
+    fit = [o for o in offers if o.offer_id not in taken and all(usable(o, j) for j in jobs)]
+    fit.sort(key=lambda o: (o is not prefer, _per_image(o, False, jobs[0], rates), o.offer_id))
+    room = limits.max_machines - len(machines)
+    budget = limits.max_spend_micros_per_hour - _hourly(machines)
+    at = now + timedelta(seconds=delay_s)
+    for offer in fit:
         if room <= 0:
             break
         price = price_micros_per_hour(offer, False)
         if price > budget:
             continue
-        fleet.append(_virtual(offer, False, later))
+        fleet.append(_virtual(offer, False, at))
         room -= 1
         budget -= price
-        if feasible(orders, fleet, state.rates, state.now):
+        if feasible(orders, fleet, rates, now):
             return True
     return False
 
