@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # automatic1111 servers that already run (never launched or stopped by us), as JSON:
     # [{"url": ..., "gpu": ..., "gpu_memory_gb": 24, "usd_per_hour": "0", "api_auth": "u:p"}]
     static_servers: tuple[StaticServer, ...] = ()
+    # Seconds from rent to a ready automatic1111, per provider, where we know better than the
+    # adapter's estimate (the local stack's emulated machines boot in seconds), as JSON.
+    startup_s_by_provider: dict[str, int] = Field(default_factory=dict)
 
     # --- Dispatch and render runs ---
     # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from subconscious.catalogue import canonical
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import to_micros
-from subconscious.planner.costs import Rates, job_cost_micros
+from subconscious.planner.costs import Rates, fleet_cost_micros
 from subconscious.planner.policy import Limits, OpenOrder, keepable
 from subconscious.planner.quote import frontier, plan_quote
 from subconscious.throughput_model import ThroughputModel
@@ -117,7 +118,7 @@ def test_waiting_is_cheaper_where_interruptible_capacity_exists() -> None:
 def test_wait_options_never_price_below_what_on_demand_would_cost_us() -> None:
     job = founding_job()
     plan = min(frontier(job, MARKET, RATES, Limits()), key=lambda p: p.cost_micros)
-    for option in quote(job, deadline=END_OF_DAY):
+    for option in quote(job, deadline=NOW + timedelta(hours=2)):
         assert to_micros(option.total_usd) >= plan.cost_micros
 
 
@@ -135,10 +136,12 @@ def test_a_window_with_hours_of_slack_is_priced_on_interruptible_capacity() -> N
     assert spot_price.price_per_image_usd < od_price.price_per_image_usd
 
 
-def test_tight_deadlines_price_several_machines() -> None:
+def test_tight_deadlines_price_several_machines_each_offer_once() -> None:
     job = JobSpec.model_validate({"prompts": [{"text": "x", "count": 10_000}]})
     [requested, *_] = quote(job, deadline=NOW + timedelta(hours=1))
     assert requested.meets_deadline and requested.machines > 1
+    fleets = [p for p in frontier(job, MARKET, RATES, Limits()) if p.machines > 1]
+    assert fleets and all(len({o.offer_id for o in p.offers}) == p.machines for p in fleets)
 
 
 def test_no_usable_offer_is_no_capacity() -> None:
@@ -239,20 +242,19 @@ def test_no_option_is_priced_below_the_plan_it_was_priced_on(
         options = plan_quote(job, Constraints(deadline=deadline), offers, NOW, MARGIN, RATES)
     except NoCapacity:
         return
+    plans = frontier(job, offers, RATES, Limits())
     for option in options:
-        priced = [o for o in offers if o.offer_id and o.provider == option.provider]
-        cost = min(
-            job_cost_micros(
-                o,
-                RATES.speed(o, job),
-                job.total_images,
-                interruptible=False,
-                machines=option.machines,
+        # what renting that plan on-demand costs us, start-ups and billing increments included
+        candidates = [
+            fleet_cost_micros(
+                list(p.offers), [RATES.speed(o, job) for o in p.offers], job.total_images
             )
-            for o in priced
-            if o.gpu == option.gpu
-        )
-        assert to_micros(option.total_usd) >= cost
+            for p in plans
+            if (p.machines, canonical(p.offer.gpu), p.offer.provider)
+            == (option.machines, option.gpu, option.provider)
+        ]
+        assert candidates
+        assert to_micros(option.total_usd) >= min(candidates)
 
 
 @PROPERTY

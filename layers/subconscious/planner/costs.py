@@ -135,3 +135,18 @@ def job_cost_micros(
         preemptions = DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600
         held_s += math.ceil(preemptions) * (speed.batch_s + offer.startup_s)
     return machines * cost_for(offer.provider, price, held_s)
+
+
+def fleet_seconds(speeds: list[Speed], images: int) -> float:
+    """Rendering time of ``images`` shared by several machines in proportion to their rates."""
+    return images / sum(s.images_per_s for s in speeds)
+
+
+def fleet_cost_micros(offers: list[Offer], speeds: list[Speed], images: int) -> int:
+    """On-demand machines rendering ``images`` together: each pays its start-up, the shared
+    rendering time and teardown, billed as its provider bills."""
+    busy = fleet_seconds(speeds, images)
+    return sum(
+        cost_for(o.provider, price_micros_per_hour(o, False), o.startup_s + busy + TEARDOWN_S)
+        for o in offers
+    )

@@ -25,10 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from subconscious.catalogue import canonical
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import ceil_div, to_micros, to_usd
-from subconscious.planner.costs import Rates, job_cost_micros, usable
+from subconscious.planner.costs import (
+    Rates,
+    fleet_cost_micros,
+    fleet_seconds,
+    job_cost_micros,
+    price_micros_per_hour,
+    usable,
+)
 from subconscious.planner.policy import (
     DISPATCH_LATENCY_S,
     SAFETY_SHARE,
@@ -48,32 +56,58 @@ WAIT_OPTIONS = ((1, "wait_1d"), (3, "wait_3d"))
 
 @dataclass(frozen=True)
 class Plan:
-    offer: Offer
-    machines: int
+    offers: tuple[Offer, ...]  # the machines rented together; the first is the cheapest
     seconds: float  # from now until the last image, with the policy's reserves
     cost_micros: int
+
+    @property
+    def offer(self) -> Offer:
+        return self.offers[0]
+
+    @property
+    def machines(self) -> int:
+        return len(self.offers)
 
     def completes(self, now: datetime) -> datetime:
         return now + timedelta(seconds=int(self.seconds) + 1)
 
 
+def _plan(job: JobSpec, offers: list[Offer], rates: Rates) -> Plan:
+    speeds = [rates.speed(o, job) for o in offers]
+    busy = fleet_seconds(speeds, job.total_images)
+    guard = max(float(TICK_S), *(s.batch_s for s in speeds))
+    start = DISPATCH_LATENCY_S + max(o.startup_s for o in offers)
+    seconds = (start + busy + guard) / (1 - SAFETY_SHARE)
+    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, job.total_images))
+
+
 def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits) -> list[Plan]:
-    """Every (offer, machine count) on-demand plan for ``job`` that is not beaten by another
-    plan on both cost and time, fastest first."""
-    images = job.total_images
-    plans = []
-    for offer in offers:
-        if not usable(offer, job):
-            continue
-        speed = rates.speed(offer, job)
-        for machines in range(1, limits.max_machines + 1):
-            busy = speed.seconds(images) / machines
-            guard = max(float(TICK_S), speed.batch_s)
-            seconds = (DISPATCH_LATENCY_S + offer.startup_s + busy + guard) / (1 - SAFETY_SHARE)
-            cost = job_cost_micros(offer, speed, images, interruptible=False, machines=machines)
-            plans.append(Plan(offer, machines, seconds, cost))
-            if machines * speed.batch >= images:
-                break  # more machines would have nothing to render
+    """On-demand plans for ``job``: each usable offer alone, and the k offers cheapest per
+    image together (each offer is one machine, as on the marketplaces), for k up to the
+    machine cap and the hourly spend cap; only plans that no other beats on both cost and
+    time are kept, fastest first."""
+    fit = [o for o in offers if usable(o, job)]
+    if not fit:
+        return []
+    by_value = sorted(
+        fit,
+        key=lambda o: (
+            price_micros_per_hour(o, False) / rates.speed(o, job).images_per_s,
+            o.offer_id,
+        ),
+    )
+    plans = [_plan(job, [o], rates) for o in fit]
+    fleet: list[Offer] = [by_value[0]]
+    hourly = price_micros_per_hour(by_value[0], False)
+    for offer in by_value[1:]:
+        price = price_micros_per_hour(offer, False)
+        if len(fleet) >= limits.max_machines or hourly + price > limits.max_spend_micros_per_hour:
+            break
+        if sum(rates.speed(o, job).batch for o in fleet) >= job.total_images:
+            break  # another machine would have nothing to render
+        fleet.append(offer)
+        hourly += price
+        plans.append(_plan(job, list(fleet), rates))
     plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
     kept: list[Plan] = []
     for plan in plans:
@@ -141,7 +175,7 @@ def plan_quote(
                 option_id=f"opt-{digest.hexdigest()[:12]}",
                 label=label,
                 provider=plan.offer.provider,
-                gpu=plan.offer.gpu,
+                gpu=canonical(plan.offer.gpu),
                 machines=plan.machines,
                 start_at=now,
                 completes_at=by,
