@@ -4,7 +4,7 @@ our own render runs measured (per-GPU factors kept in the prices table)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.logic.services import Services
@@ -27,7 +27,15 @@ def current_model(services: Services) -> ThroughputModel:
 
 
 def current_rates(services: Services) -> Rates:
-    return Rates(current_model(services))
+    """Rates on today's model; one memo per set of stored factors, so a warm Lambda answers
+    quotes without recomputing every card's rates."""
+    stored = services.corrections.load()
+    return _rates(tuple(sorted((gpu, c.factor, c.runs) for gpu, c in stored.items())))
+
+
+@lru_cache(maxsize=8)
+def _rates(factors: tuple[tuple[str, Decimal, int], ...]) -> Rates:
+    return Rates(prior().corrected({gpu: Correction(f, runs) for gpu, f, runs in factors}))
 
 
 def predicted_seconds(gpu: str, task: RenderTask, images: int) -> Decimal:

@@ -13,6 +13,7 @@ Money is integer micro-dollars; rates (images/s) are floats, they are not money.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -53,6 +54,11 @@ def cost_for(provider: str, price_micros_per_hour: int, seconds: float) -> int:
 
 def usable(offer: Offer, job: JobSpec) -> bool:
     return offer.gpu_memory_gb >= MIN_MEMORY_GB[job.model_family]
+
+
+def memory_needed(jobs: Iterable[JobSpec]) -> int:
+    """The least GPU memory a machine needs to run every one of ``jobs``."""
+    return max((MIN_MEMORY_GB[f] for f in {j.model_family for j in jobs}), default=0)
 
 
 @dataclass(frozen=True)

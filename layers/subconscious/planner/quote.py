@@ -20,6 +20,7 @@ machines the caps allow) and dropped if it would break a promise already made.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,18 +90,15 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
     fit = [o for o in offers if usable(o, job)]
     if not fit:
         return []
+    hourly_of = {o.offer_id: price_micros_per_hour(o, False) for o in fit}
     by_value = sorted(
-        fit,
-        key=lambda o: (
-            price_micros_per_hour(o, False) / rates.speed(o, job).images_per_s,
-            o.offer_id,
-        ),
+        fit, key=lambda o: (hourly_of[o.offer_id] / rates.speed(o, job).images_per_s, o.offer_id)
     )
     plans = [_plan(job, [o], rates) for o in fit]
     fleet: list[Offer] = [by_value[0]]
-    hourly = price_micros_per_hour(by_value[0], False)
+    hourly = hourly_of[by_value[0].offer_id]
     for offer in by_value[1:]:
-        price = price_micros_per_hour(offer, False)
+        price = hourly_of[offer.offer_id]
         if len(fleet) >= limits.max_machines or hourly + price > limits.max_spend_micros_per_hour:
             break
         if sum(rates.speed(o, job).batch for o in fleet) >= job.total_images:
@@ -114,6 +112,10 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
         if not kept or plan.cost_micros < kept[-1].cost_micros:
             kept.append(plan)
     return kept
+
+
+def _edf_key(order: OpenOrder) -> tuple[datetime, str]:
+    return (order.deadline, order.order_id)
 
 
 def spot_cost_micros(job: JobSpec, offers: Sequence[Offer], rates: Rates) -> int | None:
@@ -158,9 +160,13 @@ def plan_quote(
         with_margin = ceil_div(spot * (100 + margin_percent), 100 * images)
         return min(on_demand, max(floor, with_margin))
 
+    promised = edf(backlog)  # sorted once; each check slots the new order in
+
     def keeps(promise: datetime, plan: Plan) -> bool:
         new = OpenOrder("quote", job, images, promise)
-        return keepable(edf([*backlog, new]), machines, offers, rates, now, limits, plan.offer)
+        at = bisect.bisect_right(promised, (new.deadline, new.order_id), key=_edf_key)
+        orders = [*promised[:at], new, *promised[at:]]
+        return keepable(orders, machines, offers, rates, now, limits, plan.offer)
 
     options: list[QuoteOption] = []
 
