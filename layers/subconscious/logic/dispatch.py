@@ -54,13 +54,18 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             recent_failed_runs=services.runs.failed_since(now - timedelta(hours=1)),
         )
         budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
-        for decision in decide(state):
+        decisions = decide(state)
+        # The open orders' budget is shared by every run that may spend it (invariant 3):
+        # each new run may spend its share, never the whole of it.
+        runs_sharing = len(live) + sum(isinstance(d, Rent) for d in decisions)
+        for decision in decisions:
             report.decisions.append(decision.reason)
             if isinstance(decision, Rent):
                 if budget_left <= 0:
                     report.decisions.append("open orders have no budget left; not renting")
                     break
-                started = start_run(services, decision, budget_left, now, holder)
+                share = budget_left // max(1, runs_sharing)
+                started = start_run(services, decision, share, now, holder)
                 if started:
                     report.started_runs.append(started)
             # A Release needs nothing here: a render run ends itself (and gives its machine
