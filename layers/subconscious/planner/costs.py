@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
@@ -38,6 +39,7 @@ DEFAULT_PREEMPTIONS_PER_HOUR = 0.25
 MIN_MEMORY_GB = {ModelFamily.SD15: 8, ModelFamily.SDXL: 12}
 
 
+@lru_cache(maxsize=65536)
 def micros_per_hour(usd_per_hour: Decimal) -> int:
     return int((usd_per_hour * MICROS_PER_USD).to_integral_value())
 

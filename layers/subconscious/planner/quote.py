@@ -73,13 +73,13 @@ class Plan:
         return now + timedelta(seconds=int(self.seconds) + 1)
 
 
-def _plan(job: JobSpec, offers: list[Offer], rates: Rates) -> Plan:
+def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
     speeds = [rates.speed(o, job) for o in offers]
-    busy = fleet_seconds(speeds, job.total_images)
+    busy = fleet_seconds(speeds, images)
     guard = max(float(TICK_S), *(s.batch_s for s in speeds))
     start = DISPATCH_LATENCY_S + max(o.startup_s for o in offers)
     seconds = (start + busy + guard) / (1 - SAFETY_SHARE)
-    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, job.total_images))
+    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
 
 
 def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits) -> list[Plan]:
@@ -94,18 +94,19 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
     by_value = sorted(
         fit, key=lambda o: (hourly_of[o.offer_id] / rates.speed(o, job).images_per_s, o.offer_id)
     )
-    plans = [_plan(job, [o], rates) for o in fit]
+    images = job.total_images
+    plans = [_plan(job, images, [o], rates) for o in fit]
     fleet: list[Offer] = [by_value[0]]
     hourly = hourly_of[by_value[0].offer_id]
     for offer in by_value[1:]:
         price = hourly_of[offer.offer_id]
         if len(fleet) >= limits.max_machines or hourly + price > limits.max_spend_micros_per_hour:
             break
-        if sum(rates.speed(o, job).batch for o in fleet) >= job.total_images:
+        if sum(rates.speed(o, job).batch for o in fleet) >= images:
             break  # another machine would have nothing to render
         fleet.append(offer)
         hourly += price
-        plans.append(_plan(job, list(fleet), rates))
+        plans.append(_plan(job, images, list(fleet), rates))
     plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
     kept: list[Plan] = []
     for plan in plans:
