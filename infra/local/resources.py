@@ -76,13 +76,13 @@ def create_resources(client: Callable[[str], Any]) -> Created:
     for function in d.FUNCTIONS:
         arns[function.name] = lambda_client.create_function(
             FunctionName=function.name,
-            Runtime="python3.12",
+            Runtime=d.LAMBDA_RUNTIME,
             Role=role,
             Handler=function.handler,
             Code={"ZipFile": _placeholder_zip()},
             Timeout=function.timeout_s,
             MemorySize=function.memory_mb,
-            Architectures=["arm64"],
+            Architectures=[d.LAMBDA_ARCHITECTURE],
         )["FunctionArn"]
     state_machine_arn = client("stepfunctions").create_state_machine(
         name=d.STATE_MACHINE, definition=render_run_definition(arns), roleArn=role
