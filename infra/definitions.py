@@ -74,6 +74,8 @@ RENDER_FUNCTION_TIMEOUT_S = 900
 # The render step sets visibility on every receive and extends it per batch; the queue's default
 # follows AWS's rule for a queue a function consumes: at least 6 x that function's timeout.
 WORK_QUEUE_VISIBILITY_S = 6 * RENDER_FUNCTION_TIMEOUT_S
+# Orders may wait days for a cheap machine: their tasks must outlive SQS's 4-day default.
+WORK_QUEUE_RETENTION_S = 14 * 24 * 3600
 STATE_MACHINE = f"{PREFIX}-render-run"
 # Secrets Manager (AWS only): provider API keys and the machine credential key, as one JSON object
 # whose keys are Settings fields (see subconscious.settings.SECRET_FIELDS).
