@@ -98,6 +98,8 @@ class Api(Construct):
             identity_sources=[apigw.IdentitySource.header(KEY_HEADER)],
             results_cache_ttl=Duration.seconds(authorizer_cache_s),
         )
+        # Enforces what each method declares (the key header, path parameters); bodies are
+        # validated by the API Lambda itself (pydantic), which answers in the API's error shape.
         self.validator = self.rest_api.add_request_validator(
             "Validator", validate_request_body=True, validate_request_parameters=True
         )
