@@ -1,7 +1,8 @@
 """The resources of the system, described once.
 
 The local stack (``infra/local/stack.py``) creates them in moto from these definitions, and the
-CDK app (its own issue) will build the AWS stack from the same ones, so both stay in step.
+CDK app (``infra/cdk/``) builds the AWS stack from the same ones; ``tests/infra`` fails if the
+two drift apart.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "subc"
+# The Lambda layer is built for this runtime and architecture (pip --platform, no Docker).
+LAMBDA_RUNTIME = "python3.12"
+LAMBDA_ARCHITECTURE = "arm64"
 STATE_MACHINE_FILE = Path(__file__).with_name("render_run.asl.json")
 
 
@@ -67,12 +71,20 @@ WORK_QUEUE = f"{PREFIX}-work"
 WORK_DLQ = f"{PREFIX}-work-dlq"
 MAX_RECEIVE_COUNT = 5
 RENDER_FUNCTION_TIMEOUT_S = 900
-# Render steps extend visibility per batch; the queue default covers one slow batch.
-WORK_QUEUE_VISIBILITY_S = 300
+# The render step sets visibility on every receive and extends it per batch; the queue's default
+# follows AWS's rule for a queue a function consumes: at least 6 x that function's timeout.
+WORK_QUEUE_VISIBILITY_S = 6 * RENDER_FUNCTION_TIMEOUT_S
+# Orders may wait days for a cheap machine: their tasks must outlive SQS's 4-day default.
+WORK_QUEUE_RETENTION_S = 14 * 24 * 3600
 STATE_MACHINE = f"{PREFIX}-render-run"
+# Secrets Manager (AWS only): provider API keys and the machine credential key, as one JSON object
+# whose keys are Settings fields (see subconscious.settings.SECRET_FIELDS).
+PROVIDER_SECRET = f"{PREFIX}/provider-keys"
 
 FUNCTIONS = (
     Function(f"{PREFIX}-api", "functions.api.handler.lambda_handler", timeout_s=29, memory_mb=512),
+    # API Gateway's request authorizer (AWS only; the local HTTP front leaves keys to the API)
+    Function(f"{PREFIX}-authorizer", "functions.authorizer.handler.lambda_handler", timeout_s=10),
     Function(f"{PREFIX}-dispatch", "functions.dispatch.handler.lambda_handler", timeout_s=60),
     Function(f"{PREFIX}-reaper", "functions.reaper.handler.lambda_handler", timeout_s=120),
     Function(f"{PREFIX}-prices", "functions.prices.handler.lambda_handler", timeout_s=120),

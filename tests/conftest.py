@@ -32,7 +32,8 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test reaches a real AWS endpoint or inherits another test's cached clients."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    # (the local stack sets AWS_ENDPOINT_URL and POWERTOOLS_METRICS_DISABLED for its process)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

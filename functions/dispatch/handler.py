@@ -9,9 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious.logic.dispatch import tick
 from subconscious.logic.services import services
-from subconscious.observability import logger
+from subconscious.observability import logger, publish_metrics
 
 
+@publish_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return asdict(tick(services()))

@@ -43,13 +43,15 @@ def create_resources(client: Callable[[str], Any]) -> Created:
     for bucket in (d.IMAGES_BUCKET, d.HISTORY_BUCKET):
         client("s3").create_bucket(Bucket=bucket)
     sqs = client("sqs")
-    dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ)["QueueUrl"]
+    retention = {"MessageRetentionPeriod": str(d.WORK_QUEUE_RETENTION_S)}
+    dlq_url = sqs.create_queue(QueueName=d.WORK_DLQ, Attributes=retention)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     queue_url = sqs.create_queue(
         QueueName=d.WORK_QUEUE,
         Attributes={
+            **retention,
             "VisibilityTimeout": str(d.WORK_QUEUE_VISIBILITY_S),
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": d.MAX_RECEIVE_COUNT}
@@ -76,13 +78,13 @@ def create_resources(client: Callable[[str], Any]) -> Created:
     for function in d.FUNCTIONS:
         arns[function.name] = lambda_client.create_function(
             FunctionName=function.name,
-            Runtime="python3.12",
+            Runtime=d.LAMBDA_RUNTIME,
             Role=role,
             Handler=function.handler,
             Code={"ZipFile": _placeholder_zip()},
             Timeout=function.timeout_s,
             MemorySize=function.memory_mb,
-            Architectures=["arm64"],
+            Architectures=[d.LAMBDA_ARCHITECTURE],
         )["FunctionArn"]
     state_machine_arn = client("stepfunctions").create_state_machine(
         name=d.STATE_MACHINE, definition=render_run_definition(arns), roleArn=role

@@ -199,6 +199,7 @@ class LocalStack:
                 "MOTO_PORT": str(moto_port),  # where moto's Step Functions calls Lambda
                 "POWERTOOLS_SERVICE_NAME": "subconscious",
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+                "POWERTOOLS_METRICS_DISABLED": "true",  # no CloudWatch here to read EMF lines
             }
         )
         self._configure_moto(endpoint)

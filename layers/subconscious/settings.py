@@ -1,18 +1,24 @@
 """Every setting, read once from the environment through one pydantic model.
 
 The CDK stack (and the local stack) set these variables; nothing else in the code reads
-``os.environ``. Secrets are ``SecretStr`` so they never print.
+``os.environ``. Secrets are ``SecretStr`` so they never print. In AWS the secret ones come from
+Secrets Manager: ``SUBC_PROVIDER_SECRETS_ARN`` names a JSON secret whose keys are
+``SECRET_FIELDS``; it is read once per cold start, with the rest of the settings.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from subconscious.market.static import StaticServer
+
+# Settings that may come from the Secrets Manager secret (a non-empty value there wins).
+SECRET_FIELDS = ("machine_auth_secret", "vast_api_key", "runpod_api_key", "tensordock_api_token")
 
 # The render step's Lambda times out at 900 s; keep a minute for the slice's own bookkeeping.
 RENDER_LAMBDA_BUDGET_S = 840
@@ -40,6 +46,9 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(default=900, ge=60)
     images_page_size: int = Field(default=100, ge=1, le=1000)
     margin_percent: int = Field(default=30, ge=0, le=500)
+
+    # Secrets Manager secret (ARN or name) holding SECRET_FIELDS, read once by get_settings().
+    provider_secrets_arn: str = ""
 
     # --- Market ---
     # Cached offers older than this are not used to quote or rent (the live market is asked).
@@ -95,4 +104,11 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    settings = Settings()
+    if not settings.provider_secrets_arn:
+        return settings
+    from subconscious.dal.secrets import read_json_secret
+
+    stored = read_json_secret(settings.provider_secrets_arn)
+    overrides: dict[str, Any] = {k: v for k, v in stored.items() if k in SECRET_FIELDS and v}
+    return Settings(**overrides) if overrides else settings

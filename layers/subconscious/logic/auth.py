@@ -15,15 +15,15 @@ from subconscious.errors import InvalidJson, PayloadTooLarge, Unauthorized, Vali
 from subconscious.logic.services import Services
 
 _MAX_KEY_LENGTH = 200
-_KEY_HEADER = "x-api-key"
+KEY_HEADER = "x-api-key"
 
 
 def authenticate(services: Services, api_key: str | None) -> str:
     if not api_key or len(api_key) > _MAX_KEY_LENGTH:
-        raise Unauthorized(f"a valid API key is required (header {_KEY_HEADER})")
+        raise Unauthorized(f"a valid API key is required (header {KEY_HEADER})")
     tenant = services.tenants.tenant_for_key(api_key)
     if tenant is None:
-        raise Unauthorized(f"a valid API key is required (header {_KEY_HEADER})")
+        raise Unauthorized(f"a valid API key is required (header {KEY_HEADER})")
     return tenant
 
 
@@ -35,7 +35,7 @@ def guard_request(services: Services, event: dict[str, Any]) -> str:
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    tenant_id = authenticate(services, headers.get(_KEY_HEADER))
+    tenant_id = authenticate(services, headers.get(KEY_HEADER))
     if body.strip():
         try:
             parsed = json.loads(body)
@@ -57,3 +57,26 @@ def _body(event: dict[str, Any]) -> bytes:
         except (binascii.Error, ValueError) as error:
             raise InvalidJson("the request body is not valid base64") from error
     return str(raw).encode()
+
+
+def allow_policy(tenant_id: str, method_arn: str) -> dict[str, Any]:
+    """API Gateway authorizer answer for a known key: every route of this API stage (the answer
+    is cached per key, so it must not name one method), with the tenant as context."""
+    api_arn, _, route = method_arn.partition("/")
+    stage = route.split("/", 1)[0]
+    if not api_arn.startswith("arn:") or not stage:
+        raise ValueError("not an API Gateway method ARN")
+    return {
+        "principalId": tenant_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": f"{api_arn}/{stage}/*",
+                }
+            ],
+        },
+        "context": {"tenant_id": tenant_id},
+    }

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from subconscious.errors import SubconsciousError
 from subconscious.logic.planning import backlog, limits, machine, open_orders
@@ -15,7 +18,13 @@ from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_rates, prior
 from subconscious.models import RenderRun, RunStatus
 from subconscious.money import to_micros, to_usd
-from subconscious.observability import logger
+from subconscious.observability import (
+    LIVE_MACHINES,
+    OLDEST_MACHINE_AGE_S,
+    SPEND_RATE_USD_PER_HOUR,
+    logger,
+    metrics,
+)
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Rent, decide
 
@@ -40,6 +49,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
     try:
         report = TickReport(acted=True)
         live = _reconcile(services, now, report)
+        emit_fleet_metrics(live, now)
         waiting, in_flight = services.queue.depth()
         orders = open_orders(services)
         work = backlog(orders)
@@ -126,6 +136,21 @@ def start_run(
         reason=decision.reason,
     )
     return run_id
+
+
+def emit_fleet_metrics(live: list[RenderRun], now: datetime) -> None:
+    """What the alarms watch: how many machines run, how long the oldest has, what they cost
+    per hour together (zeros when none run, so an alarm always has data)."""
+    launched = [
+        (r.machine_launched_at, r.usd_per_hour)
+        for r in live
+        if r.machine_launched_at and not r.machine_ended_at
+    ]
+    oldest_s = max(((now - at).total_seconds() for at, _ in launched), default=0)
+    rate = sum((usd for _, usd in launched), Decimal(0))
+    metrics.add_metric(name=LIVE_MACHINES, unit=MetricUnit.Count, value=len(launched))
+    metrics.add_metric(name=OLDEST_MACHINE_AGE_S, unit=MetricUnit.Seconds, value=int(oldest_s))
+    metrics.add_metric(name=SPEND_RATE_USD_PER_HOUR, unit=MetricUnit.NoUnit, value=float(rate))
 
 
 def _reconcile(services: Services, now: datetime, report: TickReport) -> list[RenderRun]:

@@ -1,0 +1,92 @@
+"""Least privilege: what each function's code path calls, and on which resource.
+
+Read from the logic and ``dal`` modules each handler reaches (``subconscious/logic/*.py`` →
+``subconscious/dal/*.py``). A DynamoDB transaction needs the action of each of its items
+(``TransactWriteItems`` with a ConditionCheck and a Put = ``ConditionCheckItem`` + ``PutItem``).
+The template tests assert these sets exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.definitions import PREFIX
+
+
+@dataclass(frozen=True)
+class Access:
+    resource: str  # "table:<name>", or one of RESOURCES below
+    actions: tuple[str, ...]
+
+
+# resource keys other than tables; the stack maps each to an ARN
+QUEUE = "work-queue"
+IMAGE_OBJECTS = "image-objects"
+HISTORY_OBJECTS = "history-objects"
+PROVIDER_KEYS = "provider-keys"
+STATE_MACHINE = "state-machine"
+EXECUTIONS = "executions"
+
+# Resources that can only be named with a wildcard, and why that is still least privilege.
+WILDCARDS = {
+    IMAGE_OBJECTS: "Image objects are created per order at run time; the grant is limited to "
+    "the images/ prefix of the images bucket and to the one action each role needs.",
+    HISTORY_OBJECTS: "A market snapshot object is written per refresh; the grant is limited to "
+    "the market/ prefix of the history bucket and to s3:PutObject.",
+    EXECUTIONS: "Dispatch checks whether the render runs it started still run: executions of "
+    "the one render-run state machine, named by run id at run time (DescribeExecution only).",
+}
+
+
+def _table(name: str, *actions: str) -> Access:
+    return Access(f"table:{PREFIX}-{name}", tuple(f"dynamodb:{a}" for a in actions))
+
+
+_SECRET = Access(PROVIDER_KEYS, ("secretsmanager:GetSecretValue",))
+_RUN_STEP = (_table("runs", "GetItem", "PutItem"), _SECRET)
+
+ACCESS: dict[str, tuple[Access, ...]] = {
+    f"{PREFIX}-api": (
+        _table("tenants", "GetItem"),  # logic.auth
+        _table("quotes", "GetItem", "PutItem"),  # logic.quotes, logic.orders
+        _table("orders", "GetItem", "PutItem", "UpdateItem"),  # accept, read, cancel
+        _table("images", "Query"),  # list images
+        _table("idempotency", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),  # powertools
+        _table("prices", "Query"),  # quotes and GET /v1/market read the price cache
+        Access(IMAGE_OBJECTS, ("s3:GetObject",)),  # presigned links are signed by this role
+        Access(QUEUE, ("sqs:SendMessage",)),  # accepted orders' tasks
+        _SECRET,  # a stale cache asks providers live
+    ),
+    f"{PREFIX}-authorizer": (_table("tenants", "GetItem"),),
+    f"{PREFIX}-dispatch": (
+        # lease (put/delete), live and failed runs (scan), a new run under the lease (transaction)
+        _table("runs", "PutItem", "DeleteItem", "Scan", "ConditionCheckItem"),
+        _table("orders", "Scan"),
+        _table("prices", "Query"),
+        Access(QUEUE, ("sqs:GetQueueAttributes",)),
+        Access(STATE_MACHINE, ("states:StartExecution",)),
+        Access(EXECUTIONS, ("states:DescribeExecution",)),
+        _SECRET,
+    ),
+    f"{PREFIX}-reaper": (_table("runs", "GetItem", "PutItem", "DeleteItem", "Scan"), _SECRET),
+    f"{PREFIX}-prices": (
+        _table("prices", "BatchWriteItem", "PutItem", "UpdateItem"),
+        Access(HISTORY_OBJECTS, ("s3:PutObject",)),
+        _SECRET,
+    ),
+    f"{PREFIX}-provision": _RUN_STEP,
+    f"{PREFIX}-wait-ready": _RUN_STEP,
+    f"{PREFIX}-render": (
+        *_RUN_STEP,
+        _table("orders", "GetItem", "UpdateItem"),
+        _table("images", "PutItem"),  # with the order's count, in one transaction
+        Access(QUEUE, ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")),
+        Access(IMAGE_OBJECTS, ("s3:PutObject",)),
+    ),
+    f"{PREFIX}-teardown": _RUN_STEP,
+    f"{PREFIX}-record": (_table("runs", "GetItem", "PutItem"),),
+}
+
+
+def uses_secret(function_name: str) -> bool:
+    return any(a.resource == PROVIDER_KEYS for a in ACCESS[function_name])
