@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request, Response
@@ -54,7 +55,7 @@ from worker.protocol import (
 
 if TYPE_CHECKING:  # torch and diffusers load in the background, after the port is open
     from worker.encode import EncoderPool, ImageFormat
-    from worker.engine import Engine, Job, Pixels
+    from worker.engine import Engine, Pixels
 
 VERSION = "subconscious-worker 0.1"
 AUTH_ENVS = ("WORKER_API_AUTH", "RENDERER_API_AUTH")
@@ -73,6 +74,7 @@ _A1111_NO_OP_FLAGS = (
     "--disable-safe-unpickle",
     "--skip-version-check",
 )
+CHECKPOINT_FILES = (".safetensors", ".ckpt")
 _SHAPE = re.compile(r"^(\d+)x(\d+)(?:x(\d+))?$")
 
 Status = Literal["loading", "ready", "failed"]
@@ -158,6 +160,9 @@ class Worker:
         # Their import-time chatter (optional torchvision, dtype notes) is not ours to act on.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        checkpoint = self.config.checkpoint
+        if checkpoint and checkpoint.endswith(CHECKPOINT_FILES) and not Path(checkpoint).is_file():
+            raise FileNotFoundError(checkpoint)  # before seconds of imports
         import torch
 
         from worker.encode import EncoderPool
@@ -178,12 +183,13 @@ class Worker:
             pipe = build_random(kind, "tiny", device=device, dtype=dtype)
             checkpoint = f"tiny-random-{kind}"
         else:
-            assert config.checkpoint is not None
-            checkpoint = config.checkpoint
+            assert checkpoint is not None
             pipe = load_checkpoint(checkpoint, config.model_kind, device=device, dtype=dtype)
             kind = model_kind(pipe)
         self.timings.load_s = time.monotonic() - self.timings.started
-        channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+        channels_last = (
+            device.type == "cuda" if config.channels_last is None else config.channels_last
+        )
         engine = Engine(
             pipe,
             compile_unet=config.compile,
@@ -379,11 +385,13 @@ def _a1111_error(exc: BaseException, status: int = 500) -> JSONResponse:
     )
 
 
+# Module-level: FastAPI resolves the (postponed) annotations of routes in the module's globals.
+BasicCredentials = Annotated[HTTPBasicCredentials | None, Depends(HTTPBasic(auto_error=False))]
+
+
 def create_app(worker: Worker, credentials: tuple[str, str] | None) -> FastAPI:
     app = FastAPI(title="subconscious worker (automatic1111 API)", docs_url=None, redoc_url=None)
-    basic = HTTPBasic(auto_error=False)
-
-    def authenticated(given: HTTPBasicCredentials | None = Depends(basic)) -> None:
+    def authenticated(given: BasicCredentials) -> None:
         if credentials is None:
             return
         if given is None:
