@@ -391,6 +391,7 @@ BasicCredentials = Annotated[HTTPBasicCredentials | None, Depends(HTTPBasic(auto
 
 def create_app(worker: Worker, credentials: tuple[str, str] | None) -> FastAPI:
     app = FastAPI(title="subconscious worker (automatic1111 API)", docs_url=None, redoc_url=None)
+
     def authenticated(given: BasicCredentials) -> None:
         if credentials is None:
             return
