@@ -543,8 +543,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--compile-shapes",
         type=_shapes,
-        default=(),
-        help="WxHxB,... the compiled UNet serves; other shapes run eager (default: --warmup)",
+        default=_shapes(os.environ.get("WORKER_COMPILE_SHAPES", "")),
+        help="WxHxB,... the compiled UNet serves, other shapes run eager; implies --compile "
+        "($WORKER_COMPILE_SHAPES; default: the --warmup shape)",
     )
     speed.add_argument(
         "--warmup", type=_shape, default=None, help="WxH[xB] of the warm-up (native size)"
@@ -594,7 +595,7 @@ def config_from(args: argparse.Namespace) -> WorkerConfig:
         tiny=args.tiny,
         model_kind=args.model_kind,
         device="cpu" if args.tiny and args.device == "auto" else args.device,
-        compile=args.compile,
+        compile=args.compile or bool(args.compile_shapes),
         compile_mode=args.compile_mode,
         compile_shapes=args.compile_shapes,
         warmup=args.warmup,

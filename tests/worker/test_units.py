@@ -10,7 +10,7 @@ from PIL import Image
 
 from worker.encode import EncoderPool, encode
 from worker.protocol import ModelInfo, Txt2ImgRequest, make_infotext, progress_body
-from worker.server import Shape, parse_args, parse_credentials
+from worker.server import Shape, config_from, parse_args, parse_credentials
 
 pytestmark = pytest.mark.worker
 
@@ -32,6 +32,10 @@ def test_credentials_and_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     args = parse_args(["--api", "--listen", "--ckpt", "/m.safetensors"])
     assert args.api_auth == "a:b" and args.listen and args.checkpoint == "/m.safetensors"
     assert args.compile and args.compile_shapes == (Shape(512, 512, 8),)
+    assert config_from(args).compile
+    monkeypatch.setenv("COMMANDLINE_ARGS", "--tiny")
+    tiny = config_from(parse_args([]))
+    assert tiny.device == "cpu" and tiny.torch_threads == 1 and not tiny.compile
     monkeypatch.delenv("COMMANDLINE_ARGS")
     monkeypatch.delenv("WORKER_CHECKPOINT", raising=False)
     with pytest.raises(SystemExit):
