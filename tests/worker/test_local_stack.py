@@ -32,7 +32,12 @@ def test_the_renderer_setting_defaults_to_the_placeholder_and_reads_the_environm
 def test_the_emulated_market_rents_a_worker_the_render_loops_client_can_use(
     tmp_path: Path,
 ) -> None:
-    offer = {"offer_id": "o-1", "gpu": "RTX 4090", "usd_per_hour": "0.40", "provider": "Vast.ai"}
+    offer: dict[str, object] = {
+        "offer_id": "o-1",
+        "gpu": "RTX 4090",
+        "usd_per_hour": "0.40",
+        "provider": "Vast.ai",
+    }
     with EmulatedMarket(
         offers=[offer], default_faults=MachineFaults(renderer="worker"), log_dir=tmp_path
     ) as market:
