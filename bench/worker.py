@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="MODEL:BATCH,... to compile (default sd15:16,sdxl:8 on CUDA; none on the CPU)",
     )
+    parser.add_argument(
+        "--compile-mode", default=None, help="torch.compile mode (default inductor)"
+    )
     parser.add_argument("--encode-threads", type=int, default=8)
     parser.add_argument("--budget-s", type=float, default=360.0)
     parser.add_argument("--out", type=Path, default=Path("worker-bench.json"))
@@ -130,6 +133,7 @@ class Bench:
             "sampler": "Euler",
             "cfg_scale": 7.0,
             "encode_threads": args.encode_threads,
+            "compile_mode": args.compile_mode or "default",
             "png_compress_level": 6,
             "argv": sys.argv[1:],
         }
@@ -209,7 +213,9 @@ class Bench:
                         self.skip(f"{model} b{batch} compiled: a compile would pass --budget-s")
                         continue
                     self._channels_last(pipe, self.cuda)
-                    compiled = compiled or Engine(pipe, compile_unet=True)
+                    compiled = compiled or Engine(
+                        pipe, compile_unet=True, compile_mode=args.compile_mode
+                    )
                     engine = compiled
                 else:
                     self._channels_last(pipe, self.cuda and path == "lean")
