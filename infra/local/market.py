@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
@@ -79,6 +79,7 @@ _GPU_MEMORY_GB = {
 _DEFAULT_GPU_MEMORY_GB = 24
 
 
+RENDERER_MODULES = {"placeholder": "infra.local.renderer", "worker": "worker"}
 _MACHINE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
@@ -99,8 +100,15 @@ class MachineFaults:
     crash_after_images: int | None = None
     error_rate: float = 0.0
     oom_above_batch: int | None = None
+    # "placeholder" draws stand-ins; "worker" runs `python -m worker --tiny` (real diffusers,
+    # tiny random weights, its own speed). Default from $SUBC_LOCAL_RENDERER.
+    renderer: str = field(
+        default_factory=lambda: os.environ.get("SUBC_LOCAL_RENDERER", "placeholder")
+    )
 
     def __post_init__(self) -> None:
+        if self.renderer not in RENDERER_MODULES:
+            raise ValueError(f"renderer must be one of {sorted(RENDERER_MODULES)}")
         if self.startup_delay_s < 0:
             raise ValueError("startup_delay_s must be >= 0")
         if self.images_per_s <= 0:
@@ -113,6 +121,13 @@ class MachineFaults:
             raise ValueError("oom_above_batch must be >= 0")
 
     def renderer_args(self) -> list[str]:
+        if self.renderer == "worker":  # speed, boot and crash knobs are the placeholder's
+            oom = (
+                []
+                if self.oom_above_batch is None
+                else ["--oom-above-batch", str(self.oom_above_batch)]
+            )
+            return ["--tiny", *oom]
         args = [
             "--startup-delay-s",
             repr(float(self.startup_delay_s)),
@@ -326,7 +341,7 @@ class EmulatedMarket:
             command = [
                 self.python,
                 "-m",
-                "infra.local.renderer",
+                RENDERER_MODULES[faults.renderer],
                 "--port",
                 str(port),
                 "--host",

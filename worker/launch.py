@@ -1,0 +1,9 @@
+"""automatic1111's launcher name, so ``python launch.py FLAGS`` (RunPod's start command) starts
+the worker: the image copies this file next to the ``worker`` package."""
+
+import sys
+
+from worker.server import main
+
+if __name__ == "__main__":
+    sys.exit(main())
