@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile-mode", default=None, help="torch.compile mode (default inductor)"
     )
     parser.add_argument("--encode-threads", type=int, default=8)
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="lean paths in channels_last memory format (measured slower on an H100: off)",
+    )
     parser.add_argument("--budget-s", type=float, default=360.0)
     parser.add_argument("--out", type=Path, default=Path("worker-bench.json"))
     return parser
@@ -212,13 +217,13 @@ class Bench:
                     if self.elapsed() + COMPILE_ESTIMATE_S[model] > args.budget_s:
                         self.skip(f"{model} b{batch} compiled: a compile would pass --budget-s")
                         continue
-                    self._channels_last(pipe, self.cuda)
+                    self._channels_last(pipe, self.cuda and args.channels_last)
                     compiled = compiled or Engine(
                         pipe, compile_unet=True, compile_mode=args.compile_mode
                     )
                     engine = compiled
                 else:
-                    self._channels_last(pipe, self.cuda and path == "lean")
+                    self._channels_last(pipe, self.cuda and args.channels_last and path == "lean")
                     engine = eager
                 result = self.measure(engine, model, batch, path, side, iters)
                 self.results.append(result)
