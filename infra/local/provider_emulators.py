@@ -889,7 +889,7 @@ RUNPOD_OUT_OF_STOCK = (
     "Please refresh and try again."
 )
 # The root field of a query or mutation: the first name inside the operation's braces.
-_ROOT_FIELD = re.compile(r"^\s*(query|mutation)?\b[^{]*\{\s*([_A-Za-z]\w*)")
+_ROOT_FIELD = re.compile(r"^\s*(?:(query|mutation)\b)?[^{]*\{\s*([_A-Za-z]\w*)")
 _SHELL_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 

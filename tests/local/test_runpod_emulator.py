@@ -192,6 +192,8 @@ def test_runpod_graphql_errors(runpod: EmulatorServer) -> None:
     )
     assert no_input.status_code == 400 and "$input" in no_input.json()["errors"][0]["message"]
     assert _graphql(runpod, "not graphql").status_code == 400
+    shorthand = _graphql(runpod, "{ gpuTypes { id } }")  # an anonymous query
+    assert shorthand.status_code == 200 and shorthand.json()["data"]["gpuTypes"]
     gone = _graphql(
         runpod,
         "mutation Deploy($input: PodFindAndDeployOnDemandInput!) "
