@@ -93,13 +93,16 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
             seen: list[str] = []
             for index in range(2 if args.rush else 1):
                 if index == 1:
-                    # Vast.ai runs dry (every ask taken). A second customer in a hurry: more
-                    # work than one GPU renders in the window. The next price refresh drops
-                    # Vast's offers and the dispatch rents elsewhere, several machines at once.
+                    # The marketplace the first order rented on runs dry (every machine
+                    # taken). A second customer in a hurry: more work than one GPU renders in
+                    # the window. The next price refresh drops that market's offers and the
+                    # dispatch rents elsewhere, several machines at once.
                     seen = _cached_providers(stack.providers)
-                    stack.sell_out("vast")
+                    used = sorted(_market_summary(stack.providers, stack.executions())[1])
+                    for name in used:
+                        stack.sell_out(name)
                     refreshed = stack.fire("subc-prices")
-                    say(f"vast.ai sold out; prices refreshed: {refreshed.get('offers')}")
+                    say(f"{', '.join(used)} sold out; prices refreshed: {refreshed.get('offers')}")
                     rush_job = {
                         "prompts": [{"text": p, "count": 100} for p in PROMPTS[:4]],
                         **size,

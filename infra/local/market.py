@@ -36,6 +36,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from infra.local.http_base import MethodHandler
+from infra.local.spot import SpotMarket
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,22 @@ class OfferNotFound(LookupError):
 
 class MachineNotFound(LookupError):
     """No machine has that id."""
+
+
+class SpotRefused(Exception):
+    """An interruptible rental was refused."""
+
+
+class NoSpotCapacity(SpotRefused):
+    """The offer sells no interruptible machines, or its spot pool has no capacity now."""
+
+
+class BidTooLow(SpotRefused):
+    """The bid is under the offer's minimum."""
+
+    def __init__(self, offer_id: str, min_bid: Decimal) -> None:
+        super().__init__(offer_id, min_bid)
+        self.min_bid = min_bid
 
 
 @dataclass(frozen=True)
@@ -234,7 +251,9 @@ class _Machine:
     log_file: IO[bytes]
     log_path: Path
     launched_at: datetime
+    bid: Decimal | None = None  # interruptible at this price per hour; None: on-demand
     terminated_at: datetime | None = None
+    preempted_at: datetime | None = None
     seen_listening: bool = False
 
     @property
@@ -276,7 +295,14 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = TERMINATE_GRACE_S) 
 
 
 class EmulatedMarket:
-    """Offers from the price file; machines are renderer processes owned by this object."""
+    """Offers from the price file; machines are renderer processes owned by this object.
+
+    With a :class:`~infra.local.spot.SpotMarket`, the offers of marketplaces that sell
+    interruptible machines carry ``spot_pool`` and ``min_bid`` (a Decimal string), and
+    :meth:`launch` with a bid rents one interruptible; when its pool's trace drops to no
+    capacity, the market kills its renderer (status ``exited``, ``preempted`` true), checked
+    on every read and by a watcher thread while interruptible machines live.
+    """
 
     def __init__(
         self,
@@ -284,8 +310,15 @@ class EmulatedMarket:
         default_faults: MachineFaults = MachineFaults(),
         python: str = sys.executable,
         log_dir: Path | None = None,
+        spot: SpotMarket | None = None,
     ) -> None:
         self._offers = [dict(o) for o in (load_offers(DEFAULT_CSV) if offers is None else offers)]
+        self.spot = spot
+        for offer in self._offers:
+            pool = spot.pool_for(offer) if spot is not None else None
+            if spot is not None and pool is not None:
+                offer["spot_pool"] = pool
+                offer["min_bid"] = str(spot.min_bid(offer["usd_per_hour"]))
         self._offers_by_id = {str(o["offer_id"]): o for o in self._offers}
         self.default_faults = default_faults
         self.python = python
@@ -294,6 +327,8 @@ class EmulatedMarket:
         self.launched_count = 0
         self._machines: dict[str, _Machine] = {}
         self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -320,6 +355,13 @@ class EmulatedMarket:
         with self._lock:
             return [dict(o) for o in self._offers]
 
+    def spot_available(self, offer_id: str) -> bool:
+        """Whether the offer can be rented interruptible now (it has a pool, with capacity)."""
+        with self._lock:
+            offer = self._offers_by_id.get(offer_id)
+            pool = offer.get("spot_pool") if offer is not None else None
+            return self.spot is not None and isinstance(pool, str) and self.spot.available(pool)
+
     def queue_faults(self, faults: MachineFaults, count: int = 1) -> int:
         """Make the next ``count`` launches use ``faults``; returns the queue length."""
         with self._lock:
@@ -328,11 +370,22 @@ class EmulatedMarket:
 
     # ---- machines
 
-    def launch(self, offer_id: str, label: str, api_auth: str) -> dict[str, object]:
+    def launch(
+        self, offer_id: str, label: str, api_auth: str, *, bid_usd_per_hour: Decimal | None = None
+    ) -> dict[str, object]:
+        """Start a machine; with a bid, an interruptible one (raises a :class:`SpotRefused`
+        when the offer has no pool, its pool no capacity now, or the bid is under the minimum).
+        """
         with self._lock:
             offer = self._offers_by_id.get(offer_id)
             if offer is None:
                 raise OfferNotFound(offer_id)
+            if bid_usd_per_hour is not None:
+                if not self.spot_available(offer_id):
+                    raise NoSpotCapacity(offer_id)
+                min_bid = Decimal(str(offer["min_bid"]))
+                if bid_usd_per_hour < min_bid:
+                    raise BidTooLow(offer_id, min_bid)
             faults = self.fault_queue.pop(0) if self.fault_queue else self.default_faults
             machine_id = f"m-{secrets.token_hex(6)}"
             port = _free_port(m.port for m in self._machines.values() if m.terminated_at is None)
@@ -375,25 +428,31 @@ class EmulatedMarket:
                 log_file=log_file,
                 log_path=log_path,
                 launched_at=datetime.now(UTC),
+                bid=bid_usd_per_hour,
             )
             self._machines[machine_id] = machine
             self.launched_count += 1
             log.info(
-                "launched %s (%s, label %r) pid %d on port %d",
+                "launched %s (%s, label %r%s) pid %d on port %d",
                 machine_id,
                 offer_id,
                 label,
+                "" if bid_usd_per_hour is None else f", interruptible at {bid_usd_per_hour}",
                 process.pid,
                 port,
             )
+            if bid_usd_per_hour is not None:
+                self._watch_spot()
             return self._describe(machine)
 
     def machine(self, machine_id: str) -> dict[str, object]:
         with self._lock:
+            self.preempt_due()
             return self._describe(self._get(machine_id))
 
     def machines(self, label: str | None = None) -> list[dict[str, object]]:
         with self._lock:
+            self.preempt_due()
             return [
                 self._describe(m)
                 for m in self._machines.values()
@@ -421,8 +480,51 @@ class EmulatedMarket:
             log.info("terminated %s", machine_id)
             return self._describe(machine)
 
+    def preempt_due(self) -> list[str]:
+        """Preempt every live interruptible machine whose pool has no capacity now: its
+        renderer is killed at once, as a host reclaimed from under it. Returns their ids."""
+        if self.spot is None:
+            return []
+        preempted = []
+        with self._lock:
+            for machine in self._machines.values():
+                if (
+                    machine.bid is None
+                    or machine.terminated_at is not None
+                    or machine.preempted_at is not None
+                    or self.spot.available(str(machine.offer["spot_pool"]))
+                ):
+                    continue
+                machine.preempted_at = datetime.now(UTC)
+                if machine.process.poll() is None:
+                    machine.process.kill()
+                    machine.process.wait()
+                preempted.append(machine.machine_id)
+                log.info(
+                    "preempted %s (spot pool %s)", machine.machine_id, machine.offer["spot_pool"]
+                )
+        return preempted
+
+    def _watch_spot(self) -> None:
+        if self._watcher is not None or self.spot is None:
+            return
+        every_s = max(0.01, min(0.25, self.spot.tick_s / 4))
+
+        def watch() -> None:
+            while not self._closing.wait(every_s):
+                try:
+                    self.preempt_due()
+                except Exception:  # a watcher that dies would silently stop preemptions
+                    log.exception("spot watcher failed")
+
+        self._watcher = threading.Thread(target=watch, name="emulated-market-spot", daemon=True)
+        self._watcher.start()
+
     def shutdown(self) -> None:
         """Terminate every machine; signals them all first so the grace periods overlap."""
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         with self._lock:
             live = [m for m in self._machines.values() if m.terminated_at is None]
         for machine in live:
@@ -464,7 +566,11 @@ class EmulatedMarket:
             "offer_id": machine.offer["offer_id"],
             "label": machine.label,
             "gpu": machine.offer["gpu"],
-            "usd_per_hour": machine.offer["usd_per_hour"],
+            "usd_per_hour": (
+                machine.offer["usd_per_hour"] if machine.bid is None else str(machine.bid)
+            ),
+            "interruptible": machine.bid is not None,
+            "preempted": machine.preempted_at is not None,
             "status": self._status(machine),
             "url": machine.url,
             "launched_at": _iso(machine.launched_at),

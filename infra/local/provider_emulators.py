@@ -1,14 +1,17 @@
-"""Local emulators of the Vast.ai and TensorDock v2 HTTP APIs, backed by an EmulatedMarket.
+"""Local emulators of the Vast.ai, RunPod (GraphQL) and TensorDock v2 APIs, over an EmulatedMarket.
 
 They speak the request and response shapes the real adapters
-(``subconscious.market.vast.VastProvider`` and ``subconscious.market.tensordock
-.TensorDockProvider``) rely on, as recorded in ``tests/fixtures/vast`` and
-``tests/fixtures/tensordock``, so those adapters run unchanged end to end on one machine:
-point them at ``serve_vast(...).url`` / ``serve_tensordock(...).url``.
+(``subconscious.market.vast.VastProvider``, ``subconscious.market.runpod.RunPodProvider`` and
+``subconscious.market.tensordock.TensorDockProvider``) rely on, as recorded in
+``tests/fixtures/{vast,runpod,tensordock}``, so those adapters run unchanged end to end on one
+machine: point them at ``serve_vast(...).url`` / ``serve_runpod(...).url`` /
+``serve_tensordock(...).url`` (RunPod also needs its proxy URL template pointed at the pod's
+port: ``http://{ip}:{public_port}``).
 
 Each rented machine is a real placeholder automatic1111 (``infra.local.renderer``) launched
 through :meth:`EmulatedMarket.launch`, with the credential the adapter sent (Vast: the
-``COMMANDLINE_ARGS`` env entry; TensorDock: the env file written by ``cloud_init``), so the
+``COMMANDLINE_ARGS`` env entry; RunPod: the ``--api-auth`` of ``dockerArgs``, ``$VAR``
+expanded from the pod's ``env``; TensorDock: the env file written by ``cloud_init``), so the
 renderer enforces it. The credential is parsed and handed to the market only: it is never
 stored here, returned by any read or list, or logged.
 
@@ -20,7 +23,26 @@ Offers:
   the real ``dph_total`` also prices the disk; here the disk is free. Ask ids are integers as
   Vast's are, mapped to market offer ids. As on Vast, each ask is one machine: while an
   instance rented from it lives, it leaves the search and renting it again answers 404
-  ``no_such_ask``. No interruptible (bid) rentals: offers carry no ``min_bid``.
+  ``no_such_ask``. Interruptible rentals: an ask in a spot pool (a market built with a
+  :class:`~infra.local.spot.SpotMarket`) carries ``min_bid`` while its pool has capacity; a
+  ``price`` at or above it rents the instance interruptible at that price, a lower one (or
+  one while the pool has none) answers 400 ``invalid_price``. A preempted instance reads
+  ``actual_status: "stopped"`` (Vast pauses an outbid instance and keeps its disk) until it
+  is destroyed.
+- RunPod: one GPU type per GPU model of the market's RunPod rows (``RunPod Community Cloud``
+  → ``COMMUNITY``, ``RunPod Secure Cloud`` → ``SECURE``; ids ``"NVIDIA <gpu>"``), with
+  ``communityPrice``/``securePrice`` from those rows and ``lowestPrice`` the lowest over both
+  clouds (no cloud filter in the query); ``minimumBidPrice`` is the lowest ``min_bid`` of
+  the type's offers whose spot pool has capacity now (null otherwise). A deploy picks the
+  cheapest offer of the requested ``cloudType`` (``ALL``: either); none answers RunPod's
+  ``SUPPLY_CONSTRAINT`` error. ``podRentInterruptable`` rents at ``bidPerGpu`` (under the
+  minimum: a GraphQL error, wording assumed). A pod is RUNNING without ``runtime`` while its
+  server starts, RUNNING with ``runtime.ports`` (privatePort 7860 → publicPort the renderer's
+  port, ip 127.0.0.1) once it listens, EXITED once its process ended (a crash, a preemption),
+  and null (RunPod forgets it) once terminated. Operations are told apart by their root field
+  (no GraphQL parser); answers carry the fields the adapter reads, whatever was selected. A
+  wrong key answers HTTP 200 with an ``UNAUTHENTICATED`` GraphQL error, as recorded in
+  ``tests/fixtures/runpod/error_unauthorized.json``. Stock is unlimited (many hosts per type).
 - TensorDock: the market's offers whose ``provider_name`` is ``"TensorDock"`` if any; the price
   file has none, so otherwise one host per GPU model is built from the other providers' rows
   (not Vast's), cheapest row per model, at most :data:`TENSORDOCK_MAX_HOSTS` hosts, with the GPU
@@ -41,6 +63,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import shlex
 import threading
 import time
@@ -54,7 +77,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from infra.local.http_base import MethodHandler
-from infra.local.market import EmulatedMarket, MachineNotFound, OfferNotFound
+from infra.local.market import (
+    BidTooLow,
+    EmulatedMarket,
+    MachineNotFound,
+    NoSpotCapacity,
+    OfferNotFound,
+    SpotRefused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +95,7 @@ TENSORDOCK_PROVIDER_NAME = "TensorDock"
 VAST_FIRST_ASK_ID = 31_000_001
 VAST_FIRST_INSTANCE_ID = 41_000_001
 VAST_PAGE_LIMIT = 25
+MAX_BID = 1000.0  # $/h per GPU: anything above is a typo, and it keeps inf and nan out
 # TensorDock hosts built from other providers' rows: their GPU price times this markup.
 TENSORDOCK_MARKUP = Decimal("1.10")
 TENSORDOCK_MAX_HOSTS = 8
@@ -106,6 +137,10 @@ def api_auth_from_args(command_line: str) -> str:
     return ""
 
 
+def _is_json_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
@@ -130,7 +165,7 @@ class _Backend:
     def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
         raise NotImplementedError
 
-    def unauthorised(self) -> Route:
+    def unauthorised(self, raw: bytes) -> Route:
         raise NotImplementedError
 
     def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
@@ -215,7 +250,7 @@ class _Handler(MethodHandler):
         try:
             raw = self._read_body()
             if not backend.authorised(self.headers, query):
-                status, payload = backend.unauthorised()
+                status, payload = backend.unauthorised(raw)
             else:
                 status, payload = backend.route(method, path, query, raw)
         except _BadRequest as error:
@@ -282,7 +317,7 @@ class _VastBackend(_Backend):
         keys = query.get("api_key") or []  # Vast also takes the key in the query string
         return bool(keys) and hmac.compare_digest(keys[-1].encode(), self._api_key.encode())
 
-    def unauthorised(self) -> Route:
+    def unauthorised(self, raw: bytes) -> Route:
         return HTTPStatus.UNAUTHORIZED, {
             "success": False,
             "error": "auth_error",
@@ -325,6 +360,7 @@ class _VastBackend(_Backend):
             "dph_base": price,
             "dph_total": price,
             "is_bid": False,
+            **({"min_bid": _number(offer["min_bid"])} if self._biddable(offer) else {}),
             "reliability": _number(offer.get("reliability", "0.99")),
             "geolocation": str(offer.get("location") or ""),
             "verification": "verified",
@@ -334,6 +370,9 @@ class _VastBackend(_Backend):
             "external": False,
             "static_ip": True,
         }
+
+    def _biddable(self, offer: dict[str, object]) -> bool:
+        return "min_bid" in offer and self._market.spot_available(str(offer["offer_id"]))
 
     def _search(self, raw: bytes) -> Route:
         try:
@@ -379,13 +418,10 @@ class _VastBackend(_Backend):
             "msg": f"error 404/3603: no_such_ask Instance type by id {ask} is not available.",
             "ask_id": ask_id,
         }
-        if body.get("price") is not None:
-            return HTTPStatus.BAD_REQUEST, {
-                "success": False,
-                "error": "invalid_price",
-                "msg": "error 400/3468: invalid_price interruptible rentals are not emulated",
-                "ask_id": ask_id,
-            }
+        price = body.get("price")
+        if price is not None and not (_is_json_number(price) and 0 < price < MAX_BID):
+            raise _BadRequest("price must be a number above 0")
+        bid = None if price is None else Decimal(str(price))
         env = body.get("env") or {}
         if not isinstance(env, dict):
             raise _BadRequest("env must be an object")
@@ -401,9 +437,20 @@ class _VastBackend(_Backend):
             if offer is None or rented or self.sold_out:
                 return HTTPStatus.NOT_FOUND, gone
             try:
-                machine = self._market.launch(str(offer["offer_id"]), label, api_auth)
+                machine = self._market.launch(
+                    str(offer["offer_id"]), label, api_auth, bid_usd_per_hour=bid
+                )
             except OfferNotFound:
                 return HTTPStatus.NOT_FOUND, gone
+            except SpotRefused:
+                # Under the ask's minimum, or no capacity for bids now (the row shows no
+                # min_bid then): Vast's refusal of a bid it will not take.
+                return HTTPStatus.BAD_REQUEST, {
+                    "success": False,
+                    "error": "invalid_price",
+                    "msg": "error 400/3468: invalid_price bid is below the current minimum",
+                    "ask_id": ask_id,
+                }
             instance_id = self._next_instance
             self._next_instance += 1
             self._instances[instance_id] = (
@@ -430,6 +477,8 @@ class _VastBackend(_Backend):
         if status == "terminated":
             return None
         actual = {"running": "running", "exited": "exited"}.get(status, "loading")
+        if machine["preempted"]:
+            actual = "stopped"  # an outbid interruptible instance is paused, its disk kept
         port = str(machine["url"]).rpartition(":")[2]
         running = actual == "running"
         return {
@@ -439,8 +488,8 @@ class _VastBackend(_Backend):
             "label": machine["label"] or None,
             "actual_status": actual,
             "intended_status": "running",
-            "cur_state": "running" if actual != "exited" else "stopped",
-            "next_state": "running" if actual != "exited" else "stopped",
+            "cur_state": "running" if running or actual == "loading" else "stopped",
+            "next_state": "running" if running or actual == "loading" else "stopped",
             "image_uuid": image,
             "image_runtype": "args",
             "public_ipaddr": "127.0.0.1" if running else None,
@@ -452,7 +501,7 @@ class _VastBackend(_Backend):
             "gpu_name": machine["gpu"],
             "num_gpus": 1,
             "dph_total": _number(machine["usd_per_hour"]),
-            "is_bid": False,
+            "is_bid": bool(machine["interruptible"]),
             "start_date": _epoch(str(machine["launched_at"])),
         }
 
@@ -594,7 +643,7 @@ class _TensorDockBackend(_Backend):
     def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
         return _bearer_ok(headers.get("Authorization"), self._api_token)
 
-    def unauthorised(self) -> Route:
+    def unauthorised(self, raw: bytes) -> Route:
         return HTTPStatus.UNAUTHORIZED, {"status": 401, "error": "Unauthorized: invalid API token"}
 
     def bad_request(self, message: str) -> Route:
@@ -825,6 +874,330 @@ def _api_auth_from_cloud_init(cloud_init: object) -> str:
     return ""
 
 
+# --------------------------------------------------------------------------- RunPod
+
+
+RUNPOD_CLOUDS = {
+    "RunPod Community Cloud": "COMMUNITY",
+    "RunPod Secure Cloud": "SECURE",
+    "RunPod": "COMMUNITY",  # the price file's "cheapest of community/secure" rows
+}
+RUNPOD_QUERIES = frozenset({"gpuTypes", "pod", "myself"})
+RUNPOD_MUTATIONS = frozenset({"podFindAndDeployOnDemand", "podRentInterruptable", "podTerminate"})
+RUNPOD_OUT_OF_STOCK = (
+    "There are no longer any instances available with the requested specifications. "
+    "Please refresh and try again."
+)
+# The root field of a query or mutation: the first name inside the operation's braces.
+_ROOT_FIELD = re.compile(r"^\s*(?:(query|mutation)\b)?[^{]*\{\s*([_A-Za-z]\w*)")
+_SHELL_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+class _GraphQLError(Exception):
+    """One GraphQL error, answered as ``{"errors": [...], "data": ...}``."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int = HTTPStatus.OK
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def _graphql_error(
+    message: str, field: str | None, code: str | None = None, data: object = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message}
+    if field is not None:
+        error["path"] = [field]
+    if code is not None:
+        error["extensions"] = {"code": code}
+    return {"errors": [error], "data": data}
+
+
+def _root_field(raw: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(operation type, root field, variables) of a GraphQL request body."""
+    body = _json_object(raw)
+    query = body.get("query")
+    if not isinstance(query, str):
+        raise _GraphQLError("Must provide query string.", status=HTTPStatus.BAD_REQUEST)
+    found = _ROOT_FIELD.match(query)
+    if found is None:
+        raise _GraphQLError(
+            "Syntax Error: Unexpected <EOF>.",
+            code="GRAPHQL_PARSE_FAILED",
+            status=HTTPStatus.BAD_REQUEST,
+        )
+    variables = body.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise _GraphQLError("Variables must be an object.", status=HTTPStatus.BAD_REQUEST)
+    return found.group(1) or "query", found.group(2), variables
+
+
+def _pod_input(variables: dict[str, Any], type_name: str) -> dict[str, Any]:
+    value = variables.get("input")
+    if not isinstance(value, dict):
+        raise _GraphQLError(
+            f'Variable "$input" of required type "{type_name}!" was not provided.',
+            code="BAD_USER_INPUT",
+            status=HTTPStatus.BAD_REQUEST,
+        )
+    return value
+
+
+def _api_auth_from_pod(spec: dict[str, Any]) -> str:
+    """The ``--api-auth`` value a pod's automatic1111 gets: from ``dockerArgs`` (``bash -c
+    '...'`` unwrapped, ``$VAR`` expanded from the pod's ``env``), else from a
+    ``COMMANDLINE_ARGS`` env entry, as automatic1111 reads it."""
+    env: dict[str, str] = {}
+    for entry in spec.get("env") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            env[entry["key"]] = str(entry.get("value") or "")
+    docker_args = spec.get("dockerArgs")
+    command_line = docker_args if isinstance(docker_args, str) else ""
+    try:
+        words = shlex.split(command_line)
+    except ValueError as error:
+        raise _GraphQLError("dockerArgs is not a valid shell word list") from error
+    if len(words) >= 3 and words[0] in ("bash", "sh") and words[1] == "-c":
+        command_line = words[2]
+    api_auth = api_auth_from_args(command_line) or api_auth_from_args(
+        env.get("COMMANDLINE_ARGS", "")
+    )
+    return _SHELL_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), api_auth)
+
+
+class _RunPodBackend(_Backend):
+    def __init__(self, market: EmulatedMarket, api_key: str) -> None:
+        if not api_key:
+            raise ValueError("the RunPod emulator needs an API key to check")
+        self._market = market
+        self._api_key = api_key
+        self._lock = threading.Lock()
+        # GPU type id -> cloud type -> market offer
+        self._types: dict[str, dict[str, dict[str, object]]] = {}
+        for offer in market.offers():
+            cloud = RUNPOD_CLOUDS.get(str(offer.get("provider_name")))
+            if cloud is not None:
+                clouds = self._types.setdefault(f"NVIDIA {offer['gpu']}", {})
+                clouds.setdefault(cloud, offer)
+        # pod id -> (market machine id, GPU type id)
+        self._pods: dict[str, tuple[str, str]] = {}
+
+    def market_machine_id(self, pod_id: str) -> str:
+        with self._lock:
+            found = self._pods.get(pod_id)
+        if found is None:
+            raise MachineNotFound(pod_id)
+        return found[0]
+
+    def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
+        if _bearer_ok(headers.get("Authorization"), self._api_key):
+            return True
+        keys = query.get("api_key") or []  # the older documented form
+        return bool(keys) and hmac.compare_digest(keys[-1].encode(), self._api_key.encode())
+
+    def unauthorised(self, raw: bytes) -> Route:
+        try:
+            field: str | None = _root_field(raw)[1]
+        except (_BadRequest, _GraphQLError):
+            field = None
+        return HTTPStatus.OK, _graphql_error("Unauthorized", field, "UNAUTHENTICATED")
+
+    def bad_request(self, message: str) -> Route:
+        return HTTPStatus.BAD_REQUEST, _graphql_error(message, None, "BAD_REQUEST")
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
+        if path != "/graphql" or method != "POST":
+            return HTTPStatus.NOT_FOUND, _graphql_error(f"Cannot {method} {path}", None)
+        field: str | None = None
+        try:
+            kind, field, variables = _root_field(raw)
+            known = RUNPOD_MUTATIONS if kind == "mutation" else RUNPOD_QUERIES
+            if field not in known:
+                type_name = "Mutation" if kind == "mutation" else "Query"
+                raise _GraphQLError(
+                    f'Cannot query field "{field}" on type "{type_name}".',
+                    code="GRAPHQL_VALIDATION_FAILED",
+                    status=HTTPStatus.BAD_REQUEST,
+                )
+            return HTTPStatus.OK, {"data": {field: self._resolve(field, variables)}}
+        except _GraphQLError as error:
+            data = {field: None} if field in RUNPOD_MUTATIONS else None
+            return error.status, _graphql_error(error.message, field, error.code, data)
+
+    def _resolve(self, field: str, variables: dict[str, Any]) -> object:
+        if field == "gpuTypes":
+            return self._gpu_types()
+        if field == "pod":
+            pod_id = _pod_input(variables, "PodFilter").get("podId")
+            with self._lock:
+                return self._pod(pod_id) if isinstance(pod_id, str) else None
+        if field == "myself":
+            with self._lock:
+                pods = [self._pod(pod_id) for pod_id in self._pods]
+            return {"id": "emulated-user", "pods": [p for p in pods if p is not None]}
+        if field == "podTerminate":
+            self._terminate(_pod_input(variables, "PodTerminateInput"))
+            return None
+        interruptible = field == "podRentInterruptable"
+        type_name = (
+            "PodRentInterruptableInput" if interruptible else "PodFindAndDeployOnDemandInput"
+        )
+        return self._deploy(field, _pod_input(variables, type_name), interruptible)
+
+    # ---- GPU types
+
+    def _gpu_types(self) -> list[dict[str, Any]]:
+        answer = []
+        for type_id, clouds in self._types.items():
+            offer = next(iter(clouds.values()))
+            prices = [Decimal(str(o["usd_per_hour"])) for o in clouds.values()]
+            bids = [
+                Decimal(str(o["min_bid"]))
+                for o in clouds.values()
+                if "min_bid" in o and self._market.spot_available(str(o["offer_id"]))
+            ]
+            community, secure = clouds.get("COMMUNITY"), clouds.get("SECURE")
+            in_stock = not self.sold_out
+            answer.append(
+                {
+                    "id": type_id,
+                    "displayName": offer["gpu"],
+                    "memoryInGb": int(str(offer["gpu_memory_gb"])),
+                    "communityPrice": _number(community["usd_per_hour"]) if community else None,
+                    "securePrice": _number(secure["usd_per_hour"]) if secure else None,
+                    # lowestPrice without a cloud filter: the lowest over both clouds
+                    "lowestPrice": {
+                        "minimumBidPrice": _number(min(bids)) if bids and in_stock else None,
+                        "uninterruptablePrice": _number(min(prices)) if in_stock else None,
+                        "stockStatus": "High" if in_stock else None,
+                    },
+                }
+            )
+        return answer
+
+    # ---- pods
+
+    def _deploy(self, field: str, spec: dict[str, Any], interruptible: bool) -> dict[str, Any]:
+        for name in ("gpuTypeId", "imageName"):
+            if not isinstance(spec.get(name), str) or not spec[name]:
+                raise _GraphQLError(
+                    f'Field "{name}" of required type "String!" was not provided.',
+                    code="BAD_USER_INPUT",
+                    status=HTTPStatus.BAD_REQUEST,
+                )
+        if spec.get("gpuCount", 1) != 1:
+            raise _GraphQLError("This emulator rents one GPU per pod.")
+        cloud = spec.get("cloudType", "ALL")
+        if cloud not in ("COMMUNITY", "SECURE", "ALL"):
+            raise _GraphQLError(
+                f'Value "{cloud}" does not exist in "CloudTypeEnum" enum.',
+                code="BAD_USER_INPUT",
+                status=HTTPStatus.BAD_REQUEST,
+            )
+        bid: Decimal | None = None
+        if interruptible:
+            raw_bid = spec.get("bidPerGpu")
+            if not (isinstance(raw_bid, int | float) and _is_json_number(raw_bid)) or not (
+                0 < raw_bid < MAX_BID
+            ):
+                raise _GraphQLError(
+                    'Field "bidPerGpu" of required type "Float!" must be a price above 0.',
+                    code="BAD_USER_INPUT",
+                    status=HTTPStatus.BAD_REQUEST,
+                )
+            bid = Decimal(str(raw_bid))
+        label = spec.get("name") if isinstance(spec.get("name"), str) else ""
+        api_auth = _api_auth_from_pod(spec)
+        type_id = spec["gpuTypeId"]
+        clouds = self._types.get(type_id, {})
+        candidates = [o for c, o in clouds.items() if cloud in ("ALL", c)]
+        if interruptible:
+            candidates = [o for o in candidates if self._market.spot_available(str(o["offer_id"]))]
+        if not candidates or self.sold_out:
+            raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT")
+        offer = min(candidates, key=lambda o: Decimal(str(o["usd_per_hour"])))
+        with self._lock:
+            try:
+                machine = self._market.launch(
+                    str(offer["offer_id"]), str(label), api_auth, bid_usd_per_hour=bid
+                )
+            except NoSpotCapacity as error:
+                raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT") from error
+            except BidTooLow as error:
+                raise _GraphQLError(
+                    f"Your bid of ${bid}/hr is below the minimum bid of ${error.min_bid}/hr "
+                    "for this GPU type."
+                ) from error
+            except OfferNotFound as error:
+                raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT") from error
+            pod_id = secrets.token_hex(7)
+            self._pods[pod_id] = (str(machine["machine_id"]), type_id)
+        return {
+            "id": pod_id,
+            "desiredStatus": "RUNNING",
+            "costPerHr": _number(machine["usd_per_hour"]),
+        }
+
+    def _pod(self, pod_id: str) -> dict[str, Any] | None:
+        """The pod as RunPod reads it, or None once it is terminated (RunPod forgets it)."""
+        found = self._pods.get(pod_id)
+        if found is None:
+            return None
+        market_id, type_id = found
+        try:
+            machine = self._market.machine(market_id)
+        except MachineNotFound:
+            return None
+        status = str(machine["status"])
+        if status == "terminated":
+            return None
+        # A pod whose container ended on its own (a crash, a reclaimed spot host) is EXITED;
+        # a starting one is RUNNING without ports until its server is up.
+        desired = "EXITED" if status == "exited" else "RUNNING"
+        port = int(str(machine["url"]).rpartition(":")[2])
+        runtime = (
+            {
+                "uptimeInSeconds": max(0, int(time.time() - _epoch(str(machine["launched_at"])))),
+                "ports": [
+                    {
+                        "ip": "127.0.0.1",
+                        "isIpPublic": False,
+                        "privatePort": A1111_PORT,
+                        "publicPort": port,
+                        "type": "http",
+                    }
+                ],
+            }
+            if status == "running"
+            else None
+        )
+        return {
+            "id": pod_id,
+            "name": machine["label"],
+            "desiredStatus": desired,
+            "costPerHr": _number(machine["usd_per_hour"]),
+            "machine": {"gpuTypeId": type_id, "gpuDisplayName": machine["gpu"]},
+            "runtime": runtime,
+        }
+
+    def _terminate(self, spec: dict[str, Any]) -> None:
+        pod_id = spec.get("podId")
+        with self._lock:
+            found = self._pods.get(pod_id) if isinstance(pod_id, str) else None
+        if found is None or self._market_status(found[0]) == "terminated":
+            raise _GraphQLError("Pod not found.")
+        self._market.terminate(found[0])
+
+    def _market_status(self, market_id: str) -> str:
+        try:
+            return str(self._market.machine(market_id)["status"])
+        except MachineNotFound:
+            return "terminated"
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -839,3 +1212,9 @@ def serve_tensordock(market: EmulatedMarket, api_token: str) -> EmulatorServer:
     """TensorDock's v2 API on 127.0.0.1; ``.url`` ends in ``/api/v2`` (the adapter's base_url)."""
     backend = _TensorDockBackend(market, api_token)
     return _serve(backend, "tensordock", "/api/v2", backend.market_machine_id)
+
+
+def serve_runpod(market: EmulatedMarket, api_key: str) -> EmulatorServer:
+    """RunPod's GraphQL API on 127.0.0.1; ``.url`` ends in ``/graphql`` (the adapter's url)."""
+    backend = _RunPodBackend(market, api_key)
+    return _serve(backend, "runpod", "/graphql", backend.market_machine_id)

@@ -7,7 +7,10 @@
   the AWS stack deploys;
 - an HTTP front on 127.0.0.1 turns requests into API Gateway (REST) events for the API handler;
 - a timer fires the scheduled handlers (EventBridge's job in AWS);
-- the emulated GPU market, whose machines are renderer processes speaking automatic1111's API.
+- the emulated GPU market, whose machines are renderer processes speaking automatic1111's API,
+  served through emulators of Vast.ai's, RunPod's and TensorDock's APIs to the real adapters;
+  its interruptible machines are preempted as the spot traces say (``infra/local/spot.py``),
+  replayed ``spot_tick_s`` wall seconds per trace tick from the calmest stretch of the traces.
 """
 
 from __future__ import annotations
@@ -30,13 +33,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
 from infra.local.market import EmulatedMarket, MachineFaults, serve_market
-from infra.local.provider_emulators import serve_tensordock, serve_vast
+from infra.local.provider_emulators import serve_runpod, serve_tensordock, serve_vast
 from infra.local.resources import create_resources
+from infra.local.spot import SpotMarket
 
 log = logging.getLogger("subconscious.local")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MAX_FRONT_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+# One 600 s trace tick per 30 s: 20 times faster than the traces happened, so a spot pool's
+# capacity (about 4 hours between drops on average) lasts minutes; the calm start every pool
+# shares lasts 14 ticks (7 minutes) before the first preemption can come.
+SPOT_TICK_S = 30.0
+EMULATED_PROVIDERS = ("vast", "runpod", "tensordock")
 
 
 def free_port() -> int:
@@ -153,7 +162,8 @@ class LocalStack:
         settings: dict[str, str] | None = None,
         timer: bool = True,
         api_port: int = 0,
-        providers: tuple[str, ...] = ("vast", "tensordock"),
+        providers: tuple[str, ...] = EMULATED_PROVIDERS,
+        spot_tick_s: float | None = SPOT_TICK_S,
     ) -> None:
         # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
         # market's own simpler API).
@@ -161,7 +171,9 @@ class LocalStack:
         self._emulators: list[Any] = []
         self.api_port = api_port
         self.dispatch_every_s = dispatch_every_s
-        self.market = EmulatedMarket(default_faults=default_faults or MachineFaults())
+        # spot_tick_s=None: no spot pools, every rental is on-demand.
+        spot = None if spot_tick_s is None else SpotMarket.from_directory(tick_s=spot_tick_s)
+        self.market = EmulatedMarket(default_faults=default_faults or MachineFaults(), spot=spot)
         self.extra_settings = settings or {}
         self.timer_enabled = timer
         self.api_key = f"sk_local_{secrets.token_urlsafe(24)}"
@@ -186,10 +198,11 @@ class LocalStack:
         self._moto.start()
         endpoint = f"http://127.0.0.1:{moto_port}"
         self._market_server = serve_market(self.market)
-        self._provider_keys = {name: secrets.token_urlsafe(24) for name in ("vast", "tensordock")}
+        self._provider_keys = {name: secrets.token_urlsafe(24) for name in EMULATED_PROVIDERS}
         self._vast = serve_vast(self.market, self._provider_keys["vast"])
+        self._runpod = serve_runpod(self.market, self._provider_keys["runpod"])
         self._tensordock = serve_tensordock(self.market, self._provider_keys["tensordock"])
-        self._emulators = [self._vast, self._tensordock]
+        self._emulators = [self._vast, self._runpod, self._tensordock]
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": endpoint,
@@ -256,13 +269,21 @@ class LocalStack:
             "SUBC_VAST_API_KEY": self._provider_keys["vast"],
             "SUBC_VAST_BASE_URL": self._vast.url,
             "SUBC_VAST_IMAGE": "local/a1111-placeholder",
+            "SUBC_RUNPOD_API_KEY": self._provider_keys["runpod"],
+            "SUBC_RUNPOD_URL": self._runpod.url,
+            "SUBC_RUNPOD_IMAGE": "local/a1111-placeholder",
+            "SUBC_RUNPOD_CLOUD_TYPE": "ALL",  # both clouds, as the emulator's lowestPrice
+            # an emulated pod serves on its mapped port, not behind RunPod's HTTPS proxy
+            "SUBC_RUNPOD_PROXY_URL": "http://{ip}:{public_port}",
             "SUBC_TENSORDOCK_API_TOKEN": self._provider_keys["tensordock"],
             "SUBC_TENSORDOCK_BASE_URL": self._tensordock.url,
             # v2 refuses a create without a key; nothing is forwarded to port 22 anyway
             "SUBC_TENSORDOCK_SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlocal local",
             # fast loops: the local machines boot in about a second
             # the emulated machines boot in about a second; the adapters assume minutes
-            "SUBC_STARTUP_S_BY_PROVIDER": json.dumps({"vast": 5, "tensordock": 5, "emulated": 5}),
+            "SUBC_STARTUP_S_BY_PROVIDER": json.dumps(
+                {"vast": 5, "runpod": 5, "tensordock": 5, "emulated": 5}
+            ),
             "SUBC_POLL_INTERVAL_S": "1",
             "SUBC_READY_TIMEOUT_S": "60",
             "SUBC_RENDER_SLICE_S": "20",
@@ -365,9 +386,9 @@ class LocalStack:
 
     # --- observation ---
     def sell_out(self, provider: str, sold_out: bool = True) -> None:
-        """Take every offer of one emulated provider off the market (``vast``/``tensordock``),
-        or put them back; the next price refresh sees it."""
-        emulators = {"vast": self._vast, "tensordock": self._tensordock}
+        """Take every offer of one emulated provider off the market (``vast``, ``runpod``,
+        ``tensordock``), or put them back; the next price refresh sees it."""
+        emulators = {"vast": self._vast, "runpod": self._runpod, "tensordock": self._tensordock}
         emulators[provider].sell_out(sold_out)
 
     def executions(self) -> list[dict[str, Any]]:
@@ -448,9 +469,15 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Run the local stack until interrupted.")
     parser.add_argument("--port", type=int, default=8600, help="API port on 127.0.0.1")
+    parser.add_argument(
+        "--spot-tick-s",
+        type=float,
+        default=SPOT_TICK_S,
+        help="wall seconds per spot-trace tick (each tick is 600 s of the recorded trace)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    stack = LocalStack(api_port=args.port).start()
+    stack = LocalStack(api_port=args.port, spot_tick_s=args.spot_tick_s).start()
     # The key of a throwaway local tenant: shown once to the person who started the stack.
     print(f"export SUBCONSCIOUS_API_URL={stack.api_url} SUBCONSCIOUS_API_KEY={stack.api_key}")
     print("local stack running; Ctrl-C stops it and every machine it started", flush=True)

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     vast_base_url: str = "https://console.vast.ai/api/v0"  # the local stack's emulator locally
     runpod_api_key: SecretStr = SecretStr("")
     runpod_image: str = ""
+    runpod_url: str = "https://api.runpod.io/graphql"  # the local stack's emulator locally
+    runpod_cloud_type: str = "COMMUNITY"  # COMMUNITY, SECURE or ALL
+    # Where a pod serves: RunPod's proxy; the local stack's "http://{ip}:{public_port}".
+    runpod_proxy_url: str = "https://{pod_id}-{port}.proxy.runpod.net"
     tensordock_api_token: SecretStr = SecretStr("")
     tensordock_ssh_public_key: str = ""
     tensordock_base_url: str = "https://dashboard.tensordock.com/api/v2"

@@ -140,7 +140,10 @@ def test_launch_starts_a_renderer_that_answers_with_the_given_credential(
         "launched_at",
         "terminated_at",
         "images_per_s",
+        "interruptible",
+        "preempted",
     }
+    assert machine["interruptible"] is False and machine["preempted"] is False
     assert str(machine["machine_id"]).startswith("m-")
     assert machine["status"] in ("starting", "running")
     assert (machine["gpu"], machine["usd_per_hour"]) == (offer["gpu"], offer["usd_per_hour"])

@@ -56,3 +56,24 @@ def test_an_image_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     services_module.reset()
     with pytest.raises(ConfigurationError, match="image"):
         registry.provider("vast")
+
+
+def test_runpod_takes_its_endpoint_cloud_and_proxy_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # How the local stack points the real adapter at its emulator and the emulated pods.
+    for key, value in {
+        "SUBC_RUNPOD_API_KEY": "k" * 20,
+        "SUBC_RUNPOD_IMAGE": "repo/a1111:1",
+        "SUBC_RUNPOD_URL": "http://127.0.0.1:9/graphql",
+        "SUBC_RUNPOD_CLOUD_TYPE": "ALL",
+        "SUBC_RUNPOD_PROXY_URL": "http://{ip}:{public_port}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    services_module.reset()
+    built = registry.provider("runpod")
+    assert (built._url, built._cloud_type, built._proxy_url) == (  # type: ignore[attr-defined]
+        "http://127.0.0.1:9/graphql",
+        "ALL",
+        "http://{ip}:{public_port}",
+    )

@@ -504,6 +504,18 @@ def test_status_fields_come_from_the_pod(make: Make) -> None:
     assert (ended.offer_id, ended.usd_per_hour) == ("", Decimal(0))
 
 
+def test_the_proxy_url_template_can_point_at_the_port_mapping(make: Make) -> None:
+    # The local stack's emulated pods serve on their mapped port, not behind RunPod's proxy.
+    provider, _, _ = make(answer("pod_running"), proxy_url="http://{ip}:{public_port}")
+    assert provider.status(POD_ID).url == "http://100.65.0.101:60141"
+
+
+@pytest.mark.parametrize("template", ["https://{pod}.example", "https://{0}.example"])
+def test_a_bad_proxy_url_template_fails_loudly(template: str) -> None:
+    with pytest.raises(ConfigurationError, match="proxy URL"):
+        RunPodProvider(API_KEY, image=IMAGE, proxy_url=template)
+
+
 def test_a_running_pod_with_only_other_ports_is_still_starting(make: Make) -> None:
     pod = fixture("pod_running")
     pod["data"]["pod"]["runtime"]["ports"][0]["privatePort"] = 22

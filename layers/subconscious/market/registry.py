@@ -54,7 +54,10 @@ def _build(name: str) -> Provider:
 
         return RunPodProvider(
             settings.runpod_api_key.get_secret_value(),
+            url=settings.runpod_url,
             image=_image("runpod", settings.runpod_image),
+            cloud_type=settings.runpod_cloud_type,
+            proxy_url=settings.runpod_proxy_url,
         )
     if name == "tensordock":
         from subconscious.market.tensordock import TensorDockProvider

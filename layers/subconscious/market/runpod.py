@@ -41,6 +41,10 @@ from subconscious.models import Machine, MachineStatus, Offer
 from subconscious.observability import logger
 
 GRAPHQL_URL = "https://api.runpod.io/graphql"
+# Where a pod's automatic1111 answers: RunPod's HTTPS proxy. A template, so the local stack
+# can point it at its emulated pods ("http://{ip}:{public_port}"); fields: pod_id, port (the
+# pod's private port), ip and public_port (from the pod's runtime port mapping).
+PROXY_URL = "https://{pod_id}-{port}.proxy.runpod.net"
 CLOUD_TYPES = frozenset({"COMMUNITY", "SECURE", "ALL"})
 
 A1111_PORT = 7860
@@ -130,6 +134,7 @@ class RunPodProvider:
         image: str,
         container_disk_gb: int = 40,
         cloud_type: str = "COMMUNITY",
+        proxy_url: str = PROXY_URL,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -137,6 +142,11 @@ class RunPodProvider:
             raise ConfigurationError("runpod: no API key configured")
         if cloud_type not in CLOUD_TYPES:
             raise ConfigurationError(f"runpod: cloud_type must be one of {sorted(CLOUD_TYPES)}")
+        try:
+            proxy_url.format(pod_id="p", port=A1111_PORT, ip="127.0.0.1", public_port=1)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigurationError(f"runpod: a bad proxy URL template: {error}") from error
+        self._proxy_url = proxy_url
         self._api_key = api_key
         self._url = url
         self._image = image
@@ -301,11 +311,20 @@ class RunPodProvider:
                 offer_id=hardware.get("gpuTypeId") or "",
                 label=pod.get("name") or "",
                 status=status,
-                url=proxy_url(pod["id"]) if status is MachineStatus.RUNNING else None,
+                url=self._serving_url(pod) if status is MachineStatus.RUNNING else None,
                 usd_per_hour=_money(pod.get("costPerHr") or 0),  # null once a pod has ended
             )
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ProviderError("runpod: a pod answered an unexpected shape") from error
+
+    def _serving_url(self, pod: dict[str, Any]) -> str:
+        mapping = _a1111_port(pod) or {}
+        return self._proxy_url.format(
+            pod_id=pod["id"],
+            port=A1111_PORT,
+            ip=mapping.get("ip") or "",
+            public_port=mapping.get("publicPort") or "",
+        )
 
     def _graphql(
         self,
@@ -362,7 +381,7 @@ class RunPodProvider:
 
 def proxy_url(pod_id: str) -> str:
     """The HTTPS proxy in front of the pod's automatic1111 port (TLS comes from RunPod)."""
-    return f"https://{pod_id}-{A1111_PORT}.proxy.runpod.net"
+    return PROXY_URL.format(pod_id=pod_id, port=A1111_PORT)
 
 
 def _status(pod: dict[str, Any]) -> MachineStatus:
@@ -379,9 +398,14 @@ def _status(pod: dict[str, Any]) -> MachineStatus:
 
 
 def _serves(pod: dict[str, Any]) -> bool:
+    return _a1111_port(pod) is not None
+
+
+def _a1111_port(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The runtime port mapping of the automatic1111 port, once RunPod reports one."""
     runtime = pod.get("runtime") or {}
     ports = runtime.get("ports") or []
-    return any(port.get("privatePort") == A1111_PORT for port in ports)
+    return next((port for port in ports if port.get("privatePort") == A1111_PORT), None)
 
 
 def _ours(pod: Any, label: str | None) -> bool:
