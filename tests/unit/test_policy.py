@@ -215,3 +215,15 @@ def test_keepable_after_a_delay(delay_h: int) -> None:
     work = [order(3000, timedelta(hours=3))]
     ok = keepable(work, [], [ON_DEMAND_ONLY], RATES, NOW, Limits(), delay_s=delay_h * 3600)
     assert ok is (delay_h == 0)
+
+
+def test_idle_machines_are_released_and_no_longer_count() -> None:
+    idle = LiveMachine("m1", ON_DEMAND_ONLY, False, NOW, idle=True)
+    busy = LiveMachine("m2", CHEAP, False, NOW)
+    decisions = decide(state([order(100, timedelta(hours=3))], [FAST], [idle, busy]))
+    assert decisions[0] == Release("m1", "idle: nothing left it could start")
+    assert isinstance(decisions[1], Wait) and "1 machine(s)" in decisions[1].reason
+    # with only the idle machine, the order needs a new one
+    alone = decide(state([order(3000, timedelta(minutes=50))], [FAST], [idle]))
+    assert alone[0] == Release("m1", "idle: nothing left it could start")
+    assert rents(alone)

@@ -58,6 +58,9 @@ class LiveMachine:
     offer: Offer
     interruptible: bool
     ready_at: datetime  # when it renders (or started to)
+    # Ready, and nothing is left that it could start: every open image is rendered or in
+    # flight elsewhere. (A live render run ends itself then; the simulator asks the policy.)
+    idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,15 +197,27 @@ def _virtual(offer: Offer, interruptible: bool, now: datetime) -> LiveMachine:
 
 
 def decide(state: PlanState) -> list[Decision]:
-    now, rates = state.now, state.rates
     orders = edf(state.orders)
     if not orders:
         released: list[Decision] = [Release(m.machine_id, "no work left") for m in state.machines]
         return released or [Wait("no work waiting")]
+    idle: list[Decision] = [
+        Release(m.machine_id, "idle: nothing left it could start") for m in state.machines if m.idle
+    ]
     if state.recent_failed_runs >= MAX_RECENT_FAILURES:
-        return [Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off")]
+        return [
+            *idle,
+            Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off"),
+        ]
     jobs = [o.job for o in orders]
-    fleet = list(state.machines)
+    fleet = [m for m in state.machines if not m.idle]
+    return [*idle, *_decide(state, orders, jobs, fleet)]
+
+
+def _decide(
+    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], fleet: list[LiveMachine]
+) -> list[Decision]:
+    now, rates = state.now, state.rates
 
     # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
     if not keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=TICK_S):
