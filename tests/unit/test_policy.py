@@ -227,3 +227,11 @@ def test_idle_machines_are_released_and_no_longer_count() -> None:
     alone = decide(state([order(3000, timedelta(minutes=50))], [FAST], [idle]))
     assert alone[0] == Release("m1", "idle: nothing left it could start")
     assert rents(alone)
+
+
+def test_small_work_due_within_hours_starts_rather_than_wait_for_company() -> None:
+    # waiting would still be safe for a while, but a hedge later costs more than the wait saves
+    [decision] = rents(decide(state([order(10, timedelta(hours=2))], [CHEAP])))
+    assert decision.offer == CHEAP
+    [waits] = decide(state([order(10, timedelta(hours=4))], [CHEAP]))
+    assert isinstance(waits, Wait)

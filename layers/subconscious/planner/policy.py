@@ -40,8 +40,11 @@ SAFETY_SHARE = 0.15
 # the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
 AMORTIZE = 6.0
 MAX_RECENT_FAILURES = 3
-# Work waits to share a start-up only while it could still wait this long and be on time.
+# Work waits to share a start-up only while it could still wait this long and be on time,
+# and only while the most urgent promise is hours away: a short window that waits ends up
+# hedged with on-demand machines, which costs more than the start-up it hoped to share.
 DEFER_S = 900
+MIN_DEFER_WINDOW = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,9 @@ def _decide(
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
     # Waiting for company is worth it only with real slack: a promise that could not survive
     # DEFER_S of waiting starts now rather than at its last safe tick.
-    defer_ok = keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=DEFER_S)
+    defer_ok = orders[0].deadline - now >= MIN_DEFER_WINDOW and keepable(
+        orders, fleet, state.offers, rates, now, state.limits, delay_s=DEFER_S
+    )
     if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True

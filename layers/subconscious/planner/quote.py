@@ -157,7 +157,9 @@ def plan_quote(
         slack = (by - plan.completes(now)).total_seconds()
         if spot is None or slack < SPOT_SLACK_S or plan.machines > 1:
             return on_demand
-        floor = ceil_div(plan.cost_micros, images)  # what on-demand would cost us
+        # never below what on-demand would cost us plus half our margin: the safety net may
+        # have to hedge with on-demand machines, dearer cards than this plan's
+        floor = ceil_div(plan.cost_micros * (200 + margin_percent), 200 * images)
         with_margin = ceil_div(spot * (100 + margin_percent), 100 * images)
         return min(on_demand, max(floor, with_margin))
 
