@@ -26,8 +26,11 @@ Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,
    ``Σ_{t'≤t} (render − u)[k,t'] + startup_k · Σ_{t'<t} s[k,t'] ≤ 0`` for every ``t``
    (a machine started before slot ``t`` has finished its start-up by the end of ``t``,
    as ``startup ≤ Δ``), and over the whole horizon with every start;
-6. ``y[o,k,t] / rate(k, o) ≤ overlap(o, t) · m[k,t]`` (a machine renders an order only
-   within the part of the slot inside the order's window).
+6. ``y[o,k,t] · max(1 / (rate(k, o) · overlap(o, t)), 1 / images_o) ≤ m[k,t]``: a machine
+   renders an order only within the part of the slot inside the order's window, and any
+   rendering at all needs a whole machine alive (``y ≤ images_o · m``; this cut is what keeps
+   the LP relaxation from running a small order on a sliver of a machine with a sliver of its
+   start-up).
 
 **Why it is a lower bound on what any dispatcher pays in the simulator** for schedules that
 meet every deadline: map a simulated schedule to the program by keeping only the machines that
@@ -61,6 +64,8 @@ from scipy.sparse import coo_array
 from bench.planner.market import Market
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import TEARDOWN_S, Rates, price_micros_per_hour, usable
+
+DISP = False  # HiGHS's log, for looking into a slow solve
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,7 @@ def solve(
         lower.append(lo)
         upper.append(hi)
 
+    inf = math.inf
     # 1. demand
     per_order: list[list[tuple[int, float]]] = [[] for _ in demands]
     per_type_slot: dict[tuple[int, int], list[tuple[int, float]]] = {}
@@ -221,12 +227,12 @@ def solve(
         col = n_machine_vars + j
         per_order[o].append((col, 1.0))
         per_type_slot.setdefault((k, t), []).append((col, inv_rate))
-        if window_rows:  # 6. window
-            row([(col, inv_rate), (index_m(k, t), -overlap)], -math.inf, 0.0)
+        if window_rows:  # 6. a machine is alive to render
+            images = demands[o].images
+            row([(col, max(inv_rate / overlap, 1.0 / images)), (index_m(k, t), -1.0)], -inf, 0.0)
     for o, d in enumerate(demands):
         row(per_order[o], d.images, d.images)
 
-    inf = math.inf
     for k, (kind, _) in enumerate(types):
         pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
         cumulative: list[tuple[int, float]] = []
@@ -258,7 +264,7 @@ def solve(
         constraints=LinearConstraint(matrix, np.array(lower), np.array(upper)),
         integrality=integrality,
         bounds=Bounds(0, np.inf),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-4, "presolve": True},
+        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-4, "presolve": True, "disp": DISP},
     )
     seconds = time.perf_counter() - started
     if result.x is None:
