@@ -48,73 +48,113 @@ def end_of_day(now: datetime) -> datetime:
     return end if end - now >= timedelta(hours=2) else end + timedelta(days=1)
 
 
+def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str, Any]) -> Any:
+    """Quote, show every option, accept the first that meets the terms (else the first)."""
+    quote = client.quote(job, constraints)
+    for option in quote["options"]:
+        say(
+            f"{who}: option {option['label']}: ${option['price_per_image_usd']}/image, "
+            f"total ${option['total_usd']}, on {option['machines']}× {option['gpu']} "
+            f"({option['provider']}), done by {option['completes_at']}"
+        )
+    option = next(
+        (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
+        quote["options"][0],
+    )
+    order = client.order(quote["quote_id"], option["option_id"])
+    say(f"{who}: order {order['order_id']} {order['state']}: {order['images_total']} images")
+    return order, option
+
+
 def play(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     faults = MachineFaults(startup_delay_s=args.startup_s, images_per_s=args.images_per_s)
     with running(dispatch_every_s=1.0, default_faults=faults) as stack:
         say(f"local stack up: API {stack.api_url}, market with {len(stack.market.offers())} offers")
         with Client(stack.api_url, stack.api_key) as client:
-            job = {
-                "prompts": [{"text": p, "count": args.per_prompt} for p in PROMPTS],
-                "model_family": "sd15",
-                "width": args.size,
-                "height": args.size,
-                "steps": 20,
-            }
-            deadline = end_of_day(datetime.now(UTC))
-            constraints = {"deadline": deadline.isoformat(), "max_price_per_image_usd": "0.03"}
+            size = {"model_family": "sd15", "width": args.size, "height": args.size, "steps": 20}
+            job = {"prompts": [{"text": p, "count": args.per_prompt} for p in PROMPTS], **size}
+            now = datetime.now(UTC)
+            deadline = end_of_day(now)
             say(
                 f"customer: {len(PROMPTS) * args.per_prompt} images from {len(PROMPTS)} prompts, "
                 f"by {deadline:%Y-%m-%d %H:%MZ}, under $0.03 an image"
             )
-            quote = client.quote(job, constraints)
-            for option in quote["options"]:
-                say(
-                    f"quote {quote['quote_id']} option {option['label']}: "
-                    f"${option['price_per_image_usd']}/image, total ${option['total_usd']}, "
-                    f"on {option['gpu']} ({option['provider']}), done by {option['completes_at']}"
+            placed = [
+                _order(
+                    client,
+                    "customer",
+                    job,
+                    {"deadline": deadline.isoformat(), "max_price_per_image_usd": "0.03"},
                 )
-            option = next(
-                (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
-                quote["options"][0],
-            )
-            order = client.order(quote["quote_id"], option["option_id"])
-            say(
-                f"order {order['order_id']} {order['state']}: {order['images_total']} images queued"
-            )
-            last = [-1]
-
-            def progress(o: dict[str, Any]) -> None:
-                if o["images_done"] != last[0]:
-                    last[0] = o["images_done"]
-                    say(
-                        f"  {o['state']:<10} {o['images_done']:>5}/{o['images_total']} images, "
-                        f"spent ${o['spend_usd']}"
+            ]
+            valid: list[Path] = []
+            finished = []
+            seen: list[str] = []
+            for index in range(2 if args.rush else 1):
+                if index == 1:
+                    # Vast.ai runs dry (every ask taken). A second customer in a hurry: more
+                    # work than one GPU renders in the window. The next price refresh drops
+                    # Vast's offers and the dispatch rents elsewhere, several machines at once.
+                    seen = _cached_providers(stack.providers)
+                    stack.sell_out("vast")
+                    refreshed = stack.fire("subc-prices")
+                    say(f"vast.ai sold out; prices refreshed: {refreshed.get('offers')}")
+                    rush_job = {
+                        "prompts": [{"text": p, "count": 100} for p in PROMPTS[:4]],
+                        **size,
+                    }
+                    rush_by = datetime.now(UTC) + timedelta(minutes=6)
+                    say(f"rush customer: 400 images from 4 prompts by {rush_by:%H:%M:%SZ}")
+                    placed.append(
+                        _order(client, "rush", rush_job, {"deadline": rush_by.isoformat()})
                     )
+                order = placed[index][0]
+                last = [-1]
 
-            order = client.wait(order["order_id"], timeout_s=args.timeout_s, on_progress=progress)
-            directory = Path(args.out) / order["order_id"]
-            paths = client.download(order["order_id"], directory)
-        valid = [p for p in paths if png_size(p.read_bytes()) == (args.size, args.size)]
-        prompts = {p.name.split("-")[0] for p in valid}
-        say(
-            f"downloaded {len(valid)} valid {args.size}x{args.size} PNGs from {len(prompts)} "
-            f"prompts into {directory}"
-        )
+                def progress(o: dict[str, Any], last: list[int] = last) -> None:
+                    if o["images_done"] != last[0]:
+                        last[0] = o["images_done"]
+                        say(
+                            f"  {o['order_id'][:12]} {o['state']:<10} "
+                            f"{o['images_done']:>5}/{o['images_total']} images, "
+                            f"spent ${o['spend_usd']}"
+                        )
+
+                done = client.wait(
+                    order["order_id"], timeout_s=args.timeout_s, on_progress=progress
+                )
+                finished.append(done)
+                directory = Path(args.out) / done["order_id"]
+                paths = client.download(done["order_id"], directory)
+                good = [p for p in paths if png_size(p.read_bytes()) == (args.size, args.size)]
+                say(f"downloaded {len(good)} valid {args.size}x{args.size} PNGs into {directory}")
+                valid.extend(good)
         runs = stack.executions()
         market_providers, machines_by_provider = _market_summary(stack.providers, runs)
+        market_providers = [p for p in stack.providers if p in {*seen, *market_providers}]
     return {
         "images": len(valid),
-        "dir": str(directory.resolve()),
-        "orders": 1,
-        "state": order["state"],
-        "spend_usd": str(Decimal(order["spend_usd"])),
-        "quoted_usd": option["total_usd"],
+        "dir": str(Path(args.out).resolve()),
+        "orders": len(finished),
+        "state": ",".join(sorted({o["state"] for o in finished})),
+        "spend_usd": str(sum(Decimal(o["spend_usd"]) for o in finished)),
+        "quoted_usd": str(sum(Decimal(option["total_usd"]) for _, option in placed)),
+        "over_quote": sum(
+            Decimal(o["spend_usd"]) > Decimal(option["total_usd"])
+            for o, (_, option) in zip(finished, placed, strict=True)
+        ),
         "render_runs": len(runs),
         "market_providers": market_providers,
         "machines_by_provider": machines_by_provider,
         "wall_s": round(time.monotonic() - started, 1),
     }
+
+
+def _cached_providers(providers: tuple[str, ...]) -> list[str]:
+    from subconscious.logic.services import services
+
+    return [name for name in providers if services().prices.read(name)[1]]
 
 
 def _market_summary(
@@ -124,7 +164,7 @@ def _market_summary(
     from subconscious.logic.services import services
 
     svc = services()
-    cached = [name for name in providers if svc.prices.read(name)[1]]
+    cached = _cached_providers(providers)
     rented: dict[str, int] = {}
     for execution in executions:
         run = svc.runs.get(execution["name"])
@@ -135,17 +175,30 @@ def _market_summary(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--per-prompt", type=int, default=12, help="images per prompt (10 prompts)")
+    parser.add_argument(
+        "--per-prompt",
+        type=int,
+        default=12,
+        help="images per prompt (10 prompts); below about 5, the order is too small to pay a "
+        "machine's start-up and waits for other work (the dispatch batches orders)",
+    )
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--images-per-s", type=float, default=40.0, help="emulated GPU speed")
     parser.add_argument("--startup-s", type=float, default=2.0, help="emulated machine boot time")
     parser.add_argument("--out", default="demo-output", help="where images are downloaded")
     parser.add_argument("--timeout-s", type=float, default=170.0)
+    parser.add_argument(
+        "--no-rush",
+        dest="rush",
+        action="store_false",
+        help="leave out the second, hurried customer (400 images within 6 minutes)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = play(args)
     print(json.dumps(result))
-    return 0 if result["images"] == len(PROMPTS) * args.per_prompt else 1
+    expected = len(PROMPTS) * args.per_prompt + (400 if args.rush else 0)
+    return 0 if result["images"] == expected and not result["over_quote"] else 1
 
 
 if __name__ == "__main__":

@@ -123,6 +123,10 @@ def _bearer_ok(header: str | None, expected: str) -> bool:
 class _Backend:
     """One provider's API: routes a request to (status, JSON payload)."""
 
+    # Every machine of this provider taken: its search lists nothing and renting answers as
+    # the provider does for an offer that is gone. A knob for the demo and tests.
+    sold_out = False
+
     def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
         raise NotImplementedError
 
@@ -162,6 +166,10 @@ class EmulatorServer:
     def market_machine_id(self, provider_machine_id: str) -> str:
         """The EmulatedMarket machine behind a provider instance id (raises MachineNotFound)."""
         return self._market_machine_id(provider_machine_id)
+
+    def sell_out(self, sold_out: bool = True) -> None:
+        """Take every offer off this provider's market (or put them back)."""
+        self._httpd.backend.sold_out = sold_out
 
     def close(self) -> None:
         """Stop answering; the machines keep running (shut the market down for that)."""
@@ -344,7 +352,7 @@ class _VastBackend(_Backend):
             rows = [
                 self._offer_row(ask_id, offer)
                 for ask_id, offer in self._asks.items()
-                if ask_id not in live
+                if ask_id not in live and not self.sold_out
             ]
         rows = [row for row in rows if _matches(row, query)]
         order = query.get("order") or [["dph_total", "asc"]]
@@ -390,7 +398,7 @@ class _VastBackend(_Backend):
                 a == ask_id and self._market_status(market_id) != "terminated"
                 for market_id, a, _ in self._instances.values()
             )
-            if offer is None or rented:
+            if offer is None or rented or self.sold_out:
                 return HTTPStatus.NOT_FOUND, gone
             try:
                 machine = self._market.launch(str(offer["offer_id"]), label, api_auth)
@@ -616,6 +624,8 @@ class _TensorDockBackend(_Backend):
         )
 
     def _hostnodes(self) -> list[dict[str, Any]]:
+        if self.sold_out:
+            return []
         with self._lock:
             used = {host_id: self._used_on(host_id) for host_id in self._hosts}
         hosts = []

@@ -100,17 +100,45 @@ def _patch_moto_lambda() -> None:
         return json.dumps(result, default=str), False, ""
 
     LambdaFunction._invoke_lambda = invoke_in_process  # type: ignore[method-assign]
+    _serialise_moto_dynamodb()
+
+
+_ORIGINAL_DYNAMO_CALL: Any = None
+_DYNAMO_LOCK = threading.Lock()
+
+
+def _serialise_moto_dynamodb() -> None:
+    """One DynamoDB request at a time. moto's TransactWriteItems deep-copies a table while
+    other requests may write to it ("dictionary changed size during iteration"); DynamoDB
+    itself is safe here, so with several render runs storing at once the local stack
+    serialises moto's DynamoDB handler rather than let a moto race fail a run."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    global _ORIGINAL_DYNAMO_CALL
+    if _ORIGINAL_DYNAMO_CALL is not None:
+        return
+    _ORIGINAL_DYNAMO_CALL = original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _DYNAMO_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def _unpatch_moto() -> None:
     """Leave moto as found: other code in this process (tests) may use it in-process."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.config import default_user_config
+    from moto.dynamodb.responses import DynamoHandler
 
-    global _ORIGINAL_INVOKE
+    global _ORIGINAL_INVOKE, _ORIGINAL_DYNAMO_CALL
     if _ORIGINAL_INVOKE is not None:
         LambdaFunction._invoke_lambda = _ORIGINAL_INVOKE  # type: ignore[method-assign]
         _ORIGINAL_INVOKE = None
+    if _ORIGINAL_DYNAMO_CALL is not None:
+        DynamoHandler.call_action = _ORIGINAL_DYNAMO_CALL  # type: ignore[method-assign]
+        _ORIGINAL_DYNAMO_CALL = None
     default_user_config["stepfunctions"]["execute_state_machine"] = False
 
 
@@ -232,6 +260,8 @@ class LocalStack:
             # v2 refuses a create without a key; nothing is forwarded to port 22 anyway
             "SUBC_TENSORDOCK_SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlocal local",
             # fast loops: the local machines boot in about a second
+            # the emulated machines boot in about a second; the adapters assume minutes
+            "SUBC_STARTUP_S_BY_PROVIDER": json.dumps({"vast": 5, "tensordock": 5, "emulated": 5}),
             "SUBC_POLL_INTERVAL_S": "1",
             "SUBC_READY_TIMEOUT_S": "60",
             "SUBC_RENDER_SLICE_S": "20",
@@ -333,6 +363,12 @@ class LocalStack:
         return self.fire(f"{d.PREFIX}-dispatch")
 
     # --- observation ---
+    def sell_out(self, provider: str, sold_out: bool = True) -> None:
+        """Take every offer of one emulated provider off the market (``vast``/``tensordock``),
+        or put them back; the next price refresh sees it."""
+        emulators = {"vast": self._vast, "tensordock": self._tensordock}
+        emulators[provider].sell_out(sold_out)
+
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")
         return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])

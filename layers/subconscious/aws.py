@@ -14,8 +14,13 @@ from typing import Any
 def _config() -> Any:
     from botocore.config import Config
 
+    # A render step stores with 8 upload threads; the local stack runs several render steps
+    # in one process over shared clients: botocore's default pool of 10 would churn.
     return Config(
-        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=20
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=3,
+        read_timeout=20,
+        max_pool_connections=32,
     )
 
 

@@ -6,6 +6,7 @@ The CDK stack (and the local stack) set these variables; nothing else in the cod
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
@@ -59,11 +60,16 @@ class Settings(BaseSettings):
     # automatic1111 servers that already run (never launched or stopped by us), as JSON:
     # [{"url": ..., "gpu": ..., "gpu_memory_gb": 24, "usd_per_hour": "0", "api_auth": "u:p"}]
     static_servers: tuple[StaticServer, ...] = ()
+    # Seconds from rent to a ready automatic1111, per provider, where we know better than the
+    # adapter's estimate (the local stack's emulated machines boot in seconds), as JSON.
+    startup_s_by_provider: dict[str, int] = Field(default_factory=dict)
 
     # --- Dispatch and render runs ---
     # Longer than the dispatch Lambda's timeout (60 s), so a lease never expires mid-tick.
     dispatch_lease_s: int = Field(default=90, ge=1)
-    max_live_runs: int = Field(default=1, ge=1)
+    # Caps on what the dispatch rents at once: machines, and their summed price per hour.
+    max_live_runs: int = Field(default=4, ge=1)
+    max_spend_usd_per_hour: Decimal = Field(default=Decimal(20), gt=0)
     render_slice_s: int = Field(default=540, ge=1, le=RENDER_LAMBDA_BUDGET_S)
     ready_timeout_s: int = Field(default=900, ge=1)
     poll_interval_s: int = Field(default=15, ge=1)

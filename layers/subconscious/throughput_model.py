@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
 
@@ -255,6 +255,15 @@ class ThroughputModel:
         """Images/s of one ``gpu`` rendering ``batch`` images per call."""
         return _to_decimal(self._rate(canonical(gpu), family, width, height, steps, batch))
 
+    def fitting_batch(
+        self, family: ModelFamily, width: int, height: int, memory_gb: int, most: int = MAX_BATCH
+    ) -> int:
+        """The largest batch (up to ``most``) whose memory fits in ``memory_gb``; at least 1."""
+        fixed, per_image = self._data.memory[family]
+        per_image *= width * height / REFERENCE_PIXELS[family]
+        fits = int((memory_gb * MEMORY_HEADROOM - fixed) // per_image)
+        return max(1, min(most, fits))
+
     def best_batch(
         self, gpu: str, family: ModelFamily, width: int, height: int, memory_gb: int | None = None
     ) -> int:
@@ -263,14 +272,9 @@ class ThroughputModel:
         of the card's memory; the catalogue's memory when ``memory_gb`` is None). At least 1."""
         name = canonical(gpu)
         memory = memory_gb if memory_gb is not None else _catalogue_memory(name)
-        fixed, per_image = self._data.memory[family]
-        per_image *= width * height / REFERENCE_PIXELS[family]
-        fits = [
-            b for b in range(1, MAX_BATCH + 1) if fixed + per_image * b <= memory * MEMORY_HEADROOM
-        ] or [1]
-        rates = {b: self._rate(name, family, width, height, REFERENCE_STEPS, b) for b in fits}
-        best = max(rates.values())
-        return min(b for b, r in rates.items() if r >= KNEE * best)
+        # a GPU's factor scales every batch alike: the prior's answer is the answer (cached,
+        # since a quote asks it for a thousand offers of a few dozen cards)
+        return _prior_best_batch(name, family, width, height, memory)
 
     def correction(self, gpu: str) -> Correction:
         return self._corrections.get(canonical(gpu), Correction())
@@ -292,6 +296,19 @@ class ThroughputModel:
         factor = math.exp(math.log(float(old.factor)) + WEIGHT * math.log(ratio))
         factor = _clamp(factor, FACTOR_BOUNDS)
         return self.corrected({name: Correction(_to_decimal(factor), old.runs + 1)})
+
+
+@lru_cache(maxsize=4096)
+def _prior_best_batch(name: str, family: ModelFamily, width: int, height: int, memory: int) -> int:
+    prior = ThroughputModel()
+    fixed, per_image = prior._data.memory[family]
+    per_image *= width * height / REFERENCE_PIXELS[family]
+    fits = [
+        b for b in range(1, MAX_BATCH + 1) if fixed + per_image * b <= memory * MEMORY_HEADROOM
+    ] or [1]
+    rates = {b: prior._rate(name, family, width, height, REFERENCE_STEPS, b) for b in fits}
+    best = max(rates.values())
+    return min(b for b, r in rates.items() if r >= KNEE * best)
 
 
 def _catalogue_memory(name: str) -> int:

@@ -17,6 +17,7 @@ from subconscious.logic.services import Services
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import RunStatus
+from subconscious.money import to_micros
 from tests.conftest import load_event
 from tests.integration.workflow import new_run, place_order
 
@@ -134,7 +135,8 @@ def test_no_budget_left_rents_nothing(svc: Services, aws: Created) -> None:
     svc.orders.add_spend(TENANT, order.order_id, 10**9)
     report = tick(svc)
     assert report.started_runs == []
-    assert report.decisions == ["open orders have no budget left"]
+    assert report.decisions[-1] == "open orders have no budget left; not renting"
+    assert _executions(aws) == []
 
 
 def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:
@@ -191,3 +193,39 @@ def test_starting_a_run_never_overwrites_what_its_steps_wrote(
     assert run is not None
     assert run.machine_id == market.launched[0].machine_id
     assert run.execution_arn is not None and run.execution_arn.endswith(f":{run_id}")
+
+
+def test_a_tight_promise_rents_several_machines_sharing_the_budget(
+    svc: Services, aws: Created
+) -> None:
+    from subconscious.logic.orders import Acceptance, accept_quote
+    from subconscious.logic.quotes import create_quote
+    from subconscious.models import OrderRequest, QuoteRequest
+
+    now = datetime.now(UTC)
+    request = QuoteRequest.model_validate(
+        {
+            "job": {"prompts": [{"text": "p", "count": 5000}]},
+            "constraints": {"deadline": (now + timedelta(minutes=45)).isoformat()},
+        }
+    )
+    quote = create_quote(svc, TENANT, request, now)
+    [requested] = [o for o in quote.options if o.label == "requested"]
+    assert requested.machines > 1
+    order = accept_quote(
+        svc,
+        Acceptance(
+            tenant_id=TENANT,
+            idempotency_key="k-tight",
+            request=OrderRequest(quote_id=quote.quote_id, option_id=requested.option_id),
+        ),
+    )
+
+    report = tick(svc, now)
+
+    live = list(svc.runs.live())
+    assert len(report.started_runs) == len(live) > 1
+    assert len({r.offer.offer_id for r in live}) == len(live)  # each offer is one machine
+    assert len(_executions(aws)) == len(live)
+    # invariant 3: together the runs may spend no more than the order was quoted
+    assert sum(r.spend_cap_micros for r in live) <= to_micros(order.total_usd)

@@ -147,3 +147,13 @@ def test_a_misconfigured_provider_does_not_stop_the_others(
     )
     assert [p.name for p in svc.providers()] == ["fake"]  # vast has no key: left out, logged
     assert refresh(svc).offers == {"fake": 3}
+
+
+def test_a_known_start_up_time_replaces_the_adapters_estimate(svc: Services, aws: Created) -> None:
+    _second_provider(svc)
+    settings = svc.settings.model_copy(update={"startup_s_by_provider": {"other": 7}})
+    object.__setattr__(svc, "settings", settings)
+
+    offers = current_offers(svc)
+
+    assert {o.provider: o.startup_s for o in offers} == {"fake": 60, "other": 7}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from infra.local.resources import Created
 from subconscious.errors import MachineGone, MachineNotReady, RendererUnavailable
 from subconscious.logic import render_run
-from subconscious.logic.orders import cancel_order
+from subconscious.logic.orders import cancel_order, render_tasks
 from subconscious.logic.services import Services
+from subconscious.logic.throughput import predicted_seconds
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RunStatus
@@ -58,6 +60,13 @@ def test_run_renders_an_order_to_completion(svc: Services, a1111: str) -> None:
     assert done is not None
     assert (done.state, done.images_done) == (OrderState.COMPLETED, 16)
     assert done.spend_micros > 0
+    # what the prior model predicted for those 16 images, kept to move the model at Record
+    run = svc.runs.get(run_id)
+    assert run is not None and run.images == 16
+    expected = sum(
+        predicted_seconds(run.offer.gpu, t, t.batch_size) for t in render_tasks(TENANT, done)
+    )
+    assert abs(run.predicted_seconds - expected) < Decimal("0.01")
     assert len(s3_keys()) == 16
     assert queue_depth(svc) == (0, 0)
 

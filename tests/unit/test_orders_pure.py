@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
-from subconscious.logic.orders import eta, order_id_for, order_out, render_tasks, seed_bases
-from subconscious.models import Constraints, JobSpec, Order, OrderState
+from subconscious.logic.orders import (
+    TASK_GPU_MEMORY_GB,
+    eta,
+    order_id_for,
+    order_out,
+    render_tasks,
+    seed_bases,
+)
+from subconscious.logic.throughput import prior
+from subconscious.models import Constraints, JobSpec, ModelFamily, Order, OrderState
 from subconscious.models.job import MAX_SEED
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -143,10 +151,12 @@ def test_tasks_carry_the_job() -> None:
     assert [t.task_id for t in tasks] == ["o-xyz:0:77", "o-xyz:0:85", "o-xyz:0:93"]
 
 
-def test_sdxl_1024_is_rendered_one_image_per_task() -> None:
-    spec = job(3, model_family="sdxl", width=1024, height=1024)
+def test_sdxl_1024_tasks_hold_what_fits_a_24_gb_card() -> None:
+    # our H100 measurement: SDXL 1024² at batch 8 peaks at 21 GiB, within 90 % of 24 GB
+    spec = job(20, model_family="sdxl", width=1024, height=1024)
     tasks = render_tasks("t-1", order(spec, [10]))
-    assert [(t.seed, t.batch_size) for t in tasks] == [(10, 1), (11, 1), (12, 1)]
+    assert prior().fitting_batch(ModelFamily.SDXL, 1024, 1024, TASK_GPU_MEMORY_GB) == 8
+    assert [(t.seed, t.batch_size) for t in tasks] == [(10, 8), (18, 8), (26, 4)]
 
 
 def test_task_ids_are_unique() -> None:
@@ -178,10 +188,16 @@ def test_eta_before_rendering_is_the_promise(state: OrderState) -> None:
     assert eta(order(job(), [0], state, promised_at=late), NOW) == NOW  # never in the past
 
 
+def _eta_40_left_on_a_4090() -> timedelta:
+    per_s = prior().images_per_second("RTX 4090", ModelFamily.SD15, 512, 512, 20, 8)
+    return timedelta(seconds=float(40 / per_s))
+
+
 def test_eta_while_rendering_from_remaining_images() -> None:
-    # 40 images left on an RTX 4090 at 3.95 images/s: 10.126582 s
     rendering = order(job(100), [0], OrderState.RENDERING, images_done=60)
-    assert eta(rendering, NOW) == NOW + timedelta(seconds=10, microseconds=126582)
+    assert eta(rendering, NOW) == NOW + _eta_40_left_on_a_4090()
+    slower = order(job(100, steps=40), [0], OrderState.RENDERING, images_done=60)
+    assert eta(slower, NOW) == NOW + 2 * _eta_40_left_on_a_4090()
 
 
 def test_eta_while_rendering_with_nothing_left_is_now() -> None:
@@ -203,7 +219,7 @@ def test_order_out() -> None:
         "total_usd": Decimal("0.0124"),
         "spend_usd": Decimal("1.234567"),
         "promised_at": NOW + timedelta(hours=1),
-        "eta": NOW + timedelta(seconds=10, microseconds=126582),
+        "eta": NOW + _eta_40_left_on_a_4090(),
         "created_at": NOW - timedelta(minutes=5),
         "updated_at": NOW - timedelta(minutes=1),
     }

@@ -20,7 +20,8 @@ def test_defaults() -> None:
     settings = Settings()
     assert settings.presign_expiry_s == 3600
     assert settings.margin_percent == 30
-    assert settings.max_live_runs == 1
+    assert settings.max_live_runs == 4
+    assert settings.max_spend_usd_per_hour == 20
     assert settings.providers == ("fake",)  # SUBC_PROVIDERS='["fake"]'
     assert settings.idle_polls_before_teardown == 1
 

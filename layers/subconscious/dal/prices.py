@@ -6,11 +6,13 @@ import gzip
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from subconscious import aws
 from subconscious.dal._dynamo import epoch
 from subconscious.models import Offer
+from subconscious.throughput_model import Correction
 
 _META = "#meta"  # one row per provider: when it was last fetched, and how that went
 
@@ -91,6 +93,48 @@ class PriceCache:
             if i["offer_id"] != _META and i.get("fetched_at") == fetched
         ]
         return freshness, offers
+
+
+class ThroughputCorrections:
+    """Per-GPU factors on the throughput model, learned from runs. Rows live in the prices
+    table under a partition no provider can have; each write is conditional on the run count
+    it read, so two runs recorded at once never lose an update."""
+
+    PARTITION = "#throughput"
+
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table = table or aws.table(table_name)
+
+    def load(self) -> dict[str, Correction]:
+        page = self._table.query(
+            KeyConditionExpression="#p = :p",
+            ExpressionAttributeNames={"#p": "provider"},
+            ExpressionAttributeValues={":p": self.PARTITION},
+        )
+        return {
+            str(i["offer_id"]): Correction(factor=Decimal(str(i["factor"])), runs=int(i["runs"]))
+            for i in page.get("Items", [])
+        }
+
+    def replace(self, gpu: str, old: Correction, new: Correction) -> bool:
+        """Write ``new`` for ``gpu`` if the stored one is still ``old``; False if it moved."""
+        condition = "attribute_not_exists(#r)" if old.runs == 0 else "#r = :old"
+        values: dict[str, Any] = {":old": old.runs} if old.runs else {}
+        try:
+            self._table.put_item(
+                Item={
+                    "provider": self.PARTITION,
+                    "offer_id": gpu,
+                    "factor": new.factor,
+                    "runs": new.runs,
+                },
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#r": "runs"},
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
 
 class MarketHistory:

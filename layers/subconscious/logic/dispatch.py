@@ -1,4 +1,4 @@
-"""The scheduled dispatch tick: gather state, ask the pure planner, start one run per rental."""
+"""The scheduled dispatch tick: gather state, ask the pure policy, start one run per rental."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from subconscious.errors import SubconsciousError
+from subconscious.logic.planning import backlog, limits, machine, open_orders
 from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.services import Services
-from subconscious.models import RENDERABLE_STATES, RenderRun, RunStatus
-from subconscious.money import to_micros
+from subconscious.logic.throughput import current_rates, prior
+from subconscious.models import RenderRun, RunStatus
+from subconscious.money import to_micros, to_usd
 from subconscious.observability import logger
-from subconscious.planner.dispatch import Backlog, Rent, decide
+from subconscious.planner.costs import Rates, price_micros_per_hour
+from subconscious.planner.policy import PlanState, Rent, decide
 
 LEASE = "dispatch"
 
@@ -38,25 +41,35 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         report = TickReport(acted=True)
         live = _reconcile(services, now, report)
         waiting, in_flight = services.queue.depth()
-        orders = sorted(
-            (o for _, o in services.orders.open_orders() if o.state in RENDERABLE_STATES),
-            key=lambda o: o.created_at,
-        )
-        backlog = Backlog(
-            waiting_tasks=waiting,
-            in_flight_tasks=in_flight,
-            jobs=[o.job for o in orders],
-            budget_left_micros=sum(to_micros(o.total_usd) - o.spend_micros for o in orders),
+        orders = open_orders(services)
+        work = backlog(orders)
+        wants_market = any(o.images_left for o in work) and waiting + in_flight > 0
+        state = PlanState(
+            now=now,
+            orders=work if wants_market else [],
+            machines=[machine(run, now) for run in live],
+            offers=market_offers(services) if wants_market else [],
+            rates=current_rates(services) if wants_market else Rates(prior()),
+            limits=limits(services),
             recent_failed_runs=services.runs.failed_since(now - timedelta(hours=1)),
         )
-        wants_market = backlog.jobs and waiting + in_flight and len(live) < settings.max_live_runs
-        offers = market_offers(services) if wants_market else []
-        for decision in decide(backlog, live, offers, settings.max_live_runs):
+        budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
+        decisions = decide(state)
+        # The open orders' budget is shared by every run that may spend it (invariant 3):
+        # each new run may spend its share, never the whole of it.
+        runs_sharing = len(live) + sum(isinstance(d, Rent) for d in decisions)
+        for decision in decisions:
             report.decisions.append(decision.reason)
             if isinstance(decision, Rent):
-                started = start_run(services, decision, now, holder)
+                if budget_left <= 0:
+                    report.decisions.append("open orders have no budget left; not renting")
+                    break
+                share = budget_left // max(1, runs_sharing)
+                started = start_run(services, decision, share, now, holder)
                 if started:
                     report.started_runs.append(started)
+            # A Release needs nothing here: a render run ends itself (and gives its machine
+            # back) once the queue has nothing for it.
         logger.info(
             "dispatch tick",
             waiting=waiting,
@@ -70,13 +83,20 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         services.runs.release_lease(LEASE, holder)
 
 
-def start_run(services: Services, decision: Rent, now: datetime, holder: str) -> str | None:
+def start_run(
+    services: Services, decision: Rent, spend_cap_micros: int, now: datetime, holder: str
+) -> str | None:
     settings = services.settings
     run_id = f"r-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
+    offer = decision.offer
+    bid = None
+    if decision.interruptible:
+        bid = to_usd(price_micros_per_hour(offer, interruptible=True))
     run = RenderRun(
         run_id=run_id,
-        offer=decision.offer,
-        spend_cap_micros=decision.spend_cap_micros,
+        offer=offer,
+        bid_usd_per_hour=bid,
+        spend_cap_micros=spend_cap_micros,
         started_at=now,
         execution_arn=services.executions.arn_for(run_id),
     )
@@ -99,9 +119,11 @@ def start_run(services: Services, decision: Rent, now: datetime, holder: str) ->
     logger.info(
         "render run started",
         run_id=run.run_id,
-        provider=decision.offer.provider,
-        gpu=decision.offer.gpu,
-        usd_per_hour=str(decision.offer.usd_per_hour),
+        provider=offer.provider,
+        gpu=offer.gpu,
+        interruptible=decision.interruptible,
+        usd_per_hour=str(run.usd_per_hour),
+        reason=decision.reason,
     )
     return run_id
 

@@ -6,24 +6,30 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from subconscious.catalogue import canonical
 from subconscious.logic.services import Services
+from subconscious.logic.throughput import current_model
 from subconscious.models import ModelFamily, Offer
 from subconscious.models.market_view import GpuGroup, MarketOffer, MarketView, ProviderFreshness
 from subconscious.money import MICROS_PER_USD, to_usd
-from subconscious.throughput import canonical_gpu, rate
-
-_REFERENCE = {ModelFamily.SD15: (512, 512, 20), ModelFamily.SDXL: (1024, 1024, 20)}
+from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS, ThroughputModel
 
 
-def usd_per_image(usd_per_hour: Decimal, gpu: str, family: ModelFamily) -> Decimal:
-    width, height, steps = _REFERENCE[family]
-    per_second = rate(gpu, family, width, height, steps)
+def usd_per_image(
+    model: ThroughputModel, usd_per_hour: Decimal, offer: Offer, family: ModelFamily
+) -> Decimal:
+    """At the family's reference size and 20 steps, at the best batch that fits the card."""
+    side = int(REFERENCE_PIXELS[family] ** 0.5)
+    batch = model.best_batch(offer.gpu, family, side, side, offer.gpu_memory_gb)
+    per_second = model.images_per_second(offer.gpu, family, side, side, REFERENCE_STEPS, batch)
+    per_second *= offer.gpu_count
     micros = usd_per_hour * MICROS_PER_USD / 3600 / per_second
     return to_usd(int(micros.to_integral_value()) or 1)
 
 
 def market_view(services: Services, now: datetime | None = None) -> MarketView:
     now = now or datetime.now(UTC)
+    model = current_model(services)
     providers = []
     groups: dict[str, list[MarketOffer]] = defaultdict(list)
     for name in services.settings.providers:
@@ -45,7 +51,7 @@ def market_view(services: Services, now: datetime | None = None) -> MarketView:
         if stale:
             continue
         for offer in offers:
-            groups[canonical_gpu(offer.gpu)].append(_priced(offer))
+            groups[canonical(offer.gpu)].append(_priced(model, offer))
     return MarketView(
         as_of=now,
         providers=providers,
@@ -58,14 +64,15 @@ def market_view(services: Services, now: datetime | None = None) -> MarketView:
     )
 
 
-def _priced(offer: Offer) -> MarketOffer:
+def _priced(model: ThroughputModel, offer: Offer) -> MarketOffer:
+    bid = offer.min_bid_usd_per_hour if offer.interruptible else None
     return MarketOffer(
         provider=offer.provider,
         offer_id=offer.offer_id,
         gpu=offer.gpu,
         usd_per_hour=offer.usd_per_hour,
-        interruptible_usd_per_hour=offer.min_bid_usd_per_hour if offer.interruptible else None,
-        usd_per_image_sd15=usd_per_image(offer.usd_per_hour, offer.gpu, ModelFamily.SD15),
-        usd_per_image_sdxl=usd_per_image(offer.usd_per_hour, offer.gpu, ModelFamily.SDXL),
+        interruptible_usd_per_hour=bid,
+        usd_per_image_sd15=usd_per_image(model, offer.usd_per_hour, offer, ModelFamily.SD15),
+        usd_per_image_sdxl=usd_per_image(model, offer.usd_per_hour, offer, ModelFamily.SDXL),
         location=offer.location,
     )

@@ -19,6 +19,7 @@ from subconscious.errors import (
     ValidationFailed,
 )
 from subconscious.logic.services import Services
+from subconscious.logic.throughput import prior
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
     ImageOut,
@@ -33,10 +34,13 @@ from subconscious.models import (
 from subconscious.models.job import MAX_SEED
 from subconscious.money import to_usd
 from subconscious.observability import logger
-from subconscious.throughput import images_per_second, max_batch
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
 TASK_GPU_MEMORY_GB = 24
+# Images per task (one txt2img call). Tasks are cut at acceptance, before any GPU is chosen:
+# sized for a 24 GB card and capped at 8 so one call ends well inside a provider's 100 s
+# proxy limit even on a slow card; a machine with less memory splits an OOM batch in two.
+MAX_TASK_BATCH = 8
 _ORDER_NAMESPACE = uuid.UUID("5b0f5c9e-3f3a-4d0e-9d0e-7a3c2f1b9e11")
 
 
@@ -68,9 +72,15 @@ def seed_bases(order_id: str, job: JobSpec) -> list[int]:
     return bases
 
 
+def task_batch(job: JobSpec) -> int:
+    return prior().fitting_batch(
+        job.model_family, job.width, job.height, TASK_GPU_MEMORY_GB, most=MAX_TASK_BATCH
+    )
+
+
 def render_tasks(tenant_id: str, order: Order) -> list[RenderTask]:
     job = order.job
-    batch = max_batch(job, TASK_GPU_MEMORY_GB)
+    batch = task_batch(job)
     tasks = []
     for index, (prompt, base) in enumerate(zip(job.prompts, order.seed_bases, strict=True)):
         for offset in range(0, prompt.count, batch):
@@ -233,7 +243,11 @@ def eta(order: Order, now: datetime) -> datetime | None:
     if order.state is not OrderState.RENDERING:
         return max(now, order.promised_at)
     remaining = order.images_total - order.images_done
-    seconds = remaining / images_per_second(order.gpu, order.job)
+    job = order.job
+    per_s = prior().images_per_second(
+        order.gpu, job.model_family, job.width, job.height, job.steps, task_batch(job)
+    )
+    seconds = remaining / per_s
     return now + timedelta(seconds=float(seconds))
 
 

@@ -68,4 +68,10 @@ def current_offers(services: Services, now: datetime | None = None) -> list[Offe
             offers.extend(provider.list_offers())
         except SubconsciousError as error:
             logger.warning("provider offers unavailable", provider=provider.name, code=error.code)
-    return offers
+    startup = services.settings.startup_s_by_provider
+    if not startup:
+        return offers
+    return [
+        o.model_copy(update={"startup_s": startup[o.provider]}) if o.provider in startup else o
+        for o in offers
+    ]

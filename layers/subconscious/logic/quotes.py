@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from subconscious.logic.planning import backlog, limits, machine, open_orders
 from subconscious.logic.services import Services
+from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
 from subconscious.observability import logger
 from subconscious.planner.quote import plan_quote
@@ -23,8 +25,18 @@ def create_quote(
 ) -> QuoteOut:
     now = now or datetime.now(UTC)
     constraints = Constraints.model_validate(request.constraints.model_dump())
+    orders = open_orders(services)
+    live = services.runs.live()
     options = plan_quote(
-        request.job, constraints, market_offers(services), now, services.settings.margin_percent
+        request.job,
+        constraints,
+        market_offers(services),
+        now,
+        services.settings.margin_percent,
+        current_rates(services),
+        backlog=backlog(orders),
+        machines=[machine(run, now) for run in live],
+        limits=limits(services),
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

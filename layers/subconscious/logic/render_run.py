@@ -23,6 +23,7 @@ from subconscious.errors import (
     RendererOutOfMemory,
 )
 from subconscious.logic.services import Services
+from subconscious.logic.throughput import learn_from_run, predicted_seconds
 from subconscious.market.base import Provider, run_label
 from subconscious.market.static import StaticProvider
 from subconscious.models import (
@@ -39,6 +40,7 @@ from subconscious.money import cost_micros
 from subconscious.observability import logger
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 
+_MILLI = Decimal("0.001")
 _MACHINE_USER = "subc"
 _MIN_SECRET_BYTES = 16
 _WAIT_FOR_ACCEPT_S = 30  # a task whose order is still being accepted comes back later
@@ -79,7 +81,12 @@ def provision(services: Services, run_id: str, now: datetime | None = None) -> d
         machine = adopted[0]
     else:
         user, password = machine_credential(services, run_id)
-        machine = provider.launch(run.offer, label=run_label(run_id), api_auth=f"{user}:{password}")
+        machine = provider.launch(
+            run.offer,
+            label=run_label(run_id),
+            api_auth=f"{user}:{password}",
+            bid_usd_per_hour=run.bid_usd_per_hour,
+        )
     services.runs.save(
         run.model_copy(
             update={
@@ -225,7 +232,7 @@ def _spent(run: RenderRun) -> int:
     if run.machine_launched_at is None:
         return 0
     elapsed = int((datetime.now(UTC) - run.machine_launched_at).total_seconds())
-    return cost_micros(run.offer.usd_per_hour, elapsed)
+    return cost_micros(run.usd_per_hour, elapsed)
 
 
 def _verdict(services: Services, task: RenderTask) -> str:
@@ -307,7 +314,7 @@ class _Storage:
                 key=key,
             )
         # The order pays for the images it gains; re-rendering a duplicate delivery is ours.
-        batch_cost = cost_micros(self.run.offer.usd_per_hour, int(seconds) + 1)
+        batch_cost = cost_micros(self.run.usd_per_hour, int(seconds) + 1)
         spend = -(-batch_cost * new_images // len(rendered)) if rendered else 0
         updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
         if updated.state is OrderState.ACCEPTED:
@@ -317,10 +324,12 @@ class _Storage:
             task.tenant_id, task.order_id, OrderState.COMPLETED
         ):
             logger.info("order completed", order_id=task.order_id, images=updated.images_done)
+        predicted = predicted_seconds(self.run.offer.gpu, task, len(rendered))
         self.run = self.run.model_copy(
             update={
                 "images": self.run.images + len(rendered),
                 "render_seconds": self.run.render_seconds + Decimal(f"{seconds:.3f}"),
+                "predicted_seconds": self.run.predicted_seconds + predicted.quantize(_MILLI),
             }
         )
         return len(rendered)
@@ -392,7 +401,7 @@ def record(
     if run.machine_launched_at is not None:
         ended = run.machine_ended_at or now
         spend = cost_micros(
-            run.offer.usd_per_hour, int((ended - run.machine_launched_at).total_seconds())
+            run.usd_per_hour, int((ended - run.machine_launched_at).total_seconds())
         )
     status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
     if teardown_error:
@@ -410,6 +419,8 @@ def record(
         )
     )
     delivered = run.images / run.render_seconds if run.render_seconds else 0
+    if not error:  # a failed run's rate says more about the failure than about the GPU
+        learn_from_run(services, run)
     logger.info(
         "render run recorded",
         run_id=run_id,

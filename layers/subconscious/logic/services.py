@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from subconscious.dal.executions import RunExecutions
     from subconscious.dal.images import ImageStore
     from subconscious.dal.orders import OrderStore
-    from subconscious.dal.prices import MarketHistory, PriceCache
+    from subconscious.dal.prices import MarketHistory, PriceCache, ThroughputCorrections
     from subconscious.dal.quotes import QuoteStore
     from subconscious.dal.runs import RunStore
     from subconscious.dal.tenants import TenantStore
@@ -60,6 +60,10 @@ class Services:
     @property
     def prices(self) -> PriceCache:
         return _prices(self.settings.prices_table)
+
+    @property
+    def corrections(self) -> ThroughputCorrections:
+        return _corrections(self.settings.prices_table)
 
     @property
     def history(self) -> MarketHistory:
@@ -146,6 +150,13 @@ def _prices(name: str) -> PriceCache:
 
 
 @cache
+def _corrections(name: str) -> ThroughputCorrections:
+    from subconscious.dal.prices import ThroughputCorrections
+
+    return ThroughputCorrections(name)
+
+
+@cache
 def _history(bucket: str) -> MarketHistory:
     from subconscious.dal.prices import MarketHistory
 
@@ -178,6 +189,7 @@ def reset() -> None:
         _queue,
         _bucket,
         _prices,
+        _corrections,
         _history,
         _executions,
     ):

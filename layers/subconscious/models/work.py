@@ -105,7 +105,24 @@ class RenderRun(BaseModel):
     machine_ended_at: AwareDatetime | None = None
     ended_at: AwareDatetime | None = None
     spend_cap_micros: int = Field(default=0, description="stop renting past this spend")
+    bid_usd_per_hour: Decimal | None = Field(
+        default=None, description="set for an interruptible machine: what we bid per hour"
+    )
     images: int = 0
     render_seconds: Decimal = Decimal(0)
+    # What the throughput model predicted those images would take: measured against
+    # render_seconds when the run is recorded, it moves the model's factor for this GPU.
+    predicted_seconds: Decimal = Decimal(0)
     spend_micros: int = 0
     error: str | None = None
+
+    @property
+    def interruptible(self) -> bool:
+        return self.bid_usd_per_hour is not None
+
+    @property
+    def usd_per_hour(self) -> Decimal:
+        """What the machine costs us: the bid for an interruptible one, else the offer's price."""
+        return (
+            self.bid_usd_per_hour if self.bid_usd_per_hour is not None else self.offer.usd_per_hour
+        )

@@ -13,8 +13,10 @@ Money is integer micro-dollars; rates (images/s) are floats, they are not money.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
@@ -37,6 +39,7 @@ DEFAULT_PREEMPTIONS_PER_HOUR = 0.25
 MIN_MEMORY_GB = {ModelFamily.SD15: 8, ModelFamily.SDXL: 12}
 
 
+@lru_cache(maxsize=65536)
 def micros_per_hour(usd_per_hour: Decimal) -> int:
     return int((usd_per_hour * MICROS_PER_USD).to_integral_value())
 
@@ -53,6 +56,11 @@ def cost_for(provider: str, price_micros_per_hour: int, seconds: float) -> int:
 
 def usable(offer: Offer, job: JobSpec) -> bool:
     return offer.gpu_memory_gb >= MIN_MEMORY_GB[job.model_family]
+
+
+def memory_needed(jobs: Iterable[JobSpec]) -> int:
+    """The least GPU memory a machine needs to run every one of ``jobs``."""
+    return max((MIN_MEMORY_GB[f] for f in {j.model_family for j in jobs}), default=0)
 
 
 @dataclass(frozen=True)
@@ -135,3 +143,18 @@ def job_cost_micros(
         preemptions = DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600
         held_s += math.ceil(preemptions) * (speed.batch_s + offer.startup_s)
     return machines * cost_for(offer.provider, price, held_s)
+
+
+def fleet_seconds(speeds: list[Speed], images: int) -> float:
+    """Rendering time of ``images`` shared by several machines in proportion to their rates."""
+    return images / sum(s.images_per_s for s in speeds)
+
+
+def fleet_cost_micros(offers: list[Offer], speeds: list[Speed], images: int) -> int:
+    """On-demand machines rendering ``images`` together: each pays its start-up, the shared
+    rendering time and teardown, billed as its provider bills."""
+    busy = fleet_seconds(speeds, images)
+    return sum(
+        cost_for(o.provider, price_micros_per_hour(o, False), o.startup_s + busy + TEARDOWN_S)
+        for o in offers
+    )

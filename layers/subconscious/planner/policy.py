@@ -11,8 +11,8 @@ orders sharing machines:
 2. **Cheap progress while slack allows.** Otherwise, when the current fleet alone would miss a
    deadline, or the backlog holds enough work to pay a start-up back, rent interruptible
    capacity if any is offered (else on-demand), cheapest per image first.
-3. **Batching.** Small work waits (up to its latest safe start) so that one start-up serves
-   many orders.
+3. **Batching.** Small work waits, while it could still wait ``DEFER_S`` and be on time, so
+   that one start-up serves many orders.
 4. **Caps.** Never more than ``max_machines`` machines, never more than
    ``max_spend_micros_per_hour`` per hour across them; idle machines are released.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
-from subconscious.planner.costs import Rates, price_micros_per_hour, usable
+from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
 
 # A decision takes effect within one tick (dispatch runs every minute) plus the state
 # machine's start; a machine rented now renders after that and its start-up.
@@ -40,6 +40,8 @@ SAFETY_SHARE = 0.15
 # the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
 AMORTIZE = 6.0
 MAX_RECENT_FAILURES = 3
+# Work waits to share a start-up only while it could still wait this long and be on time.
+DEFER_S = 900
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ def edf(orders: Sequence[OpenOrder]) -> list[OpenOrder]:
     return sorted((o for o in orders if o.images_left > 0), key=lambda o: (o.deadline, o.order_id))
 
 
+def _setting(job: JobSpec) -> tuple[object, ...]:
+    return (job.model_family, job.width, job.height, job.steps)
+
+
 def feasible(
     orders: Sequence[OpenOrder],
     machines: Sequence[LiveMachine],
@@ -110,29 +116,49 @@ def feasible(
     start_after_s: float = 0.0,
 ) -> bool:
     """Whether ``machines`` finish every order by its deadline, EDF, with the guard and the
-    safety share kept; ``start_after_s`` delays every machine's work (a tick of waiting)."""
+    safety share kept; ``start_after_s`` delays every machine's work (a tick of waiting).
+
+    Fluid check in one sweep: orders come in deadline order and machines in ready order, so
+    for each image setting the capacity a machine adds before deadline d is r·(d − ready),
+    kept as running sums A = Σr and B = Σr·ready: O(orders + machines) per setting, which
+    keeps a quote against a backlog of 10,000 tasks well inside its latency budget."""
     if not orders:
         return True
     if not machines:
         return False
-    start = now + timedelta(seconds=start_after_s)
+    start = max(0.0, start_after_s)
+    ready = sorted(
+        (max(start, (m.ready_at - now).total_seconds()), m.offer.offer_id, m) for m in machines
+    )
+    # per image setting: [next machine index, A, B, guard]
+    sweeps: dict[tuple[object, ...], list[float]] = {}
+    speeds: dict[tuple[tuple[object, ...], int], tuple[float, float]] = {}
     needed = 0.0
     for order in orders:  # already in EDF order
         window = (order.deadline - now).total_seconds()
-        rate = 0.0
-        guard = float(TICK_S)
-        for machine in machines:
-            ready = max(start, machine.ready_at)
-            available = (order.deadline - ready).total_seconds()
-            if available <= 0:
-                continue
-            speed = rates.speed(machine.offer, order.job)
-            rate += speed.images_per_s * available / max(window, 1.0)
-            guard = max(guard, speed.batch_s)
+        if window <= 0:
+            return False
+        key = _setting(order.job)
+        sweep = sweeps.get(key)
+        if sweep is None:
+            sweep = sweeps[key] = [0, 0.0, 0.0, float(TICK_S)]
+        index = int(sweep[0])
+        while index < len(ready) and ready[index][0] < window:
+            offset, _, machine = ready[index]
+            cached = speeds.get((key, index))
+            if cached is None:
+                speed = rates.speed(machine.offer, order.job)
+                cached = speeds[(key, index)] = (speed.images_per_s, speed.batch_s)
+            sweep[1] += cached[0]
+            sweep[2] += cached[0] * offset
+            sweep[3] = max(sweep[3], cached[1])
+            index += 1
+        sweep[0] = index
+        rate = (window * sweep[1] - sweep[2]) / window
         if rate <= 0:
             return False
         needed += order.images_left / rate
-        if needed > window * (1 - SAFETY_SHARE) - guard:
+        if needed > window * (1 - SAFETY_SHARE) - sweep[3]:
             return False
     return True
 
@@ -145,12 +171,13 @@ def _candidates(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> l
     """Offers every open job can run on (a machine renders whatever task comes next), the
     cheapest per image of the most urgent job first."""
     taken = {m.offer.offer_id for m in state.machines}
+    need = memory_needed(jobs)
     fit = [
         o
         for o in state.offers
         if o.offer_id not in taken
         and (not interruptible or o.min_bid_usd_per_hour is not None)
-        and all(usable(o, job) for job in jobs)
+        and o.gpu_memory_gb >= need
     ]
     return sorted(
         fit, key=lambda o: (_per_image(o, interruptible, jobs[0], state.rates), o.offer_id)
@@ -176,10 +203,9 @@ def decide(state: PlanState) -> list[Decision]:
         return [Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off")]
     jobs = [o.job for o in orders]
     fleet = list(state.machines)
-    on_demand = [m for m in fleet if not m.interruptible]
 
     # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
-    if not _rescuable(state, orders, jobs, on_demand):
+    if not keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
 
     # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
@@ -187,7 +213,10 @@ def decide(state: PlanState) -> list[Decision]:
     spot = bool(_candidates(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
-    if not fleet and _worth_a_machine(state, orders, jobs):
+    # Waiting for company is worth it only with real slack: a promise that could not survive
+    # DEFER_S of waiting starts now rather than at its last safe tick.
+    defer_ok = keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=DEFER_S)
+    if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
@@ -196,29 +225,44 @@ def decide(state: PlanState) -> list[Decision]:
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
 
 
-def _rescuable(
-    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], on_demand: list[LiveMachine]
+def keepable(
+    orders: Sequence[OpenOrder],
+    machines: Sequence[LiveMachine],
+    offers: Sequence[Offer],
+    rates: Rates,
+    now: datetime,
+    limits: Limits,
+    prefer: Offer | None = None,
+    *,
+    delay_s: float = 0.0,
 ) -> bool:
-    """Whether, renting on-demand machines one tick from now (as many as the caps allow),
-    every order still meets its deadline."""
-    later = state.now + timedelta(seconds=TICK_S)
-    fleet = list(on_demand)
-    if feasible(orders, fleet, state.rates, state.now):
+    """Whether every order (in EDF order) still meets its deadline counting only on-demand
+    capacity: the live on-demand machines, plus on-demand rentals made ``delay_s`` from now,
+    as many as the caps allow, ``prefer`` first and then the cheapest per image."""
+    fleet = [m for m in machines if not m.interruptible]
+    if feasible(orders, fleet, rates, now):
         return True
-    room = state.limits.max_machines - len(state.machines)
-    budget = state.limits.max_spend_micros_per_hour - _hourly(state.machines)
-    for offer in _candidates(state, jobs, interruptible=False):
+    jobs = [o.job for o in orders]
+    taken = {m.offer.offer_id for m in machines}
+    need = memory_needed(jobs)
+    fit = [o for o in offers if o.offer_id not in taken and o.gpu_memory_gb >= need]
+    fit.sort(key=lambda o: (o is not prefer, _per_image(o, False, jobs[0], rates), o.offer_id))
+    room = limits.max_machines - len(machines)
+    budget = limits.max_spend_micros_per_hour - _hourly(machines)
+    at = now + timedelta(seconds=delay_s)
+    added = False
+    # adding a machine never makes a plan infeasible: one check with every machine allowed
+    for offer in fit:
         if room <= 0:
             break
         price = price_micros_per_hour(offer, False)
         if price > budget:
             continue
-        fleet.append(_virtual(offer, False, later))
+        fleet.append(_virtual(offer, False, at))
+        added = True
         room -= 1
         budget -= price
-        if feasible(orders, fleet, state.rates, state.now):
-            return True
-    return False
+    return added and feasible(orders, fleet, rates, now)
 
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:

@@ -1,72 +1,236 @@
-"""A first quote: the cheapest offer, started now, priced with our margin.
+"""Quotes: the price/completion-time frontier of a job, and the options we offer from it.
 
-The real planner (frontier of price and completion time, counter-proposals, shared backlog) is
-its own issue; it replaces :func:`plan_quote` and keeps its signature.
+For every offer that can run the job we know what k machines of it would cost (start-ups,
+rendering, teardown, billed as the provider bills; :mod:`subconscious.planner.costs`) and when
+they would finish (dispatch latency, start-up, rendering, one batch in reserve, and the same
+safety share of the window the dispatch policy keeps). From that frontier:
+
+* ``requested``: the cheapest plan that meets the deadline and the budget, promised by the
+  customer's deadline (so the dispatch may batch it with other work until then);
+* otherwise counter-proposals: ``cheapest`` (meets the deadline, over budget) and ``earliest``
+  (within budget, after the deadline);
+* ``wait_1d`` / ``wait_3d``: "cheaper if you can wait". A window that leaves hours of slack lets
+  the dispatch render on interruptible machines; we pass that saving on, but never price below
+  what the work would cost us on on-demand machines, so the safety net can always be paid for.
+
+A quote is a promise the dispatch must keep: every option is checked against the backlog and
+the live machines (all promised orders, earliest deadline first, must still fit with the
+machines the caps allow) and dropped if it would break a promise already made.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
+from subconscious.catalogue import canonical
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
-from subconscious.money import ceil_div, cost_micros, to_micros, to_usd
-from subconscious.throughput import images_per_second, max_batch
+from subconscious.money import ceil_div, to_micros, to_usd
+from subconscious.planner.costs import (
+    Rates,
+    fleet_cost_micros,
+    fleet_seconds,
+    job_cost_micros,
+    price_micros_per_hour,
+    usable,
+)
+from subconscious.planner.policy import (
+    DISPATCH_LATENCY_S,
+    SAFETY_SHARE,
+    TICK_S,
+    Limits,
+    LiveMachine,
+    OpenOrder,
+    edf,
+    keepable,
+)
 
-# Time from "accepted" to "a run picked it up": one dispatch tick plus state machine start.
-DISPATCH_LATENCY_S = 90
-# Completion promises carry slack for retries after a lost machine.
-SAFETY = Decimal("1.25")
-MIN_MEMORY_GB = {"sd15": 8, "sdxl": 12}
+# Interruptible capacity is planned only where the window leaves this much beyond what
+# on-demand machines would need: the spot traces flip availability several times a day.
+SPOT_SLACK_S = 6 * 3600
+WAIT_OPTIONS = ((1, "wait_1d"), (3, "wait_3d"))
 
 
-def render_seconds(offer: Offer, job: JobSpec) -> Decimal:
-    return Decimal(job.total_images) / images_per_second(offer.gpu, job)
+@dataclass(frozen=True)
+class Plan:
+    offers: tuple[Offer, ...]  # the machines rented together; the first is the cheapest
+    seconds: float  # from now until the last image, with the policy's reserves
+    cost_micros: int
+
+    @property
+    def offer(self) -> Offer:
+        return self.offers[0]
+
+    @property
+    def machines(self) -> int:
+        return len(self.offers)
+
+    def completes(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=int(self.seconds) + 1)
 
 
-def machine_cost_micros(offer: Offer, job: JobSpec) -> int:
-    """Start-up (paid while the machine boots) plus rendering, at the offer's hourly price."""
-    return cost_micros(offer.usd_per_hour, offer.startup_s + render_seconds(offer, job))
+def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
+    speeds = [rates.speed(o, job) for o in offers]
+    busy = fleet_seconds(speeds, images)
+    guard = max(float(TICK_S), *(s.batch_s for s in speeds))
+    start = DISPATCH_LATENCY_S + max(o.startup_s for o in offers)
+    seconds = (start + busy + guard) / (1 - SAFETY_SHARE)
+    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
 
 
-def usable(offers: list[Offer], job: JobSpec) -> list[Offer]:
-    need = MIN_MEMORY_GB[job.model_family.value]
-    return [o for o in offers if o.gpu_memory_gb >= need and max_batch(job, o.gpu_memory_gb) >= 1]
+def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits) -> list[Plan]:
+    """On-demand plans for ``job``: each usable offer alone, and the k offers cheapest per
+    image together (each offer is one machine, as on the marketplaces), for k up to the
+    machine cap and the hourly spend cap; only plans that no other beats on both cost and
+    time are kept, fastest first."""
+    fit = [o for o in offers if usable(o, job)]
+    if not fit:
+        return []
+    hourly_of = {o.offer_id: price_micros_per_hour(o, False) for o in fit}
+    by_value = sorted(
+        fit, key=lambda o: (hourly_of[o.offer_id] / rates.speed(o, job).images_per_s, o.offer_id)
+    )
+    images = job.total_images
+    plans = [_plan(job, images, [o], rates) for o in fit]
+    fleet: list[Offer] = [by_value[0]]
+    hourly = hourly_of[by_value[0].offer_id]
+    for offer in by_value[1:]:
+        price = hourly_of[offer.offer_id]
+        if len(fleet) >= limits.max_machines or hourly + price > limits.max_spend_micros_per_hour:
+            break
+        if sum(rates.speed(o, job).batch for o in fleet) >= images:
+            break  # another machine would have nothing to render
+        fleet.append(offer)
+        hourly += price
+        plans.append(_plan(job, images, list(fleet), rates))
+    plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
+    kept: list[Plan] = []
+    for plan in plans:
+        if not kept or plan.cost_micros < kept[-1].cost_micros:
+            kept.append(plan)
+    return kept
 
 
-def cheapest_offer(offers: list[Offer], job: JobSpec) -> Offer:
-    candidates = usable(offers, job)
-    if not candidates:
-        raise NoCapacity("no GPU on the market can run this job right now")
-    return min(candidates, key=lambda o: (machine_cost_micros(o, job), o.offer_id))
+def _edf_key(order: OpenOrder) -> tuple[datetime, str]:
+    return (order.deadline, order.order_id)
+
+
+def spot_cost_micros(job: JobSpec, offers: Sequence[Offer], rates: Rates) -> int | None:
+    """The cheapest cost of ``job`` on one interruptible machine, losses included."""
+    costs = [
+        job_cost_micros(o, rates.speed(o, job), job.total_images, interruptible=True)
+        for o in offers
+        if o.min_bid_usd_per_hour is not None and usable(o, job)
+    ]
+    return min(costs) if costs else None
 
 
 def plan_quote(
-    job: JobSpec, constraints: Constraints, offers: list[Offer], now: datetime, margin_percent: int
+    job: JobSpec,
+    constraints: Constraints,
+    offers: Sequence[Offer],
+    now: datetime,
+    margin_percent: int,
+    rates: Rates,
+    *,
+    backlog: Sequence[OpenOrder] = (),
+    machines: Sequence[LiveMachine] = (),
+    limits: Limits | None = None,
 ) -> list[QuoteOption]:
-    offer = cheapest_offer(offers, job)
-    cost = machine_cost_micros(offer, job)
-    price_micros = ceil_div(cost * (100 + margin_percent), 100 * job.total_images)
-    total_micros = price_micros * job.total_images
-    duration = (DISPATCH_LATENCY_S + offer.startup_s + render_seconds(offer, job)) * SAFETY
-    completes_at = now + timedelta(seconds=float(duration.to_integral_value()))
+    limits = limits or Limits()
+    plans = frontier(job, offers, rates, limits)
+    if not plans:
+        raise NoCapacity("no GPU on the market can run this job right now")
+    spot = spot_cost_micros(job, offers, rates)
+    images = job.total_images
     budget = constraints.max_price_per_image_usd
-    meets_budget = budget is None or price_micros <= to_micros(budget)
-    meets_deadline = constraints.deadline is None or completes_at <= constraints.deadline
-    digest = hashlib.sha256(f"{offer.provider}/{offer.offer_id}/{now.isoformat()}".encode())
-    return [
-        QuoteOption(
-            option_id=f"opt-{digest.hexdigest()[:12]}",
-            label="requested" if meets_budget and meets_deadline else "cheapest",
-            provider=offer.provider,
-            gpu=offer.gpu,
-            start_at=now,
-            completes_at=completes_at,
-            price_per_image_usd=to_usd(price_micros),
-            total_usd=to_usd(total_micros),
-            meets_deadline=meets_deadline,
-            meets_budget=meets_budget,
+    budget_micros = None if budget is None else to_micros(budget)
+    deadline = constraints.deadline
+
+    def price(plan: Plan, by: datetime) -> int:
+        """Per image, margin included; interruptible pricing where the window allows it."""
+        on_demand = ceil_div(plan.cost_micros * (100 + margin_percent), 100 * images)
+        slack = (by - plan.completes(now)).total_seconds()
+        if spot is None or slack < SPOT_SLACK_S or plan.machines > 1:
+            return on_demand
+        floor = ceil_div(plan.cost_micros, images)  # what on-demand would cost us
+        with_margin = ceil_div(spot * (100 + margin_percent), 100 * images)
+        return min(on_demand, max(floor, with_margin))
+
+    promised = edf(backlog)  # sorted once; each check slots the new order in
+
+    def keeps(promise: datetime, plan: Plan) -> bool:
+        new = OpenOrder("quote", job, images, promise)
+        at = bisect.bisect_right(promised, (new.deadline, new.order_id), key=_edf_key)
+        orders = [*promised[:at], new, *promised[at:]]
+        return keepable(orders, machines, offers, rates, now, limits, plan.offer)
+
+    options: list[QuoteOption] = []
+
+    def add(label: str, plan: Plan, by: datetime, per_image: int) -> None:
+        meets_budget = budget_micros is None or per_image <= budget_micros
+        meets_deadline = deadline is None or by <= deadline
+        digest = hashlib.sha256(
+            f"{label}/{plan.offer.provider}/{plan.offer.offer_id}/{now.isoformat()}".encode()
         )
-    ]
+        options.append(
+            QuoteOption(
+                option_id=f"opt-{digest.hexdigest()[:12]}",
+                label=label,
+                provider=plan.offer.provider,
+                gpu=canonical(plan.offer.gpu),
+                machines=plan.machines,
+                start_at=now,
+                completes_at=by,
+                price_per_image_usd=to_usd(per_image),
+                total_usd=to_usd(per_image * images),
+                meets_deadline=meets_deadline,
+                meets_budget=meets_budget,
+            )
+        )
+
+    # The cheapest plan meeting the deadline; promised by the deadline itself.
+    on_time = sorted(
+        (
+            (price(p, deadline or p.completes(now)), p.seconds, p)
+            for p in plans
+            if deadline is None or p.completes(now) <= deadline
+        ),
+        key=lambda item: item[:2],
+    )
+    best_on_time = next((i for i in on_time if keeps(deadline or i[2].completes(now), i[2])), None)
+    if best_on_time is not None:
+        per_image, _, plan = best_on_time
+        by = deadline or plan.completes(now)
+        within = budget_micros is None or per_image <= budget_micros
+        add("requested" if within else "cheapest", plan, by, per_image)
+    if best_on_time is None or not options[-1].meets_budget:
+        # The earliest plan within budget, promised when it completes.
+        affordable = [
+            (price(p, p.completes(now)), p)
+            for p in plans
+            if budget_micros is None or price(p, p.completes(now)) <= budget_micros
+        ]
+        for per_image, plan in sorted(affordable, key=lambda cp: (cp[1].seconds, cp[0])):
+            if keeps(plan.completes(now), plan):
+                add("earliest", plan, plan.completes(now), per_image)
+                break
+    cheapest_so_far = min((to_micros(o.price_per_image_usd) for o in options), default=None)
+    for days, label in WAIT_OPTIONS:
+        by = now + timedelta(days=days)
+        if deadline is not None and by <= deadline:
+            continue  # the requested window is already this long
+        plan = min(plans, key=lambda p: (p.cost_micros, p.seconds))
+        per_image = price(plan, by)
+        if cheapest_so_far is not None and per_image >= cheapest_so_far:
+            continue  # not cheaper than an option already given
+        if keeps(by, plan):
+            add(label, plan, by, per_image)
+            cheapest_so_far = per_image
+    if not options:
+        raise NoCapacity("no plan fits beside the work already promised; try later")
+    return options

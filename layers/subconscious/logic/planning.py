@@ -1,0 +1,44 @@
+"""The planner's view of our own state: promised orders and live machines, from the tables."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from subconscious.logic.services import Services
+from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
+from subconscious.money import to_micros
+from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
+
+
+def limits(services: Services) -> Limits:
+    settings = services.settings
+    return Limits(
+        max_machines=settings.max_live_runs,
+        max_spend_micros_per_hour=to_micros(settings.max_spend_usd_per_hour),
+    )
+
+
+def open_orders(services: Services) -> list[Order]:
+    """Promised orders that still render, oldest first."""
+    return sorted(
+        (o for _, o in services.orders.open_orders() if o.state in RENDERABLE_STATES),
+        key=lambda o: o.created_at,
+    )
+
+
+def backlog(orders: list[Order]) -> list[OpenOrder]:
+    return [
+        OpenOrder(o.order_id, o.job, max(0, o.images_total - o.images_done), o.promised_at)
+        for o in orders
+    ]
+
+
+def machine(run: RenderRun, now: datetime) -> LiveMachine:
+    """A live run as the planner sees it; a machine still starting is expected ready after
+    its offer's start-up from when it was launched (or will be)."""
+    if run.status is RunStatus.RENDERING:
+        ready = now
+    else:
+        launched = run.machine_launched_at or max(now, run.started_at)
+        ready = max(now, launched + timedelta(seconds=run.offer.startup_s))
+    return LiveMachine(run.run_id, run.offer, run.interruptible, ready)

@@ -1,0 +1,123 @@
+"""A run's measured rate moves the throughput model (stored per GPU in the prices table), and
+what the planner quotes follows it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from infra.local.resources import Created
+from subconscious.logic import render_run
+from subconscious.logic.market import market_view
+from subconscious.logic.services import Services
+from subconscious.logic.throughput import current_model, learn_from_run, predicted_seconds, prior
+from subconscious.models import ModelFamily, RenderTask, RunStatus, Sampler
+from subconscious.throughput_model import Correction
+from tests.integration.workflow import new_run
+
+SD15 = (ModelFamily.SD15, 512, 512, 20, 8)
+
+
+def task(batch: int = 8) -> RenderTask:
+    return RenderTask(
+        tenant_id="t",
+        order_id="o",
+        prompt_index=0,
+        prompt="p",
+        negative_prompt="",
+        seed=1,
+        batch_size=batch,
+        width=512,
+        height=512,
+        steps=20,
+        cfg_scale=Decimal(7),
+        sampler=Sampler.EULER_A,
+        model_family=ModelFamily.SD15,
+    )
+
+
+def _finished_run(svc: Services, speedup: Decimal, images: int = 400) -> str:
+    """A run on the fake market's RTX 4090 that rendered ``speedup`` × the prior's rate."""
+    run = new_run(svc, "o-4090")
+    predicted = predicted_seconds(run.offer.gpu, task(), images)
+    svc.runs.save(
+        run.model_copy(
+            update={
+                "status": RunStatus.RENDERING,
+                "machine_launched_at": datetime.now(UTC),
+                "images": images,
+                "predicted_seconds": predicted,
+                "render_seconds": predicted / speedup,
+            }
+        )
+    )
+    return run.run_id
+
+
+def test_a_faster_run_than_predicted_raises_the_gpus_rate(svc: Services, aws: Created) -> None:
+    before = current_model(svc).images_per_second("RTX 4090", *SD15)
+    assert before == prior().images_per_second("RTX 4090", *SD15)
+
+    render_run.record(svc, _finished_run(svc, Decimal(2)))
+
+    stored = svc.corrections.load()
+    assert stored["RTX 4090"].runs == 1
+    after = current_model(svc).images_per_second("RTX 4090", *SD15)
+    assert after > before
+    # one run moves the factor by at most 2^0.3 (the model's weight per run)
+    assert after / before <= Decimal("1.2312")
+    # other cards are untouched
+    assert current_model(svc).images_per_second("RTX 3090", *SD15) == prior().images_per_second(
+        "RTX 3090", *SD15
+    )
+
+
+def test_runs_keep_moving_the_factor_towards_what_they_measure(svc: Services, aws: Created) -> None:
+    for _ in range(6):
+        render_run.record(svc, _finished_run(svc, Decimal("0.5")))
+    factor = svc.corrections.load()["RTX 4090"]
+    assert factor.runs == 6
+    assert Decimal("0.5") < factor.factor < Decimal("0.7")  # converging on the measured half
+
+
+def test_the_market_view_prices_images_at_the_corrected_rate(svc: Services, aws: Created) -> None:
+    from subconscious.logic.prices import refresh
+
+    refresh(svc)
+
+    def price_4090() -> Decimal:
+        view = market_view(svc)
+        group = next(g for g in view.gpus if g.gpu == "RTX 4090")
+        return group.offers[0].usd_per_image_sd15
+
+    before = price_4090()
+    render_run.record(svc, _finished_run(svc, Decimal(2)))
+    assert price_4090() < before
+
+
+def test_a_failed_run_teaches_nothing(svc: Services, aws: Created) -> None:
+    run_id = _finished_run(svc, Decimal("0.5"))
+    render_run.record(svc, run_id, {"Error": "RendererUnavailable", "Cause": "gone"})
+    assert svc.corrections.load() == {}
+
+
+def test_a_run_that_rendered_nothing_teaches_nothing(svc: Services, aws: Created) -> None:
+    run = new_run(svc, "o-4090")
+    assert learn_from_run(svc, run) is None
+    assert svc.corrections.load() == {}
+
+
+def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services, aws: Created) -> None:
+    first = svc.corrections.replace("RTX 4090", Correction(), Correction(Decimal("1.1"), 1))
+    assert first
+    # a writer that read before the first write loses, and must read again
+    assert not svc.corrections.replace("RTX 4090", Correction(), Correction(Decimal("0.9"), 1))
+    assert svc.corrections.load()["RTX 4090"] == Correction(Decimal("1.1"), 1)
+    assert svc.corrections.replace(
+        "RTX 4090", Correction(Decimal("1.1"), 1), Correction(Decimal("1.2"), 2)
+    )
+    # learning reads afresh, so it builds on the stored factor
+    run = svc.runs.get(_finished_run(svc, Decimal(1)))
+    assert run is not None
+    learned = learn_from_run(svc, run)
+    assert learned is not None and learned.runs == 3

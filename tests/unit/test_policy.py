@@ -1,0 +1,217 @@
+"""The dispatch policy: safety net, progress, batching, caps (pure; no AWS)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from subconscious.models import JobSpec, Offer
+from subconscious.planner.costs import Rates
+from subconscious.planner.policy import (
+    MAX_RECENT_FAILURES,
+    Limits,
+    LiveMachine,
+    OpenOrder,
+    PlanState,
+    Release,
+    Rent,
+    Wait,
+    decide,
+    edf,
+    feasible,
+    keepable,
+)
+from subconscious.throughput_model import ThroughputModel
+
+NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
+RATES = Rates(ThroughputModel())
+
+
+def job(images: int = 100, **overrides: Any) -> JobSpec:
+    return JobSpec.model_validate({"prompts": [{"text": "a cat", "count": images}], **overrides})
+
+
+def offer(
+    offer_id: str,
+    gpu: str = "RTX 3090",
+    price: str = "0.20",
+    bid: str | None = None,
+    memory: int = 24,
+    startup_s: int = 300,
+    provider: str = "vast",
+) -> Offer:
+    return Offer(
+        provider=provider,
+        offer_id=offer_id,
+        gpu=gpu,
+        gpu_memory_gb=memory,
+        usd_per_hour=Decimal(price),
+        interruptible=bid is not None,
+        min_bid_usd_per_hour=Decimal(bid) if bid else None,
+        startup_s=startup_s,
+    )
+
+
+CHEAP = offer("3090", bid="0.08")
+FAST = offer("4090", "RTX 4090", "0.40", provider="tensordock", startup_s=420)
+ON_DEMAND_ONLY = offer("3090-od")
+
+
+def order(images: int, within: timedelta, order_id: str = "o1", **job_fields: Any) -> OpenOrder:
+    # images left may exceed one order's maximum: the backlog of several orders of one job
+    return OpenOrder(order_id, job(min(images, 10_000), **job_fields), images, NOW + within)
+
+
+def state(
+    orders: list[OpenOrder],
+    offers: list[Offer],
+    machines: list[LiveMachine] | None = None,
+    **kw: Any,
+) -> PlanState:
+    return PlanState(NOW, orders, machines or [], offers, RATES, **kw)
+
+
+def rents(decisions: list[Any]) -> list[Rent]:
+    return [d for d in decisions if isinstance(d, Rent)]
+
+
+def test_no_work_releases_every_machine_or_waits() -> None:
+    machine = LiveMachine("m1", CHEAP, False, NOW)
+    assert decide(state([], [CHEAP], [machine])) == [Release("m1", "no work left")]
+    assert decide(state([], [CHEAP])) == [Wait("no work waiting")]
+    done = OpenOrder("o1", job(), 0, NOW + timedelta(hours=1))
+    assert decide(state([done], [CHEAP])) == [Wait("no work waiting")]
+
+
+def test_small_work_with_slack_waits_to_share_a_start_up() -> None:
+    [decision] = decide(state([order(10, timedelta(days=1))], [CHEAP]))
+    assert isinstance(decision, Wait)
+
+
+def test_enough_work_rents_interruptible_while_slack_allows() -> None:
+    [decision] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY, CHEAP])))
+    assert decision.offer == CHEAP and decision.interruptible
+
+
+def test_without_interruptible_offers_enough_work_rents_on_demand() -> None:
+    [decision] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY])))
+    assert decision.offer == ON_DEMAND_ONLY and not decision.interruptible
+
+
+def test_a_tight_promise_starts_at_once_even_for_little_work() -> None:
+    [decision] = rents(decide(state([order(10, timedelta(minutes=20))], [CHEAP])))
+    assert decision.offer == CHEAP
+
+
+def test_safety_net_rents_on_demand_when_interruptible_capacity_cannot_be_relied_on() -> None:
+    # The only machine is interruptible. One on-demand 3090 rented now would still make the
+    # deadline (45 min, ready after 390 s), rented a tick later it would not (ready after
+    # 450 s): the net rents on-demand now, whatever interruptible capacity is on offer.
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    spot = LiveMachine("m1", CHEAP, True, NOW)
+    work = order(int(per_s * 1890), timedelta(minutes=45))
+    decisions = decide(state([work], [CHEAP, ON_DEMAND_ONLY], [spot]))
+    assert rents(decisions)
+    assert all(not r.interruptible for r in rents(decisions))
+    assert all(r.reason.startswith("safety net") for r in rents(decisions))
+
+
+def test_on_track_fleet_waits() -> None:
+    machine = LiveMachine("m1", ON_DEMAND_ONLY, False, NOW)
+    [decision] = decide(state([order(100, timedelta(hours=3))], [CHEAP], [machine]))
+    assert isinstance(decision, Wait) and "on track" in decision.reason
+
+
+def test_a_fleet_falling_behind_gets_more_capacity() -> None:
+    slow = LiveMachine("m1", ON_DEMAND_ONLY, False, NOW)
+    work = order(14_000, timedelta(hours=4))
+    decisions = rents(decide(state([work], [CHEAP, FAST], [slow])))
+    assert decisions
+    planned = [
+        slow,
+        *(LiveMachine(r.offer.offer_id, r.offer, r.interruptible, NOW) for r in decisions),
+    ]
+    assert feasible(edf([work]), planned, RATES, NOW)
+
+
+def test_caps_bound_machines_and_hourly_spend() -> None:
+    many = [offer(f"o{i}") for i in range(10)]
+    impossible = order(100_000, timedelta(minutes=30))
+    decisions = rents(decide(state([impossible], many, limits=Limits(max_machines=3))))
+    assert len(decisions) == 3
+    spend = rents(
+        decide(state([impossible], many, limits=Limits(max_spend_micros_per_hour=500_000)))
+    )
+    assert len(spend) == 2  # 0.20 $/h each: a third would pass 0.50 $/h
+
+
+def test_an_offer_already_rented_is_not_rented_again() -> None:
+    machine = LiveMachine("m1", ON_DEMAND_ONLY, False, NOW)
+    decisions = rents(
+        decide(state([order(100_000, timedelta(hours=1))], [ON_DEMAND_ONLY], [machine]))
+    )
+    assert decisions == []
+
+
+def test_offers_that_cannot_run_every_open_job_are_skipped() -> None:
+    small = offer("small", "RTX 3060", "0.05", memory=8)
+    sdxl = order(5000, timedelta(hours=2), "o2", model_family="sdxl", width=1024, height=1024)
+    decisions = rents(decide(state([order(5000, timedelta(hours=2)), sdxl], [small, FAST])))
+    assert [r.offer for r in decisions] == [FAST]
+
+
+def test_repeated_failures_hold_off() -> None:
+    [decision] = decide(
+        state([order(5000, timedelta(hours=2))], [CHEAP], recent_failed_runs=MAX_RECENT_FAILURES)
+    )
+    assert isinstance(decision, Wait) and "failed" in decision.reason
+
+
+def test_no_offer_is_a_wait_with_a_reason() -> None:
+    [decision] = decide(state([order(100, timedelta(minutes=20))], []))
+    assert isinstance(decision, Wait) and "no offer" in decision.reason
+
+
+def test_edf_orders_by_deadline_then_id_and_drops_finished() -> None:
+    a = order(1, timedelta(hours=2), "b")
+    b = order(1, timedelta(hours=1), "z")
+    c = order(1, timedelta(hours=2), "a")
+    done = OpenOrder("d", job(), 0, NOW)
+    assert edf([a, b, c, done]) == [b, c, a]
+
+
+def test_feasible_counts_start_up_and_deadlines_in_order() -> None:
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    hour = int(per_s * 3600)
+    ready_now = LiveMachine("m", ON_DEMAND_ONLY, False, NOW)
+    booting = LiveMachine("m", ON_DEMAND_ONLY, False, NOW + timedelta(hours=1))
+    assert feasible([order(hour // 2, timedelta(hours=1))], [ready_now], RATES, NOW)
+    assert not feasible([order(hour // 2, timedelta(hours=1))], [booting], RATES, NOW)
+    assert not feasible([order(hour, timedelta(hours=1))], [ready_now], RATES, NOW)
+    # the second order is due later but both must fit before it
+    both = edf(
+        [order(hour // 2, timedelta(hours=1)), order(hour * 3 // 2, timedelta(hours=2), "o2")]
+    )
+    assert not feasible(both, [ready_now], RATES, NOW)
+    assert not feasible(both, [], RATES, NOW)
+    assert feasible([], [], RATES, NOW)
+
+
+def test_keepable_counts_only_on_demand_capacity() -> None:
+    per_s = RATES.speed(CHEAP, job()).images_per_s
+    work = [order(int(per_s * 1800), timedelta(hours=1))]
+    spot = LiveMachine("m", CHEAP, True, NOW)
+    steady = LiveMachine("m", CHEAP, False, NOW)
+    assert keepable(work, [steady], [], RATES, NOW, Limits())
+    assert not keepable(work, [spot], [], RATES, NOW, Limits())
+    assert keepable(work, [spot], [ON_DEMAND_ONLY], RATES, NOW, Limits())
+
+
+@pytest.mark.parametrize("delay_h", [0, 2])
+def test_keepable_after_a_delay(delay_h: int) -> None:
+    work = [order(3000, timedelta(hours=3))]
+    ok = keepable(work, [], [ON_DEMAND_ONLY], RATES, NOW, Limits(), delay_s=delay_h * 3600)
+    assert ok is (delay_h == 0)

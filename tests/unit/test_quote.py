@@ -1,0 +1,280 @@
+"""Quotes: the requested terms when feasible, counter-proposals when not, and the promises
+behind every option (pure; no AWS). Property tests with hypothesis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from subconscious.catalogue import canonical
+from subconscious.errors import NoCapacity
+from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
+from subconscious.money import to_micros
+from subconscious.planner.costs import Rates, fleet_cost_micros
+from subconscious.planner.policy import Limits, OpenOrder, keepable
+from subconscious.planner.quote import frontier, plan_quote
+from subconscious.throughput_model import ThroughputModel
+
+NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
+END_OF_DAY = NOW.replace(hour=23, minute=59)
+RATES = Rates(ThroughputModel())
+MARGIN = 30
+
+
+def founding_job(per_prompt: int = 100) -> JobSpec:
+    """The founding document's example: 1000 SD 1.5 images from 10 prompts."""
+    prompts = [{"text": f"prompt {i}", "count": per_prompt} for i in range(10)]
+    return JobSpec.model_validate({"prompts": prompts})
+
+
+def offer(
+    offer_id: str,
+    gpu: str = "RTX 3090",
+    price: str = "0.22",
+    bid: str | None = None,
+    provider: str = "vast",
+    startup_s: int = 300,
+    memory: int = 24,
+) -> Offer:
+    return Offer(
+        provider=provider,
+        offer_id=offer_id,
+        gpu=gpu,
+        gpu_memory_gb=memory,
+        usd_per_hour=Decimal(price),
+        interruptible=bid is not None,
+        min_bid_usd_per_hour=Decimal(bid) if bid else None,
+        startup_s=startup_s,
+    )
+
+
+MARKET = [
+    offer("v-3090", bid="0.09"),
+    offer("v-4090", "RTX 4090", "0.35", bid="0.15"),
+    offer("td-a6000", "RTX A6000", "0.45", provider="tensordock", startup_s=420, memory=48),
+    offer("rp-h100", "H100 SXM", "2.69", provider="runpod", startup_s=240, memory=80),
+]
+
+
+def quote(job: JobSpec, offers: list[Offer] | None = None, **constraints: Any) -> list[QuoteOption]:
+    return plan_quote(
+        job, Constraints(**constraints), offers or MARKET, NOW, MARGIN, RATES, limits=Limits()
+    )
+
+
+def labels(options: list[QuoteOption]) -> list[str]:
+    return [o.label for o in options]
+
+
+def test_founding_example_feasible_returns_the_requested_terms() -> None:
+    options = quote(founding_job(), deadline=END_OF_DAY, max_price_per_image_usd=Decimal("0.03"))
+    requested = options[0]
+    assert requested.label == "requested" and requested.meets_budget and requested.meets_deadline
+    assert requested.completes_at == END_OF_DAY  # promised by the deadline: room to batch
+    assert requested.price_per_image_usd <= Decimal("0.03")
+    assert requested.total_usd == requested.price_per_image_usd * 1000
+    assert "cheapest" not in labels(options) and "earliest" not in labels(options)
+
+
+def test_founding_example_infeasible_budget_returns_counter_proposals() -> None:
+    options = quote(
+        founding_job(), deadline=END_OF_DAY, max_price_per_image_usd=Decimal("0.000001")
+    )
+    assert "requested" not in labels(options)
+    cheapest = next(o for o in options if o.label == "cheapest")
+    assert cheapest.meets_deadline and not cheapest.meets_budget
+    # nothing in budget on this market, at any speed: no "earliest" either
+    assert all(not o.meets_budget for o in options)
+
+
+def test_an_impossible_deadline_offers_the_earliest_within_budget() -> None:
+    options = quote(
+        founding_job(),
+        deadline=NOW + timedelta(minutes=2),
+        max_price_per_image_usd=Decimal("0.03"),
+    )
+    assert labels(options)[0] == "earliest"
+    earliest = options[0]
+    assert earliest.meets_budget and not earliest.meets_deadline
+    assert earliest.completes_at > NOW + timedelta(minutes=2)
+
+
+def test_waiting_is_cheaper_where_interruptible_capacity_exists() -> None:
+    # two hours leave no room for interruptible machines; three days do
+    options = quote(founding_job(), deadline=NOW + timedelta(hours=2))
+    by_label = {o.label: o for o in options}
+    # today's prices hold for every day ahead (no forecast here), so a day is as cheap as
+    # three: the three-day option is left out rather than repeat the one-day price
+    assert labels(options) == ["requested", "wait_1d"]
+    assert by_label["wait_1d"].price_per_image_usd < by_label["requested"].price_per_image_usd
+    assert by_label["wait_1d"].completes_at == NOW + timedelta(days=1)
+
+
+def test_wait_options_never_price_below_what_on_demand_would_cost_us() -> None:
+    job = founding_job()
+    plan = min(frontier(job, MARKET, RATES, Limits()), key=lambda p: p.cost_micros)
+    for option in quote(job, deadline=NOW + timedelta(hours=2)):
+        assert to_micros(option.total_usd) >= plan.cost_micros
+
+
+def test_no_interruptible_offer_no_cheaper_wait_option() -> None:
+    on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
+    assert labels(quote(founding_job(), on_demand, deadline=NOW + timedelta(hours=2))) == [
+        "requested"
+    ]
+
+
+def test_a_window_with_hours_of_slack_is_priced_on_interruptible_capacity() -> None:
+    on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
+    [od_price] = quote(founding_job(), on_demand, deadline=END_OF_DAY)
+    [spot_price] = quote(founding_job(), deadline=END_OF_DAY)
+    assert spot_price.price_per_image_usd < od_price.price_per_image_usd
+
+
+def test_tight_deadlines_price_several_machines_each_offer_once() -> None:
+    job = JobSpec.model_validate({"prompts": [{"text": "x", "count": 10_000}]})
+    [requested, *_] = quote(job, deadline=NOW + timedelta(hours=1))
+    assert requested.meets_deadline and requested.machines > 1
+    fleets = [p for p in frontier(job, MARKET, RATES, Limits()) if p.machines > 1]
+    assert fleets and all(len({o.offer_id for o in p.offers}) == p.machines for p in fleets)
+
+
+def test_no_usable_offer_is_no_capacity() -> None:
+    sdxl = JobSpec.model_validate(
+        {
+            "prompts": [{"text": "x", "count": 1}],
+            "model_family": "sdxl",
+            "width": 1024,
+            "height": 1024,
+        }
+    )
+    with pytest.raises(NoCapacity):
+        quote(sdxl, [offer("tiny", "RTX 3060 Ti", memory=8)])
+
+
+def test_a_full_backlog_refuses_what_it_could_not_keep() -> None:
+    job = founding_job()
+    # every machine the caps allow is needed for work already promised within the hour
+    big = OpenOrder("o-big", job, 40_000, NOW + timedelta(hours=1))
+    with pytest.raises(NoCapacity):
+        plan_quote(
+            job,
+            Constraints(deadline=NOW + timedelta(hours=1)),
+            MARKET,
+            NOW,
+            MARGIN,
+            RATES,
+            backlog=[big],
+            limits=Limits(max_machines=2),
+        )
+
+
+def test_quote_latency_inputs_of_the_benchmark_size_are_handled() -> None:
+    # 1,000 offers and a backlog of 10,000 tasks: the quote answers (speed is in bench/)
+    offers = [offer(f"o{i}", price=f"0.{20 + i % 50:02d}") for i in range(1000)]
+    backlog = [
+        OpenOrder(f"b{i}", founding_job(8), 80, NOW + timedelta(hours=6 + i % 48))
+        for i in range(1250)
+    ]
+    options = plan_quote(
+        founding_job(),
+        Constraints(deadline=END_OF_DAY),
+        offers,
+        NOW,
+        MARGIN,
+        RATES,
+        backlog=backlog,
+        limits=Limits(max_machines=64, max_spend_micros_per_hour=10**9),
+    )
+    assert options[0].label == "requested"
+
+
+# --- properties ---
+
+offer_strategy = st.builds(
+    offer,
+    offer_id=st.uuids().map(str),
+    gpu=st.sampled_from(["RTX 3090", "RTX 4090", "RTX A6000", "A100 80GB", "H100 SXM", "T4"]),
+    price=st.decimals("0.05", "4.00", places=2).map(str),
+    bid=st.none() | st.decimals("0.02", "0.05", places=2).map(str),
+    provider=st.sampled_from(["vast", "runpod", "tensordock"]),
+    startup_s=st.integers(30, 900),
+    memory=st.sampled_from([16, 24, 48, 80]),
+)
+job_strategy = st.integers(10, 5000).map(
+    lambda n: JobSpec.model_validate({"prompts": [{"text": "p", "count": n}]})
+)
+deadline_strategy = st.integers(20 * 60, 7 * 24 * 3600).map(lambda s: NOW + timedelta(seconds=s))
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _on_time(options: list[QuoteOption]) -> list[QuoteOption]:
+    return [o for o in options if o.meets_deadline]
+
+
+@PROPERTY
+@given(job_strategy, deadline_strategy, st.lists(offer_strategy, min_size=1, max_size=6))
+def test_a_quoted_feasible_order_can_be_kept_by_dispatch(
+    job: JobSpec, deadline: datetime, offers: list[Offer]
+) -> None:
+    try:
+        options = plan_quote(job, Constraints(deadline=deadline), offers, NOW, MARGIN, RATES)
+    except NoCapacity:
+        return
+    for option in _on_time(options):
+        assert option.completes_at <= deadline
+        promised = OpenOrder("o", job, job.total_images, option.completes_at)
+        # on-demand capacity alone, rented now, finishes it by the promise
+        assert keepable([promised], [], offers, RATES, NOW, Limits())
+
+
+@PROPERTY
+@given(job_strategy, deadline_strategy, st.lists(offer_strategy, min_size=1, max_size=6))
+def test_no_option_is_priced_below_the_plan_it_was_priced_on(
+    job: JobSpec, deadline: datetime, offers: list[Offer]
+) -> None:
+    try:
+        options = plan_quote(job, Constraints(deadline=deadline), offers, NOW, MARGIN, RATES)
+    except NoCapacity:
+        return
+    plans = frontier(job, offers, RATES, Limits())
+    for option in options:
+        # what renting that plan on-demand costs us, start-ups and billing increments included
+        candidates = [
+            fleet_cost_micros(
+                list(p.offers), [RATES.speed(o, job) for o in p.offers], job.total_images
+            )
+            for p in plans
+            if (p.machines, canonical(p.offer.gpu), p.offer.provider)
+            == (option.machines, option.gpu, option.provider)
+        ]
+        assert candidates
+        assert to_micros(option.total_usd) >= min(candidates)
+
+
+@PROPERTY
+@given(
+    job_strategy,
+    deadline_strategy,
+    st.lists(offer_strategy, min_size=1, max_size=5),
+    offer_strategy,
+)
+def test_adding_an_offer_never_raises_the_quoted_price(
+    job: JobSpec, deadline: datetime, offers: list[Offer], extra: Offer
+) -> None:
+    def best(market: list[Offer]) -> Decimal | None:
+        try:
+            options = plan_quote(job, Constraints(deadline=deadline), market, NOW, MARGIN, RATES)
+        except NoCapacity:
+            return None
+        prices = [o.price_per_image_usd for o in _on_time(options)]
+        return min(prices, default=None)
+
+    before, after = best(offers), best([*offers, extra])
+    if before is not None:
+        assert after is not None and after <= before
