@@ -42,7 +42,8 @@ from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import Limits, OpenOrder, decide
 from subconscious.throughput_model import ThroughputModel
 
-FULL_SLOT_S = 3600.0
+FULL_SLOT_S = 7200.0
+FULL_TIME_LIMIT_S = 300.0
 SMALL_SLOT_S = 3600.0
 SMALL_ORDERS = 20
 SMALL_ARRIVAL_DAYS = 0.5
@@ -205,7 +206,14 @@ def run_workload(
     given = policy.acceptances
     naive = simulate(orders, market, rates, Naive(), acceptances=given)
     greedy_run = simulate(orders, market, rates, greedy, acceptances=given)
-    bound = solve(demands(policy), market, rates, slot_s=FULL_SLOT_S, integral=False)
+    bound = solve(
+        demands(policy),
+        market,
+        rates,
+        slot_s=FULL_SLOT_S,
+        integral=False,
+        time_limit_s=FULL_TIME_LIMIT_S,
+    )
     small_run = small_instances(name, seed, small, market, rates)
     return WorkloadRun(name, orders, policy, naive, greedy_run, bound, small_run,
                        time.perf_counter() - started)  # fmt: skip
