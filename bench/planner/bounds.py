@@ -66,6 +66,7 @@ from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import TEARDOWN_S, Rates, price_micros_per_hour, usable
 
 DISP = False  # HiGHS's log, for looking into a slow solve
+MIP_GAP = 1e-4  # relative gap at which HiGHS calls a MILP solved
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,12 @@ def solve(
         constraints=LinearConstraint(matrix, np.array(lower), np.array(upper)),
         integrality=integrality,
         bounds=Bounds(0, np.inf),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-4, "presolve": True, "disp": DISP},
+        options={
+            "time_limit": time_limit_s,
+            "mip_rel_gap": MIP_GAP,
+            "presolve": True,
+            "disp": DISP,
+        },
     )
     seconds = time.perf_counter() - started
     if result.x is None:

@@ -314,7 +314,7 @@ def _fmt(value: float | None, digits: int = 7) -> str:
 # --------------------------------------------------------------------------- plot
 
 
-SLACK_BINS_H = (1.0, 3.0, 12.0, 24.0, 72.0, 168.0 + 1)
+SLACK_BINS_H = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0 + 1)
 
 
 def slack_series(result: SimResult) -> list[tuple[float, float]]:
@@ -341,6 +341,7 @@ def plot(runs: Sequence[WorkloadRun], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
     for ax, run in zip(axes[0], runs, strict=True):
@@ -359,6 +360,10 @@ def plot(runs: Sequence[WorkloadRun], path: Path) -> None:
             ax.axhline(bound, color="grey", linewidth=1, label="LP bound (whole run)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(run.name)
         ax.set_xlabel("deadline slack (hours, promised − arrival)")
         ax.set_ylabel("cost per 1000 images (USD)")
