@@ -3,31 +3,25 @@
 The customer accepts the ``requested`` option when there is one, else the ``cheapest`` option
 that meets the deadline; with neither, the order is declined (and is not "quoted-feasible").
 
-``plan_quote`` is being rewritten to take the rates, the backlog and the limits. Until that
-lands on main, :func:`quote` falls back to the old five-argument signature
-(``OLD_SIGNATURE_WORKAROUND``): the backlog and the limits are then not seen by the quote.
-Where the new quote also takes the live machines (``machines=``), they are passed.
+The quote sees what the dispatch will work with: the open orders (backlog), the live machines
+and the limits.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import to_micros
-from subconscious.planner import quote as quote_module
 from subconscious.planner.costs import Rates
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
+from subconscious.planner.quote import plan_quote
 
 MARGIN_PERCENT = 30  # Settings.margin_percent's default
-_PARAMETERS = inspect.signature(quote_module.plan_quote).parameters
-OLD_SIGNATURE_WORKAROUND = "rates" not in _PARAMETERS
 
 
 def quote(
@@ -42,25 +36,18 @@ def quote(
     limits: Limits | None = None,
     margin_percent: int = MARGIN_PERCENT,
 ) -> list[QuoteOption]:
-    """``plan_quote``; an empty list when the market cannot run the job. The live machines
-    are passed where the quote takes them (``machines=``)."""
-    plan: Any = quote_module.plan_quote
+    """``plan_quote``; an empty list when the market cannot run the job."""
     try:
-        if OLD_SIGNATURE_WORKAROUND:
-            return list(plan(job, constraints, list(offers), now, margin_percent))
-        extra: dict[str, Any] = {"machines": machines} if "machines" in _PARAMETERS else {}
-        return list(
-            plan(
-                job,
-                constraints,
-                offers,
-                now,
-                margin_percent,
-                rates,
-                backlog=backlog,
-                limits=limits or Limits(),
-                **extra,
-            )
+        return plan_quote(
+            job,
+            constraints,
+            offers,
+            now,
+            margin_percent,
+            rates,
+            backlog=backlog,
+            machines=machines,
+            limits=limits or Limits(),
         )
     except NoCapacity:
         return []

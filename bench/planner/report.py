@@ -32,7 +32,7 @@ from typing import Any
 from bench.planner.baselines import Naive, greedy
 from bench.planner.bounds import Bound, Demand, solve
 from bench.planner.market import Market, MarketOffer, load_market
-from bench.planner.quoting import OLD_SIGNATURE_WORKAROUND, choose, quote, timed_quote
+from bench.planner.quoting import choose, quote, timed_quote
 from bench.planner.sim import START, SimResult, at, simulate
 from bench.planner.traces import load_pools
 from bench.planner.workloads import DAY, HOUR, WORKLOADS, OrderSpec, generate, make_job
@@ -269,7 +269,6 @@ def summary(run: WorkloadRun, latency_10k_ms: float, traces: str, seed: int) -> 
         "small_lp_above_milp": small.lp_above_milp,
         "seed": seed,
         "traces": traces,
-        "quote_signature": "old" if OLD_SIGNATURE_WORKAROUND else "new",
         "seconds": round(run.seconds, 1),
     }
 
