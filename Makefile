@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo local test lint types openapi lock clean synth layer
+.PHONY: demo local test lint types openapi lock clean synth layer bench-planner
 
 $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,13 @@ layer: $(STAMP)
 ## make openapi: rewrite docs/openapi.json from the API's routes.
 openapi: $(STAMP)
 	$(BIN)/python -m functions.api.openapi > docs/openapi.json
+
+## make bench-planner: the planner benchmark on the shipped spot traces, every workload
+## (results in docs/planner-benchmark.md; BENCH_ARGS="--seed 2" etc. are passed on).
+TRACES ?= ../shared/data/spot-traces
+bench-planner: $(STAMP)
+	$(BIN)/python -m bench.planner --traces $(TRACES) --plot docs/planner-cost-vs-slack.png \
+	  --example --diagnose $(BENCH_ARGS)
 
 ## make lock: re-pin the whole environment after changing requirements*.txt.
 lock:

@@ -1,0 +1,5 @@
+import sys
+
+from bench.planner.report import main
+
+sys.exit(main())

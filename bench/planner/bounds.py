@@ -1,0 +1,292 @@
+"""Hindsight bounds: the cheapest way to serve a set of orders knowing everything in advance.
+
+Knowing every order (arrival, deadline, job, images), every price and every pool's
+availability, what is the least a schedule can cost that delivers every order by its
+deadline? We write it as a time-indexed mixed-integer program over slots of ``slot_s``
+seconds (``slot_s`` ≥ every start-up time) and solve it with HiGHS (``scipy.optimize.milp``):
+
+Machine types ``k``: every offer on-demand, and every offer with a pool interruptible (its
+bid price, usable only while its pool has capacity). Per type ``k`` and slot ``t``:
+
+* ``m[k,t]`` ∈ ℤ≥0: machines of type ``k`` alive at some point of slot ``t``;
+* ``s[k,t]`` ∈ ℤ≥0: machines started (rented) in slot ``t``;
+* ``u[k,t]`` ≥ 0: seconds billed in slot ``t`` (all machines of the type together);
+* ``y[o,k,t]`` ≥ 0: images of order ``o`` rendered on type ``k`` in slot ``t``, for the slots
+  that overlap the order's window ``[arrival, deadline]`` and the types that can run its job.
+
+Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,t]`` subject to
+
+1. ``Σ_{k,t} y[o,k,t] = images_o`` (every order delivered in its window);
+2. ``m[k,t] ≤ m[k,t-1] + s[k,t]`` (a machine alive in ``t`` was alive in ``t-1`` or started);
+3. ``u[k,t] ≥ Δ·(m[k,t+1] − s[k,t+1] − s[k,t])`` (a machine alive in ``t+1`` that was not
+   started in ``t`` or ``t+1`` was alive all of slot ``t``, and is billed for it);
+4. ``u[k,t] ≤ avail_k(t)·m[k,t]`` (``avail`` = seconds of the slot the pool has capacity;
+   ``Δ`` for on-demand);
+5. ``render[k,t] = Σ_o y[o,k,t] / rate(k, o) ≤ u[k,t]``, and start-ups are billed:
+   ``Σ_{t'≤t} (render − u)[k,t'] + startup_k · Σ_{t'<t} s[k,t'] ≤ 0`` for every ``t``
+   (a machine started before slot ``t`` has finished its start-up by the end of ``t``,
+   as ``startup ≤ Δ``), and over the whole horizon with every start;
+6. ``y[o,k,t] · max(1 / (rate(k, o) · overlap(o, t)), 1 / images_o) ≤ m[k,t]``: a machine
+   renders an order only within the part of the slot inside the order's window, and any
+   rendering at all needs a whole machine alive (``y ≤ images_o · m``; this cut is what keeps
+   the LP relaxation from running a small order on a sliver of a machine with a sliver of its
+   start-up).
+
+**Why it is a lower bound on what any dispatcher pays in the simulator** for schedules that
+meet every deadline: map a simulated schedule to the program by keeping only the machines that
+rendered something (the others cost ≥ 0): ``m``, ``s`` count them, ``u`` is their billed time
+in each slot without the teardown (which only on-demand machines surely pay), ``y`` what they
+rendered. Every constraint holds, and the objective is at most the simulated cost, which adds
+billing increments, teardowns of interruptible machines, lost batches, idle time at the ends
+of a machine's life and machines that never rendered. Constraint 5 needs ``startup ≤ Δ``.
+
+**The LP relaxation** (``integral=False``) drops the integrality of ``m`` and ``s``: a
+fraction of a machine may then run, which makes start-ups nearly free; it is a lower bound on
+the MILP and so on every schedule. ``python -m bench.planner`` reports the LP on full runs
+(too big for the MILP) and the MILP's exact optimum on small instances (≤ 20 orders, one day).
+
+Types dominated by another of the same mode and pool (price, start-up and every job's rate
+no better) are left out first: any schedule on a dominated type can move to its dominator for no
+more cost, so the optimum does not change.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_array
+
+from bench.planner.market import Market
+from subconscious.models import JobSpec, Offer
+from subconscious.planner.costs import TEARDOWN_S, Rates, price_micros_per_hour, usable
+
+DISP = False  # HiGHS's log, for looking into a slow solve
+MIP_GAP = 1e-4  # relative gap at which HiGHS calls a MILP solved
+
+
+@dataclass(frozen=True)
+class Demand:
+    """An order as the bound sees it."""
+
+    order_id: str
+    job: JobSpec
+    images: int
+    arrival_s: float
+    deadline_s: float
+
+
+@dataclass(frozen=True)
+class Bound:
+    cost_micros: float  # the objective (a lower bound in micro-dollars)
+    optimal: bool  # solved to optimality (MILP: within mip_rel_gap)
+    dual_micros: float  # the solver's proven lower bound (= cost when optimal)
+    integral: bool
+    seconds: float
+    variables: int
+    rows: int
+    types: int
+    message: str
+
+
+@dataclass(frozen=True)
+class _Type:
+    offer: Offer
+    interruptible: bool
+    price_per_s: float  # micros
+    pool: str | None
+
+
+def _job_key(job: JobSpec) -> tuple[str, int, int, int]:
+    return (job.model_family.value, job.width, job.height, job.steps)
+
+
+def machine_types(
+    market: Market, rates: Rates, jobs: Sequence[JobSpec]
+) -> list[tuple[_Type, dict[tuple[str, int, int, int], float]]]:
+    """Every (offer, mode) with its rate per job kind, dominated types left out."""
+    kinds = {_job_key(j): j for j in jobs}
+    out: list[tuple[_Type, dict[tuple[str, int, int, int], float]]] = []
+    for listed in market.offers:
+        modes = [(listed.on_demand, False)]
+        if listed.pool is not None:
+            modes.append((listed.spot, True))
+        for offer, interruptible in modes:
+            speed = {
+                key: rates.speed(offer, job).images_per_s if usable(offer, job) else 0.0
+                for key, job in kinds.items()
+            }
+            if not any(speed.values()):
+                continue
+            price = price_micros_per_hour(offer, interruptible) / 3600
+            pool = listed.pool.name if interruptible and listed.pool is not None else None
+            out.append((_Type(offer, interruptible, price, pool), speed))
+
+    def covers(a: _Type, b: _Type) -> bool:  # same mode, a's availability includes b's
+        return a.interruptible == b.interruptible and a.pool == b.pool
+
+    def dominates(a: tuple[_Type, dict[tuple[str, int, int, int], float]], b: tuple[
+        _Type, dict[tuple[str, int, int, int], float]
+    ]) -> bool:  # fmt: skip
+        (ta, ra), (tb, rb) = a, b
+        if not covers(ta, tb):
+            return False
+        no_worse = (
+            ta.price_per_s <= tb.price_per_s
+            and ta.offer.startup_s <= tb.offer.startup_s
+            and all(ra[key] >= rb[key] for key in rb)
+        )
+        if not no_worse:
+            return False
+        same = (
+            ta.price_per_s == tb.price_per_s
+            and ta.offer.startup_s == tb.offer.startup_s
+            and all(ra[key] == rb[key] for key in rb)
+            and ta.pool == tb.pool
+            and ta.interruptible == tb.interruptible
+        )
+        name_a = (ta.offer.offer_id, ta.interruptible)
+        return not same or name_a < (tb.offer.offer_id, tb.interruptible)
+
+    return [b for b in out if not any(a is not b and dominates(a, b) for a in out)]
+
+
+def solve(
+    demands: Sequence[Demand],
+    market: Market,
+    rates: Rates,
+    *,
+    slot_s: float = 900.0,
+    integral: bool = True,
+    time_limit_s: float = 60.0,
+    window_rows: bool = True,
+) -> Bound:
+    started = time.perf_counter()
+    demands = [d for d in demands if d.images > 0]
+    if not demands:
+        return Bound(0.0, True, 0.0, integral, 0.0, 0, 0, 0, "no demand")
+    types = machine_types(market, rates, [d.job for d in demands])
+    if any(t.offer.startup_s > slot_s for t, _ in types):
+        raise ValueError("slot_s must be at least every start-up time")
+    slots = max(1, math.ceil(max(d.deadline_s for d in demands) / slot_s))
+    n_types = len(types)
+
+    def index_m(k: int, t: int) -> int:
+        return (k * slots + t) * 3
+
+    # variable layout: per (k, t): m, s, u; then the y's
+    n_machine_vars = n_types * slots * 3
+    y_index: list[tuple[int, int, int, float, float]] = []  # (order, type, slot, 1/rate, overlap)
+    for o, d in enumerate(demands):
+        first = max(0, math.floor(d.arrival_s / slot_s))
+        last = min(slots - 1, math.ceil(d.deadline_s / slot_s) - 1)
+        key = _job_key(d.job)
+        for k, (_, speed) in enumerate(types):
+            if speed[key] <= 0:
+                continue
+            for t in range(first, last + 1):
+                overlap = min(d.deadline_s, (t + 1) * slot_s) - max(d.arrival_s, t * slot_s)
+                if overlap > 0:
+                    y_index.append((o, k, t, 1.0 / speed[key], overlap))
+    n_vars = n_machine_vars + len(y_index)
+
+    cost = np.zeros(n_vars)
+    integrality = np.zeros(n_vars, dtype=np.int8)
+    for k, (kind, _) in enumerate(types):
+        for t in range(slots):
+            base = index_m(k, t)
+            cost[base + 2] = kind.price_per_s
+            if not kind.interruptible:
+                cost[base + 1] = kind.price_per_s * TEARDOWN_S
+            if integral:
+                integrality[base] = integrality[base + 1] = 1
+
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
+
+    def row(entries: Sequence[tuple[int, float]], lo: float, hi: float) -> None:
+        r = len(lower)
+        for c, v in entries:
+            rows.append(r)
+            cols.append(c)
+            vals.append(v)
+        lower.append(lo)
+        upper.append(hi)
+
+    inf = math.inf
+    # 1. demand
+    per_order: list[list[tuple[int, float]]] = [[] for _ in demands]
+    per_type_slot: dict[tuple[int, int], list[tuple[int, float]]] = {}
+    for j, (o, k, t, inv_rate, overlap) in enumerate(y_index):
+        col = n_machine_vars + j
+        per_order[o].append((col, 1.0))
+        per_type_slot.setdefault((k, t), []).append((col, inv_rate))
+        if window_rows:  # 6. a machine is alive to render
+            images = demands[o].images
+            row([(col, max(inv_rate / overlap, 1.0 / images)), (index_m(k, t), -1.0)], -inf, 0.0)
+    for o, d in enumerate(demands):
+        row(per_order[o], d.images, d.images)
+
+    for k, (kind, _) in enumerate(types):
+        pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
+        cumulative: list[tuple[int, float]] = []
+        started_before: list[tuple[int, float]] = []
+        for t in range(slots):
+            m, s, u = index_m(k, t), index_m(k, t) + 1, index_m(k, t) + 2
+            # 2. flow
+            previous = [(index_m(k, t - 1), -1.0)] if t else []
+            row([(m, 1.0), (s, -1.0), *previous], -inf, 0.0)
+            # 3. billed while alive all slot
+            if t + 1 < slots:
+                m2, s2 = index_m(k, t + 1), index_m(k, t + 1) + 1
+                row([(u, 1.0), (m2, -slot_s), (s2, slot_s), (s, slot_s)], 0.0, inf)
+            # 4. availability
+            avail = slot_s if pool is None else pool.available_seconds(t * slot_s, (t + 1) * slot_s)
+            row([(u, 1.0), (m, -avail)], -inf, 0.0)
+            # 5. render within billed time, start-ups billed
+            render = per_type_slot.get((k, t), [])
+            row([*render, (u, -1.0)], -inf, 0.0)
+            cumulative += [*render, (u, -1.0)]
+            boot = float(kind.offer.startup_s)
+            row([*cumulative, *started_before], -inf, 0.0)
+            started_before.append((s, boot))
+        row([*cumulative, *started_before], -inf, 0.0)
+
+    matrix = coo_array((vals, (rows, cols)), shape=(len(lower), n_vars)).tocsr()
+    result = milp(
+        cost,
+        constraints=LinearConstraint(matrix, np.array(lower), np.array(upper)),
+        integrality=integrality,
+        bounds=Bounds(0, np.inf),
+        options={
+            "time_limit": time_limit_s,
+            "mip_rel_gap": MIP_GAP,
+            "presolve": True,
+            "disp": DISP,
+        },
+    )
+    seconds = time.perf_counter() - started
+    if result.x is None:
+        return Bound(math.nan, False, math.nan, integral, seconds, n_vars, len(lower),
+                     n_types, str(result.message))  # fmt: skip
+    value = float(result.fun)
+    dual = getattr(result, "mip_dual_bound", None)
+    dual_value = value if dual is None or not integral else float(dual)
+    return Bound(
+        cost_micros=value,
+        optimal=result.status == 0,
+        dual_micros=dual_value,
+        integral=integral,
+        seconds=seconds,
+        variables=n_vars,
+        rows=len(lower),
+        types=n_types,
+        message=str(result.message),
+    )

@@ -1,0 +1,83 @@
+"""Hindsight bounds: the LP is at or below the exact MILP optimum, which is at or below what
+any simulated schedule meeting every deadline pays."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.planner.baselines import Naive
+from bench.planner.bounds import Demand, machine_types, solve
+from bench.planner.sim import simulate
+from bench.planner.workloads import OrderSpec
+from subconscious.planner.costs import TEARDOWN_S, price_micros_per_hour
+from tests.bench.helpers import RATES, acceptances, job, market, offer, pool, pooled
+
+FAST = offer("o-4090", "RTX 4090", "0.36", bid="0.18")
+SLOW = offer("o-3090", "RTX 3090", "0.20", bid="0.10")
+WORSE = offer("o-worse", "RTX 3090", "0.30", bid="0.25")  # dominated by SLOW
+
+
+def demand(order_id: str, images: int, arrival: float, deadline: float) -> Demand:
+    return Demand(order_id, job(images), images, arrival, deadline)
+
+
+def test_one_order_on_one_offer_costs_start_up_rendering_and_teardown() -> None:
+    d = demand("a", 500, 0, 3 * 3600)
+    bound = solve([d], market(FAST), RATES, slot_s=900)
+    assert bound.optimal and bound.types == 1
+    per_s = price_micros_per_hour(FAST.on_demand, False) / 3600
+    seconds = 300 + RATES.speed(FAST.on_demand, d.job).seconds(500) + TEARDOWN_S
+    assert bound.cost_micros == pytest.approx(per_s * seconds, rel=1e-6)
+
+
+def test_interruptible_capacity_is_used_only_while_its_pool_has_it() -> None:
+    closed = pooled(FAST, pool("0" * 10, gap_s=3600))
+    open_ = pooled(FAST, pool("1" * 10, gap_s=3600))
+    d = demand("a", 500, 0, 3 * 3600)
+    on_demand_only = solve([d], market(closed), RATES, slot_s=900)
+    with_spot = solve([d], market(open_), RATES, slot_s=900)
+    assert with_spot.cost_micros < 0.6 * on_demand_only.cost_micros
+
+
+def test_dominated_types_are_left_out() -> None:
+    kinds = machine_types(market(FAST, SLOW, WORSE), RATES, [job(10)])
+    assert {k.offer.offer_id for k, _ in kinds} == {"o-4090", "o-3090"}
+
+
+def test_two_orders_share_one_start_up_when_the_windows_allow() -> None:
+    orders = [demand("a", 200, 0, 8 * 3600), demand("b", 200, 3600, 8 * 3600)]
+    both = solve(orders, market(SLOW), RATES, slot_s=3600).cost_micros
+    alone = sum(solve([o], market(SLOW), RATES, slot_s=3600).cost_micros for o in orders)
+    startup_cost = price_micros_per_hour(SLOW.on_demand, False) / 3600 * (300 + TEARDOWN_S)
+    assert both == pytest.approx(alone - startup_cost, rel=1e-3)
+
+
+def random_orders(rng: random.Random, count: int) -> list[OrderSpec]:
+    out = []
+    for i in range(count):
+        arrival = rng.uniform(0, 10 * 3600)
+        images = rng.randint(10, 800)
+        deadline = min(24 * 3600, arrival + rng.uniform(2, 12) * 3600)
+        out.append(
+            OrderSpec(f"o{i}", arrival, job(images, sdxl=rng.random() < 0.2), deadline, None)
+        )
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lp_at_or_below_milp_at_or_below_a_simulated_schedule(seed: int) -> None:
+    rng = random.Random(seed)
+    trace = pool("".join(rng.choice("0111") for _ in range(48)), gap_s=1800, name="z")
+    tiny = market(pooled(FAST, trace), SLOW, offer("o-a6000", "RTX A6000", "0.40", memory=48))
+    specs = random_orders(rng, rng.randint(4, 10))
+    demands = [Demand(s.order_id, s.job, s.images, s.arrival_s, s.deadline_s) for s in specs]
+    exact = solve(demands, tiny, RATES, slot_s=3600)
+    relaxed = solve(demands, tiny, RATES, slot_s=3600, integral=False)
+    assert exact.optimal
+    assert relaxed.cost_micros <= exact.cost_micros * (1 + 1e-7)
+    # naive meets every deadline here (hours of slack), so it is a feasible schedule
+    naive = simulate(specs, tiny, RATES, Naive(), acceptances=acceptances(specs))
+    assert naive.deadline_attainment == 1.0
+    assert exact.cost_micros <= naive.cost_micros

@@ -1,0 +1,181 @@
+"""Simulator mechanics: start-up, batches, preemption, billing, cost allocation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.planner.sim import DedicatedRent, allocate, simulate
+from subconscious.planner.costs import TEARDOWN_S, cost_for, price_micros_per_hour
+from subconscious.planner.policy import Release, Rent, decide
+from tests.bench.helpers import (
+    RATES,
+    Script,
+    acceptances,
+    accepted,
+    market,
+    offer,
+    order,
+    pool,
+    pooled,
+)
+
+FAST = offer("o-4090", "RTX 4090", "0.36")
+SLOW = offer("o-3090", "RTX 3090", "0.20", bid="0.10")
+
+
+def test_machine_renders_after_its_start_up_batch_by_batch() -> None:
+    spec = order("a", 40)
+    script = Script({0: [Rent(FAST.on_demand, False, "t")], 1200: [Release("m00000", "t")]})
+    result = simulate([spec], market(FAST), RATES, script, acceptances=acceptances([spec]))
+    speed = RATES.speed(FAST.on_demand, spec.job)
+    (done,) = result.orders
+    assert done.done == 40 and done.on_time
+    assert done.done_at == pytest.approx(300 + 40 / speed.images_per_s)
+    (machine,) = result.machines
+    assert machine.rented_at == 0 and machine.ready_at == 300
+    assert machine.images_rendered == 40 and machine.images_lost == 0
+    price = price_micros_per_hour(FAST.on_demand, False)
+    assert machine.cost_micros == cost_for("vast", price, 1200 + TEARDOWN_S)
+    # the dispatcher saw the machine as not ready before its start-up ended
+    state = script.seen[1]
+    assert state.machines[0].ready_at > state.now
+
+
+def test_preemption_loses_exactly_the_batch_in_flight_and_stops_billing() -> None:
+    p = pool("1110", gap_s=600)  # capacity until 1800 s
+    spot = pooled(FAST, p)
+    spec = order("a", 5000, deadline_s=6 * 3600)
+    script = Script(
+        {
+            0: [Rent(spot.spot, True, "t")],
+            1860: [Rent(SLOW.on_demand, False, "t")],
+        }
+    )
+    result = simulate([spec], market(spot, SLOW), RATES, script, acceptances=acceptances([spec]))
+    speed = RATES.speed(FAST.on_demand, spec.job)
+    preempted, rescue = result.machines
+    assert preempted.end_reason == "preempted" and preempted.ended_at == 1800
+    batches_done = math.floor((1800 - 300) / speed.batch_s)
+    assert preempted.images_rendered == batches_done * speed.batch
+    assert preempted.images_lost == speed.batch
+    price = price_micros_per_hour(spot.spot, True)
+    assert preempted.cost_micros == cost_for("vast", price, 1800)  # no teardown, nothing after
+    # the lost images were rendered again by the rescue machine; none counted twice
+    (done,) = result.orders
+    assert done.done == 5000
+    assert rescue.images_rendered == 5000 - preempted.images_rendered
+    assert result.preemptions == 1 and result.images_lost == speed.batch
+
+
+def test_interruptible_rent_without_capacity_and_double_rent_are_refused() -> None:
+    spot = pooled(FAST, pool("0", gap_s=600))
+    spec = order("a", 10, deadline_s=2 * 3600)
+    script = Script(
+        {
+            0: [Rent(spot.spot, True, "no capacity"), Rent(spot.on_demand, False, "ok")],
+            60: [Rent(spot.on_demand, False, "already rented"), Release("m00000", "t")],
+        }
+    )
+    result = simulate([spec], market(spot), RATES, script, acceptances=acceptances([spec]))
+    assert result.invalid_decisions == 2
+    assert len(result.machines) == 1 and not result.machines[0].interruptible
+
+
+def test_billing_rounds_up_to_the_provider_increment() -> None:
+    per_minute = offer("o-rp", "RTX 4090", "0.72", provider="runpod", startup_s=240)
+    spec = order("a", 10)
+    script = Script({0: [Rent(per_minute.on_demand, False, "t")], 300: [Release("m00000", "t")]})
+    result = simulate([spec], market(per_minute), RATES, script, acceptances=acceptances([spec]))
+    # held 300 s + 30 s teardown = 330 s, billed as 6 whole minutes
+    assert result.machines[0].cost_micros == math.ceil(720_000 * 360 / 3600)
+
+
+def test_release_mid_batch_returns_the_images_and_bills_the_teardown() -> None:
+    spec = order("a", 2000)
+    script = Script({0: [Rent(FAST.on_demand, False, "t")], 600: [Release("m00000", "t")]})
+    result = simulate([spec], market(FAST), RATES, script, acceptances=acceptances([spec]))
+    (machine,) = result.machines
+    (left,) = result.orders
+    assert machine.images_lost > 0
+    assert left.done == machine.images_rendered
+    assert not left.on_time and left.done_at is None
+    price = price_micros_per_hour(FAST.on_demand, False)
+    assert machine.cost_micros == cost_for("vast", price, 600 + TEARDOWN_S)
+
+
+def test_costs_are_allocated_by_render_seconds_and_sum_to_the_machines_cost() -> None:
+    specs = [order("a", 100, deadline_s=3600 * 3), order("b", 300, arrival_s=0, deadline_s=7200)]
+    script = Script(
+        {
+            0: [Rent(FAST.on_demand, False, "t"), Rent(SLOW.on_demand, False, "t")],
+            3600: [Release("m00000", "t"), Release("m00001", "t")],
+        }
+    )
+    given_ = {s.order_id: accepted(s, quoted_micros=1) for s in specs}
+    result = simulate(specs, market(FAST, SLOW), RATES, script, acceptances=given_)
+    assert all(o.done == o.images for o in result.orders)
+    assert sum(o.allocated_micros for o in result.orders) == result.cost_micros
+    assert result.orders_over_quote == 2  # quoted 1 micro each
+
+
+def test_a_machine_that_rendered_nothing_is_charged_to_the_orders_open_at_its_rent() -> None:
+    specs = [order("a", 100, deadline_s=7200), order("b", 300, deadline_s=3600)]
+    script = Script({0: [Rent(FAST.on_demand, False, "t")], 120: [Release("m00000", "t")]})
+    result = simulate(specs, market(FAST), RATES, script, acceptances=acceptances(specs))
+    (machine,) = result.machines
+    assert machine.images_rendered == 0
+    shares = {o.order_id: o.allocated_micros for o in result.orders}
+    assert sum(shares.values()) == machine.cost_micros
+    assert shares["b"] == pytest.approx(3 * shares["a"], abs=2)
+
+
+def test_a_dedicated_machine_renders_its_order_only_and_leaves_when_done() -> None:
+    specs = [order("a", 20), order("b", 20)]
+    script = Script({0: [DedicatedRent(FAST.on_demand, False, "t", "b")]})
+    result = simulate(specs, market(FAST), RATES, script, acceptances=acceptances(specs))
+    (machine,) = result.machines
+    assert set(machine.render_s) == {"b"} and machine.end_reason == "order done"
+    by_id = {o.order_id: o for o in result.orders}
+    assert by_id["b"].done == 20 and by_id["a"].done == 0
+
+
+def test_declined_orders_are_not_served() -> None:
+    specs = [order("a", 20), order("b", 20)]
+    only_a = {"a": accepted(specs[0])}
+    script = Script({0: [Rent(FAST.on_demand, False, "t")], 600: [Release("m00000", "t")]})
+    result = simulate(specs, market(FAST), RATES, script, acceptances=only_a)
+    assert [o.order_id for o in result.orders] == ["a"]
+    assert [o.order_id for o in result.declined] == ["b"]
+
+
+def test_the_real_quote_and_policy_run_end_to_end() -> None:
+    specs = [order("a", 200, deadline_s=6 * 3600), order("b", 50, arrival_s=600)]
+    specs = [replace(s, deadline_s=s.arrival_s + 6 * 3600) for s in specs]
+    result = simulate(specs, market(FAST, SLOW), RATES, decide)
+    assert len(result.orders) + len(result.declined) == 2
+    assert len(result.quote_latencies_ms) == 2
+    assert all(o.done == o.images for o in result.orders)
+    assert sum(o.allocated_micros for o in result.orders) == result.cost_micros
+    assert not any(m.live for m in result.machines)
+
+
+@given(
+    st.integers(0, 10**9),
+    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=12),
+)
+def test_allocate_splits_exactly_and_pro_rata(total: int, weights: list[float]) -> None:
+    named = [(f"k{i}", w) for i, w in enumerate(weights)]
+    shares = allocate(total, named)
+    whole = sum(w for w in weights if w > 0)
+    if whole == 0 or total == 0:
+        assert shares == {}
+        return
+    assert sum(shares.values()) == total
+    for key, w in named:
+        if w > 0:
+            assert abs(shares[key] - total * w / whole) <= 1 + total * 1e-12
