@@ -235,3 +235,15 @@ def test_small_work_due_within_hours_starts_rather_than_wait_for_company() -> No
     assert decision.offer == CHEAP
     [waits] = decide(state([order(10, timedelta(hours=4))], [CHEAP]))
     assert isinstance(waits, Wait)
+
+
+def test_offers_are_ranked_by_what_the_whole_backlog_would_cost() -> None:
+    # per SD 1.5 image the 3090 is cheaper; per SDXL image the 4090 is: the backlog decides
+    sd15_cheap = offer("3090", "RTX 3090", "0.20")
+    sdxl_cheap = offer("4090", "RTX 4090", "0.38")
+    urgent_sd15 = order(100, timedelta(minutes=30), "o1")
+    big_sdxl = order(2000, timedelta(hours=8), "o2", model_family="sdxl", width=1024, height=1024)
+    first = rents(decide(state([urgent_sd15, big_sdxl], [sd15_cheap, sdxl_cheap])))[0]
+    assert first.offer == sdxl_cheap
+    alone = rents(decide(state([urgent_sd15], [sd15_cheap, sdxl_cheap])))[0]
+    assert alone.offer == sd15_cheap

@@ -169,13 +169,28 @@ def feasible(
     return True
 
 
-def _per_image(offer: Offer, interruptible: bool, job: JobSpec, rates: Rates) -> float:
-    return price_micros_per_hour(offer, interruptible) / rates.speed(offer, job).images_per_s
+def _mix(orders: Sequence[OpenOrder]) -> list[tuple[JobSpec, int]]:
+    """The backlog's images per image setting (one job stands for each setting)."""
+    mix: dict[tuple[object, ...], tuple[JobSpec, int]] = {}
+    for order in orders:
+        key = _setting(order.job)
+        job, images = mix.get(key, (order.job, 0))
+        mix[key] = (job, images + order.images_left)
+    return list(mix.values())
+
+
+def _backlog_cost(
+    offer: Offer, interruptible: bool, mix: list[tuple[JobSpec, int]], rates: Rates
+) -> float:
+    """What rendering the whole backlog on this machine would cost (micro-dollars): a card
+    cheap for the most urgent job may be dear for the rest (SD 1.5 vs SDXL)."""
+    seconds = sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
+    return price_micros_per_hour(offer, interruptible) * seconds / 3600
 
 
 def _candidates(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> list[Offer]:
     """Offers every open job can run on (a machine renders whatever task comes next), the
-    cheapest per image of the most urgent job first."""
+    cheapest for the whole backlog first."""
     taken = {m.offer.offer_id for m in state.machines}
     need = memory_needed(jobs)
     fit = [
@@ -185,8 +200,9 @@ def _candidates(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> l
         and (not interruptible or o.min_bid_usd_per_hour is not None)
         and o.gpu_memory_gb >= need
     ]
+    mix = _mix(edf(state.orders)) or [(jobs[0], 1)]
     return sorted(
-        fit, key=lambda o: (_per_image(o, interruptible, jobs[0], state.rates), o.offer_id)
+        fit, key=lambda o: (_backlog_cost(o, interruptible, mix, state.rates), o.offer_id)
     )
 
 
@@ -266,7 +282,8 @@ def keepable(
     taken = {m.offer.offer_id for m in machines}
     need = memory_needed(jobs)
     fit = [o for o in offers if o.offer_id not in taken and o.gpu_memory_gb >= need]
-    fit.sort(key=lambda o: (o is not prefer, _per_image(o, False, jobs[0], rates), o.offer_id))
+    mix = _mix(orders)
+    fit.sort(key=lambda o: (o is not prefer, _backlog_cost(o, False, mix, rates), o.offer_id))
     room = limits.max_machines - len(machines)
     budget = limits.max_spend_micros_per_hour - _hourly(machines)
     at = now + timedelta(seconds=delay_s)
