@@ -96,17 +96,23 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
     )
     images = job.total_images
     plans = [_plan(job, images, [o], rates) for o in fit]
-    fleet: list[Offer] = [by_value[0]]
-    hourly = hourly_of[by_value[0].offer_id]
-    for offer in by_value[1:]:
-        price = hourly_of[offer.offer_id]
-        if len(fleet) >= limits.max_machines or hourly + price > limits.max_spend_micros_per_hour:
-            break
-        if sum(rates.speed(o, job).batch for o in fleet) >= images:
-            break  # another machine would have nothing to render
-        fleet.append(offer)
-        hourly += price
-        plans.append(_plan(job, images, list(fleet), rates))
+    # fleets: the cheapest per image first, and (for tight windows) the quickest to start first
+    rank = {o.offer_id: i for i, o in enumerate(by_value)}
+    by_start = sorted(by_value, key=lambda o: (o.startup_s, rank[o.offer_id]))
+    for order in (by_value, by_start):
+        fleet: list[Offer] = [order[0]]
+        hourly = hourly_of[order[0].offer_id]
+        for offer in order[1:]:
+            price = hourly_of[offer.offer_id]
+            over_caps = (
+                len(fleet) >= limits.max_machines
+                or hourly + price > limits.max_spend_micros_per_hour
+            )
+            if over_caps or sum(rates.speed(o, job).batch for o in fleet) >= images:
+                break  # another machine would pass a cap or have nothing to render
+            fleet.append(offer)
+            hourly += price
+            plans.append(_plan(job, images, list(fleet), rates))
     plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
     kept: list[Plan] = []
     for plan in plans:
