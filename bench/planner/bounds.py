@@ -31,6 +31,12 @@ Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,
    rendering at all needs a whole machine alive (``y ≤ images_o · m``; this cut is what keeps
    the LP relaxation from running a small order on a sliver of a machine with a sliver of its
    start-up).
+7. ``Σ_{k of offer h} u[k,t] ≤ Δ`` for every offer ``h``: the simulated market lists each
+   offer as one host, rented by one machine at a time (on-demand or interruptible, never both),
+   so the machines of one offer are held one after another and bill at most a slot per slot;
+8. ``Σ_{k of offer h} y[o,k,t] / rate(k, o) ≤ overlap(o, t)``: one host renders an order only
+   inside the part of the slot that lies in the order's window (constraint 6 alone would let
+   two machines of the host, one after the other, each use the whole overlap).
 
 **Why it is a lower bound on what any dispatcher pays in the simulator** for schedules that
 meet every deadline: map a simulated schedule to the program by keeping only the machines that
@@ -45,9 +51,13 @@ fraction of a machine may then run, which makes start-ups nearly free; it is a l
 the MILP and so on every schedule. ``python -m bench.planner`` reports the LP on full runs
 (too big for the MILP) and the MILP's exact optimum on small instances (≤ 20 orders, one day).
 
-Types dominated by another of the same mode and pool (price, start-up and every job's rate
-no better) are left out first: any schedule on a dominated type can move to its dominator for no
-more cost, so the optimum does not change.
+Without constraint 7 (``one_host_per_offer=False``: an offer as a pool of identical machines)
+types dominated by another of the same mode and pool (price, start-up and every job's rate no
+better) are left out first: any schedule on a dominated type can move to its dominator for no
+more cost, so the optimum does not change. With it, no type is left out: the dominator's one
+host may be busy. Leaving 7 out gives a weaker bound (it may rent the cheapest card many times
+over at once, which the market does not allow): on the small tight instances the optimum it
+reports was about a third below the one with hosts.
 """
 
 from __future__ import annotations
@@ -106,9 +116,10 @@ def _job_key(job: JobSpec) -> tuple[str, int, int, int]:
 
 
 def machine_types(
-    market: Market, rates: Rates, jobs: Sequence[JobSpec]
+    market: Market, rates: Rates, jobs: Sequence[JobSpec], *, prune: bool = True
 ) -> list[tuple[_Type, dict[tuple[str, int, int, int], float]]]:
-    """Every (offer, mode) with its rate per job kind, dominated types left out."""
+    """Every (offer, mode) with its rate per job kind; with ``prune``, dominated types left
+    out (valid only where a type may run any number of machines at once)."""
     kinds = {_job_key(j): j for j in jobs}
     out: list[tuple[_Type, dict[tuple[str, int, int, int], float]]] = []
     for listed in market.offers:
@@ -152,6 +163,8 @@ def machine_types(
         name_a = (ta.offer.offer_id, ta.interruptible)
         return not same or name_a < (tb.offer.offer_id, tb.interruptible)
 
+    if not prune:
+        return out
     return [b for b in out if not any(a is not b and dominates(a, b) for a in out)]
 
 
@@ -164,12 +177,13 @@ def solve(
     integral: bool = True,
     time_limit_s: float = 60.0,
     window_rows: bool = True,
+    one_host_per_offer: bool = True,
 ) -> Bound:
     started = time.perf_counter()
     demands = [d for d in demands if d.images > 0]
     if not demands:
         return Bound(0.0, True, 0.0, integral, 0.0, 0, 0, 0, "no demand")
-    types = machine_types(market, rates, [d.job for d in demands])
+    types = machine_types(market, rates, [d.job for d in demands], prune=not one_host_per_offer)
     if any(t.offer.startup_s > slot_s for t, _ in types):
         raise ValueError("slot_s must be at least every start-up time")
     slots = max(1, math.ceil(max(d.deadline_s for d in demands) / slot_s))
@@ -258,6 +272,23 @@ def solve(
             row([*cumulative, *started_before], -inf, 0.0)
             started_before.append((s, boot))
         row([*cumulative, *started_before], -inf, 0.0)
+
+    if one_host_per_offer:  # 7. one host per offer: its machines are held one after another
+        by_offer: dict[str, list[int]] = {}
+        for k, (kind, _) in enumerate(types):
+            by_offer.setdefault(kind.offer.offer_id, []).append(k)
+        for kinds in by_offer.values():
+            for t in range(slots):
+                row([(index_m(k, t) + 2, 1.0) for k in kinds], -inf, slot_s)
+        # 8. ... and renders one order only inside its window: at most the overlap per slot
+        per_host_order: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
+        overlap_of: dict[tuple[str, int, int], float] = {}
+        for j, (o, k, t, inv_rate, overlap) in enumerate(y_index):
+            host = (types[k][0].offer.offer_id, o, t)
+            per_host_order.setdefault(host, []).append((n_machine_vars + j, inv_rate))
+            overlap_of[host] = overlap
+        for host, entries in per_host_order.items():
+            row(entries, -inf, overlap_of[host])
 
     matrix = coo_array((vals, (rows, cols)), shape=(len(lower), n_vars)).tocsr()
     result = milp(

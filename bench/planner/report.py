@@ -44,7 +44,10 @@ from subconscious.throughput_model import ThroughputModel
 
 FULL_SLOT_S = 7200.0
 FULL_TIME_LIMIT_S = 300.0
-SMALL_SLOT_S = 3600.0
+# Slots of the exact MILP: half the shortest order window (a coarser grid lets the optimum
+# render an order over whole slots its window only partly covers), within [longest start-up,
+# 1 hour]: 30 minutes for tight's 1-hour windows, 1 hour for steady's 2-hour ones.
+SMALL_SLOT_MAX_S = 3600.0
 SMALL_ORDERS = 20
 SMALL_ARRIVAL_DAYS = 0.5
 SMALL_TIME_LIMIT_S = 20.0
@@ -121,13 +124,20 @@ def _small_one(args: tuple[str, int, Market]) -> tuple[float, float, bool, bool]
     if not result.orders:
         return None
     wanted = demands(result)
-    exact = solve(wanted, market, rates, slot_s=SMALL_SLOT_S, time_limit_s=SMALL_TIME_LIMIT_S)
-    relaxed = solve(wanted, market, rates, slot_s=SMALL_SLOT_S, integral=False)
+    slot_s = small_slot_s(wanted, market)
+    exact = solve(wanted, market, rates, slot_s=slot_s, time_limit_s=SMALL_TIME_LIMIT_S)
+    relaxed = solve(wanted, market, rates, slot_s=slot_s, integral=False)
     optimum = exact.cost_micros if exact.optimal else exact.dual_micros
     if not optimum > 0:
         return None
     above = relaxed.cost_micros > optimum * (1 + 1e-6) + 1e-6
     return result.cost_micros / optimum, relaxed.cost_micros / optimum, exact.optimal, above
+
+
+def small_slot_s(wanted: Sequence[Demand], market: Market) -> float:
+    shortest = min(d.deadline_s - d.arrival_s for d in wanted)
+    longest_start = max(o.on_demand.startup_s for o in market.offers)
+    return float(max(longest_start, min(SMALL_SLOT_MAX_S, shortest / 2)))
 
 
 def small_orders(workload: str, seed: int) -> list[OrderSpec]:

@@ -81,3 +81,37 @@ def test_lp_at_or_below_milp_at_or_below_a_simulated_schedule(seed: int) -> None
     naive = simulate(specs, tiny, RATES, Naive(), acceptances=acceptances(specs))
     assert naive.deadline_attainment == 1.0
     assert exact.cost_micros <= naive.cost_micros
+
+
+def test_one_host_per_offer_bounds_what_one_offer_can_render_at_once() -> None:
+    # 3 hours of one 4090's work due in 2 hours: the market lists the 4090 once, so it takes
+    # the dearer card beside it; an offer taken as a pool of machines would not
+    per_s = RATES.speed(FAST.on_demand, job(10)).images_per_s
+    d = Demand("a", job(10), int(per_s * 3 * 3600), 0, 2 * 3600)
+    two_cards = market(FAST, SLOW, offer("o-a6000", "RTX A6000", "0.80", memory=48))
+    hosts = solve([d], two_cards, RATES, slot_s=1800)
+    pooled_offers = solve([d], two_cards, RATES, slot_s=1800, one_host_per_offer=False)
+    assert hosts.optimal and pooled_offers.optimal
+    assert hosts.cost_micros > 1.01 * pooled_offers.cost_micros
+    alone = solve([d], market(FAST), RATES, slot_s=1800)
+    assert alone.cost_micros != alone.cost_micros or not alone.optimal  # infeasible: NaN
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_exact_optimum_is_at_or_below_what_the_policy_pays(seed: int) -> None:
+    # the policy rents interruptible machines, several hosts at once, and is preempted: the
+    # host constraint must still admit its schedule
+    from subconscious.planner.policy import decide
+
+    rng = random.Random(100 + seed)
+    trace = pool("".join(rng.choice("0111") for _ in range(48)), gap_s=1800, name="z")
+    tiny = market(
+        pooled(FAST, trace), pooled(SLOW, trace), offer("o-a6000", "RTX A6000", "0.40", memory=48)
+    )
+    specs = random_orders(rng, rng.randint(4, 10))
+    policy = simulate(specs, tiny, RATES, decide, acceptances=acceptances(specs))
+    assert policy.deadline_attainment == 1.0
+    demands = [Demand(s.order_id, s.job, s.images, s.arrival_s, s.deadline_s) for s in specs]
+    exact = solve(demands, tiny, RATES, slot_s=1800)
+    assert exact.optimal
+    assert exact.cost_micros <= policy.cost_micros

@@ -229,3 +229,49 @@ def test_a_tight_promise_rents_several_machines_sharing_the_budget(
     assert len(_executions(aws)) == len(live)
     # invariant 3: together the runs may spend no more than the order was quoted
     assert sum(r.spend_cap_micros for r in live) <= to_micros(order.total_usd)
+
+
+def test_a_machine_the_backlog_no_longer_needs_is_asked_to_stop(
+    svc: Services, aws: Created
+) -> None:
+    from subconscious.logic.orders import Acceptance, accept_quote
+    from subconscious.logic.quotes import create_quote
+    from subconscious.models import OrderRequest, QuoteRequest
+
+    now = datetime.now(UTC)
+    request = QuoteRequest.model_validate(
+        {
+            "job": {"prompts": [{"text": "p", "count": 40}]},
+            "constraints": {"deadline": (now + timedelta(days=2)).isoformat()},
+        }
+    )
+    quote = create_quote(svc, TENANT, request, now)
+    accept_quote(
+        svc,
+        Acceptance(
+            tenant_id=TENANT,
+            idempotency_key="k-trim",
+            request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+        ),
+    )
+    cheap, dear = new_run(svc, "o-3090"), new_run(svc, "o-h100")
+    for run in (cheap, dear):
+        svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
+
+    report = tick(svc, now)
+
+    assert report.started_runs == []
+    assert report.stopped_runs == [dear.run_id]
+    assert svc.runs.stop_requested(dear.run_id) and not svc.runs.stop_requested(cheap.run_id)
+    assert any(d.startswith("trim: H100") for d in report.decisions)
+
+
+def test_no_work_seen_stops_no_run(svc: Services, aws: Created) -> None:
+    # queue depth is approximate: a tick that sees no work leaves runs to end themselves
+    run = new_run(svc, "o-3090")
+    svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
+
+    report = tick(svc)
+
+    assert report.stopped_runs == []
+    assert not svc.runs.stop_requested(run.run_id)

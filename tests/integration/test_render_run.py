@@ -256,3 +256,22 @@ def test_teardown_stops_the_recorded_machine_even_if_listing_fails(
     with pytest.raises(Exception, match="cannot list"):
         render_run.teardown(svc, run_id)
     assert machine_id not in market.live  # stopped before the list call failed
+
+
+def test_a_stop_requested_by_the_dispatch_ends_the_run_before_it_takes_work(
+    svc: Services, a1111: str
+) -> None:
+    place_order(svc, TENANT, [8])
+    run_id = _provisioned(svc)
+    assert not svc.runs.stop_requested(run_id)
+    svc.runs.request_stop(run_id, "trim: RTX 4090 not needed on time", datetime.now(UTC))
+    run = svc.runs.get(run_id)
+    assert run is not None  # the request is an item of its own: the run's item is untouched
+
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert result.more is False and result.reason == "stop requested"
+    assert result.images == 0
+    assert queue_depth(svc) == (1, 0)  # its task waits for another machine
+    assert svc.runs.stop_requested(run_id)
+    assert [r.run_id for r in svc.runs.live()] == [run_id]  # not a run of its own

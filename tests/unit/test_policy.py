@@ -247,3 +247,51 @@ def test_offers_are_ranked_by_what_the_whole_backlog_would_cost() -> None:
     assert first.offer == sdxl_cheap
     alone = rents(decide(state([urgent_sd15], [sd15_cheap, sdxl_cheap])))[0]
     assert alone.offer == sd15_cheap
+
+
+def test_interruptible_capacity_that_would_need_a_hedge_before_it_renders_is_not_rented() -> None:
+    # 45 minutes, work for ~1700 s of one 3090, two machines at most: one on-demand 3090 rented
+    # within a tick makes it, one rented after an interruptible machine's start-up (7.5 min)
+    # would not. Renting the interruptible host would have the safety net hedge at once, so
+    # the work goes to an on-demand machine instead.
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    work = [order(int(per_s * 1700), timedelta(minutes=45))]
+    limits = Limits(max_machines=2)
+    assert keepable(work, [], [ON_DEMAND_ONLY], RATES, NOW, limits, delay_s=60)
+    assert not keepable(work, [], [ON_DEMAND_ONLY], RATES, NOW, limits, delay_s=450)
+    decisions = rents(decide(state(work, [CHEAP, ON_DEMAND_ONLY], limits=limits)))
+    assert decisions and all(not r.interruptible for r in decisions)
+    assert all(r.reason.startswith("batch") for r in decisions)  # not the safety net
+    # with a whole day (and work enough to pay a start-up back) it goes to the interruptible one
+    relaxed = [order(int(per_s * 4000), timedelta(hours=24))]
+    later = rents(decide(state(relaxed, [CHEAP, ON_DEMAND_ONLY], limits=limits)))
+    assert [r.interruptible for r in later] == [True]
+
+
+DEAR = offer("h100", "H100 SXM", "2.50", memory=80)
+
+
+def test_a_dear_machine_the_deadlines_no_longer_need_is_released() -> None:
+    cheap = LiveMachine("m-cheap", CHEAP, True, NOW)
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    decisions = decide(state([order(200, timedelta(hours=6))], [ON_DEMAND_ONLY], [cheap, dear]))
+    assert decisions == [Release("m-dear", "trim: H100 SXM not needed on time")]
+
+
+def test_no_trim_when_the_rest_would_be_late_or_the_machine_is_still_starting() -> None:
+    cheap = LiveMachine("m-cheap", CHEAP, False, NOW)
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    per_s = RATES.speed(CHEAP, job()).images_per_s
+    # the 3090 alone would need 50 of the 60 minutes: over the reserve, so both keep going
+    tight = [order(int(per_s * 3000), timedelta(hours=1))]
+    assert not any(isinstance(d, Release) for d in decide(state(tight, [], [cheap, dear])))
+    booting = LiveMachine("m-dear", DEAR, False, NOW + timedelta(minutes=3))
+    easy = [order(200, timedelta(hours=6))]
+    assert not any(isinstance(d, Release) for d in decide(state(easy, [], [cheap, booting])))
+
+
+def test_no_trim_between_machines_of_about_the_same_cost_per_image() -> None:
+    twin = offer("3090-b", bid="0.085")
+    machines = [LiveMachine("a", CHEAP, True, NOW), LiveMachine("b", twin, True, NOW)]
+    decisions = decide(state([order(200, timedelta(hours=6))], [ON_DEMAND_ONLY], machines))
+    assert not any(isinstance(d, Release) for d in decisions)

@@ -12,6 +12,9 @@ from subconscious.models import LIVE_RUN_STATUSES, RenderRun, RunStatus
 
 _LEASE_PREFIX = "lease#"
 _ORPHAN_PREFIX = "orphan#"
+_STOP_PREFIX = "stop#"
+# A stop request outlives any run it could concern (the table's TTL attribute).
+_STOP_KEEP = timedelta(days=2)
 
 
 class RunStore:
@@ -96,6 +99,22 @@ class RunStore:
 
     def forget_orphan(self, provider: str, machine_id: str) -> None:
         self._table.delete_item(Key={"run_id": f"{_ORPHAN_PREFIX}{provider}#{machine_id}"})
+
+    # --- stop requests: the dispatch asks a run to end; the run's own step reads it ---
+    def request_stop(self, run_id: str, reason: str, at: datetime) -> None:
+        """A separate item, so the run's writer (which overwrites the run's item) keeps it."""
+        self._table.put_item(
+            Item={
+                "run_id": _STOP_PREFIX + run_id,
+                "kind": "stop",
+                "reason": reason,
+                "at": at.isoformat(),
+                "expires": epoch(at + _STOP_KEEP),
+            }
+        )
+
+    def stop_requested(self, run_id: str) -> bool:
+        return "Item" in self._table.get_item(Key={"run_id": _STOP_PREFIX + run_id})
 
     # --- lease: at most one dispatch tick acts at a time ---
     def acquire_lease(

@@ -26,7 +26,7 @@ from subconscious.observability import (
     metrics,
 )
 from subconscious.planner.costs import Rates, price_micros_per_hour
-from subconscious.planner.policy import PlanState, Rent, decide
+from subconscious.planner.policy import PlanState, Release, Rent, decide
 
 LEASE = "dispatch"
 
@@ -36,6 +36,7 @@ class TickReport:
     acted: bool
     decisions: list[str] = field(default_factory=list)
     started_runs: list[str] = field(default_factory=list)
+    stopped_runs: list[str] = field(default_factory=list)
     reaped_runs: list[str] = field(default_factory=list)
 
 
@@ -78,8 +79,13 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
                 started = start_run(services, decision, share, now, holder)
                 if started:
                     report.started_runs.append(started)
-            # A Release needs nothing here: a render run ends itself (and gives its machine
-            # back) once the queue has nothing for it.
+            elif isinstance(decision, Release) and wants_market:
+                # A machine the backlog no longer needs (the policy saw the backlog): the run
+                # ends itself after its batch in flight and gives the machine back. With no
+                # work seen (queue depth is approximate) runs are left to end themselves once
+                # the queue stays empty, so a momentary zero never stops a fleet.
+                services.runs.request_stop(decision.machine_id, decision.reason, now)
+                report.stopped_runs.append(decision.machine_id)
         logger.info(
             "dispatch tick",
             waiting=waiting,

@@ -190,6 +190,10 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
                 result = SliceResult(more=False, images=0, reason="spend cap")
                 break
             if not held:
+                if services.runs.stop_requested(run_id):
+                    logger.info("dispatch asked this run to stop", run_id=run_id)
+                    result = SliceResult(more=False, images=0, reason="stop requested")
+                    break
                 held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
                 if not held:
                     idle_polls += 1

@@ -24,7 +24,7 @@ less a guard (a dispatch tick, the batch a preemption loses) and a safety share 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
@@ -40,6 +40,9 @@ SAFETY_SHARE = 0.15
 # the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
 AMORTIZE = 6.0
 MAX_RECENT_FAILURES = 3
+# A machine not needed for the deadlines is released when the backlog would cost this much
+# more per image on it than on the cheapest machine kept.
+TRIM_OVER_CHEAPEST = 1.1
 # Work waits to share a start-up only while it could still wait this long and be on time,
 # and only while the most urgent promise is hours away: a short window that waits ends up
 # hedged with on-demand machines, which costs more than the start-up it hoped to share.
@@ -257,8 +260,47 @@ def _decide(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
     if fleet:
+        trim = _trim(state, orders, fleet)
+        if trim is not None:
+            return [trim]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
+
+
+def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -> Release | None:
+    """The machine dearest per image of the backlog, when the rest of the fleet keeps every
+    promise without it (with the reserve, and the safety net still able to wait a tick) and
+    renders for clearly less: the work it would have done goes to cheaper cards. One a tick,
+    so the fleet shrinks gently; the reserve keeps the progress rule from renting it back."""
+    if len(fleet) < 2:
+        return None
+    # only a rendering machine is trimmed: one still starting has not yet shown its worth,
+    # and a run is told to stop between batches, which a booting machine has not reached
+    rendering = [m for m in fleet if m.ready_at <= state.now]
+    if not rendering:
+        return None
+    mix = _mix(orders)
+    cost = {m.machine_id: _backlog_cost(m.offer, m.interruptible, mix, state.rates) for m in fleet}
+    dearest = max(rendering, key=lambda m: (cost[m.machine_id], m.machine_id))
+    rest = [m for m in fleet if m is not dearest]
+    if cost[dearest.machine_id] <= TRIM_OVER_CHEAPEST * min(cost[m.machine_id] for m in rest):
+        return None
+    # the rest must finish early enough that a safety net rented at the last moment would
+    # never have been needed: slack shrinks linearly while they render, so if it lasts at both
+    # ends (now: keepable; at the end: the lead) it lasts throughout
+    lead = timedelta(seconds=TICK_S + DISPATCH_LATENCY_S + _slowest_start(state.offers))
+    early = [replace(o, deadline=o.deadline - lead) for o in orders]
+    if not feasible(early, rest, state.rates, state.now):
+        return None
+    if not keepable(
+        orders, rest, state.offers, state.rates, state.now, state.limits, delay_s=TICK_S
+    ):
+        return None
+    return Release(dearest.machine_id, f"trim: {dearest.offer.gpu} not needed on time")
+
+
+def _slowest_start(offers: Sequence[Offer]) -> int:
+    return max((o.startup_s for o in offers), default=0)
 
 
 def keepable(
@@ -324,30 +366,50 @@ def _rent_until(
     why: str,
     at_least_one: bool = False,
 ) -> list[Decision]:
+    """Rent, cheapest for the backlog first, until the planned fleet finishes every order in
+    time. An interruptible machine is rented only where the promises stay keepable with
+    on-demand machines until it renders (its start-up, and a tick): one that would make the
+    safety net hedge before it has rendered anything costs its start-up for nothing, so the
+    work goes to on-demand machines instead."""
     decisions: list[Decision] = []
     room = state.limits.max_machines - len(fleet)
     budget = state.limits.max_spend_micros_per_hour - _hourly(fleet)
     planned = list(fleet)
     # a safety-net machine must not vanish: only on-demand counts towards it
     counted = [m for m in planned if not m.interruptible] if why == "safety net" else planned
-    for offer in _candidates(state, jobs, interruptible):
+    candidates = [(o, True) for o in _candidates(state, jobs, True)] if interruptible else []
+    candidates += [(o, False) for o in _candidates(state, jobs, False)]
+    for offer, spot in candidates:
         done = feasible(orders, counted, state.rates, state.now)
         if done and (decisions or not at_least_one):
             break
         if room <= 0:
             break
-        price = price_micros_per_hour(offer, interruptible)
+        if any(m.offer.offer_id == offer.offer_id for m in planned):
+            continue  # one host per offer: already planned in the other mode
+        price = price_micros_per_hour(offer, spot)
         if price > budget:
             continue
-        machine = _virtual(offer, interruptible, state.now)
+        machine = _virtual(offer, spot, state.now)
+        if spot and not _hedge_free(state, orders, [*planned, machine], offer):
+            continue
         planned.append(machine)
         counted.append(machine)
         room -= 1
         budget -= price
-        kind = "interruptible" if interruptible else "on-demand"
-        decisions.append(
-            Rent(offer, interruptible, f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)")
-        )
+        kind = "interruptible" if spot else "on-demand"
+        decisions.append(Rent(offer, spot, f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)"))
     if not decisions:
         return [Wait(f"{why}: no offer fits within the caps")]
     return decisions
+
+
+def _hedge_free(
+    state: PlanState, orders: list[OpenOrder], planned: list[LiveMachine], offer: Offer
+) -> bool:
+    """Whether, with ``planned`` rented, the safety net could still wait until a machine of
+    ``offer`` renders: on-demand rentals made then must still keep every promise."""
+    wait_s = DISPATCH_LATENCY_S + offer.startup_s + TICK_S
+    return keepable(
+        orders, planned, state.offers, state.rates, state.now, state.limits, delay_s=wait_s
+    )
