@@ -295,3 +295,28 @@ def test_no_trim_between_machines_of_about_the_same_cost_per_image() -> None:
     machines = [LiveMachine("a", CHEAP, True, NOW), LiveMachine("b", twin, True, NOW)]
     decisions = decide(state([order(200, timedelta(hours=6))], [ON_DEMAND_ONLY], machines))
     assert not any(isinstance(d, Release) for d in decisions)
+
+
+def test_a_much_cheaper_card_on_offer_again_joins_a_dear_fleet() -> None:
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    big = [order(20_000, timedelta(days=2))]
+    [decision] = decide(state(big, [CHEAP], [dear]))
+    assert isinstance(decision, Rent) and decision.offer == CHEAP and decision.interruptible
+    assert decision.reason.startswith("cheaper: interruptible RTX 3090")
+    # then, once it renders, the dear machine is released
+    joined = LiveMachine("m-cheap", CHEAP, True, NOW)
+    assert decide(state(big, [ON_DEMAND_ONLY], [dear, joined])) == [
+        Release("m-dear", "trim: H100 SXM not needed on time")
+    ]
+
+
+def test_no_cheaper_card_for_a_short_backlog_or_while_a_machine_starts() -> None:
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    # a few minutes of work: the new card's start-up would not pay back
+    assert not rents(decide(state([order(300, timedelta(days=2))], [CHEAP], [dear])))
+    starting = LiveMachine("m-dear", DEAR, False, NOW + timedelta(minutes=2))
+    big = [order(20_000, timedelta(days=2))]
+    assert not rents(decide(state(big, [CHEAP], [starting])))
+    # a card only a fifth cheaper per image than the fleet's is no reason to rent
+    same = offer("h100-b", "H100 SXM", "2.00", memory=80)
+    assert not rents(decide(state(big, [same], [dear])))

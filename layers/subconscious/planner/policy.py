@@ -43,6 +43,9 @@ MAX_RECENT_FAILURES = 3
 # A machine not needed for the deadlines is released when the backlog would cost this much
 # more per image on it than on the cheapest machine kept.
 TRIM_OVER_CHEAPEST = 1.1
+# Rent a cheaper machine beside a rendering fleet when the backlog (start-up included) would
+# cost at most this share of what it costs on the dearest machine rendering it now.
+REPLACE_SHARE = 0.7
 # Work waits to share a start-up only while it could still wait this long and be on time,
 # and only while the most urgent promise is hours away: a short window that waits ends up
 # hedged with on-demand machines, which costs more than the start-up it hoped to share.
@@ -263,6 +266,9 @@ def _decide(
         trim = _trim(state, orders, fleet)
         if trim is not None:
             return [trim]
+        cheaper = _cheaper(state, orders, jobs, fleet)
+        if cheaper is not None:
+            return [cheaper]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
 
@@ -297,6 +303,37 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
     ):
         return None
     return Release(dearest.machine_id, f"trim: {dearest.offer.gpu} not needed on time")
+
+
+def _cheaper(
+    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], fleet: list[LiveMachine]
+) -> Rent | None:
+    """A machine much cheaper per image than the dearest one rendering, when the backlog is
+    long enough to pay its start-up back: capacity that was missing when the fleet was rented
+    (a pool that had none, a preempted card) is on offer again. Once it renders, ``_trim``
+    releases the dear machine if the rest keep every promise; until then the two share the
+    work, which already costs less per image. One at a time: only while nothing is starting."""
+    if len(fleet) >= state.limits.max_machines or any(m.ready_at > state.now for m in fleet):
+        return None
+    mix = _mix(orders)
+    dearest = max(_backlog_cost(m.offer, m.interruptible, mix, state.rates) for m in fleet)
+    budget = state.limits.max_spend_micros_per_hour - _hourly(fleet)
+    spot = [(o, True) for o in _candidates(state, jobs, True)]
+    for offer, interruptible in [*spot, *((o, False) for o in _candidates(state, jobs, False))]:
+        price = price_micros_per_hour(offer, interruptible)
+        if price > budget:
+            continue
+        backlog = _backlog_cost(offer, interruptible, mix, state.rates)
+        startup = price * offer.startup_s / 3600
+        if backlog + startup >= REPLACE_SHARE * dearest or backlog < AMORTIZE * startup:
+            return None  # candidates come cheapest first: none further is worth it either
+        if interruptible and not _hedge_free(
+            state, orders, [*fleet, _virtual(offer, True, state.now)], offer
+        ):
+            continue
+        kind = "interruptible" if interruptible else "on-demand"
+        return Rent(offer, interruptible, f"cheaper: {kind} {offer.gpu} for {len(orders)} order(s)")
+    return None
 
 
 def _slowest_start(offers: Sequence[Offer]) -> int:
