@@ -23,6 +23,7 @@ class Access:
 QUEUE = "work-queue"
 IMAGE_OBJECTS = "image-objects"
 HISTORY_OBJECTS = "history-objects"
+HISTORY_BUCKET = "history-bucket"
 PROVIDER_KEYS = "provider-keys"
 STATE_MACHINE = "state-machine"
 EXECUTIONS = "executions"
@@ -31,8 +32,9 @@ EXECUTIONS = "executions"
 WILDCARDS = {
     IMAGE_OBJECTS: "Image objects are created per order at run time; the grant is limited to "
     "the images/ prefix of the images bucket and to the one action each role needs.",
-    HISTORY_OBJECTS: "A market snapshot object is written per refresh; the grant is limited to "
-    "the market/ prefix of the history bucket and to s3:PutObject.",
+    HISTORY_OBJECTS: "A market snapshot object is written per refresh and read back for the "
+    "spot forecast; the grant is limited to the market/ prefix of the history bucket and to "
+    "s3:PutObject and s3:GetObject.",
     EXECUTIONS: "Dispatch checks whether the render runs it started still run: executions of "
     "the one render-run state machine, named by run id at run time (DescribeExecution only).",
 }
@@ -52,7 +54,8 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         _table("orders", "GetItem", "PutItem", "UpdateItem"),  # accept, read, cancel
         _table("images", "Query"),  # list images
         _table("idempotency", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),  # powertools
-        _table("prices", "Query"),  # quotes and GET /v1/market read the price cache
+        # quotes and GET /v1/market read the price cache; quotes read the spot outlook
+        _table("prices", "Query", "GetItem"),
         Access(IMAGE_OBJECTS, ("s3:GetObject",)),  # presigned links are signed by this role
         Access(QUEUE, ("sqs:SendMessage",)),  # accepted orders' tasks
         _SECRET,  # a stale cache asks providers live
@@ -70,8 +73,10 @@ ACCESS: dict[str, tuple[Access, ...]] = {
     ),
     f"{PREFIX}-reaper": (_table("runs", "GetItem", "PutItem", "DeleteItem", "Scan"), _SECRET),
     f"{PREFIX}-prices": (
-        _table("prices", "BatchWriteItem", "PutItem", "UpdateItem"),
-        Access(HISTORY_OBJECTS, ("s3:PutObject",)),
+        _table("prices", "BatchWriteItem", "PutItem", "UpdateItem", "GetItem"),
+        # a snapshot per refresh; the spot outlook reads the last days back (hourly)
+        Access(HISTORY_OBJECTS, ("s3:PutObject", "s3:GetObject")),
+        Access(HISTORY_BUCKET, ("s3:ListBucket",)),
         _SECRET,
     ),
     f"{PREFIX}-provision": _RUN_STEP,

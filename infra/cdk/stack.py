@@ -64,6 +64,7 @@ class SubconsciousStack(Stack):
                 permissions.QUEUE: work.queue.queue_arn,
                 permissions.IMAGE_OBJECTS: images.images.arn_for_objects(f"{IMAGES_PREFIX}*"),
                 permissions.HISTORY_OBJECTS: images.history.arn_for_objects(f"{HISTORY_PREFIX}*"),
+                permissions.HISTORY_BUCKET: images.history.bucket_arn,
                 permissions.PROVIDER_KEYS: secrets.provider_keys.secret_arn,
                 permissions.STATE_MACHINE: machine.state_machine_arn,
                 permissions.EXECUTIONS: executions,

@@ -157,3 +157,37 @@ def test_a_known_start_up_time_replaces_the_adapters_estimate(svc: Services, aws
     offers = current_offers(svc)
 
     assert {o.provider: o.startup_s for o in offers} == {"fake": 60, "other": 7}
+
+
+def test_the_spot_outlook_is_read_back_from_the_history_hourly(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    start = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    bids = offer("o-3090", "RTX 3090", "0.20").model_copy(
+        update={"interruptible": True, "min_bid_usd_per_hour": Decimal("0.08")}
+    )
+    # two days of snapshots, every 6 hours; the 3090 took bids in one snapshot of four
+    for i in range(8):
+        at = start + timedelta(hours=6 * i)
+        listed = [offer(), bids if i % 4 == 0 else offer("o-3090", "RTX 3090", "0.20")]
+        svc.history.append(listed, at)
+    now = start + timedelta(days=2)
+
+    report = refresh(svc, now)  # its own snapshot (the fake market's, no bids) counts too
+
+    assert report.outlook_snapshots == 9
+    stored = svc.prices.load_outlook()
+    assert stored is not None and stored.computed_at == now
+    assert stored.share("RTX 3090") == 2 / 9 and stored.share("RTX 4090") == 0.0
+    # within the hour it is not read again; after it, it is
+    assert refresh(svc, now + timedelta(minutes=5)).outlook_snapshots is None
+    assert refresh(svc, now + timedelta(hours=1)).outlook_snapshots == 11
+
+
+def test_the_history_sample_is_spread_over_each_day(svc: Services, aws: Created) -> None:
+    start = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    for minute in range(0, 24 * 60, 60):  # 24 snapshots
+        svc.history.append([offer()], start + timedelta(minutes=minute))
+    taken = list(svc.history.snapshots(start + timedelta(hours=23), days=0, per_day=6))
+    assert len(taken) == 6
+    assert svc.prices.load_outlook() is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,9 +14,11 @@ from typing import Any
 from subconscious import aws
 from subconscious.dal._dynamo import epoch
 from subconscious.models import Offer
+from subconscious.planner.forecast import SpotOutlook
 from subconscious.throughput_model import Correction
 
 _META = "#meta"  # one row per provider: when it was last fetched, and how that went
+_FORECAST = "#forecast"  # a partition no provider can have: the history's spot outlook
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,15 @@ class PriceCache:
         ]
         return freshness, offers
 
+    def save_outlook(self, outlook: SpotOutlook) -> None:
+        self._table.put_item(
+            Item={"provider": _FORECAST, "offer_id": "spot", "doc": outlook.to_json()}
+        )
+
+    def load_outlook(self) -> SpotOutlook | None:
+        item = self._table.get_item(Key={"provider": _FORECAST, "offer_id": "spot"}).get("Item")
+        return SpotOutlook.from_json(str(item["doc"])) if item else None
+
 
 class ThroughputCorrections:
     """Per-GPU factors on the throughput model, learned from runs. Rows live in the prices
@@ -157,3 +170,31 @@ class MarketHistory:
             ContentEncoding="gzip",
         )
         return key
+
+    def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]:
+        """Up to ``per_day`` snapshots of each of the ``days`` days before ``until`` (evenly
+        spread over each day's objects), oldest first."""
+        for back in range(days, -1, -1):
+            day = until - timedelta(days=back)
+            keys = sorted(self._keys(f"market/date={day:%Y-%m-%d}/"))
+            step = max(1, math.ceil(len(keys) / per_day)) if per_day > 0 else len(keys) + 1
+            for key in keys[::step]:
+                yield self._read(key)
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield str(item["Key"])
+
+    def _read(self, key: str) -> list[Offer]:
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        offers = []
+        for line in gzip.decompress(body).decode().splitlines():
+            if line.strip():
+                doc = json.loads(line)
+                doc.pop("at", None)
+                offers.append(Offer.model_validate(doc))
+        return offers

@@ -12,6 +12,7 @@ from subconscious.logic.services import Services
 from subconscious.market.base import Provider
 from subconscious.models import Offer
 from subconscious.observability import logger
+from subconscious.planner.forecast import outlook
 
 
 @dataclass
@@ -19,6 +20,7 @@ class RefreshReport:
     offers: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     history_key: str | None = None
+    outlook_snapshots: int | None = None  # set when the forecast was recomputed
 
 
 def refresh(services: Services, now: datetime | None = None) -> RefreshReport:
@@ -47,8 +49,26 @@ def refresh(services: Services, now: datetime | None = None) -> RefreshReport:
             snapshot.extend(offers)
     if snapshot:
         report.history_key = services.history.append(snapshot, now)
+    report.outlook_snapshots = refresh_outlook(services, now)
     logger.info("prices refreshed", offers=report.offers, failed=report.failed)
     return report
+
+
+def refresh_outlook(services: Services, now: datetime) -> int | None:
+    """Recompute the history's spot outlook when the stored one is older than
+    ``forecast_refresh_s``; how many snapshots it read, or None if it was fresh."""
+    settings = services.settings
+    stored = services.prices.load_outlook()
+    age_limit = timedelta(seconds=settings.forecast_refresh_s)
+    if stored and stored.computed_at and now - stored.computed_at < age_limit:
+        return None
+    snapshots = services.history.snapshots(
+        now, settings.forecast_days, settings.forecast_snapshots_per_day
+    )
+    computed = outlook(snapshots, computed_at=now)
+    services.prices.save_outlook(computed)
+    logger.info("spot outlook refreshed", snapshots=computed.snapshots, gpus=len(computed.shares))
+    return computed.snapshots
 
 
 def current_offers(services: Services, now: datetime | None = None) -> list[Offer]:

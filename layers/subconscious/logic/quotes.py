@@ -37,6 +37,7 @@ def create_quote(
         backlog=backlog(orders),
         machines=[machine(run, now) for run in live],
         limits=limits(services),
+        outlook=services.prices.load_outlook(),
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

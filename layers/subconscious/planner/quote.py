@@ -10,8 +10,10 @@ safety share of the window the dispatch policy keeps). From that frontier:
 * otherwise counter-proposals: ``cheapest`` (meets the deadline, over budget) and ``earliest``
   (within budget, after the deadline);
 * ``wait_1d`` / ``wait_3d``: "cheaper if you can wait". A window that leaves hours of slack lets
-  the dispatch render on interruptible machines; we pass that saving on, but never price below
-  what the work would cost us on on-demand machines, so the safety net can always be paid for.
+  the dispatch render on interruptible machines; we pass that saving on, as far as the market
+  history says such capacity is there (``outlook``: a forecast from the S3 history; today's
+  listing where there is none), but never price below what the work would cost us on
+  on-demand machines, so the safety net can always be paid for.
 
 A quote is a promise the dispatch must keep: every option is checked against the backlog and
 the live machines (all promised orders, earliest deadline first, must still fit with the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +41,7 @@ from subconscious.planner.costs import (
     price_micros_per_hour,
     usable,
 )
+from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.policy import (
     DISPATCH_LATENCY_S,
     SAFETY_SHARE,
@@ -125,13 +129,23 @@ def _edf_key(order: OpenOrder) -> tuple[datetime, str]:
     return (order.deadline, order.order_id)
 
 
-def spot_cost_micros(job: JobSpec, offers: Sequence[Offer], rates: Rates) -> int | None:
-    """The cheapest cost of ``job`` on one interruptible machine, losses included."""
-    costs = [
-        job_cost_micros(o, rates.speed(o, job), job.total_images, interruptible=True)
-        for o in offers
-        if o.min_bid_usd_per_hour is not None and usable(o, job)
-    ]
+def spot_cost_micros(
+    job: JobSpec, offers: Sequence[Offer], rates: Rates, outlook: SpotOutlook | None = None
+) -> int | None:
+    """The cheapest expected cost of ``job`` on one interruptible machine, losses included:
+    where the history says the card is interruptible only part of the time, the rest of the
+    time it is rented on-demand (:mod:`subconscious.planner.forecast`)."""
+    costs = []
+    for o in offers:
+        if o.min_bid_usd_per_hour is None or not usable(o, job):
+            continue
+        speed = rates.speed(o, job)
+        spot = job_cost_micros(o, speed, job.total_images, interruptible=True)
+        share = 1.0 if outlook is None else outlook.share(o.gpu)
+        if share < 1.0:
+            steady = job_cost_micros(o, speed, job.total_images, interruptible=False)
+            spot = math.ceil(share * spot + (1 - share) * steady)
+        costs.append(spot)
     return min(costs) if costs else None
 
 
@@ -146,12 +160,13 @@ def plan_quote(
     backlog: Sequence[OpenOrder] = (),
     machines: Sequence[LiveMachine] = (),
     limits: Limits | None = None,
+    outlook: SpotOutlook | None = None,
 ) -> list[QuoteOption]:
     limits = limits or Limits()
     plans = frontier(job, offers, rates, limits)
     if not plans:
         raise NoCapacity("no GPU on the market can run this job right now")
-    spot = spot_cost_micros(job, offers, rates)
+    spot = spot_cost_micros(job, offers, rates, outlook)
     images = job.total_images
     budget = constraints.max_price_per_image_usd
     budget_micros = None if budget is None else to_micros(budget)

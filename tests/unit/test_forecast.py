@@ -1,0 +1,66 @@
+"""The spot outlook from the market history, and how the quote uses it (pure; no AWS)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from subconscious.models import Constraints
+from subconscious.planner.forecast import SpotOutlook, outlook
+from subconscious.planner.policy import Limits
+from subconscious.planner.quote import plan_quote, spot_cost_micros
+from tests.unit.test_quote import END_OF_DAY, MARGIN, MARKET, NOW, RATES, founding_job, offer
+
+
+def test_shares_count_the_snapshots_listing_a_card_in_which_it_took_bids() -> None:
+    spot = offer("a", "RTX 3090", bid="0.09")
+    steady = offer("b", "RTX 3090")
+    h100 = offer("c", "H100 SXM", "2.50", memory=80)
+    snapshots = [[spot, h100], [steady], [steady, spot], [h100]]
+    seen = outlook(snapshots, computed_at=NOW)
+    assert seen.snapshots == 4
+    assert seen.share("RTX 3090") == 2 / 3
+    assert seen.share("NVIDIA GeForce RTX 3090") == 2 / 3  # names are normalised
+    assert seen.share("H100 SXM") == 0.0
+    assert seen.share("RTX 5090") == 1.0  # never listed: today's market decides
+    assert SpotOutlook.from_json(seen.to_json()) == seen
+
+
+def test_no_history_is_an_empty_outlook_that_changes_nothing() -> None:
+    empty = outlook([])
+    assert empty.snapshots == 0 and empty.share("RTX 3090") == 1.0
+    job = founding_job()
+    assert spot_cost_micros(job, MARKET, RATES, empty) == spot_cost_micros(job, MARKET, RATES)
+
+
+def _wait_price(spot_outlook: SpotOutlook | None) -> Decimal:
+    options = plan_quote(
+        founding_job(),
+        Constraints(deadline=END_OF_DAY),
+        MARKET,
+        NOW,
+        MARGIN,
+        RATES,
+        limits=Limits(),
+        outlook=spot_outlook,
+    )
+    return options[0].price_per_image_usd
+
+
+def test_cards_rarely_interruptible_in_the_history_are_priced_nearer_on_demand() -> None:
+    today = _wait_price(None)
+    always = _wait_price(SpotOutlook({"RTX 3090": 1.0, "RTX 4090": 1.0}, 10))
+    rarely = _wait_price(SpotOutlook({"RTX 3090": 0.1, "RTX 4090": 0.1}, 10))
+    never = _wait_price(SpotOutlook({"RTX 3090": 0.0, "RTX 4090": 0.0}, 10))
+    assert always == today
+    assert today < rarely <= never
+    on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
+    [od] = plan_quote(
+        founding_job(), Constraints(deadline=END_OF_DAY), on_demand, NOW, MARGIN, RATES
+    )
+    assert never <= od.price_per_image_usd
+
+
+def test_outlook_dates_round_trip_in_utc() -> None:
+    at = datetime(2030, 1, 1, 8, tzinfo=UTC)
+    assert SpotOutlook.from_json(SpotOutlook({}, 0, at).to_json()).computed_at == at
