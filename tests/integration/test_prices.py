@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
+import pytest
 
 from functions.prices.handler import lambda_handler
 from infra import definitions as d
@@ -191,3 +193,23 @@ def test_the_history_sample_is_spread_over_each_day(svc: Services, aws: Created)
     taken = list(svc.history.snapshots(start + timedelta(hours=23), days=0, per_day=6))
     assert len(taken) == 6
     assert svc.prices.load_outlook() is None
+
+
+def test_an_unreadable_history_keeps_the_old_outlook_and_the_fresh_prices(
+    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    refresh(svc, now)
+    before = svc.prices.load_outlook()
+
+    def broken(*_args: object, **_kwargs: object) -> Iterator[list[Offer]]:
+        raise RuntimeError("s3 said no")
+        yield []  # pragma: no cover
+
+    monkeypatch.setattr(type(svc.history), "snapshots", broken)
+    report = refresh(svc, now + timedelta(hours=2))
+
+    assert report.offers == {"fake": 3} and report.outlook_snapshots is None
+    assert svc.prices.load_outlook() == before
+    freshness, _ = svc.prices.read("fake")
+    assert freshness is not None and freshness.fetched_at == now + timedelta(hours=2)

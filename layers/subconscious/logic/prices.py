@@ -65,7 +65,11 @@ def refresh_outlook(services: Services, now: datetime) -> int | None:
     snapshots = services.history.snapshots(
         now, settings.forecast_days, settings.forecast_snapshots_per_day
     )
-    computed = outlook(snapshots, computed_at=now)
+    try:
+        computed = outlook(snapshots, computed_at=now)
+    except Exception as error:  # the prices are cached already: keep the old outlook
+        logger.warning("spot outlook not refreshed", error=type(error).__name__)
+        return None
     services.prices.save_outlook(computed)
     logger.info("spot outlook refreshed", snapshots=computed.snapshots, gpus=len(computed.shares))
     return computed.snapshots
