@@ -46,7 +46,8 @@ TABLES = (
     ),
     Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
-    Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table"),
+    # leases and stop requests carry "expires"; runs and orphan sightings do not
+    Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table", ttl_attribute="expires"),
     # live offers per provider; each provider's rows carry the time of its latest good fetch
     Table(
         f"{PREFIX}-prices",

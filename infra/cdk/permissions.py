@@ -51,7 +51,9 @@ ACCESS: dict[str, tuple[Access, ...]] = {
     f"{PREFIX}-api": (
         _table("tenants", "GetItem"),  # logic.auth
         _table("quotes", "GetItem", "PutItem"),  # logic.quotes, logic.orders
-        _table("orders", "GetItem", "PutItem", "UpdateItem"),  # accept, read, cancel
+        # accept, read, cancel; a quote scans the open orders (the backlog it must keep)
+        _table("orders", "GetItem", "PutItem", "UpdateItem", "Scan"),
+        _table("runs", "Scan"),  # a quote counts the live machines and the ones leaving
         _table("images", "Query"),  # list images
         _table("idempotency", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),  # powertools
         # quotes and GET /v1/market read the price cache; quotes read the spot outlook

@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     price_max_age_s: int = Field(default=900, ge=60)
     # The quote's forecast of interruptible capacity: read from the last days of the market
     # history (a sample of snapshots a day), refreshed by the prices tick this often.
-    forecast_days: int = Field(default=7, ge=1, le=60)
-    forecast_snapshots_per_day: int = Field(default=24, ge=1, le=288)
+    # (at most 15 × 48 objects, well inside the prices Lambda's time)
+    forecast_days: int = Field(default=7, ge=1, le=14)
+    forecast_snapshots_per_day: int = Field(default=24, ge=1, le=48)
     forecast_refresh_s: int = Field(default=3600, ge=60)
     providers: tuple[str, ...] = ("emulated",)
     emulated_market_url: str = "http://127.0.0.1:8650"

@@ -115,3 +115,13 @@ def test_the_exact_optimum_is_at_or_below_what_the_policy_pays(seed: int) -> Non
     exact = solve(demands, tiny, RATES, slot_s=1800)
     assert exact.optimal
     assert exact.cost_micros <= policy.cost_micros
+
+
+def test_with_one_host_per_offer_no_type_is_left_out() -> None:
+    # the dominator's one host may be busy, so a dominated offer can still be needed
+    d = demand("a", 200, 0, 8 * 3600)
+    assert solve([d], market(FAST, SLOW, WORSE), RATES, slot_s=3600).types == 3
+    pooled_types = solve(
+        [d], market(FAST, SLOW, WORSE), RATES, slot_s=3600, one_host_per_offer=False
+    ).types
+    assert pooled_types == 2

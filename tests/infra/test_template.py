@@ -35,6 +35,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:Query",
+        "dynamodb:Scan",
         "s3:GetObject",
         "sqs:SendMessage",
         *SECRET,

@@ -275,3 +275,34 @@ def test_no_work_seen_stops_no_run(svc: Services, aws: Created) -> None:
 
     assert report.stopped_runs == []
     assert not svc.runs.stop_requested(run.run_id)
+
+
+def test_a_run_asked_to_stop_is_not_counted_again(svc: Services, aws: Created) -> None:
+    place_order(svc, TENANT, [8])
+    run = new_run(svc, "o-3090")
+    svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
+    svc.runs.request_stop(run.run_id, "trim", datetime.now(UTC))
+
+    report = tick(svc)
+
+    # it is leaving: the work gets a machine of its own, and the run is not told again
+    assert report.stopped_runs == []
+    assert len(report.started_runs) == 1 and report.started_runs[0] != run.run_id
+
+
+def test_a_machine_overdue_from_its_start_up_is_not_taken_as_rendering() -> None:
+    from subconscious.logic.planning import machine
+    from subconscious.models import RenderRun
+    from tests.conftest import offer
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    late = RenderRun(
+        run_id="r-late",
+        offer=offer(),
+        spend_cap_micros=1,
+        started_at=now - timedelta(hours=1),
+        machine_launched_at=now - timedelta(hours=1),
+    )
+    assert machine(late, now).ready_at > now
+    rendering = late.model_copy(update={"status": RunStatus.RENDERING})
+    assert machine(rendering, now).ready_at == now

@@ -275,3 +275,18 @@ def test_a_stop_requested_by_the_dispatch_ends_the_run_before_it_takes_work(
     assert queue_depth(svc) == (1, 0)  # its task waits for another machine
     assert svc.runs.stop_requested(run_id)
     assert [r.run_id for r in svc.runs.live()] == [run_id]  # not a run of its own
+
+
+def test_a_run_stopped_while_booting_ends_without_touching_its_machine(
+    svc: Services, market: FakeProvider
+) -> None:
+    place_order(svc, TENANT, [8])
+    run_id = _provisioned(svc)
+    svc.runs.request_stop(run_id, "trim", datetime.now(UTC))
+    market.url = None  # the machine never answers: nothing may call it
+
+    assert render_run.wait_ready(svc, run_id, ready_timeout_s=600) == {"ready": True}
+    result = render_run.render_slice(svc, run_id, slice_s=30)
+
+    assert (result.more, result.reason, result.images) == (False, "stop requested", 0)
+    assert queue_depth(svc) == (1, 0)

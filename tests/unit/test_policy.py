@@ -320,3 +320,28 @@ def test_no_cheaper_card_for_a_short_backlog_or_while_a_machine_starts() -> None
     # a card only a fifth cheaper per image than the fleet's is no reason to rent
     same = offer("h100-b", "H100 SXM", "2.00", memory=80)
     assert not rents(decide(state(big, [same], [dear])))
+
+
+def test_a_machine_asked_to_stop_is_no_capacity_but_still_counts_against_the_caps() -> None:
+    per_s = RATES.speed(CHEAP, job()).images_per_s
+    work = [order(int(per_s * 1800), timedelta(hours=2))]
+    leaving = LiveMachine("m-leaving", ON_DEMAND_ONLY, False, NOW, leaving=True)
+    staying = LiveMachine("m-leaving", ON_DEMAND_ONLY, False, NOW)
+    assert keepable(work, [staying], [], RATES, NOW, Limits())
+    assert not keepable(work, [leaving], [], RATES, NOW, Limits())
+    # the order needs a machine of its own; the leaving one still holds the only slot
+    assert rents(decide(state(work, [CHEAP], [leaving])))
+    capped = decide(state(work, [CHEAP], [leaving], limits=Limits(max_machines=1)))
+    assert not rents(capped)
+
+
+def test_a_dear_machine_goes_while_its_replacement_starts_only_if_on_demand_could_cover() -> None:
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    booting = LiveMachine("m-cheap", CHEAP, True, NOW + timedelta(minutes=5))
+    easy = [order(200, timedelta(hours=6))]
+    # on-demand 3090s on offer could still keep the promise if the replacement never renders
+    assert decide(state(easy, [ON_DEMAND_ONLY], [dear, booting])) == [
+        Release("m-dear", "trim: H100 SXM not needed on time")
+    ]
+    # nothing on offer: the dear machine is the promise's only on-demand capacity
+    assert not any(isinstance(d, Release) for d in decide(state(easy, [], [dear, booting])))

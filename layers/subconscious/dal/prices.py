@@ -172,8 +172,8 @@ class MarketHistory:
         return key
 
     def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]:
-        """Up to ``per_day`` snapshots of each of the ``days`` days before ``until`` (evenly
-        spread over each day's objects), oldest first."""
+        """Up to ``per_day`` snapshots of the day of ``until`` and of each of the ``days`` days
+        before it (evenly spread over each day's objects), oldest first."""
         for back in range(days, -1, -1):
             day = until - timedelta(days=back)
             keys = sorted(self._keys(f"market/date={day:%Y-%m-%d}/"))

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from subconscious.errors import SubconsciousError
-from subconscious.logic.planning import backlog, limits, machine, open_orders
+from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.services import Services
@@ -58,7 +58,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         state = PlanState(
             now=now,
             orders=work if wants_market else [],
-            machines=[machine(run, now) for run in live],
+            machines=machines(services, live, now),
             offers=market_offers(services) if wants_market else [],
             rates=current_rates(services) if wants_market else Rates(prior()),
             limits=limits(services),

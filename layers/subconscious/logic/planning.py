@@ -33,12 +33,24 @@ def backlog(orders: list[Order]) -> list[OpenOrder]:
     ]
 
 
-def machine(run: RenderRun, now: datetime) -> LiveMachine:
+# A machine past its expected start-up that has not answered yet is taken to be a tick away:
+# never "ready now", which would let the planner count on it or trim beside it.
+OVERDUE_READY_S = 60
+
+
+def machine(run: RenderRun, now: datetime, *, leaving: bool = False) -> LiveMachine:
     """A live run as the planner sees it; a machine still starting is expected ready after
-    its offer's start-up from when it was launched (or will be)."""
+    its offer's start-up from when it was launched (or will be). ``leaving``: the run was
+    asked to stop."""
     if run.status is RunStatus.RENDERING:
         ready = now
     else:
         launched = run.machine_launched_at or max(now, run.started_at)
-        ready = max(now, launched + timedelta(seconds=run.offer.startup_s))
-    return LiveMachine(run.run_id, run.offer, run.interruptible, ready)
+        expected = launched + timedelta(seconds=run.offer.startup_s)
+        ready = max(now + timedelta(seconds=OVERDUE_READY_S), expected)
+    return LiveMachine(run.run_id, run.offer, run.interruptible, ready, leaving=leaving)
+
+
+def machines(services: Services, runs: list[RenderRun], now: datetime) -> list[LiveMachine]:
+    stopping = services.runs.stopping() if runs else set()
+    return [machine(run, now, leaving=run.run_id in stopping) for run in runs]

@@ -58,19 +58,19 @@ def refresh_outlook(services: Services, now: datetime) -> int | None:
     """Recompute the history's spot outlook when the stored one is older than
     ``forecast_refresh_s``; how many snapshots it read, or None if it was fresh."""
     settings = services.settings
-    stored = services.prices.load_outlook()
-    age_limit = timedelta(seconds=settings.forecast_refresh_s)
-    if stored and stored.computed_at and now - stored.computed_at < age_limit:
-        return None
-    snapshots = services.history.snapshots(
-        now, settings.forecast_days, settings.forecast_snapshots_per_day
-    )
-    try:
+    try:  # the prices are cached already: a failure here keeps the old outlook, nothing more
+        stored = services.prices.load_outlook()
+        age_limit = timedelta(seconds=settings.forecast_refresh_s)
+        if stored and stored.computed_at and now - stored.computed_at < age_limit:
+            return None
+        snapshots = services.history.snapshots(
+            now, settings.forecast_days, settings.forecast_snapshots_per_day
+        )
         computed = outlook(snapshots, computed_at=now)
-    except Exception as error:  # the prices are cached already: keep the old outlook
+        services.prices.save_outlook(computed)
+    except Exception as error:
         logger.warning("spot outlook not refreshed", error=type(error).__name__)
         return None
-    services.prices.save_outlook(computed)
     logger.info("spot outlook refreshed", snapshots=computed.snapshots, gpus=len(computed.shares))
     return computed.snapshots
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from subconscious.logic.planning import backlog, limits, machine, open_orders
+from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
 from subconscious.observability import logger
+from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.quote import plan_quote
 
 
@@ -20,13 +21,23 @@ def market_offers(services: Services) -> list[Offer]:
     return current_offers(services)
 
 
+def spot_outlook(services: Services) -> SpotOutlook | None:
+    """The history's outlook, or today's listing alone if it cannot be read: a quote is never
+    refused for want of a forecast."""
+    try:
+        return services.prices.load_outlook()
+    except Exception as error:
+        logger.warning("spot outlook unavailable; quoting on today's market", error=str(error))
+        return None
+
+
 def create_quote(
     services: Services, tenant_id: str, request: QuoteRequest, now: datetime | None = None
 ) -> QuoteOut:
     now = now or datetime.now(UTC)
     constraints = Constraints.model_validate(request.constraints.model_dump())
     orders = open_orders(services)
-    live = services.runs.live()
+    live = list(services.runs.live())
     options = plan_quote(
         request.job,
         constraints,
@@ -35,9 +46,9 @@ def create_quote(
         services.settings.margin_percent,
         current_rates(services),
         backlog=backlog(orders),
-        machines=[machine(run, now) for run in live],
+        machines=machines(services, live, now),
         limits=limits(services),
-        outlook=services.prices.load_outlook(),
+        outlook=spot_outlook(services),
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

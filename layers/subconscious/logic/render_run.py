@@ -135,6 +135,10 @@ def wait_ready(
 ) -> dict[str, bool]:
     now = now or datetime.now(UTC)
     run = _run(services, run_id)
+    if services.runs.stop_requested(run_id):
+        # no longer wanted: the render step ends the run at once and Teardown gives it back
+        logger.info("stop requested while the machine booted", run_id=run_id)
+        return {"ready": True}
     machine = _live_machine(services, run)
     launched = run.machine_launched_at or run.started_at
     if (now - launched).total_seconds() > ready_timeout_s:
@@ -170,6 +174,9 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     cap is reached. A batch's images are stored while the next batch renders."""
     settings = services.settings
     run = _run(services, run_id)
+    if services.runs.stop_requested(run_id):  # before touching the machine: it may not answer
+        logger.info("dispatch asked this run to stop", run_id=run_id)
+        return SliceResult(more=False, images=0, reason="stop requested")
     machine = _live_machine(services, run)
     client = _client(services, run, machine)
     # Worst case of one task: every txt2img attempt times out, then its images are stored.

@@ -70,6 +70,9 @@ class LiveMachine:
     # Ready, and nothing is left that it could start: every open image is rendered or in
     # flight elsewhere. (A live render run ends itself then; the simulator asks the policy.)
     idle: bool = False
+    # Asked to stop (trimmed): it finishes its batch in flight and goes. Still billed and
+    # counted against the caps, never counted as capacity.
+    leaving: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ def decide(state: PlanState) -> list[Decision]:
             Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off"),
         ]
     jobs = [o.job for o in orders]
-    fleet = [m for m in state.machines if not m.idle]
+    fleet = [m for m in state.machines if not m.idle and not m.leaving]
     return [*idle, *_decide(state, orders, jobs, fleet)]
 
 
@@ -280,8 +283,8 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
     so the fleet shrinks gently; the reserve keeps the progress rule from renting it back."""
     if len(fleet) < 2:
         return None
-    # only a rendering machine is trimmed: one still starting has not yet shown its worth,
-    # and a run is told to stop between batches, which a booting machine has not reached
+    # only while every machine renders: a replacement still starting may never render (a
+    # failed boot, a preemption), and a run is told to stop between batches
     rendering = [m for m in fleet if m.ready_at <= state.now]
     if not rendering:
         return None
@@ -313,11 +316,12 @@ def _cheaper(
     (a pool that had none, a preempted card) is on offer again. Once it renders, ``_trim``
     releases the dear machine if the rest keep every promise; until then the two share the
     work, which already costs less per image. One at a time: only while nothing is starting."""
-    if len(fleet) >= state.limits.max_machines or any(m.ready_at > state.now for m in fleet):
+    billed = [*fleet, *(m for m in state.machines if m.leaving)]
+    if len(billed) >= state.limits.max_machines or any(m.ready_at > state.now for m in fleet):
         return None
     mix = _mix(orders)
     dearest = max(_backlog_cost(m.offer, m.interruptible, mix, state.rates) for m in fleet)
-    budget = state.limits.max_spend_micros_per_hour - _hourly(fleet)
+    budget = state.limits.max_spend_micros_per_hour - _hourly(billed)
     spot = [(o, True) for o in _candidates(state, jobs, True)]
     for offer, interruptible in [*spot, *((o, False) for o in _candidates(state, jobs, False))]:
         price = price_micros_per_hour(offer, interruptible)
@@ -326,7 +330,7 @@ def _cheaper(
         backlog = _backlog_cost(offer, interruptible, mix, state.rates)
         startup = price * offer.startup_s / 3600
         if backlog + startup >= REPLACE_SHARE * dearest or backlog < AMORTIZE * startup:
-            return None  # candidates come cheapest first: none further is worth it either
+            continue
         if interruptible and not _hedge_free(
             state, orders, [*fleet, _virtual(offer, True, state.now)], offer
         ):
@@ -354,7 +358,7 @@ def keepable(
     """Whether every order (in EDF order) still meets its deadline counting only on-demand
     capacity: the live on-demand machines, plus on-demand rentals made ``delay_s`` from now,
     as many as the caps allow, ``prefer`` first and then the cheapest per image."""
-    fleet = [m for m in machines if not m.interruptible]
+    fleet = [m for m in machines if not m.interruptible and not m.leaving]
     if feasible(orders, fleet, rates, now):
         return True
     jobs = [o.job for o in orders]
@@ -409,8 +413,9 @@ def _rent_until(
     safety net hedge before it has rendered anything costs its start-up for nothing, so the
     work goes to on-demand machines instead."""
     decisions: list[Decision] = []
-    room = state.limits.max_machines - len(fleet)
-    budget = state.limits.max_spend_micros_per_hour - _hourly(fleet)
+    billed = [*fleet, *(m for m in state.machines if m.leaving)]  # leaving ones still count
+    room = state.limits.max_machines - len(billed)
+    budget = state.limits.max_spend_micros_per_hour - _hourly(billed)
     planned = list(fleet)
     # a safety-net machine must not vanish: only on-demand counts towards it
     counted = [m for m in planned if not m.interruptible] if why == "safety net" else planned
