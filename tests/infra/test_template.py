@@ -431,3 +431,22 @@ def test_api_routes_need_the_key_authorizer_and_the_stage_is_throttled_and_logge
     unauthorized = json.loads(responses["UNAUTHORIZED"]["ResponseTemplates"]["application/json"])
     assert unauthorized["error"]["code"] == "unauthorized"
     assert responses["THROTTLED"]["StatusCode"] == "429"
+
+
+def test_the_quote_path_may_read_what_a_quote_reads(synth: Synth) -> None:
+    # a quote scans the open orders and the live runs (its backlog and machines) and reads the
+    # spot outlook: role-wide action sets would not notice one missing on one table
+    tables = _table_logical_ids(synth)
+
+    def actions_on(function_name: str, table: str) -> set[str]:
+        return {
+            action
+            for s in _statements(synth, function_name)
+            if any(r.get("Fn::GetAtt", [None])[0] == tables[table] for r in _resources(s))
+            for action in _actions(s)
+        }
+
+    assert {"dynamodb:Scan", "dynamodb:GetItem"} <= actions_on(f"{P}-api", f"{P}-orders")
+    assert actions_on(f"{P}-api", f"{P}-runs") == {"dynamodb:Scan"}
+    assert {"dynamodb:Query", "dynamodb:GetItem"} <= actions_on(f"{P}-api", f"{P}-prices")
+    assert "dynamodb:GetItem" in actions_on(f"{P}-prices", f"{P}-prices")
