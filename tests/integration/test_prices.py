@@ -213,3 +213,19 @@ def test_an_unreadable_history_keeps_the_old_outlook_and_the_fresh_prices(
     assert svc.prices.load_outlook() == before
     freshness, _ = svc.prices.read("fake")
     assert freshness is not None and freshness.fetched_at == now + timedelta(hours=2)
+
+
+def test_an_unreadable_outlook_never_fails_a_quote(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    from subconscious.logic.quotes import create_quote
+    from subconscious.models import QuoteRequest
+
+    boto3.resource("dynamodb").Table(svc.settings.prices_table).put_item(
+        Item={"provider": "#forecast", "offer_id": "spot", "doc": "{not json"}
+    )
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+
+    quote = create_quote(svc, "tenant-a", request)
+
+    assert quote.options
