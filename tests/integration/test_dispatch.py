@@ -13,10 +13,12 @@ from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic import render_run
 from subconscious.logic.dispatch import tick
+from subconscious.logic.orders import Acceptance, accept_quote
+from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import Services
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
-from subconscious.models import RunStatus
+from subconscious.models import Order, OrderRequest, QuoteOption, QuoteRequest, RunStatus
 from subconscious.money import to_micros
 from tests.conftest import load_event
 from tests.integration.workflow import new_run, place_order
@@ -31,6 +33,29 @@ def _runs(svc: Services) -> list[str]:
 def _executions(aws: Created) -> list[dict[str, str]]:
     sfn = boto3.client("stepfunctions")
     return list(sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"])
+
+
+def _accept_requested(
+    svc: Services, images: int, now: datetime, within: timedelta
+) -> tuple[QuoteOption, Order]:
+    """Quote ``images`` due ``within`` from ``now`` and accept the requested option."""
+    request = QuoteRequest.model_validate(
+        {
+            "job": {"prompts": [{"text": "p", "count": images}]},
+            "constraints": {"deadline": (now + within).isoformat()},
+        }
+    )
+    quote = create_quote(svc, TENANT, request, now)
+    [requested] = [o for o in quote.options if o.label == "requested"]
+    order = accept_quote(
+        svc,
+        Acceptance(
+            tenant_id=TENANT,
+            idempotency_key=f"k-{images}-{within.total_seconds():.0f}",
+            request=OrderRequest(quote_id=quote.quote_id, option_id=requested.option_id),
+        ),
+    )
+    return requested, order
 
 
 def test_no_work_rents_nothing(svc: Services, aws: Created) -> None:
@@ -198,28 +223,9 @@ def test_starting_a_run_never_overwrites_what_its_steps_wrote(
 def test_a_tight_promise_rents_several_machines_sharing_the_budget(
     svc: Services, aws: Created
 ) -> None:
-    from subconscious.logic.orders import Acceptance, accept_quote
-    from subconscious.logic.quotes import create_quote
-    from subconscious.models import OrderRequest, QuoteRequest
-
     now = datetime.now(UTC)
-    request = QuoteRequest.model_validate(
-        {
-            "job": {"prompts": [{"text": "p", "count": 5000}]},
-            "constraints": {"deadline": (now + timedelta(minutes=45)).isoformat()},
-        }
-    )
-    quote = create_quote(svc, TENANT, request, now)
-    [requested] = [o for o in quote.options if o.label == "requested"]
+    requested, order = _accept_requested(svc, 5000, now, timedelta(minutes=45))
     assert requested.machines > 1
-    order = accept_quote(
-        svc,
-        Acceptance(
-            tenant_id=TENANT,
-            idempotency_key="k-tight",
-            request=OrderRequest(quote_id=quote.quote_id, option_id=requested.option_id),
-        ),
-    )
 
     report = tick(svc, now)
 
@@ -234,26 +240,8 @@ def test_a_tight_promise_rents_several_machines_sharing_the_budget(
 def test_a_machine_the_backlog_no_longer_needs_is_asked_to_stop(
     svc: Services, aws: Created
 ) -> None:
-    from subconscious.logic.orders import Acceptance, accept_quote
-    from subconscious.logic.quotes import create_quote
-    from subconscious.models import OrderRequest, QuoteRequest
-
     now = datetime.now(UTC)
-    request = QuoteRequest.model_validate(
-        {
-            "job": {"prompts": [{"text": "p", "count": 40}]},
-            "constraints": {"deadline": (now + timedelta(days=2)).isoformat()},
-        }
-    )
-    quote = create_quote(svc, TENANT, request, now)
-    accept_quote(
-        svc,
-        Acceptance(
-            tenant_id=TENANT,
-            idempotency_key="k-trim",
-            request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
-        ),
-    )
+    _accept_requested(svc, 40, now, timedelta(days=2))
     cheap, dear = new_run(svc, "o-3090"), new_run(svc, "o-h100")
     for run in (cheap, dear):
         svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))

@@ -174,9 +174,9 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     cap is reached. A batch's images are stored while the next batch renders."""
     settings = services.settings
     run = _run(services, run_id)
-    if services.runs.stop_requested(run_id):  # before touching the machine: it may not answer
-        logger.info("dispatch asked this run to stop", run_id=run_id)
-        return SliceResult(more=False, images=0, reason="stop requested")
+    stopped = _stopped(services, run_id)  # before touching the machine: it may not answer
+    if stopped is not None:
+        return stopped
     machine = _live_machine(services, run)
     client = _client(services, run, machine)
     # Worst case of one task: every txt2img attempt times out, then its images are stored.
@@ -197,9 +197,9 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
                 result = SliceResult(more=False, images=0, reason="spend cap")
                 break
             if not held:
-                if services.runs.stop_requested(run_id):
-                    logger.info("dispatch asked this run to stop", run_id=run_id)
-                    result = SliceResult(more=False, images=0, reason="stop requested")
+                stopped = _stopped(services, run_id)
+                if stopped is not None:
+                    result = stopped
                     break
                 held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
                 if not held:
@@ -237,6 +237,14 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
         services.queue.set_visibility(delivery, 0)
     result.images = storage.images
     return result
+
+
+def _stopped(services: Services, run_id: str) -> SliceResult | None:
+    """The slice's end if the dispatch asked this run to stop (checked between batches)."""
+    if not services.runs.stop_requested(run_id):
+        return None
+    logger.info("dispatch asked this run to stop", run_id=run_id)
+    return SliceResult(more=False, images=0, reason="stop requested")
 
 
 def _spent(run: RenderRun) -> int:

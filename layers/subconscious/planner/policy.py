@@ -283,8 +283,11 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
     so the fleet shrinks gently; the reserve keeps the progress rule from renting it back."""
     if len(fleet) < 2:
         return None
-    # only while every machine renders: a replacement still starting may never render (a
-    # failed boot, a preemption), and a run is told to stop between batches
+    # Only a rendering machine is trimmed (a run is told to stop between batches). A cheaper
+    # replacement still starting counts in the rest: if it never renders (a failed boot, a
+    # preemption) the deadlines still hold, because the rest must be keepable with on-demand
+    # machines alone; what is lost is the dear machine's work meanwhile. Waiting for the
+    # replacement to render first cost more in the simulator and left orders over quote.
     rendering = [m for m in fleet if m.ready_at <= state.now]
     if not rendering:
         return None
@@ -316,7 +319,7 @@ def _cheaper(
     (a pool that had none, a preempted card) is on offer again. Once it renders, ``_trim``
     releases the dear machine if the rest keep every promise; until then the two share the
     work, which already costs less per image. One at a time: only while nothing is starting."""
-    billed = [*fleet, *(m for m in state.machines if m.leaving)]
+    billed = _billed(state, fleet)
     if len(billed) >= state.limits.max_machines or any(m.ready_at > state.now for m in fleet):
         return None
     mix = _mix(orders)
@@ -338,6 +341,11 @@ def _cheaper(
         kind = "interruptible" if interruptible else "on-demand"
         return Rent(offer, interruptible, f"cheaper: {kind} {offer.gpu} for {len(orders)} order(s)")
     return None
+
+
+def _billed(state: PlanState, fleet: list[LiveMachine]) -> list[LiveMachine]:
+    """What the caps count: the fleet and the machines leaving it (still billed)."""
+    return [*fleet, *(m for m in state.machines if m.leaving)]
 
 
 def _slowest_start(offers: Sequence[Offer]) -> int:
@@ -413,7 +421,7 @@ def _rent_until(
     safety net hedge before it has rendered anything costs its start-up for nothing, so the
     work goes to on-demand machines instead."""
     decisions: list[Decision] = []
-    billed = [*fleet, *(m for m in state.machines if m.leaving)]  # leaving ones still count
+    billed = _billed(state, fleet)
     room = state.limits.max_machines - len(billed)
     budget = state.limits.max_spend_micros_per_hour - _hourly(billed)
     planned = list(fleet)
