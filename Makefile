@@ -20,9 +20,11 @@ demo: $(STAMP)
 local: $(STAMP)
 	$(BIN)/python -m infra.local.stack
 
-## make test: lint, format check, types, then the tests with branch coverage.
+## make test: lint, format check, types, then the tests with branch coverage, in
+## PYTEST_WORKERS processes (pytest-xdist; every test that binds a port asks for a free one).
+PYTEST_WORKERS ?= 2
 test: lint types
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
