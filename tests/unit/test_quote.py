@@ -17,7 +17,7 @@ from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import to_micros
 from subconscious.planner.costs import Rates, fleet_cost_micros
 from subconscious.planner.policy import Limits, OpenOrder, keepable
-from subconscious.planner.quote import frontier, plan_quote
+from subconscious.planner.quote import fleet_plan, frontier, plan_quote, singles
 from subconscious.throughput_model import ThroughputModel
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
@@ -194,6 +194,27 @@ def test_quote_latency_inputs_of_the_benchmark_size_are_handled() -> None:
     assert options[0].label == "requested"
 
 
+def test_a_new_listing_never_raises_the_price_of_a_fleet() -> None:
+    """Found by a random search against the rule quotes used to fleets by (the k offers
+    cheapest per image, or quickest to start): adding a dear T4 that starts in a minute
+    reordered the fleet and raised the price on time by 18 %. The exact fleet search cannot."""
+    market = [
+        offer("a", "RTX 3090", "0.68", provider="runpod", startup_s=900, memory=16),
+        offer("b", "RTX A6000", "3.10", provider="runpod", startup_s=900, memory=24),
+        offer("c", "T4", "0.35", provider="runpod", startup_s=900, memory=16),
+        offer("d", "RTX 3090", "0.38", provider="tensordock", startup_s=300, memory=48),
+        offer("e", "A100 80GB", "2.76", provider="vast", startup_s=60, memory=16),
+    ]
+    newcomer = offer("f", "T4", "2.28", provider="tensordock", startup_s=60, memory=48)
+    job = JobSpec.model_validate({"prompts": [{"text": "p", "count": 2537}]})
+    deadline = NOW + timedelta(seconds=2236)
+
+    def on_time_price(offers: list[Offer]) -> Decimal:
+        return min(o.price_per_image_usd for o in _on_time(quote(job, offers, deadline=deadline)))
+
+    assert on_time_price([*market, newcomer]) <= on_time_price(market)
+
+
 # --- properties ---
 
 offer_strategy = st.builds(
@@ -210,7 +231,6 @@ job_strategy = st.integers(10, 5000).map(
     lambda n: JobSpec.model_validate({"prompts": [{"text": "p", "count": n}]})
 )
 deadline_strategy = st.integers(20 * 60, 7 * 24 * 3600).map(lambda s: NOW + timedelta(seconds=s))
-ONE = Limits(max_machines=1)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -243,7 +263,10 @@ def test_no_option_is_priced_below_the_plan_it_was_priced_on(
         options = plan_quote(job, Constraints(deadline=deadline), offers, NOW, MARGIN, RATES)
     except NoCapacity:
         return
-    plans = frontier(job, offers, RATES, Limits())
+    window_s = (deadline - NOW).total_seconds()
+    exact = fleet_plan(job, offers, RATES, Limits(), window_s)
+    plans = [*frontier(job, offers, RATES, Limits()), *singles(job, offers, RATES)]
+    plans += [exact] if exact else []
     for option in options:
         # what renting that plan on-demand costs us, start-ups and billing increments included
         candidates = [
@@ -262,21 +285,20 @@ def test_no_option_is_priced_below_the_plan_it_was_priced_on(
 @given(
     job_strategy,
     deadline_strategy,
-    st.lists(offer_strategy, min_size=1, max_size=5),
+    st.lists(offer_strategy, min_size=1, max_size=6),
     offer_strategy,
+    st.sampled_from([Limits(), Limits(max_machines=1), Limits(3, 4_000_000)]),
 )
 def test_adding_an_offer_never_raises_the_quoted_price(
-    job: JobSpec, deadline: datetime, offers: list[Offer], extra: Offer
+    job: JobSpec, deadline: datetime, offers: list[Offer], extra: Offer, limits: Limits
 ) -> None:
-    """Holds for single-machine plans (each offer is a plan of its own, so adding one only
-    adds plans). With fleets it does not hold yet: fleets are prefixes of two orderings of the
-    offers, so a new offer can push a faster machine out of a fleet (hypothesis found such
-    cases); making the fleet family hereditary is the open fix."""
+    """Fleets included: the price on time comes from every offer alone and the exact cheapest
+    fleet (planner/fleets.py), and each can only fall when the market gains an offer."""
 
     def best(market: list[Offer]) -> Decimal | None:
         try:
             options = plan_quote(
-                job, Constraints(deadline=deadline), market, NOW, MARGIN, RATES, limits=ONE
+                job, Constraints(deadline=deadline), market, NOW, MARGIN, RATES, limits=limits
             )
         except NoCapacity:
             return None

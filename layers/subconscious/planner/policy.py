@@ -359,13 +359,14 @@ def keepable(
     rates: Rates,
     now: datetime,
     limits: Limits,
-    prefer: Offer | None = None,
+    prefer: Sequence[Offer] = (),
     *,
     delay_s: float = 0.0,
 ) -> bool:
     """Whether every order (in EDF order) still meets its deadline counting only on-demand
     capacity: the live on-demand machines, plus on-demand rentals made ``delay_s`` from now,
-    as many as the caps allow, ``prefer`` first and then the cheapest per image."""
+    as many as the caps allow, the ``prefer`` fleet first (a quote's plan: if it keeps every
+    promise on its own, the answer is yes) and then the cheapest per image."""
     fleet = [m for m in machines if not m.interruptible and not m.leaving]
     if feasible(orders, fleet, rates, now):
         return True
@@ -374,12 +375,20 @@ def keepable(
     need = memory_needed(jobs)
     fit = [o for o in offers if o.offer_id not in taken and o.gpu_memory_gb >= need]
     mix = _mix(orders)
-    fit.sort(key=lambda o: (o is not prefer, _backlog_cost(o, False, mix, rates), o.offer_id))
+    first = {o.offer_id: i for i, o in enumerate(prefer)}
+    fit.sort(
+        key=lambda o: (
+            first.get(o.offer_id, len(first)),
+            _backlog_cost(o, False, mix, rates),
+            o.offer_id,
+        )
+    )
     room = limits.max_machines - len(machines)
     budget = limits.max_spend_micros_per_hour - _hourly(machines)
     at = now + timedelta(seconds=delay_s)
-    added = False
-    # adding a machine never makes a plan infeasible: one check with every machine allowed
+    added = preferred = 0
+    # one check with every machine the caps allow; if that fails, one with the preferred
+    # fleet alone (a machine with longer calls than the fleet's raises the guard)
     for offer in fit:
         if room <= 0:
             break
@@ -387,10 +396,14 @@ def keepable(
         if price > budget:
             continue
         fleet.append(_virtual(offer, False, at))
-        added = True
+        added += 1
+        preferred += offer.offer_id in first and preferred == added - 1
         room -= 1
         budget -= price
-    return added and feasible(orders, fleet, rates, now)
+    if added and feasible(orders, fleet, rates, now):
+        return True
+    cut = len(fleet) - added + preferred
+    return 0 < preferred < added and feasible(orders, fleet[:cut], rates, now)
 
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:

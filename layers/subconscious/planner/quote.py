@@ -41,6 +41,7 @@ from subconscious.planner.costs import (
     price_micros_per_hour,
     usable,
 )
+from subconscious.planner.fleets import cheapest_fleet
 from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.policy import (
     DISPATCH_LATENCY_S,
@@ -86,11 +87,41 @@ def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
     return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
 
 
-def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits) -> list[Plan]:
-    """On-demand plans for ``job``: each usable offer alone, and the k offers cheapest per
+def singles(job: JobSpec, offers: Sequence[Offer], rates: Rates) -> list[Plan]:
+    """Each usable offer alone: a plan per offer, priced exactly."""
+    return [_plan(job, job.total_images, [o], rates) for o in offers if usable(o, job)]
+
+
+def fleet_plan(
+    job: JobSpec,
+    offers: Sequence[Offer],
+    rates: Rates,
+    limits: Limits,
+    window_s: float,
+    below: float = math.inf,
+) -> Plan | None:
+    """The cheapest fleet that finishes by ``window_s`` (:mod:`subconscious.planner.fleets`),
+    as a plan that completes at the end of the window; None where none can, or where no
+    fleet of several machines could cost less than ``below``."""
+    fleet = cheapest_fleet(job, offers, rates, limits, window_s, below=below)
+    if fleet is None:
+        return None
+    return Plan(fleet.offers, max(0.0, window_s - 1), fleet.cost_micros)
+
+
+def frontier(
+    job: JobSpec,
+    offers: Sequence[Offer],
+    rates: Rates,
+    limits: Limits,
+    alone: list[Plan] | None = None,
+) -> list[Plan]:
+    """On-demand plans for ``job``: each usable offer alone (``alone``, where the caller has
+    them already), and the k offers cheapest per
     image together (each offer is one machine, as on the marketplaces), for k up to the
     machine cap and the hourly spend cap; only plans that no other beats on both cost and
-    time are kept, fastest first."""
+    time are kept, fastest first. (Quick, and good enough for the options that have no
+    deadline to meet: the earliest and the "cheaper if you can wait" ones.)"""
     fit = [o for o in offers if usable(o, job)]
     if not fit:
         return []
@@ -99,7 +130,7 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
         fit, key=lambda o: (hourly_of[o.offer_id] / rates.speed(o, job).images_per_s, o.offer_id)
     )
     images = job.total_images
-    plans = [_plan(job, images, [o], rates) for o in fit]
+    plans = list(alone) if alone is not None else singles(job, fit, rates)
     # fleets: the cheapest per image first, and (for tight windows) the quickest to start first
     rank = {o.offer_id: i for i, o in enumerate(by_value)}
     by_start = sorted(by_value, key=lambda o: (o.startup_s, rank[o.offer_id]))
@@ -120,6 +151,16 @@ def frontier(job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits
     plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
     kept: list[Plan] = []
     for plan in plans:
+        if not kept or plan.cost_micros < kept[-1].cost_micros:
+            kept.append(plan)
+    return kept
+
+
+def _unbeaten(plans: list[Plan]) -> list[Plan]:
+    """The plans no other is both quicker (or as quick) and cheaper (or as cheap) than:
+    another's price can only be lower (more slack, less cost), so pricing these is enough."""
+    kept: list[Plan] = []
+    for plan in sorted(plans, key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id)):
         if not kept or plan.cost_micros < kept[-1].cost_micros:
             kept.append(plan)
     return kept
@@ -163,7 +204,8 @@ def plan_quote(
     outlook: SpotOutlook | None = None,
 ) -> list[QuoteOption]:
     limits = limits or Limits()
-    plans = frontier(job, offers, rates, limits)
+    every_alone = singles(job, offers, rates)
+    plans = frontier(job, offers, rates, limits, every_alone)
     if not plans:
         raise NoCapacity("no GPU on the market can run this job right now")
     spot = spot_cost_micros(job, offers, rates, outlook)
@@ -190,7 +232,7 @@ def plan_quote(
         new = OpenOrder("quote", job, images, promise)
         at = bisect.bisect_right(promised, (new.deadline, new.order_id), key=_edf_key)
         orders = [*promised[:at], new, *promised[at:]]
-        return keepable(orders, machines, offers, rates, now, limits, plan.offer)
+        return keepable(orders, machines, offers, rates, now, limits, plan.offers)
 
     options: list[QuoteOption] = []
 
@@ -216,11 +258,21 @@ def plan_quote(
             )
         )
 
-    # The cheapest plan meeting the deadline; promised by the deadline itself.
+    # The cheapest plan meeting the deadline; promised by the deadline itself. Against a
+    # deadline the candidates are every offer alone and the exact cheapest fleet, so a market
+    # that gains an offer never quotes the same terms higher (a rule-of-thumb fleet could).
+    if deadline is None:
+        candidates = plans
+    else:
+        window_s = (deadline - now).total_seconds()
+        alone = _unbeaten([p for p in every_alone if p.completes(now) <= deadline])
+        below = min((p.cost_micros for p in alone), default=math.inf)
+        exact = fleet_plan(job, offers, rates, limits, window_s, below)
+        candidates = [*alone, *([exact] if exact else [])]
     on_time = sorted(
         (
             (price(p, deadline or p.completes(now)), p.seconds, p)
-            for p in plans
+            for p in candidates
             if deadline is None or p.completes(now) <= deadline
         ),
         key=lambda item: item[:2],
