@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from subconscious.market.static import StaticServer
+from subconscious.planner.workers import WorkerKind
 
 # Settings that may come from the Secrets Manager secret (a non-empty value there wins).
 SECRET_FIELDS = ("machine_auth_secret", "vast_api_key", "runpod_api_key", "tensordock_api_token")
@@ -63,12 +64,18 @@ class Settings(BaseSettings):
     emulated_market_url: str = "http://127.0.0.1:8650"
     # HMAC key from which each run's automatic1111 credential is derived.
     machine_auth_secret: SecretStr = SecretStr("")
+    # The server those images run: automatic1111, or our lean worker (worker/: the same API,
+    # faster; the planner counts on its rate and may have it compile the UNet for long runs).
+    worker: WorkerKind = WorkerKind.AUTOMATIC1111
+    # The lean worker's checkpoint (a path in its image, or a hub id); its default where empty.
+    worker_checkpoint: str = Field(default="", pattern=r"^[A-Za-z0-9._/:-]*$")
     # Marketplace credentials (Secrets Manager in AWS) and the worker image each one runs.
     vast_api_key: SecretStr = SecretStr("")
     vast_image: str = ""
     vast_base_url: str = "https://console.vast.ai/api/v0"  # the local stack's emulator locally
     runpod_api_key: SecretStr = SecretStr("")
     runpod_image: str = ""
+    tensordock_image: str = ""  # the adapter's automatic1111 image where empty
     runpod_url: str = "https://api.runpod.io/graphql"  # the local stack's emulator locally
     runpod_cloud_type: str = "COMMUNITY"  # COMMUNITY, SECURE or ALL
     # Where a pod serves: RunPod's proxy; the local stack's "http://{ip}:{public_port}".

@@ -6,16 +6,19 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 
 from functions.dispatch.handler import lambda_handler
 from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic import render_run
+from subconscious.logic import services as services_module
 from subconscious.logic.dispatch import tick
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import Services
+from subconscious.market import registry
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Order, OrderRequest, QuoteOption, QuoteRequest, RunStatus
@@ -294,3 +297,37 @@ def test_a_machine_overdue_from_its_start_up_is_not_taken_as_rendering() -> None
     assert machine(late, now).ready_at > now
     rendering = late.model_copy(update={"status": RunStatus.RENDERING})
     assert machine(rendering, now).ready_at == now
+
+
+def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_told(
+    aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUBC_WORKER", "lean")
+    monkeypatch.setenv("SUBC_WORKER_CHECKPOINT", "runwayml/stable-diffusion-v1-5")
+    services_module.reset()
+    registry.install(market)
+    svc = services_module.services()
+    now = datetime.now(UTC)
+    _accept_requested(svc, 5000, now, timedelta(hours=12))
+
+    tick(svc, now)
+
+    [run] = list(svc.runs.live())
+    assert run.compile_shapes == ("512x512x8",)  # the batch its tasks are cut to
+    render_run.provision(svc, run.run_id, now)
+    assert market.worker_envs == [
+        {
+            "WORKER_COMPILE_SHAPES": "512x512x8",
+            "WORKER_CHECKPOINT": "runwayml/stable-diffusion-v1-5",
+        }
+    ]
+
+
+def test_automatic1111_machines_get_no_worker_settings(svc: Services, market: FakeProvider) -> None:
+    now = datetime.now(UTC)
+    _accept_requested(svc, 5000, now, timedelta(hours=12))
+    tick(svc, now)
+    [run] = list(svc.runs.live())
+    assert run.compile_shapes == ()
+    render_run.provision(svc, run.run_id, now)
+    assert market.worker_envs == [{}]

@@ -640,3 +640,17 @@ def test_machines_skips_entries_that_are_not_pods(make: Make) -> None:
     body = {"data": {"myself": {"pods": ["junk", {"id": "p", "name": 7}]}}}
     provider, _, _ = make(httpx.Response(200, json=body))
     assert provider.machines() == []
+
+
+def test_the_lean_workers_settings_ride_in_env(make: Make) -> None:
+    provider, wire, _ = make(answer("deploy_on_demand"))
+    provider.launch(
+        an_offer(),
+        label="subc-r-3",
+        api_auth=API_AUTH,
+        worker_env={"WORKER_COMPILE_SHAPES": "512x512x8"},
+    )
+    assert wire.body()["variables"]["input"]["env"] == [
+        {"key": "A1111_AUTH", "value": API_AUTH},
+        {"key": "WORKER_COMPILE_SHAPES", "value": "512x512x8"},
+    ]

@@ -742,3 +742,14 @@ def test_without_an_injected_client_it_builds_its_own() -> None:
     assert str(provider._http.client.base_url) == f"{API_BASE}/"
     assert provider.name == tensordock.TensorDockProvider.name == "tensordock"
     provider._http.client.close()
+
+
+def test_the_lean_workers_settings_ride_in_the_env_file(td: FakeTensorDock) -> None:
+    worker_env = {"WORKER_COMPILE_SHAPES": "512x512x8,768x768x4"}
+    td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH, worker_env=worker_env)
+    (create,) = td.calls("POST", "/instances")
+    env_file, _ = json.loads(create.content)["data"]["attributes"]["cloud_init"]["write_files"]
+    assert env_file["content"] == (
+        f"COMMANDLINE_ARGS=--api --nowebui --listen --port 7860 --api-auth {API_AUTH}\n"
+        "WORKER_COMPILE_SHAPES=512x512x8,768x768x4\n"
+    )

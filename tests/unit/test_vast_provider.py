@@ -704,3 +704,15 @@ def test_a_refusal_without_words_says_so(vast: FakeVast) -> None:
     vast.on("PUT", "/api/v0/asks/23456789/", answer(200, {"success": False, "msg": ""}))
     with pytest.raises(OutOfCapacity, match="no reason given"):
         vast.provider().launch(an_offer(), label="subc-run-1", api_auth=AUTH)
+
+
+def test_the_lean_workers_settings_ride_in_env(vast: FakeVast) -> None:
+    vast.on("PUT", "/api/v0/asks/23456789/", answer(200, "launch_ok"))
+    worker_env = {"WORKER_COMPILE_SHAPES": "512x512x8", "WORKER_CHECKPOINT": "runwayml/sd15"}
+    vast.provider().launch(an_offer(), label="subc-r-1", api_auth=AUTH, worker_env=worker_env)
+    (request,) = vast.requests
+    assert launch_body(request)["env"] == {
+        "-p 7860:7860": "1",
+        "COMMANDLINE_ARGS": f"--api-auth {AUTH}",
+        **worker_env,
+    }

@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from subconscious.errors import SubconsciousError
+from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
@@ -27,6 +28,7 @@ from subconscious.observability import (
 )
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Release, Rent, decide
+from subconscious.planner.workers import shape
 
 LEASE = "dispatch"
 
@@ -112,6 +114,7 @@ def start_run(
         run_id=run_id,
         offer=offer,
         bid_usd_per_hour=bid,
+        compile_shapes=tuple(sorted({shape(j, task_batch(j)) for j in decision.compile_for})),
         spend_cap_micros=spend_cap_micros,
         started_at=now,
         execution_arn=services.executions.arn_for(run_id),
@@ -138,6 +141,7 @@ def start_run(
         provider=offer.provider,
         gpu=offer.gpu,
         interruptible=decision.interruptible,
+        compile_shapes=",".join(run.compile_shapes),
         usd_per_hour=str(run.usd_per_hour),
         reason=decision.reason,
     )

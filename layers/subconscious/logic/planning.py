@@ -8,6 +8,7 @@ from subconscious.logic.services import Services
 from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
+from subconscious.planner.workers import compile_seconds
 
 
 def limits(services: Services) -> Limits:
@@ -40,13 +41,15 @@ OVERDUE_READY_S = 60
 
 def machine(run: RenderRun, now: datetime, *, leaving: bool = False) -> LiveMachine:
     """A live run as the planner sees it; a machine still starting is expected ready after
-    its offer's start-up from when it was launched (or will be). ``leaving``: the run was
+    its offer's start-up (and the lean worker's compiles) from when it was launched (or will
+    be). ``leaving``: the run was
     asked to stop."""
     if run.status is RunStatus.RENDERING:
         ready = now
     else:
         launched = run.machine_launched_at or max(now, run.started_at)
-        expected = launched + timedelta(seconds=run.offer.startup_s)
+        starting = run.offer.startup_s + compile_seconds(run.compile_shapes)
+        expected = launched + timedelta(seconds=starting)
         ready = max(now + timedelta(seconds=OVERDUE_READY_S), expected)
     return LiveMachine(run.run_id, run.offer, run.interruptible, ready, leaving=leaving)
 

@@ -38,7 +38,9 @@ from subconscious.models import (
 )
 from subconscious.money import cost_micros
 from subconscious.observability import logger
+from subconscious.planner.workers import WorkerKind
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
+from subconscious.settings import Settings
 
 _MILLI = Decimal("0.001")
 _MACHINE_USER = "subc"
@@ -55,6 +57,19 @@ def machine_credential(services: Services, run_id: str) -> tuple[str, str]:
         raise ConfigurationError("SUBC_MACHINE_AUTH_SECRET is missing or shorter than 16 bytes")
     password = hmac.new(key, run_id.encode(), hashlib.sha256).hexdigest()[:32]
     return _MACHINE_USER, password
+
+
+def worker_env(settings: Settings, run: RenderRun) -> dict[str, str]:
+    """The lean worker's settings for this run (``worker/README.md``): the UNet shapes the
+    dispatch chose to compile, the checkpoint. None for automatic1111."""
+    if settings.worker is not WorkerKind.LEAN:
+        return {}
+    env = {}
+    if run.compile_shapes:
+        env["WORKER_COMPILE_SHAPES"] = ",".join(run.compile_shapes)
+    if settings.worker_checkpoint:
+        env["WORKER_CHECKPOINT"] = settings.worker_checkpoint
+    return env
 
 
 def _run(services: Services, run_id: str) -> RenderRun:
@@ -86,6 +101,7 @@ def provision(services: Services, run_id: str, now: datetime | None = None) -> d
             label=run_label(run_id),
             api_auth=f"{user}:{password}",
             bid_usd_per_hour=run.bid_usd_per_hour,
+            worker_env=worker_env(services.settings, run),
         )
     services.runs.save(
         run.model_copy(
@@ -343,7 +359,13 @@ class _Storage:
             task.tenant_id, task.order_id, OrderState.COMPLETED
         ):
             logger.info("order completed", order_id=task.order_id, images=updated.images_done)
-        predicted = predicted_seconds(self.run.offer.gpu, task, len(rendered))
+        predicted = predicted_seconds(
+            self.run.offer.gpu,
+            task,
+            len(rendered),
+            self._services.settings.worker,
+            compiled=f"{task.width}x{task.height}x{task.batch_size}" in self.run.compile_shapes,
+        )
         self.run = self.run.model_copy(
             update={
                 "images": self.run.images + len(rendered),

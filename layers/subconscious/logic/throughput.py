@@ -11,6 +11,7 @@ from subconscious.logic.services import Services
 from subconscious.models import RenderRun, RenderTask
 from subconscious.observability import logger
 from subconscious.planner.costs import Rates
+from subconscious.planner.workers import WorkerKind, speedup
 from subconscious.throughput_model import Correction, ThroughputModel
 
 _ATTEMPTS = 5  # a conditional write lost to another run's record is retried on fresh data
@@ -30,20 +31,30 @@ def current_rates(services: Services) -> Rates:
     """Rates on today's model; one memo per set of stored factors, so a warm Lambda answers
     quotes without recomputing every card's rates."""
     stored = services.corrections.load()
-    return _rates(tuple(sorted((gpu, c.factor, c.runs) for gpu, c in stored.items())))
+    factors = tuple(sorted((gpu, c.factor, c.runs) for gpu, c in stored.items()))
+    return _rates(factors, services.settings.worker)
 
 
 @lru_cache(maxsize=8)
-def _rates(factors: tuple[tuple[str, Decimal, int], ...]) -> Rates:
-    return Rates(prior().corrected({gpu: Correction(f, runs) for gpu, f, runs in factors}))
+def _rates(factors: tuple[tuple[str, Decimal, int], ...], worker: WorkerKind) -> Rates:
+    model = prior().corrected({gpu: Correction(f, runs) for gpu, f, runs in factors})
+    return Rates(model, worker)
 
 
-def predicted_seconds(gpu: str, task: RenderTask, images: int) -> Decimal:
-    """What the prior model says ``images`` of ``task``'s setting take on ``gpu``."""
+def predicted_seconds(
+    gpu: str,
+    task: RenderTask,
+    images: int,
+    worker: WorkerKind = WorkerKind.AUTOMATIC1111,
+    compiled: bool = False,
+) -> Decimal:
+    """What the prior model says ``images`` of ``task``'s setting take on ``gpu``, on the
+    server the run used (so a GPU's learned factor is the card's, never the server's)."""
     per_s = prior().images_per_second(
         gpu, task.model_family, task.width, task.height, task.steps, task.batch_size
     )
-    return Decimal(images) / per_s
+    factor = speedup(worker, task.model_family, task.width * task.height, float(per_s), compiled)
+    return Decimal(images) / (per_s * Decimal(repr(factor)))
 
 
 def learn_from_run(services: Services, run: RenderRun) -> Correction | None:

@@ -6,6 +6,7 @@ run's label, and the reaper (later) terminates labelled machines no live run own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Protocol
 
@@ -24,10 +25,18 @@ class Provider(Protocol):
     def list_offers(self) -> list[Offer]: ...
 
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
         """Rent the offer's machine running an automatic1111 server locked by ``api_auth``
-        (``user:password``). With a bid the machine is interruptible."""
+        (``user:password``). With a bid the machine is interruptible. ``worker_env``: more
+        variables for the server's environment (the lean worker's ``WORKER_*`` settings;
+        automatic1111 ignores them)."""
         ...
 
     def status(self, machine_id: str) -> Machine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -41,8 +42,15 @@ class EmulatedProvider:
         ]
 
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
+        del worker_env  # the emulated market's renderers take no settings
         payload = {"offer_id": offer.offer_id, "label": label, "api_auth": api_auth}
         return self._machine(self._call("POST", "/machines", json=payload))
 

@@ -6,6 +6,7 @@ It lives next to the interface it implements so it cannot drift from it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from decimal import Decimal
 
 from subconscious.errors import MachineGone, OfferGone
@@ -20,6 +21,7 @@ class FakeProvider:
         self.live: dict[str, Machine] = {}
         self.launched: list[Machine] = []
         self.terminated: list[str] = []
+        self.worker_envs: list[dict[str, str]] = []  # what each launch passed, in order
         self.fail_offers = False
         self.fail_terminate = False
         self.fail_machines = False
@@ -33,8 +35,15 @@ class FakeProvider:
         return list(self.offers)
 
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
+        self.worker_envs.append(dict(worker_env or {}))
         if offer.offer_id not in {o.offer_id for o in self.offers}:
             raise OfferGone(offer.offer_id)
         machine = Machine(

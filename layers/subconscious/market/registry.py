@@ -60,6 +60,7 @@ def _build(name: str) -> Provider:
             proxy_url=settings.runpod_proxy_url,
         )
     if name == "tensordock":
+        from subconscious.market.tensordock import A1111_IMAGE as TENSORDOCK_IMAGE
         from subconscious.market.tensordock import TensorDockProvider
 
         if not settings.tensordock_ssh_public_key:
@@ -68,6 +69,7 @@ def _build(name: str) -> Provider:
             settings.tensordock_api_token.get_secret_value(),
             ssh_public_key=settings.tensordock_ssh_public_key,
             base_url=settings.tensordock_base_url,
+            a1111_image=settings.tensordock_image or TENSORDOCK_IMAGE,
         )
     raise ProviderError(f"unknown provider {name!r}")
 

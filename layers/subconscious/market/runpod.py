@@ -20,7 +20,7 @@ and stock of a GPU type) exists only here. Facts this adapter relies on, and whe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -202,7 +202,13 @@ class RunPodProvider:
 
     # --- machines ---
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
         spec: dict[str, Any] = {
             "name": label,
@@ -215,7 +221,10 @@ class RunPodProvider:
             "volumeInGb": 0,
             "ports": f"{A1111_PORT}/http",  # http, so the HTTPS proxy serves it; no SSH port
             "dockerArgs": DOCKER_ARGS,
-            "env": [{"key": A1111_AUTH_ENV, "value": api_auth}],
+            "env": [
+                {"key": A1111_AUTH_ENV, "value": api_auth},
+                *({"key": k, "value": v} for k, v in (worker_env or {}).items()),
+            ],
         }
         if bid_usd_per_hour is None:
             operation, mutation = "podFindAndDeployOnDemand", ON_DEMAND_MUTATION

@@ -9,6 +9,7 @@ api_auth}); their credential is their own, not a per-run one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from pydantic import BaseModel, SecretStr
@@ -47,8 +48,15 @@ class StaticProvider:
         ]
 
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
+        del worker_env  # a static server is already running: nothing is launched
         if offer.offer_id not in self._servers:
             raise OfferGone(f"static: no server {offer.offer_id}")
         return self.status(offer.offer_id)

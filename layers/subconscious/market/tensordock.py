@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -259,7 +259,13 @@ class TensorDockProvider:
 
     # --- machines ---
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
         if bid_usd_per_hour is not None:
             raise ProviderError("tensordock has no interruptible machines to bid on")
@@ -293,7 +299,7 @@ class TensorDockProvider:
             },
             "port_forwards": [{"internal_port": A1111_PORT, "external_port": port}],
             "ssh_key": self._ssh_public_key,
-            "cloud_init": self._cloud_init(api_auth),
+            "cloud_init": self._cloud_init(api_auth, worker_env or {}),
         }
         body = {"data": {"type": "virtualmachine", "attributes": attributes}}
         # Redacted from any error text for the length of this call (and its password alone,
@@ -363,7 +369,7 @@ class TensorDockProvider:
             raise refined(f"tensordock: {method} refused: {self._http.redact(detail)}")
         return body
 
-    def _cloud_init(self, api_auth: str) -> dict[str, Any]:
+    def _cloud_init(self, api_auth: str, worker_env: Mapping[str, str]) -> dict[str, Any]:
         """The VM's first boot: a root-only env file with automatic1111's arguments (the only
         place the credential lives on the VM, so it shows in no process list), and a script that
         makes sure Docker can reach the GPU, then starts automatic1111 API-only behind it."""
@@ -372,7 +378,9 @@ class TensorDockProvider:
             "write_files": [
                 {
                     "path": _ENV_FILE,
-                    "content": f"COMMANDLINE_ARGS={args}\n",
+                    "content": "".join(
+                        f"{k}={v}\n" for k, v in {"COMMANDLINE_ARGS": args, **worker_env}.items()
+                    ),
                     "owner": "root:root",
                     "permissions": "0600",
                 },

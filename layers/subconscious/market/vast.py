@@ -37,7 +37,7 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -147,7 +147,13 @@ class VastProvider:
 
     # --- machines ---
     def launch(
-        self, offer: Offer, *, label: str, api_auth: str, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer: Offer,
+        *,
+        label: str,
+        api_auth: str,
+        bid_usd_per_hour: Decimal | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> Machine:
         if not _is_id(offer.offer_id):  # it goes into the path; Vast's ids are integers
             raise OfferGone(f"vast: no offer {offer.offer_id!r}")
@@ -164,6 +170,7 @@ class VastProvider:
             "env": {
                 f"-p {A1111_PORT}:{A1111_PORT}": "1",
                 "COMMANDLINE_ARGS": f"--api-auth {shlex.quote(api_auth)}",
+                **(worker_env or {}),
             },
             # Refuse rather than create a stopped instance when the machine cannot start now
             # (the default for on-demand only; interruptibles default to queueing).

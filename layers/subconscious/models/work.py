@@ -108,6 +108,9 @@ class RenderRun(BaseModel):
     bid_usd_per_hour: Decimal | None = Field(
         default=None, description="set for an interruptible machine: what we bid per hour"
     )
+    compile_shapes: tuple[str, ...] = Field(
+        default=(), description="WxHxB shapes the lean worker compiles its UNet for at start"
+    )
     images: int = 0
     render_seconds: Decimal = Decimal(0)
     # What the throughput model predicted those images would take: measured against

@@ -21,6 +21,7 @@ from functools import lru_cache
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.money import MICROS_PER_USD
+from subconscious.planner.workers import WorkerKind, speedup
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
@@ -79,14 +80,26 @@ class Speed:
 
 
 class Rates:
-    """Memoised rates of (GPU, memory, job setting) on one throughput model: quoting against
-    a thousand offers asks for the same few dozen cards over and over."""
+    """Memoised rates of (GPU, memory, job setting) on one throughput model, for the server
+    our machines run (:mod:`subconscious.planner.workers`): quoting against a thousand offers
+    asks for the same few dozen cards over and over."""
 
-    def __init__(self, model: ThroughputModel) -> None:
+    def __init__(
+        self, model: ThroughputModel, worker: WorkerKind = WorkerKind.AUTOMATIC1111
+    ) -> None:
         self.model = model
-        self._memo: dict[tuple[str, int, ModelFamily, int, int, int, str], Speed] = {}
+        self.worker = worker
+        self._memo: dict[tuple[str, int, ModelFamily, int, int, int, str, bool], Speed] = {}
 
     def speed(self, offer: Offer, job: JobSpec) -> Speed:
+        """Uncompiled: what every plan and promise counts on."""
+        return self._lookup(offer, job, compiled=False)
+
+    def compiled(self, offer: Offer, job: JobSpec) -> Speed:
+        """With the UNet compiled for the job's shape (the lean worker; automatic1111 cannot)."""
+        return self._lookup(offer, job, compiled=self.worker is WorkerKind.LEAN)
+
+    def _lookup(self, offer: Offer, job: JobSpec, compiled: bool) -> Speed:
         key = (
             offer.gpu,
             offer.gpu_memory_gb,
@@ -95,14 +108,15 @@ class Rates:
             job.height,
             job.steps,
             offer.provider,
+            compiled,
         )
         found = self._memo.get(key)
         if found is None:
-            found = self._speed(offer, job)
+            found = self._speed(offer, job, compiled)
             self._memo[key] = found
         return found
 
-    def _speed(self, offer: Offer, job: JobSpec) -> Speed:
+    def _speed(self, offer: Offer, job: JobSpec, compiled: bool) -> Speed:
         gpu = canonical(offer.gpu)
         family, width, height = job.model_family, job.width, job.height
         batch = self.model.best_batch(gpu, family, width, height, offer.gpu_memory_gb)
@@ -111,6 +125,7 @@ class Rates:
             per_s = float(
                 self.model.images_per_second(gpu, family, width, height, job.steps, batch)
             )
+            per_s *= speedup(self.worker, family, width * height, per_s, compiled)
             if batch == 1 or batch / per_s <= limit * CALL_SHARE_OF_LIMIT:
                 break
             batch = max(1, batch // 2)

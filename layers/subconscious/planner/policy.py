@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
+from subconscious.planner.workers import COMPILE_MIN_WINDOW_S, WorkerKind, compile_pays
 
 # A decision takes effect within one tick (dispatch runs every minute) plus the state
 # machine's start; a machine rented now renders after that and its start-up.
@@ -97,6 +98,9 @@ class Rent:
     offer: Offer
     interruptible: bool
     reason: str
+    # The image settings whose UNet the lean worker compiles while it starts, where that pays
+    # (the dispatch turns them into shapes at the batch its tasks are cut to).
+    compile_for: tuple[JobSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,8 +343,25 @@ def _cheaper(
         ):
             continue
         kind = "interruptible" if interruptible else "on-demand"
-        return Rent(offer, interruptible, f"cheaper: {kind} {offer.gpu} for {len(orders)} order(s)")
+        why = f"cheaper: {kind} {offer.gpu} for {len(orders)} order(s)"
+        return Rent(offer, interruptible, why, _compile_for(state, orders, offer))
     return None
+
+
+def _compile_for(state: PlanState, orders: list[OpenOrder], offer: Offer) -> tuple[JobSpec, ...]:
+    """What is worth compiling on a new lean-worker machine: each image setting whose
+    backlog would render on it long enough to pay the compile back ``COMPILE_PAYBACK`` times,
+    while the closest promise is at least ``COMPILE_MIN_WINDOW_S`` away (compiling delays the
+    first batch by a minute or two; the safety share of every window covers that)."""
+    if state.rates.worker is not WorkerKind.LEAN or not orders:
+        return ()
+    if (orders[0].deadline - state.now).total_seconds() < COMPILE_MIN_WINDOW_S:
+        return ()
+    return tuple(
+        job
+        for job, images in _mix(orders)
+        if compile_pays(state.rates.worker, job, state.rates.speed(offer, job).seconds(images))
+    )
 
 
 def _billed(state: PlanState, fleet: list[LiveMachine]) -> list[LiveMachine]:
@@ -461,7 +482,10 @@ def _rent_until(
         room -= 1
         budget -= price
         kind = "interruptible" if spot else "on-demand"
-        decisions.append(Rent(offer, spot, f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)"))
+        # a safety-net machine is needed as soon as it boots: it never compiles
+        compile_for = () if why == "safety net" else _compile_for(state, orders, offer)
+        reason = f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)"
+        decisions.append(Rent(offer, spot, reason, compile_for))
     if not decisions:
         return [Wait(f"{why}: no offer fits within the caps")]
     return decisions
