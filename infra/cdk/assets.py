@@ -19,7 +19,12 @@ from infra import definitions as d
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements.txt"
 PACKAGE = ROOT / "layers" / "subconscious"
-PLATFORM = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+# Lambda's python3.12 runtime is Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels run on
+# it (numpy 2.3+ publishes only those for aarch64), and manylinux2014 ones of course.
+PLATFORMS = {
+    "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
+}
 STAMP = ".built"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function + layers, unzipped
 DEV_ONLY = ("aws_cdk", "jsii", "constructs", "cdk_nag", "cfnlint", "moto", "pytest", "mypy")
@@ -43,8 +48,7 @@ def pip_command(target: Path) -> list[str]:
         str(REQUIREMENTS),
         "--target",
         str(target),
-        "--platform",
-        PLATFORM[d.LAMBDA_ARCHITECTURE],
+        *(arg for tag in PLATFORMS[d.LAMBDA_ARCHITECTURE] for arg in ("--platform", tag)),
         "--implementation",
         "cp",
         "--python-version",
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "layer": str(out),
-                "platform": PLATFORM[d.LAMBDA_ARCHITECTURE],
+                "platforms": PLATFORMS[d.LAMBDA_ARCHITECTURE],
                 "python": python_version(),
                 "unzipped_bytes": size,
                 "unzipped_mib": round(size / 1024 / 1024, 1),
