@@ -95,8 +95,11 @@ def brute_force(job: JobSpec, offers: list[Offer], limits: Limits, window_s: flo
         ready = DISPATCH_LATENCY_S + o.startup_s
         if usable(o, job) and ready < window_s:
             fit.append((o, speed.images_per_s, ready, max(TICK_S, speed.batch_s)))
-    sigmas = {ready for _, _, ready, _ in fit}
-    gammas = {g for *_, g in fit if window_s * (1 - SAFETY_SHARE) > g}
+    # thresholds rounded up to a minute and to 15 s
+    sigmas = {math.ceil(ready / 60) * 60 for _, _, ready, _ in fit}
+    sigmas = {sigma for sigma in sigmas if sigma < window_s}
+    gammas = {math.ceil(g / 15) * 15 for *_, g in fit}
+    gammas = {g for g in gammas if window_s * (1 - SAFETY_SHARE) > g}
     best: int | None = None
     for k in range(1, min(limits.max_machines, len(fit)) + 1):
         for fleet in itertools.combinations(fit, k):

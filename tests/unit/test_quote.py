@@ -215,6 +215,39 @@ def test_a_new_listing_never_raises_the_price_of_a_fleet() -> None:
     assert on_time_price([*market, newcomer]) <= on_time_price(market)
 
 
+def test_a_new_listing_never_hides_a_machine_the_fleet_search_alone_counts_on_time() -> None:
+    """Found in review: the 3090 is on time by the dispatch's check (which the fleet search
+    uses) but not by a single plan's stricter one; the H100 made the search look only for
+    fleets of two or more, which cannot beat it, and the 3090 was lost: +50 %."""
+    slow = offer("m", "RTX 3090", "0.10", startup_s=90)
+    fast = offer("o", "H100 SXM", "0.60", startup_s=240, memory=80)
+    job = JobSpec.model_validate({"prompts": [{"text": "p", "count": 2960}]})
+    deadline = NOW + timedelta(hours=1)
+
+    def on_time_price(offers: list[Offer]) -> Decimal:
+        return min(o.price_per_image_usd for o in _on_time(quote(job, offers, deadline=deadline)))
+
+    assert on_time_price([slow, fast]) <= on_time_price([slow])
+
+
+def test_an_offer_over_the_hourly_cap_is_never_priced() -> None:
+    """Found in review: an H100 at $3.91/h under a $3/h cap priced the quote at half what the
+    RTX 4090 the dispatch could rent costs."""
+    rentable = offer("o1", "RTX 4090", "2.69", provider="runpod", startup_s=60, memory=16)
+    over_cap = offer("o2", "H100 SXM", "3.91", provider="runpod", startup_s=60, memory=48)
+    job = JobSpec.model_validate({"prompts": [{"text": "p", "count": 2288}]})
+    deadline = NOW + timedelta(seconds=3094)
+    limits = Limits(2, 3_000_000)
+
+    def on_time_price(offers: list[Offer]) -> Decimal:
+        options = plan_quote(
+            job, Constraints(deadline=deadline), offers, NOW, MARGIN, RATES, limits=limits
+        )
+        return min(o.price_per_image_usd for o in _on_time(options))
+
+    assert on_time_price([rentable, over_cap]) == on_time_price([rentable])
+
+
 # --- properties ---
 
 offer_strategy = st.builds(

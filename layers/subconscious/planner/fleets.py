@@ -17,8 +17,8 @@ alone, on-demand machines rented now:
   ``R_min = N·W / ((W − σ)·(W·(1 − safety) − γ))``.
 * Every machine is held for its start-up, the shared rendering time ``τ ≥ N/R`` and teardown,
   billed as its provider bills: ``Σ cost_for(P_i, s_i + τ + teardown)``. ``τ`` is taken on a
-  geometric grid below ``N/R_min`` (at most ``GRID − 1`` over what the fleet takes, up to 8x
-  the speed the deadline needs).
+  geometric grid below ``N/R_min`` (at most ``GRID − 1`` over what the fleet takes, for fleets
+  up to about 7x the speed the deadline needs; faster ones are charged as that fast).
 * Rates count in whole units per machine, rounded down: a 128th of the octave's lowest speed
   for machines ready at once (which depends on the job and the window, not on the market).
 * Caps: at most ``max_machines``; the hourly cap is kept as ``Σ cost ≤ cap·(τ + teardown)``,
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from subconscious.models import JobSpec, Offer
@@ -63,6 +63,10 @@ OCTAVES = 3
 UNITS = 128
 # The cheapest offers, by price, whose single-machine costs bound the search.
 PROBE = 32
+# The thresholds on readiness and call length are rounded up to these: a market with a
+# different start-up per offer still has a few dozen combinations, not hundreds.
+SIGMA_STEP_S = 60
+GAMMA_STEP_S = 15
 # ... and rendering time is charged at STEPS speeds GRID apart: at most GRID − 1 (9 %) over
 # the time the fleet takes.
 STEPS = 8
@@ -95,23 +99,27 @@ def cheapest_fleet(
     below: float = math.inf,
 ) -> Fleet | None:
     """The cheapest on-demand fleet (one machine or several) that renders ``job`` within
-    ``window_s`` seconds from now by the dispatch's feasibility check; None if none can, or
-    if none of two machines or more could cost less than ``below`` (the quote passes what the
-    best machine alone costs, which its single-machine plans price exactly)."""
+    ``window_s`` seconds from now by the dispatch's feasibility check; None if none can.
+
+    ``below``: what the caller can already have (the quote's best single machine, priced
+    exactly). Only fleets that could cost less are looked for: none holding a machine whose
+    start-up alone costs that much, and only one machine each when two start-ups and every
+    image at the best price per image already cost that much. None if none could."""
     images = job.total_images
     machines = _machines(job, offers, rates, window_s)
     if not machines or images <= 0:
         return None
     if math.isfinite(below) and _least_for_two(machines, images) >= below:
-        return None
-    # thresholds from every offer (a larger market only adds choices), then drop the offers
-    # no optimal fleet needs
-    sigmas = sorted({m.ready_s for m in machines})
-    gammas = sorted({m.guard_s for m in machines if window_s * (1 - SAFETY_SHARE) > m.guard_s})
+        limits = replace(limits, max_machines=1)
+    # Thresholds from every offer, on coarse grids (a larger market only adds choices; a
+    # threshold rounded up only makes the timing check stricter)
+    sigmas = sorted({_up(m.ready_s, SIGMA_STEP_S) for m in machines})
+    gammas = sorted({_up(m.guard_s, GAMMA_STEP_S) for m in machines})
     combos = [
         (sigma, gamma, _min_rate(images, window_s, sigma, gamma))
         for sigma in sigmas
         for gamma in gammas
+        if sigma < window_s and window_s * (1 - SAFETY_SHARE) > gamma
     ]
     if not combos:
         return None
@@ -122,9 +130,15 @@ def cheapest_fleet(
         _Octave.of(cheap, combos, images, window_s, limits, 2.0**o).best_alone()
         for o in range(OCTAVES)
     )
-    machines = [m for m in machines if _fixed(m) <= bound]
+    machines = [m for m in machines if _fixed(m) <= min(bound, below)]
+    if not machines:
+        return None
     machines = _undominated(machines, limits.max_machines)
     return _solve(machines, combos, images, window_s, limits)
+
+
+def _up(value: float, step: int) -> float:
+    return float(math.ceil(value / step) * step)
 
 
 def _least_for_two(machines: list[_Machine], images: int) -> float:

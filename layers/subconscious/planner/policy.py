@@ -386,8 +386,9 @@ def keepable(
 ) -> bool:
     """Whether every order (in EDF order) still meets its deadline counting only on-demand
     capacity: the live on-demand machines, plus on-demand rentals made ``delay_s`` from now,
-    as many as the caps allow, the ``prefer`` fleet first (a quote's plan: if it keeps every
-    promise on its own, the answer is yes) and then the cheapest per image."""
+    as many as the caps allow, the ``prefer`` fleet first (a quote's plan) and then the
+    cheapest per image. If that fails, once more with the live machines and the preferred
+    offers alone (another machine's longer calls raise the guard)."""
     fleet = [m for m in machines if not m.interruptible and not m.leaving]
     if feasible(orders, fleet, rates, now):
         return True

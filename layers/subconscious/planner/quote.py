@@ -87,9 +87,16 @@ def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
     return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
 
 
-def singles(job: JobSpec, offers: Sequence[Offer], rates: Rates) -> list[Plan]:
-    """Each usable offer alone: a plan per offer, priced exactly."""
-    return [_plan(job, job.total_images, [o], rates) for o in offers if usable(o, job)]
+def singles(
+    job: JobSpec, offers: Sequence[Offer], rates: Rates, limits: Limits | None = None
+) -> list[Plan]:
+    """Each usable offer alone (within the hourly cap): a plan per offer, priced exactly."""
+    cap = math.inf if limits is None else limits.max_spend_micros_per_hour
+    return [
+        _plan(job, job.total_images, [o], rates)
+        for o in offers
+        if usable(o, job) and price_micros_per_hour(o, False) <= cap
+    ]
 
 
 def fleet_plan(
@@ -130,7 +137,7 @@ def frontier(
         fit, key=lambda o: (hourly_of[o.offer_id] / rates.speed(o, job).images_per_s, o.offer_id)
     )
     images = job.total_images
-    plans = list(alone) if alone is not None else singles(job, fit, rates)
+    plans = list(alone) if alone is not None else singles(job, fit, rates, limits)
     # fleets: the cheapest per image first, and (for tight windows) the quickest to start first
     rank = {o.offer_id: i for i, o in enumerate(by_value)}
     by_start = sorted(by_value, key=lambda o: (o.startup_s, rank[o.offer_id]))
@@ -204,7 +211,7 @@ def plan_quote(
     outlook: SpotOutlook | None = None,
 ) -> list[QuoteOption]:
     limits = limits or Limits()
-    every_alone = singles(job, offers, rates)
+    every_alone = singles(job, offers, rates, limits)
     plans = frontier(job, offers, rates, limits, every_alone)
     if not plans:
         raise NoCapacity("no GPU on the market can run this job right now")
@@ -267,7 +274,17 @@ def plan_quote(
         window_s = (deadline - now).total_seconds()
         alone = _unbeaten([p for p in every_alone if p.completes(now) <= deadline])
         below = min((p.cost_micros for p in alone), default=math.inf)
-        exact = fleet_plan(job, offers, rates, limits, window_s, below)
+        # the fleet is sized for what the live machines leave of the caps
+        taken = {m.offer.offer_id for m in machines}
+        left = Limits(
+            limits.max_machines - len(machines),
+            limits.max_spend_micros_per_hour
+            - sum(price_micros_per_hour(m.offer, m.interruptible) for m in machines),
+        )
+        free = [o for o in offers if o.offer_id not in taken]
+        exact = None
+        if left.max_machines > 0 and left.max_spend_micros_per_hour > 0:
+            exact = fleet_plan(job, free, rates, left, window_s, below)
         candidates = [*alone, *([exact] if exact else [])]
     on_time = sorted(
         (
