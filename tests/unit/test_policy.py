@@ -345,3 +345,18 @@ def test_a_dear_machine_goes_while_its_replacement_starts_only_if_on_demand_coul
     ]
     # nothing on offer: the dear machine is the promise's only on-demand capacity
     assert not any(isinstance(d, Release) for d in decide(state(easy, [], [dear, booting])))
+
+
+def test_renting_for_work_one_machine_cannot_finish_rents_enough_at_once() -> None:
+    """Each machine rented counted twice towards the deadline (two names for one list), so a
+    fleet came one machine a tick, half the size it had to be."""
+    h100s = [offer(f"h{i}", "H100 SXM", "2.00", memory=80) for i in range(4)]
+    work = [order(22_750, timedelta(hours=1, seconds=1))]
+    rented = rents(decide(state(work, h100s)))
+    assert len(rented) == 2
+    fleet = [
+        LiveMachine(f"m{i}", r.offer, False, NOW + timedelta(seconds=390))
+        for i, r in enumerate(rented)
+    ]
+    assert feasible(work, fleet, RATES, NOW)
+    assert not feasible(work, fleet[:1], RATES, NOW)

@@ -461,7 +461,8 @@ def _rent_until(
     budget = state.limits.max_spend_micros_per_hour - _hourly(billed)
     planned = list(fleet)
     # a safety-net machine must not vanish: only on-demand counts towards it
-    counted = [m for m in planned if not m.interruptible] if why == "safety net" else planned
+    # (a copy either way: both lists grow by each machine rented below)
+    counted = [m for m in planned if not m.interruptible] if why == "safety net" else list(planned)
     candidates = [(o, True) for o in _candidates(state, jobs, True)] if interruptible else []
     candidates += [(o, False) for o in _candidates(state, jobs, False)]
     for offer, spot in candidates:
