@@ -107,6 +107,18 @@ class Settings(BaseSettings):
     sqs_wait_s: int = Field(default=1, ge=0, le=20)
 
     @model_validator(mode="after")
+    def _lean_images_everywhere(self) -> Settings:
+        # TensorDock's default image is automatic1111: the planner would count on rates the
+        # machines never reach
+        if (
+            self.worker is WorkerKind.LEAN
+            and "tensordock" in self.providers
+            and not self.tensordock_image
+        ):
+            raise ValueError("SUBC_WORKER=lean with tensordock needs SUBC_TENSORDOCK_IMAGE")
+        return self
+
+    @model_validator(mode="after")
     def _slice_fits_in_a_lambda(self) -> Settings:
         # A slice starts no task after slice_s; the last one may take 3 attempts + storing.
         worst = self.render_slice_s + self.renderer_request_timeout_s * 3 + 30

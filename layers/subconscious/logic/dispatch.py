@@ -28,7 +28,7 @@ from subconscious.observability import (
 )
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Release, Rent, decide
-from subconscious.planner.workers import shape
+from subconscious.planner.workers import compile_seconds, shape
 
 LEASE = "dispatch"
 
@@ -128,7 +128,8 @@ def start_run(
         "run_id": run.run_id,
         "config": {
             "poll_interval_s": settings.poll_interval_s,
-            "ready_timeout_s": settings.ready_timeout_s,
+            # a machine compiling its UNet answers ready that much later
+            "ready_timeout_s": settings.ready_timeout_s + compile_seconds(run.compile_shapes),
             "slice_s": settings.render_slice_s,
         },
         "error": None,

@@ -38,7 +38,7 @@ from subconscious.models import (
 )
 from subconscious.money import cost_micros
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind
+from subconscious.planner.workers import WorkerKind, kind_for
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 from subconscious.settings import Settings
 
@@ -363,8 +363,9 @@ class _Storage:
             self.run.offer.gpu,
             task,
             len(rendered),
-            self._services.settings.worker,
-            compiled=f"{task.width}x{task.height}x{task.batch_size}" in self.run.compile_shapes,
+            kind_for(self.run.offer.provider, self._services.settings.worker),
+            compiled=task.cfg_scale > 1
+            and f"{task.width}x{task.height}x{task.batch_size}" in self.run.compile_shapes,
         )
         self.run = self.run.model_copy(
             update={

@@ -53,7 +53,7 @@ def predicted_seconds(
     per_s = prior().images_per_second(
         gpu, task.model_family, task.width, task.height, task.steps, task.batch_size
     )
-    factor = speedup(worker, task.model_family, task.width * task.height, float(per_s), compiled)
+    factor = speedup(worker, task.model_family, compiled)
     return Decimal(images) / (per_s * Decimal(repr(factor)))
 
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.workers import WorkerKind, speedup
+from subconscious.planner.workers import WorkerKind, kind_for, speedup
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
@@ -125,7 +125,7 @@ class Rates:
             per_s = float(
                 self.model.images_per_second(gpu, family, width, height, job.steps, batch)
             )
-            per_s *= speedup(self.worker, family, width * height, per_s, compiled)
+            per_s *= speedup(kind_for(offer.provider, self.worker), family, compiled)
             if batch == 1 or batch / per_s <= limit * CALL_SHARE_OF_LIMIT:
                 break
             batch = max(1, batch // 2)

@@ -29,7 +29,13 @@ from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
-from subconscious.planner.workers import COMPILE_MIN_WINDOW_S, WorkerKind, compile_pays
+from subconscious.planner.workers import (
+    COMPILE_S,
+    MAX_COMPILE_SHAPES,
+    WorkerKind,
+    compile_pays,
+    kind_for,
+)
 
 # A decision takes effect within one tick (dispatch runs every minute) plus the state
 # machine's start; a machine rented now renders after that and its start-up.
@@ -344,24 +350,36 @@ def _cheaper(
             continue
         kind = "interruptible" if interruptible else "on-demand"
         why = f"cheaper: {kind} {offer.gpu} for {len(orders)} order(s)"
-        return Rent(offer, interruptible, why, _compile_for(state, orders, offer))
+        planned = [*fleet, _virtual(offer, interruptible, state.now)]
+        return Rent(offer, interruptible, why, _compile_for(state, orders, offer, planned))
     return None
 
 
-def _compile_for(state: PlanState, orders: list[OpenOrder], offer: Offer) -> tuple[JobSpec, ...]:
-    """What is worth compiling on a new lean-worker machine: each image setting whose
-    backlog would render on it long enough to pay the compile back ``COMPILE_PAYBACK`` times,
-    while the closest promise is at least ``COMPILE_MIN_WINDOW_S`` away (compiling delays the
-    first batch by a minute or two; the safety share of every window covers that)."""
-    if state.rates.worker is not WorkerKind.LEAN or not orders:
+def _compile_for(
+    state: PlanState, orders: list[OpenOrder], offer: Offer, fleet: list[LiveMachine]
+) -> tuple[JobSpec, ...]:
+    """What is worth compiling on a new lean-worker machine of ``offer``: each image setting
+    whose backlog would render on it long enough to pay the compile back ``COMPILE_PAYBACK``
+    times (the most work first, at most ``MAX_COMPILE_SHAPES``), and only if every promise
+    stays feasible with that machine ready as much later (``fleet``: the planned fleet, the
+    machine included)."""
+    if kind_for(offer.provider, state.rates.worker) is not WorkerKind.LEAN:
         return ()
-    if (orders[0].deadline - state.now).total_seconds() < COMPILE_MIN_WINDOW_S:
+    worth = []
+    for job, images in _mix(orders):
+        seconds = state.rates.speed(offer, job).seconds(images)
+        if compile_pays(WorkerKind.LEAN, job, seconds):
+            worth.append((seconds, job))
+    worth.sort(key=lambda pair: -pair[0])
+    chosen = tuple(job for _, job in worth[:MAX_COMPILE_SHAPES])
+    if not chosen:
         return ()
-    return tuple(
-        job
-        for job, images in _mix(orders)
-        if compile_pays(state.rates.worker, job, state.rates.speed(offer, job).seconds(images))
-    )
+    late = timedelta(seconds=len(chosen) * max(COMPILE_S.values()))
+    delayed = [
+        replace(m, ready_at=m.ready_at + late) if m.offer.offer_id == offer.offer_id else m
+        for m in fleet
+    ]
+    return chosen if feasible(orders, delayed, state.rates, state.now) else ()
 
 
 def _billed(state: PlanState, fleet: list[LiveMachine]) -> list[LiveMachine]:
@@ -484,13 +502,29 @@ def _rent_until(
         room -= 1
         budget -= price
         kind = "interruptible" if spot else "on-demand"
-        # a safety-net machine is needed as soon as it boots: it never compiles
-        compile_for = () if why == "safety net" else _compile_for(state, orders, offer)
         reason = f"{why}: {kind} {offer.gpu} for {len(orders)} order(s)"
-        decisions.append(Rent(offer, spot, reason, compile_for))
+        decisions.append(Rent(offer, spot, reason))
     if not decisions:
         return [Wait(f"{why}: no offer fits within the caps")]
-    return decisions
+    if why == "safety net":  # needed as soon as it boots: never compiles
+        return decisions
+    # compile where it pays and the whole planned fleet still keeps every promise with the
+    # compiling machines ready that much later
+    compiled: list[Decision] = []
+    for rent in decisions:
+        assert isinstance(rent, Rent)
+        compile_for = _compile_for(state, orders, rent.offer, planned)
+        if compile_for:
+            late = timedelta(seconds=len(compile_for) * max(COMPILE_S.values()))
+            planned = [
+                replace(m, ready_at=m.ready_at + late)
+                if m.offer.offer_id == rent.offer.offer_id
+                else m
+                for m in planned
+            ]
+            rent = replace(rent, compile_for=compile_for)
+        compiled.append(rent)
+    return compiled
 
 
 def _hedge_free(

@@ -1,20 +1,21 @@
 """Which server renders on a rented machine, and what that does to its rate. Pure.
 
-The throughput data (``subconscious/data``) is automatic1111 / SD.Next's: eager PyTorch, each
-PNG encoded on the CPU before the next batch starts. Our lean worker (``worker/``) speaks the
-same API but encodes in a thread pool while the next batch renders, and may compile the UNet
-for a shape (``torch.compile``, once per machine and shape).
+The throughput prior (``subconscious/data``) counts UNet and VAE time only: our H100 rows are
+``images_per_s_gpu`` (no PNG encoding) and the crowd rows are automatic1111 / SD.Next's own
+benchmark, which saves no image. So the prior is already the rate of a server that hides its
+encoding, as our lean worker (``worker/``) does with a thread pool; automatic1111, which encodes
+each PNG before the next batch, is slower than the prior on fast cards (H100, SD 1.5: 4.57
+images/s against 6.35), and the per-GPU factors learned from our runs carry that. Hence:
 
-* **Lean, eager**: the encoding no longer adds to the GPU's time per image. With ``r`` the
-  automatic1111 rate and ``e`` the encoding time per image, ``1/r = gpu + e`` becomes ``gpu``:
-  ``× 1 / (1 − e·r)``. That is 1.30 on an H100 for SD 1.5 (``e`` 42 ms, ``r`` 5.5/s), where we
-  measured 1.28 in one run (``docs/benchmarks.md``, ``bench/worker.py``), and ~1.02 on a T4:
-  the faster the card, the more the encoding costs automatic1111.
-* **Lean, compiled**: the compiled UNet on top: × 1.35 for SD 1.5 (compiled 9.52 images/s against
-  lean 7.05 in the same run), × 1.29 for SDXL (``shared/data/h100-sd-worker-ceiling.jsonl``).
-  Measured on an H100 only; taken to hold on other cards (compiling fuses the same kernels).
+* **automatic1111** and **lean, eager**: the prior (× 1), each corrected by what its runs
+  measure;
+* **lean, compiled** (``torch.compile`` of the UNet for one shape): × 1.35 for SD 1.5 (9.52
+  against 7.05 images/s in one run, ``docs/benchmarks.md``), × 1.29 for SDXL (``shared/data/
+  h100-sd-worker-ceiling.jsonl``). Measured on an H100 only; taken to hold on other cards.
   It costs ``COMPILE_S`` once per shape (43–78 s SD 1.5, 120 s SDXL on the H100), during the
   worker's warm-up, so the machine is ready that much later.
+
+Static servers are automatic1111 by definition, whatever ``SUBC_WORKER`` says.
 """
 
 from __future__ import annotations
@@ -29,38 +30,33 @@ class WorkerKind(StrEnum):
     LEAN = "lean"
 
 
-# Encoding one 512² PNG (level 6) on the host's CPU, as the worker benchmark measured it.
-ENCODE_S = 0.042
-# Never credit the lean worker with more than 2x from encoding alone (e·r capped at 0.5).
-MAX_ENCODE_SHARE = 0.5
 COMPILED_OVER_EAGER = {ModelFamily.SD15: 1.35, ModelFamily.SDXL: 1.29}
 COMPILE_S = {ModelFamily.SD15: 80, ModelFamily.SDXL: 120}
 # Compile only where it saves at least this many times what it costs on the work in sight,
-# and only where the closest promise is this far away (the compile delays the first batch).
+# and at most this many shapes per machine (each delays its first batch).
 COMPILE_PAYBACK = 2.0
-COMPILE_MIN_WINDOW_S = 3600
+MAX_COMPILE_SHAPES = 2
+# Servers that already run (market/static.py): automatic1111, never launched from our image.
+STATIC_PROVIDER = "static"
 
 
-def speedup(
-    kind: WorkerKind,
-    family: ModelFamily,
-    pixels: int,
-    automatic1111_rate: float,
-    compiled: bool,
-) -> float:
-    """What the ``kind`` of server renders at, over automatic1111 on the same card and batch
-    (``automatic1111_rate`` images/s of ``pixels`` each)."""
-    if kind is WorkerKind.AUTOMATIC1111:
-        return 1.0
-    share = min(MAX_ENCODE_SHARE, ENCODE_S * pixels / (512 * 512) * automatic1111_rate)
-    lean = 1 / (1 - share)
-    return lean * COMPILED_OVER_EAGER[family] if compiled else lean
+def kind_for(provider: str, configured: WorkerKind) -> WorkerKind:
+    """The server a machine from ``provider`` runs when our images run ``configured``."""
+    return WorkerKind.AUTOMATIC1111 if provider == STATIC_PROVIDER else configured
+
+
+def speedup(kind: WorkerKind, family: ModelFamily, compiled: bool) -> float:
+    """What the ``kind`` of server renders at, over the prior, on the same card and batch."""
+    if kind is WorkerKind.LEAN and compiled:
+        return COMPILED_OVER_EAGER[family]
+    return 1.0
 
 
 def compile_pays(kind: WorkerKind, job: JobSpec, eager_seconds: float) -> bool:
     """Whether compiling the UNet for ``job``'s shape pays for itself on ``eager_seconds`` of
-    rendering (what the machine would spend on it uncompiled)."""
-    if kind is not WorkerKind.LEAN:
+    rendering (what the machine would spend on it uncompiled). Never without guidance
+    (cfg_scale 1): the worker compiles for the guided batch."""
+    if kind is not WorkerKind.LEAN or job.cfg_scale <= 1:
         return False
     saved = eager_seconds * (1 - 1 / COMPILED_OVER_EAGER[job.model_family])
     return saved >= COMPILE_PAYBACK * COMPILE_S[job.model_family]
@@ -72,10 +68,6 @@ def shape(job: JobSpec, batch: int) -> str:
 
 
 def compile_seconds(shapes: tuple[str, ...]) -> int:
-    """How much later a machine that compiles ``shapes`` is ready (SDXL's cost for shapes
-    past 768², SD 1.5's below)."""
-    total = 0
-    for entry in shapes:
-        width, height, _ = (int(part) for part in entry.split("x"))
-        total += COMPILE_S[ModelFamily.SDXL if width * height > 768 * 768 else ModelFamily.SD15]
-    return total
+    """How much later a machine that compiles ``shapes`` is ready: each at the dearer
+    family's cost (a shape does not say its family)."""
+    return len(shapes) * max(COMPILE_S.values())
