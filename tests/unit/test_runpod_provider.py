@@ -654,3 +654,12 @@ def test_the_lean_workers_settings_ride_in_env(make: Make) -> None:
         {"key": "A1111_AUTH", "value": API_AUTH},
         {"key": "WORKER_COMPILE_SHAPES", "value": "512x512x8"},
     ]
+
+
+def test_only_plain_worker_settings_reach_a_pod(make: Make) -> None:
+    provider, wire, _ = make(answer("deploy_on_demand"))
+    with pytest.raises(ValueError, match="worker setting"):
+        provider.launch(
+            an_offer(), label="subc-r-3", api_auth=API_AUTH, worker_env={"A1111_AUTH": "u:p"}
+        )
+    assert not wire.requests

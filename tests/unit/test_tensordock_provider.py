@@ -753,3 +753,19 @@ def test_the_lean_workers_settings_ride_in_the_env_file(td: FakeTensorDock) -> N
         f"COMMANDLINE_ARGS=--api --nowebui --listen --port 7860 --api-auth {API_AUTH}\n"
         "WORKER_COMPILE_SHAPES=512x512x8,768x768x4\n"
     )
+
+
+@pytest.mark.parametrize(
+    "worker_env",
+    [
+        {"COMMANDLINE_ARGS": "--api"},  # would replace the credential's line
+        {"WORKER_COMPILE_SHAPES": "512x512x8\nCOMMANDLINE_ARGS=--api"},  # a second line
+        {"worker_checkpoint": "x"},
+    ],
+)
+def test_only_plain_worker_settings_reach_a_machine(
+    td: FakeTensorDock, worker_env: dict[str, str]
+) -> None:
+    with pytest.raises(ValueError, match="worker setting"):
+        td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH, worker_env=worker_env)
+    assert not td.calls("POST", "/instances")

@@ -716,3 +716,11 @@ def test_the_lean_workers_settings_ride_in_env(vast: FakeVast) -> None:
         "COMMANDLINE_ARGS": f"--api-auth {AUTH}",
         **worker_env,
     }
+
+
+def test_only_plain_worker_settings_reach_a_vast_machine(vast: FakeVast) -> None:
+    with pytest.raises(ValueError, match="worker setting"):
+        vast.provider().launch(
+            an_offer(), label="subc-r-1", api_auth=AUTH, worker_env={"COMMANDLINE_ARGS": "x"}
+        )
+    assert not vast.requests

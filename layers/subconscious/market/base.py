@@ -6,6 +6,7 @@ run's label, and the reaper (later) terminates labelled machines no live run own
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Protocol
@@ -17,6 +18,20 @@ LABEL_PREFIX = "subc-"
 
 def run_label(run_id: str) -> str:
     return f"{LABEL_PREFIX}{run_id}"
+
+
+_WORKER_KEY = re.compile(r"WORKER_[A-Z0-9_]+")
+_WORKER_VALUE = re.compile(r"[A-Za-z0-9._/:,-]*")
+
+
+def worker_environment(worker_env: Mapping[str, str] | None) -> dict[str, str]:
+    """The lean worker's settings as an adapter may pass them on: ``WORKER_*`` names and plain
+    values only, so none can replace the credential's variable or break an env file."""
+    env = dict(worker_env or {})
+    for key, value in env.items():
+        if not _WORKER_KEY.fullmatch(key) or not _WORKER_VALUE.fullmatch(value):
+            raise ValueError(f"not a worker setting an adapter passes on: {key!r}")
+    return env
 
 
 class Provider(Protocol):

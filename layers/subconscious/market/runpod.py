@@ -35,7 +35,7 @@ from subconscious.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from subconscious.market.base import LABEL_PREFIX
+from subconscious.market.base import LABEL_PREFIX, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
 from subconscious.observability import logger
@@ -223,7 +223,7 @@ class RunPodProvider:
             "dockerArgs": DOCKER_ARGS,
             "env": [
                 {"key": A1111_AUTH_ENV, "value": api_auth},
-                *({"key": k, "value": v} for k, v in (worker_env or {}).items()),
+                *({"key": k, "value": v} for k, v in worker_environment(worker_env).items()),
             ],
         }
         if bid_usd_per_hour is None:

@@ -53,7 +53,7 @@ from subconscious.errors import (
     ProviderAuthError,
     ProviderError,
 )
-from subconscious.market.base import LABEL_PREFIX
+from subconscious.market.base import LABEL_PREFIX, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
 from subconscious.observability import logger
@@ -299,7 +299,7 @@ class TensorDockProvider:
             },
             "port_forwards": [{"internal_port": A1111_PORT, "external_port": port}],
             "ssh_key": self._ssh_public_key,
-            "cloud_init": self._cloud_init(api_auth, worker_env or {}),
+            "cloud_init": self._cloud_init(api_auth, worker_environment(worker_env)),
         }
         body = {"data": {"type": "virtualmachine", "attributes": attributes}}
         # Redacted from any error text for the length of this call (and its password alone,

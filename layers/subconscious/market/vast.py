@@ -50,7 +50,7 @@ from subconscious.errors import (
     OutOfCapacity,
     ProviderError,
 )
-from subconscious.market.base import LABEL_PREFIX
+from subconscious.market.base import LABEL_PREFIX, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
 
@@ -170,7 +170,7 @@ class VastProvider:
             "env": {
                 f"-p {A1111_PORT}:{A1111_PORT}": "1",
                 "COMMANDLINE_ARGS": f"--api-auth {shlex.quote(api_auth)}",
-                **(worker_env or {}),
+                **worker_environment(worker_env),
             },
             # Refuse rather than create a stopped instance when the machine cannot start now
             # (the default for on-demand only; interruptibles default to queueing).
