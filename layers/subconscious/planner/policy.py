@@ -30,10 +30,10 @@ from datetime import datetime, timedelta
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
 from subconscious.planner.workers import (
-    COMPILE_S,
     MAX_COMPILE_SHAPES,
     WorkerKind,
     compile_pays,
+    compile_seconds,
     kind_for,
 )
 
@@ -374,12 +374,19 @@ def _compile_for(
     chosen = tuple(job for _, job in worth[:MAX_COMPILE_SHAPES])
     if not chosen:
         return ()
-    late = timedelta(seconds=len(chosen) * max(COMPILE_S.values()))
-    delayed = [
+    delayed = _compiling(fleet, offer, chosen)
+    return chosen if feasible(orders, delayed, state.rates, state.now) else ()
+
+
+def _compiling(
+    fleet: list[LiveMachine], offer: Offer, compile_for: tuple[JobSpec, ...]
+) -> list[LiveMachine]:
+    """``fleet`` with the machine of ``offer`` ready as much later as compiling takes."""
+    late = timedelta(seconds=compile_seconds(compile_for))
+    return [
         replace(m, ready_at=m.ready_at + late) if m.offer.offer_id == offer.offer_id else m
         for m in fleet
     ]
-    return chosen if feasible(orders, delayed, state.rates, state.now) else ()
 
 
 def _billed(state: PlanState, fleet: list[LiveMachine]) -> list[LiveMachine]:
@@ -515,13 +522,7 @@ def _rent_until(
         assert isinstance(rent, Rent)
         compile_for = _compile_for(state, orders, rent.offer, planned)
         if compile_for:
-            late = timedelta(seconds=len(compile_for) * max(COMPILE_S.values()))
-            planned = [
-                replace(m, ready_at=m.ready_at + late)
-                if m.offer.offer_id == rent.offer.offer_id
-                else m
-                for m in planned
-            ]
+            planned = _compiling(planned, rent.offer, compile_for)
             rent = replace(rent, compile_for=compile_for)
         compiled.append(rent)
     return compiled

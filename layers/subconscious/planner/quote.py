@@ -155,17 +155,13 @@ def frontier(
             fleet.append(offer)
             hourly += price
             plans.append(_plan(job, images, list(fleet), rates))
-    plans.sort(key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id))
-    kept: list[Plan] = []
-    for plan in plans:
-        if not kept or plan.cost_micros < kept[-1].cost_micros:
-            kept.append(plan)
-    return kept
+    return _unbeaten(plans)
 
 
 def _unbeaten(plans: list[Plan]) -> list[Plan]:
-    """The plans no other is both quicker (or as quick) and cheaper (or as cheap) than:
-    another's price can only be lower (more slack, less cost), so pricing these is enough."""
+    """The plans no other is both quicker (or as quick) and cheaper (or as cheap) than, fastest
+    first: another's price can only be lower (more slack, less cost), so pricing these is
+    enough."""
     kept: list[Plan] = []
     for plan in sorted(plans, key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id)):
         if not kept or plan.cost_micros < kept[-1].cost_micros:

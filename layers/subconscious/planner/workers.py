@@ -67,7 +67,7 @@ def shape(job: JobSpec, batch: int) -> str:
     return f"{job.width}x{job.height}x{batch}"
 
 
-def compile_seconds(shapes: tuple[str, ...]) -> int:
-    """How much later a machine that compiles ``shapes`` is ready: each at the dearer
-    family's cost (a shape does not say its family)."""
+def compile_seconds(shapes: tuple[object, ...]) -> int:
+    """How much later a machine that compiles ``shapes`` (shape strings, or the settings they
+    come from) is ready: each at the dearer family's cost (a shape does not say its family)."""
     return len(shapes) * max(COMPILE_S.values())
