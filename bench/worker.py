@@ -6,11 +6,14 @@
 Three paths, each end to end (UNet + VAE decode + PNG encoding + base64), through the worker's
 own engine and encoder:
 
-- ``a1111``: automatic1111's shape of work: eager PyTorch (fp16, SDPA attention), and each
-  batch's PNGs encoded one after another in the request thread before the next batch starts.
-- ``lean``: the worker, eager: channels-last UNet and VAE on CUDA, PNGs encoded in a thread pool
-  while the GPU renders the next batch.
-- ``compiled``: ``lean`` with the UNet compiled by ``torch.compile`` (inductor's default mode)
+- ``a1111``: automatic1111's shape of work: eager PyTorch (fp16, SDPA attention, cuDNN's
+  heuristic convolution algorithms), and each batch's PNGs encoded one after another in the
+  request thread before the next batch starts.
+- ``lean``: the worker, eager, as it serves by default: cuDNN's autotuner on
+  (``--no-cudnn-benchmark`` turns it off), PNGs encoded in a thread pool while the GPU renders
+  the next batch.
+- ``compiled``: ``lean`` with the UNet and the VAE decoder compiled by ``torch.compile``
+  (inductor's default mode unless ``--compile-mode``; ``--inductor`` sets inductor options)
   for that one shape; the compile time is reported apart and left out of images/s.
 
 The pipelines are the real SD 1.5 and SDXL architectures (``worker.configs.FULL``) with random
@@ -21,6 +24,8 @@ Euler, classifier-free guidance, 20 steps, SD 1.5 at 512² and SDXL at 1024².
 Each (model, batch, path) runs one untimed warm-up generation (2 steps; for ``compiled`` it is
 the compile), then ``--iters`` timed ones. ``encode_wait_ms_per_image`` is the time the path
 waited on encoding: all of it for ``a1111``, only the tail the GPU did not hide for the others.
+``decode_s_per_batch`` times the path's VAE decoder alone on one batch of latents, to show
+where a batch's GPU time goes.
 The JSON file is rewritten after each, so a run cut short keeps what it measured; ``--budget-s``
 skips what would not finish in time (compiles first).
 """
@@ -40,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 PATHS = ("a1111", "lean", "compiled")
-# Rough seconds to compile a UNet once (h100-sd-worker-ceiling.jsonl: 78 s SD 1.5, 120 s SDXL),
-# padded: what --budget-s reserves before starting a compile.
-COMPILE_ESTIMATE_S = {"sd15": 100.0, "sdxl": 150.0}
+# Rough seconds to compile the UNet and VAE decoder once (H100: 76 s SD 1.5; SDXL's UNet alone
+# 197 s), padded: what --budget-s reserves before starting a compile.
+COMPILE_ESTIMATE_S = {"sd15": 100.0, "sdxl": 300.0}
 DEFAULT_ITERS = {"sd15": 3, "sdxl": 2}
 
 
@@ -64,6 +69,7 @@ class Result:
     all_black_batch: bool
     peak_mem_gib: float | None
     compile_s: float | None = None
+    decode_s_per_batch: float | None = None
 
 
 def _log(message: str) -> None:
@@ -103,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile-mode", default=None, help="torch.compile mode (default inductor)"
     )
+    parser.add_argument(
+        "--inductor",
+        default="",
+        help="inductor options to turn on before compiling, e.g. "
+        "conv_1x1_as_mm,coordinate_descent_tuning",
+    )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cuDNN's autotuner for the lean paths (the a1111 path never has it)",
+    )
     parser.add_argument("--encode-threads", type=int, default=8)
     parser.add_argument(
         "--channels-last",
@@ -139,6 +157,9 @@ class Bench:
             "cfg_scale": 7.0,
             "encode_threads": args.encode_threads,
             "compile_mode": args.compile_mode or "default",
+            "compiled": "UNet and VAE decoder",
+            "inductor": [o for o in args.inductor.split(",") if o],
+            "lean_cudnn_benchmark": self.cuda and args.cudnn_benchmark,
             "png_compress_level": 6,
             "argv": sys.argv[1:],
         }
@@ -204,8 +225,10 @@ class Bench:
         )
         params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
         _log(f"{model}: built in {time.monotonic() - start:.1f}s (UNet {params:,.1f} M params)")
-        eager = Engine(pipe)
-        compiled: Any = None
+        engines: dict[str, Any] = {
+            "a1111": Engine(pipe),
+            "lean": Engine(pipe, cudnn_benchmark=self.cuda and args.cudnn_benchmark),
+        }
         for batch in batches:
             for path in paths:
                 if path == "compiled" and (model, batch) not in compile_set:
@@ -218,13 +241,17 @@ class Bench:
                         self.skip(f"{model} b{batch} compiled: a compile would pass --budget-s")
                         continue
                     self._channels_last(pipe, self.cuda and args.channels_last)
-                    compiled = compiled or Engine(
-                        pipe, compile_unet=True, compile_mode=args.compile_mode
-                    )
-                    engine = compiled
+                    if "compiled" not in engines:
+                        self._inductor_options()
+                        engines["compiled"] = Engine(
+                            pipe,
+                            compile_unet=True,
+                            compile_mode=args.compile_mode,
+                            cudnn_benchmark=self.cuda and args.cudnn_benchmark,
+                        )
                 else:
                     self._channels_last(pipe, self.cuda and args.channels_last and path == "lean")
-                    engine = eager
+                engine = engines[path]
                 result = self.measure(engine, model, batch, path, side, iters)
                 self.results.append(result)
                 self.save()
@@ -232,11 +259,12 @@ class Bench:
                     f"{model} {side}² b{batch:<2} {path:<8} {result.images_per_s:7.3f} images/s "
                     f"(gen {result.generate_s_per_batch:.3f}s/batch, encode wait "
                     f"{result.encode_wait_ms_per_image:.1f} ms/image, "
+                    f"decode {result.decode_s_per_batch:.3f}s, "
                     f"{result.png_kb_per_image:.0f} KB/PNG"
                     + (f", compile {result.compile_s:.0f}s" if result.compile_s else "")
                     + ")"
                 )
-        del pipe, eager, compiled
+        del pipe, engines
         if self.cuda:
             self.torch.cuda.empty_cache()
 
@@ -244,6 +272,32 @@ class Bench:
         self.skipped.append(what)
         _log(f"skipped {what}")
         self.save()
+
+    def _inductor_options(self) -> None:
+        import torch._inductor.config as inductor
+
+        for name in [o for o in self.args.inductor.split(",") if o]:
+            if not hasattr(inductor, name):
+                raise SystemExit(f"--inductor: torch {self.torch.__version__} has no {name!r}")
+            setattr(inductor, name, True)
+
+    def _time_decode(self, engine: Any, job: Any) -> float:
+        """Seconds the engine's VAE decoder takes for one batch of ``job``'s latents."""
+        torch = self.torch
+        pipe = engine.pipe
+        pipe.vae.decoder = engine._decoder_for(job, compile_shape=False)
+        latents = torch.randn(
+            job.batch_size, 4, job.height // 8, job.width // 8, device=self.device, dtype=self.dtype
+        )
+        took = []
+        with torch.inference_mode():
+            for _ in range(3):
+                self._sync()
+                t0 = time.perf_counter()
+                pipe.vae.decode(latents, return_dict=False)
+                self._sync()
+                took.append(time.perf_counter() - t0)
+        return min(took)
 
     def _channels_last(self, pipe: Any, on: bool) -> None:
         fmt = self.torch.channels_last if on else self.torch.contiguous_format
@@ -322,6 +376,7 @@ class Bench:
         wall = time.perf_counter() - wall_start
         if pool is not None:
             pool.shutdown()
+        decode_s = self._time_decode(engine, job(1, steps))
         images = iters * batch
         gen_only = generate_s - (encode_s if path == "a1111" else 0.0)
         return Result(
@@ -343,6 +398,7 @@ class Bench:
             if self.cuda
             else None,
             compile_s=round(warmup_s, 1) if path == "compiled" else None,
+            decode_s_per_batch=round(decode_s, 4),
         )
 
     def _sync(self) -> None:

@@ -117,6 +117,8 @@ class WorkerConfig:
     warmup_steps: int = 2
     # channels-last made the eager UNet 23 % slower on an H100 (docs/benchmarks.md): off
     channels_last: bool = False
+    # cuDNN times its convolution algorithms once per shape (the warm-up pays it)
+    cudnn_benchmark: bool = True
     encode_threads: int | None = None
     png_compress_level: int = 6
     torch_threads: int | None = None
@@ -194,6 +196,7 @@ class Worker:
             compile_unet=config.compile,
             compile_mode=config.compile_mode,
             channels_last=channels_last,
+            cudnn_benchmark=config.cudnn_benchmark and device.type == "cuda",
             oom_above_batch=config.oom_above_batch,
         )
         short_hash = hashlib.sha256(checkpoint.encode()).hexdigest()[:10]
@@ -536,14 +539,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the UNet for --compile-shapes (~80 s per shape at start)",
+        help="torch.compile the UNet and VAE decoder for --compile-shapes (~80 s per shape at "
+        "start)",
     )
     speed.add_argument("--compile-mode", default=None, help="torch.compile mode (default inductor)")
     speed.add_argument(
         "--compile-shapes",
         type=_shapes,
         default=_shapes(os.environ.get("WORKER_COMPILE_SHAPES", "")),
-        help="WxHxB,... the compiled UNet serves, other shapes run eager; implies --compile "
+        help="WxHxB,... the compiled models serve, other shapes run eager; implies --compile "
         "($WORKER_COMPILE_SHAPES; default: the --warmup shape)",
     )
     speed.add_argument(
@@ -555,6 +559,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="channels-last memory format for UNet and VAE (default off: slower on an H100)",
+    )
+    speed.add_argument(
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let cuDNN time its convolution algorithms per shape (CUDA only; default on)",
     )
     speed.add_argument("--encode-threads", type=_positive_int, default=None)
     speed.add_argument("--png-compress-level", type=int, choices=range(10), default=6)
@@ -600,6 +610,7 @@ def config_from(args: argparse.Namespace) -> WorkerConfig:
         warmup=args.warmup,
         warmup_steps=args.warmup_steps,
         channels_last=args.channels_last,
+        cudnn_benchmark=args.cudnn_benchmark,
         encode_threads=args.encode_threads,
         png_compress_level=args.png_compress_level,
         # Tiny models are all overhead: one thread each beats threads fighting over 2 cores.

@@ -36,6 +36,8 @@ def test_credentials_and_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMMANDLINE_ARGS", "--tiny")
     tiny = config_from(parse_args([]))
     assert tiny.device == "cpu" and tiny.torch_threads == 1 and not tiny.compile
+    assert tiny.cudnn_benchmark  # on by default; the server applies it on CUDA only
+    assert not config_from(parse_args(["--no-cudnn-benchmark"])).cudnn_benchmark
     monkeypatch.delenv("COMMANDLINE_ARGS")
     monkeypatch.delenv("WORKER_CHECKPOINT", raising=False)
     with pytest.raises(SystemExit):
@@ -86,7 +88,7 @@ def test_encoding_formats_and_the_pool() -> None:
         pool.shutdown()
 
 
-def test_the_compiled_unet_serves_only_the_shapes_it_was_warmed_for() -> None:
+def test_the_compiled_models_serve_only_the_shapes_they_were_warmed_for() -> None:
     import torch
 
     from worker.engine import Engine, Job
@@ -103,3 +105,33 @@ def test_the_compiled_unet_serves_only_the_shapes_it_was_warmed_for() -> None:
     assert engine._unet_for(other, compile_shape=False) is engine._eager_unet
     assert engine._unet_for(unguided, compile_shape=False) is engine._eager_unet
     assert Engine(pipe)._unet_for(warmed, compile_shape=True) is pipe.unet
+    assert engine._decoder_for(warmed, compile_shape=True) is engine._compiled_decoder
+    # the decoder sees latents once per image, guided or not
+    assert engine._decoder_for(unguided, compile_shape=False) is engine._compiled_decoder
+    assert engine._decoder_for(other, compile_shape=False) is engine._eager_decoder
+    assert Engine(pipe)._decoder_for(warmed, compile_shape=True) is pipe.vae.decoder
+
+
+def test_each_engine_renders_with_its_own_cudnn_setting_and_freeing_memory_restores_eager() -> None:
+    import torch
+
+    from worker.engine import Engine, Job
+    from worker.pipelines import build_random
+
+    pipe = build_random("sd15", "tiny", device=torch.device("cpu"), dtype=torch.float32)
+    seen: list[bool] = []
+    pipe.unet.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cudnn.benchmark))
+    tuned = Engine(pipe, compile_unet=True, cudnn_benchmark=True, oom_above_batch=1)
+    plain = Engine(pipe)
+    job = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=1)
+    before = torch.backends.cudnn.benchmark
+    try:
+        tuned.generate(job, lambda *_: None)
+        plain.generate(job, lambda *_: None)
+        assert seen == [True, False]
+        # a failure (out of memory) puts both eager models back before the cache is emptied
+        pipe.unet, pipe.vae.decoder = tuned._compiled_unet, tuned._compiled_decoder
+        tuned._free_memory()
+        assert pipe.unet is tuned._eager_unet and pipe.vae.decoder is tuned._eager_decoder
+    finally:
+        torch.backends.cudnn.benchmark = before
