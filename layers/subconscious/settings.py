@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # HMAC key from which each run's automatic1111 credential is derived.
     machine_auth_secret: SecretStr = SecretStr("")
     # The server those images run: automatic1111, or our lean worker (worker/: the same API,
-    # faster; the planner counts on its rate and may have it compile the UNet for long runs).
+    # faster; the planner counts on its rate and may have it compile for long runs).
     worker: WorkerKind = WorkerKind.AUTOMATIC1111
     # The lean worker's checkpoint (a path in its image, or a hub id); its default where empty.
     worker_checkpoint: str = Field(default="", pattern=r"^[A-Za-z0-9._/:-]*$")
