@@ -27,11 +27,12 @@ from subconscious.planner.workers import (
     compile_pays,
     compile_seconds,
     kind_for,
+    server_share,
     shape,
     speedup,
 )
 from subconscious.settings import Settings
-from subconscious.throughput_model import ThroughputModel
+from subconscious.throughput_model import Correction, ThroughputModel
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 MODEL = ThroughputModel()
@@ -61,18 +62,49 @@ def offer(gpu: str = "H100 SXM", memory: int = 80, bid: str | None = None) -> Of
     )
 
 
-def test_eager_servers_render_at_the_prior_and_a_compiled_lean_worker_faster() -> None:
-    # the prior leaves out PNG encoding, as the lean worker hides it: both eager kinds are it
+def test_the_lean_worker_renders_at_the_prior_automatic1111_slower_and_compiled_faster() -> None:
+    # the prior leaves out PNG encoding: the lean worker hides it, automatic1111 pays it
     for card, job, gain in ((offer(), SD15, 1.41), (offer(), SDXL, 1.29)):
         reference, lean, compiled = (
             A1111.speed(card, job),
             LEAN.speed(card, job),
             LEAN.compiled(card, job),
         )
-        assert reference == lean == A1111.compiled(card, job)
+        prior = float(
+            MODEL.images_per_second(
+                card.gpu, job.model_family, job.width, job.height, 20, lean.batch
+            )
+        )
+        assert lean.images_per_s == pytest.approx(prior)
+        assert reference.batch == lean.batch and reference == A1111.compiled(card, job)
+        encode_s = 1 / reference.images_per_s - 1 / lean.images_per_s
+        assert encode_s == pytest.approx(0.275 * job.width * job.height / 1e6)
         assert compiled.batch == lean.batch
         assert compiled.images_per_s == pytest.approx(lean.images_per_s * gain)
     assert speedup(WorkerKind.AUTOMATIC1111, ModelFamily.SD15, True) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("width", "gpu_only", "with_png"),
+    # h100-sd-throughput.jsonl, batch 8: images_per_s_gpu and images_per_s_with_png
+    [(512, 6.349, 4.572), (1024, 1.134, 0.855)],
+)
+def test_automatic1111s_share_matches_the_measured_h100_on_the_slow_side(
+    width: int, gpu_only: float, with_png: float
+) -> None:
+    delivered = gpu_only * server_share(WorkerKind.AUTOMATIC1111, gpu_only, width, width)
+    assert with_png * 0.95 <= delivered <= with_png
+    assert server_share(WorkerKind.LEAN, gpu_only, width, width) == 1.0
+
+
+def test_a_learned_factor_scales_automatic1111s_whole_rate() -> None:
+    # the share is taken on the prior, so learning stays a plain ratio of measured to predicted
+    card = offer("RTX 4090", 24)
+    slower = Rates(MODEL.corrected({"RTX 4090": Correction(Decimal("0.5"), 3)}))
+    assert slower.speed(card, SD15).batch == A1111.speed(card, SD15).batch
+    assert slower.speed(card, SD15).images_per_s == pytest.approx(
+        0.5 * A1111.speed(card, SD15).images_per_s
+    )
 
 
 def test_a_static_server_is_automatic1111_whatever_our_images_run() -> None:
@@ -194,9 +226,13 @@ def test_a_runs_prediction_counts_the_server_so_the_gpu_factor_stays_the_cards()
         }
     )
     reference = predicted_seconds("H100 SXM", task, 800)
-    assert predicted_seconds("H100 SXM", task, 800, WorkerKind.LEAN) == reference
+    lean = predicted_seconds("H100 SXM", task, 800, WorkerKind.LEAN)
+    prior = MODEL.images_per_second("H100 SXM", ModelFamily.SD15, 512, 512, 20, 8)
+    assert lean == pytest.approx(Decimal(800) / prior)
+    # automatic1111 also encodes each PNG: 0.072 s per 512² image
+    assert float(reference - lean) == pytest.approx(800 * 0.275 * 512 * 512 / 1e6)
     compiled = predicted_seconds("H100 SXM", task, 800, WorkerKind.LEAN, compiled=True)
-    assert float(reference / compiled) == pytest.approx(1.41)
+    assert float(lean / compiled) == pytest.approx(1.41)
 
 
 def test_lean_with_tensordock_needs_its_image() -> None:

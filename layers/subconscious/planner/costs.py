@@ -21,7 +21,7 @@ from functools import lru_cache
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.workers import WorkerKind, kind_for, speedup
+from subconscious.planner.workers import WorkerKind, kind_for, server_share, speedup
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
@@ -121,11 +121,14 @@ class Rates:
         family, width, height = job.model_family, job.width, job.height
         batch = self.model.best_batch(gpu, family, width, height, offer.gpu_memory_gb)
         limit = REQUEST_LIMIT_S.get(offer.provider, DEFAULT_REQUEST_LIMIT_S)
+        kind = kind_for(offer.provider, self.worker)
+        factor = float(self.model.correction(gpu).factor)
         while True:
             per_s = float(
                 self.model.images_per_second(gpu, family, width, height, job.steps, batch)
             )
-            per_s *= speedup(kind_for(offer.provider, self.worker), family, compiled)
+            share = server_share(kind, per_s / factor, width, height)
+            per_s *= speedup(kind, family, compiled) * share
             if batch == 1 or batch / per_s <= limit * CALL_SHARE_OF_LIMIT:
                 break
             batch = max(1, batch // 2)

@@ -3,12 +3,15 @@
 The throughput prior (``subconscious/data``) counts UNet and VAE time only: our H100 rows are
 ``images_per_s_gpu`` (no PNG encoding) and the crowd rows are automatic1111 / SD.Next's own
 benchmark, which saves no image. So the prior is already the rate of a server that hides its
-encoding, as our lean worker (``worker/``) does with a thread pool; automatic1111, which encodes
-each PNG before the next batch, is slower than the prior on fast cards (H100, SD 1.5: 4.57
-images/s against 6.35), and the per-GPU factors learned from our runs carry that. Hence:
+encoding, as our lean worker (``worker/``) does with a thread pool. automatic1111 encodes each
+PNG in the request thread before the next batch starts, so each image also costs its encoding
+(``A1111_PNG_S_PER_MEGAPIXEL``): on an H100 SD 1.5 drops from 6.35 to 4.57 images/s at batch 8.
+Hence, each corrected by the per-GPU factor its runs measure:
 
-* **automatic1111** and **lean, eager**: the prior (× 1), each corrected by what its runs
-  measure;
+* **automatic1111**: the prior × ``1 / (1 + prior × encode seconds)`` (:func:`server_share`),
+  computed on the prior, so a learned factor scales the whole rate and the learning stays a
+  plain ratio; on slow cards the encoding is a few per cent, on an H100 about 30 %;
+* **lean, eager**: the prior (× 1);
 * **lean, compiled** (``torch.compile`` of the UNet and the VAE decoder for one shape): × 1.41
   for SD 1.5 (9.78 against 6.91 images/s in one run, ``docs/benchmarks.md``), × 1.29 for SDXL
   (the UNet alone, ``shared/data/h100-sd-worker-ceiling.jsonl``). Measured on an H100 only;
@@ -34,6 +37,10 @@ class WorkerKind(StrEnum):
 
 COMPILED_OVER_EAGER = {ModelFamily.SD15: 1.41, ModelFamily.SDXL: 1.29}
 COMPILE_S = {ModelFamily.SD15: 80, ModelFamily.SDXL: 240}
+# Seconds automatic1111 spends encoding one PNG (level 6, one core), per megapixel: measured on
+# the H100 host of h100-sd-throughput.jsonl at batch 8, 0.061 s at 512² (0.233 s/MP) and 0.288 s
+# at 1024² (0.275 s/MP); the larger, so a quote errs on the slow side.
+A1111_PNG_S_PER_MEGAPIXEL = 0.275
 # Compile only where it saves at least this many times what it costs on the work in sight,
 # and at most this many shapes per machine (each delays its first batch).
 COMPILE_PAYBACK = 2.0
@@ -52,6 +59,15 @@ def speedup(kind: WorkerKind, family: ModelFamily, compiled: bool) -> float:
     if kind is WorkerKind.LEAN and compiled:
         return COMPILED_OVER_EAGER[family]
     return 1.0
+
+
+def server_share(kind: WorkerKind, prior_per_s: float, width: int, height: int) -> float:
+    """The share of the prior's ``prior_per_s`` (one card, the call's batch) that a server of
+    ``kind`` delivers: automatic1111 adds each image's PNG encoding to its GPU time."""
+    if kind is not WorkerKind.AUTOMATIC1111:
+        return 1.0
+    encode_s = A1111_PNG_S_PER_MEGAPIXEL * width * height / 1e6
+    return 1 / (1 + prior_per_s * encode_s)
 
 
 def compile_pays(kind: WorkerKind, job: JobSpec, eager_seconds: float) -> bool:
