@@ -129,11 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget-s", type=float, default=360.0)
     parser.add_argument("--out", type=Path, default=Path("worker-bench.json"))
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add to --out's results (one process per path: cuDNN's algorithm cache is "
+        "process-wide, so a path run after another reuses its choices)",
+    )
     return parser
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, argv: list[str] | None = None) -> None:
         import torch
 
         self.args = args
@@ -144,6 +150,12 @@ class Bench:
         self.started = time.monotonic()
         self.results: list[Result] = []
         self.skipped: list[str] = []
+        earlier: list[list[str]] = []
+        if args.append and args.out.exists():
+            body = json.loads(args.out.read_text(encoding="utf-8"))
+            self.results = [Result(**row) for row in body["results"]]
+            self.skipped = list(body["skipped"])
+            earlier = [*body["meta"].get("earlier_processes", []), body["meta"]["argv"]]
         self.meta: dict[str, Any] = {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -161,7 +173,8 @@ class Bench:
             "inductor": [o for o in args.inductor.split(",") if o],
             "lean_cudnn_benchmark": self.cuda and args.cudnn_benchmark,
             "png_compress_level": 6,
-            "argv": sys.argv[1:],
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "earlier_processes": earlier,
         }
         try:
             import diffusers
@@ -415,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    bench = Bench(args)
+    bench = Bench(args, argv)
     if not bench.cuda:
         bench.torch.set_num_threads(1)
     _log(f"{bench.meta['device']}, torch {bench.meta['torch']}, out {args.out}")

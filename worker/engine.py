@@ -13,11 +13,13 @@ What it adds to a bare pipeline, each for a reason automatic1111 gets wrong or w
 - **Compiled and eager models side by side.** ``torch.compile`` specialises on shapes and
   recompiles (for tens of seconds) on a new one; a request must never pay that mid-call. The
   compiled UNet and VAE decoder are used only for the shapes warmed up at start, the eager
-  ones for the rest. The decoder is compiled too: at SD 1.5 512² batch 16 it is about a
-  seventh of the GPU time once the UNet is compiled.
-- **cuDNN's autotuner** (``cudnn_benchmark``) times the convolution algorithms once per shape
-  instead of taking cuDNN's heuristic pick. automatic1111 turns it on only for GTX 16xx cards,
-  so the benchmark's automatic1111-style path runs without it.
+  ones for the rest. The decoder is compiled too: at SD 1.5 512² batch 16 it was about a
+  ninth of a batch's GPU time once the UNet was compiled (0.19 of 1.69 s on an H100).
+- **cuDNN's autotuner** (``cudnn_benchmark``) times the convolution algorithms of a shape the
+  first time it runs instead of taking cuDNN's heuristic pick: seconds of searching, so only
+  for the shapes warmed up at start (the others keep the heuristics, never a search mid-call).
+  automatic1111 turns it on only for GTX 16xx cards, so the benchmark's automatic1111-style
+  path runs without it.
 - **Progress and interrupt** as automatic1111 reports them (``/sdapi/v1/progress``).
 """
 
@@ -143,10 +145,14 @@ class Engine:
         self._compiled_unet: Any = None
         self._compiled_decoder: Any = None
         if compile_unet:
-            self._compiled_unet = torch.compile(pipe.unet, mode=compile_mode)
-            self._compiled_decoder = torch.compile(pipe.vae.decoder, mode=compile_mode)
+            # dynamic=False: a second warmed shape gets its own static graph, not a dynamic one
+            self._compiled_unet = torch.compile(pipe.unet, mode=compile_mode, dynamic=False)
+            self._compiled_decoder = torch.compile(
+                pipe.vae.decoder, mode=compile_mode, dynamic=False
+            )
         self._compiled_shapes: set[tuple[int, int, int]] = set()
         self._compiled_decodes: set[tuple[int, int, int]] = set()
+        self._warmed: set[tuple[int, int, int]] = set()
         self._base_scheduler_config = dict(pipe.scheduler.config)
         self._schedulers: dict[str, Any] = {}
         self._queue_lock = threading.Lock()
@@ -185,10 +191,12 @@ class Engine:
         return sorted(self._compiled_shapes)
 
     def warm_up(self, jobs: Iterable[Job]) -> list[float]:
-        """Run each job once (untimed work that loads kernels and, with compile on, compiles the
-        UNet for that job's shape); returns the seconds each took."""
+        """Run each job once (untimed work that loads kernels, lets cuDNN's autotuner time that
+        shape's convolutions and, with compile on, compiles the models for it); returns the
+        seconds each took."""
         took = []
         for job in jobs:
+            self._warmed.add(job.shape_key())
             start = time.perf_counter()
             self.generate(job, lambda _i, _p, _s: None, compile_shape=self.compiled)
             took.append(time.perf_counter() - start)
@@ -291,7 +299,9 @@ class Engine:
         self.pipe.vae.decoder = self._decoder_for(job, compile_shape)
         # A process-wide flag, set under the queue lock: each engine's generations run with its
         # own setting even where two engines share a process (bench.worker).
-        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        if compile_shape:
+            self._warmed.add(job.shape_key())
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark and job.shape_key() in self._warmed
         self._set_job(
             job="scripts_txt2img",
             job_count=job.n_iter,

@@ -112,7 +112,7 @@ def test_the_compiled_models_serve_only_the_shapes_they_were_warmed_for() -> Non
     assert Engine(pipe)._decoder_for(warmed, compile_shape=True) is pipe.vae.decoder
 
 
-def test_each_engine_renders_with_its_own_cudnn_setting_and_freeing_memory_restores_eager() -> None:
+def test_cudnns_autotuner_runs_only_on_warmed_shapes_and_only_in_its_engine() -> None:
     import torch
 
     from worker.engine import Engine, Job
@@ -121,17 +121,29 @@ def test_each_engine_renders_with_its_own_cudnn_setting_and_freeing_memory_resto
     pipe = build_random("sd15", "tiny", device=torch.device("cpu"), dtype=torch.float32)
     seen: list[bool] = []
     pipe.unet.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cudnn.benchmark))
-    tuned = Engine(pipe, compile_unet=True, cudnn_benchmark=True, oom_above_batch=1)
+    tuned = Engine(pipe, cudnn_benchmark=True)
     plain = Engine(pipe)
-    job = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=1)
+    warmed = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=1)
+    other = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=2)
     before = torch.backends.cudnn.benchmark
     try:
-        tuned.generate(job, lambda *_: None)
-        plain.generate(job, lambda *_: None)
-        assert seen == [True, False]
-        # a failure (out of memory) puts both eager models back before the cache is emptied
-        pipe.unet, pipe.vae.decoder = tuned._compiled_unet, tuned._compiled_decoder
-        tuned._free_memory()
-        assert pipe.unet is tuned._eager_unet and pipe.vae.decoder is tuned._eager_decoder
+        tuned.warm_up([warmed])
+        tuned.generate(warmed, lambda *_: None)
+        tuned.generate(other, lambda *_: None)  # a new shape: no search in the middle of a call
+        plain.generate(warmed, lambda *_: None)
+        assert seen == [True, True, False, False]
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_freeing_memory_after_a_failure_puts_both_eager_models_back() -> None:
+    import torch
+
+    from worker.engine import Engine
+    from worker.pipelines import build_random
+
+    pipe = build_random("sd15", "tiny", device=torch.device("cpu"), dtype=torch.float32)
+    engine = Engine(pipe, compile_unet=True)  # lazy: nothing compiles
+    pipe.unet, pipe.vae.decoder = engine._compiled_unet, engine._compiled_decoder
+    engine._free_memory()
+    assert pipe.unet is engine._eager_unet and pipe.vae.decoder is engine._eager_decoder
