@@ -314,6 +314,7 @@ def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_to
 
     [run] = list(svc.runs.live())
     assert run.compile_shapes == ("512x512x8",)  # the batch its tasks are cut to
+    assert run.compile_s == 80  # an SD 1.5 compile, not the dearer SDXL one
     render_run.provision(svc, run.run_id, now)
     assert market.worker_envs == [
         {
@@ -328,6 +329,6 @@ def test_automatic1111_machines_get_no_worker_settings(svc: Services, market: Fa
     _accept_requested(svc, 5000, now, timedelta(hours=12))
     tick(svc, now)
     [run] = list(svc.runs.live())
-    assert run.compile_shapes == ()
+    assert run.compile_shapes == () and run.compile_s == 0
     render_run.provision(svc, run.run_id, now)
     assert market.worker_envs == [{}]

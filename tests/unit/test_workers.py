@@ -129,9 +129,10 @@ def test_compiling_pays_only_on_long_runs_of_the_lean_worker() -> None:
 def test_shapes_and_how_long_compiling_them_delays_a_machine() -> None:
     assert shape(SD15, 8) == "512x512x8"
     assert compile_seconds(()) == 0
-    # a shape does not say its family: each is counted at the dearer compile
-    assert compile_seconds(("512x512x8",)) == max(COMPILE_S.values())
-    assert compile_seconds(("512x512x8", "1024x1024x4")) == 2 * max(COMPILE_S.values())
+    # each setting at its own family's compile; two jobs of one setting compile once
+    assert compile_seconds((SD15,)) == COMPILE_S[ModelFamily.SD15] == 80
+    assert compile_seconds((SD15, SD15.model_copy(update={"steps": 30}))) == 80
+    assert compile_seconds((SD15, SDXL)) == 80 + COMPILE_S[ModelFamily.SDXL]
 
 
 def _plan(rates: Rates, images: int, within: timedelta) -> list[Rent]:
@@ -165,7 +166,7 @@ def test_the_planner_does_not_compile_where_the_delay_would_break_a_promise() ->
         assert len(rents) == 1 and bool(rents[0].compile_for) is compiles
         # the next tick, with that machine starting (and compiling if it was told to), rents
         # nothing more
-        late = compile_seconds(("512x512x8",) if compiles else ())
+        late = compile_seconds((SD15,) if compiles else ())
         ready = NOW + timedelta(seconds=DISPATCH_LATENCY_S + 300 + late)
         machines = [LiveMachine("m0", rents[0].offer, False, ready)]
         later = decide(PlanState(NOW, [order], machines, h100s[1:], LEAN))
@@ -203,8 +204,10 @@ def test_a_machine_compiling_is_expected_ready_that_much_later() -> None:
         machine_launched_at=NOW,
     )
     plain = machine(run, NOW)
-    compiling = machine(run.model_copy(update={"compile_shapes": ("512x512x8",)}), NOW)
-    assert compiling.ready_at - plain.ready_at == timedelta(seconds=max(COMPILE_S.values()))
+    compiling = machine(
+        run.model_copy(update={"compile_shapes": ("512x512x8",), "compile_s": 80}), NOW
+    )
+    assert compiling.ready_at - plain.ready_at == timedelta(seconds=80)
 
 
 def test_a_runs_prediction_counts_the_server_so_the_gpu_factor_stays_the_cards() -> None:
@@ -239,3 +242,15 @@ def test_lean_with_tensordock_needs_its_image() -> None:
     with pytest.raises(ValueError, match="SUBC_TENSORDOCK_IMAGE"):
         Settings(worker=WorkerKind.LEAN, providers=("tensordock",))
     assert Settings(worker=WorkerKind.LEAN, providers=("tensordock",), tensordock_image="x/y:1")
+
+
+def test_the_market_view_prices_an_image_at_the_rate_quotes_count_on() -> None:
+    from subconscious.logic.market import reference_job, usd_per_image
+
+    card = offer()
+    lean_rate = LEAN.speed(card, reference_job(ModelFamily.SD15)).images_per_s
+    a1111 = usd_per_image(A1111, card.usd_per_hour, card, ModelFamily.SD15)
+    lean = usd_per_image(LEAN, card.usd_per_hour, card, ModelFamily.SD15)
+    assert float(lean) == pytest.approx(2.00 / 3600 / lean_rate, rel=0.01)
+    # automatic1111's PNG encoding makes its image dearer by 1 + rate × encode seconds
+    assert float(a1111 / lean) == pytest.approx(1 + lean_rate * 0.275 * 0.262144, rel=0.02)

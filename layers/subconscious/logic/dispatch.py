@@ -62,7 +62,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             orders=work if wants_market else [],
             machines=machines(services, live, now),
             offers=market_offers(services) if wants_market else [],
-            rates=current_rates(services) if wants_market else Rates(prior()),
+            rates=current_rates(services) if wants_market else Rates(prior(), settings.worker),
             limits=limits(services),
             recent_failed_runs=services.runs.failed_since(now - timedelta(hours=1)),
         )
@@ -115,6 +115,7 @@ def start_run(
         offer=offer,
         bid_usd_per_hour=bid,
         compile_shapes=tuple(sorted({shape(j, task_batch(j)) for j in decision.compile_for})),
+        compile_s=compile_seconds(decision.compile_for),
         spend_cap_micros=spend_cap_micros,
         started_at=now,
         execution_arn=services.executions.arn_for(run_id),
@@ -128,8 +129,8 @@ def start_run(
         "run_id": run.run_id,
         "config": {
             "poll_interval_s": settings.poll_interval_s,
-            # a machine compiling its UNet answers ready that much later
-            "ready_timeout_s": settings.ready_timeout_s + compile_seconds(run.compile_shapes),
+            # a machine compiling its models answers ready that much later
+            "ready_timeout_s": settings.ready_timeout_s + run.compile_s,
             "slice_s": settings.render_slice_s,
         },
         "error": None,

@@ -8,7 +8,6 @@ from subconscious.logic.services import Services
 from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
-from subconscious.planner.workers import compile_seconds
 
 
 def limits(services: Services) -> Limits:
@@ -48,7 +47,7 @@ def machine(run: RenderRun, now: datetime, *, leaving: bool = False) -> LiveMach
         ready = now
     else:
         launched = run.machine_launched_at or max(now, run.started_at)
-        starting = run.offer.startup_s + compile_seconds(run.compile_shapes)
+        starting = run.offer.startup_s + run.compile_s
         expected = launched + timedelta(seconds=starting)
         ready = max(now + timedelta(seconds=OVERDUE_READY_S), expected)
     return LiveMachine(run.run_id, run.offer, run.interruptible, ready, leaving=leaving)

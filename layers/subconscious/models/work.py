@@ -109,7 +109,10 @@ class RenderRun(BaseModel):
         default=None, description="set for an interruptible machine: what we bid per hour"
     )
     compile_shapes: tuple[str, ...] = Field(
-        default=(), description="WxHxB shapes the lean worker compiles its UNet for at start"
+        default=(), description="WxHxB shapes the lean worker compiles its models for at start"
+    )
+    compile_s: int = Field(
+        default=0, ge=0, description="how much later compiling those shapes makes it ready"
     )
     images: int = 0
     render_seconds: Decimal = Decimal(0)

@@ -13,7 +13,8 @@ Hence, each corrected by the per-GPU factor its runs measure:
   plain ratio; on slow cards the encoding is a few per cent, on an H100 about 30 %;
 * **lean, eager**: the prior (× 1);
 * **lean, compiled** (``torch.compile`` of the UNet and the VAE decoder for one shape): × 1.41
-  for SD 1.5 (9.78 against 6.91 images/s in one run, ``docs/benchmarks.md``), × 1.29 for SDXL
+  for SD 1.5 (9.78 against 6.91 images/s in one run, ``docs/benchmarks.md``; the eager figure
+  ran with cuDNN's heuristic algorithms, the compiled one probably autotuned), × 1.29 for SDXL
   (the UNet alone, ``shared/data/h100-sd-worker-ceiling.jsonl``). Measured on an H100 only;
   taken to hold on other cards. It costs ``COMPILE_S`` once per shape during the worker's
   warm-up, so the machine is ready that much later: 76 s measured for SD 1.5 (UNet and decoder);
@@ -25,6 +26,7 @@ Static servers are automatic1111 by definition, whatever ``SUBC_WORKER`` says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from subconscious.models import JobSpec, ModelFamily
@@ -85,7 +87,8 @@ def shape(job: JobSpec, batch: int) -> str:
     return f"{job.width}x{job.height}x{batch}"
 
 
-def compile_seconds(shapes: tuple[object, ...]) -> int:
-    """How much later a machine that compiles ``shapes`` (shape strings, or the settings they
-    come from) is ready: each at the dearer family's cost (a shape does not say its family)."""
-    return len(shapes) * max(COMPILE_S.values())
+def compile_seconds(jobs: Iterable[JobSpec]) -> int:
+    """How much later a machine that compiles for ``jobs`` is ready: its family's compile for
+    each setting (jobs of one setting share their shape, so it compiles once)."""
+    settings = {(j.model_family, j.width, j.height) for j in jobs}
+    return sum(COMPILE_S[family] for family, _, _ in settings)
