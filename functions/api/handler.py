@@ -59,12 +59,14 @@ def post_order(
     )
     order_logic.register_lambda_context(app.lambda_context)
     order = order_logic.accept_quote(services(), acceptance)
-    return _created(order_logic.order_out(order))
+    return _created(order_logic.order_out(order, worker=services().settings.worker))
 
 
 @app.get("/v1/orders/<order_id>", summary="Order state, progress, spend and ETA")
 def get_order(order_id: OrderId) -> OrderOut:
-    return order_logic.order_out(order_logic.get_order(services(), _tenant(), order_id))
+    svc = services()
+    order = order_logic.get_order(svc, _tenant(), order_id)
+    return order_logic.order_out(order, worker=svc.settings.worker)
 
 
 @app.get("/v1/orders/<order_id>/images", summary="Images with presigned download links")
@@ -78,7 +80,9 @@ def get_images(
 
 @app.delete("/v1/orders/<order_id>", summary="Cancel; remaining tasks are not rendered")
 def delete_order(order_id: OrderId) -> OrderOut:
-    return order_logic.order_out(order_logic.cancel_order(services(), _tenant(), order_id))
+    svc = services()
+    order = order_logic.cancel_order(svc, _tenant(), order_id)
+    return order_logic.order_out(order, worker=svc.settings.worker)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

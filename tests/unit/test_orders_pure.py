@@ -20,6 +20,7 @@ from subconscious.logic.orders import (
 from subconscious.logic.throughput import prior
 from subconscious.models import Constraints, JobSpec, ModelFamily, Order, OrderState
 from subconscious.models.job import MAX_SEED
+from subconscious.planner.workers import WorkerKind
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -188,16 +189,30 @@ def test_eta_before_rendering_is_the_promise(state: OrderState) -> None:
     assert eta(order(job(), [0], state, promised_at=late), NOW) == NOW  # never in the past
 
 
-def _eta_40_left_on_a_4090() -> timedelta:
-    per_s = prior().images_per_second("RTX 4090", ModelFamily.SD15, 512, 512, 20, 8)
-    return timedelta(seconds=float(40 / per_s))
+def _eta_40_left_on_a_4090(
+    steps: int = 20, worker: WorkerKind = WorkerKind.AUTOMATIC1111
+) -> timedelta:
+    per_s = float(prior().images_per_second("RTX 4090", ModelFamily.SD15, 512, 512, steps, 8))
+    # automatic1111 also encodes each 512² PNG: 0.275 s per megapixel
+    encode_s = 0.275 * 512 * 512 / 1e6 if worker is WorkerKind.AUTOMATIC1111 else 0.0
+    return timedelta(seconds=40 * (1 / per_s + encode_s))
+
+
+def _left(order: Order, worker: WorkerKind = WorkerKind.AUTOMATIC1111) -> float:
+    at = eta(order, NOW, worker)
+    assert at is not None
+    return (at - NOW).total_seconds()
 
 
 def test_eta_while_rendering_from_remaining_images() -> None:
     rendering = order(job(100), [0], OrderState.RENDERING, images_done=60)
-    assert eta(rendering, NOW) == NOW + _eta_40_left_on_a_4090()
+    for worker in WorkerKind:
+        expected = _eta_40_left_on_a_4090(worker=worker).total_seconds()
+        assert _left(rendering, worker) == pytest.approx(expected)
     slower = order(job(100, steps=40), [0], OrderState.RENDERING, images_done=60)
-    assert eta(slower, NOW) == NOW + 2 * _eta_40_left_on_a_4090()
+    assert _left(slower) == pytest.approx(_eta_40_left_on_a_4090(40).total_seconds())
+    # twice the steps, but the same PNG encoding per image: less than twice as long
+    assert _left(rendering) < _left(slower) < 2 * _left(rendering)
 
 
 def test_eta_while_rendering_with_nothing_left_is_now() -> None:
@@ -219,11 +234,15 @@ def test_order_out() -> None:
         "total_usd": Decimal("0.0124"),
         "spend_usd": Decimal("1.234567"),
         "promised_at": NOW + timedelta(hours=1),
-        "eta": NOW + _eta_40_left_on_a_4090(),
+        "eta": out.eta,
         "created_at": NOW - timedelta(minutes=5),
         "updated_at": NOW - timedelta(minutes=1),
     }
     assert type(out.spend_usd) is Decimal
+    assert out.eta is not None
+    assert (out.eta - NOW).total_seconds() == pytest.approx(
+        _eta_40_left_on_a_4090().total_seconds()
+    )
 
 
 def test_order_out_of_a_finished_order_has_no_eta() -> None:

@@ -8,28 +8,40 @@ from decimal import Decimal
 
 from subconscious.catalogue import canonical
 from subconscious.logic.services import Services
-from subconscious.logic.throughput import current_model
-from subconscious.models import ModelFamily, Offer
+from subconscious.logic.throughput import current_rates
+from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.market_view import GpuGroup, MarketOffer, MarketView, ProviderFreshness
 from subconscious.money import MICROS_PER_USD, to_usd
-from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS, ThroughputModel
+from subconscious.planner.costs import Rates
+from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS
+
+
+def reference_job(family: ModelFamily) -> JobSpec:
+    side = int(REFERENCE_PIXELS[family] ** 0.5)
+    return JobSpec.model_validate(
+        {
+            "prompts": [{"text": "reference", "count": 1}],
+            "model_family": family,
+            "width": side,
+            "height": side,
+            "steps": REFERENCE_STEPS,
+        }
+    )
 
 
 def usd_per_image(
-    model: ThroughputModel, usd_per_hour: Decimal, offer: Offer, family: ModelFamily
+    rates: Rates, usd_per_hour: Decimal, offer: Offer, family: ModelFamily
 ) -> Decimal:
-    """At the family's reference size and 20 steps, at the best batch that fits the card."""
-    side = int(REFERENCE_PIXELS[family] ** 0.5)
-    batch = model.best_batch(offer.gpu, family, side, side, offer.gpu_memory_gb)
-    per_second = model.images_per_second(offer.gpu, family, side, side, REFERENCE_STEPS, batch)
-    per_second *= offer.gpu_count
+    """At the family's reference size and 20 steps, at the rate quotes count on (the batch
+    that fits the card, the server our machines run)."""
+    per_second = Decimal(repr(rates.speed(offer, reference_job(family)).images_per_s))
     micros = usd_per_hour * MICROS_PER_USD / 3600 / per_second
     return to_usd(int(micros.to_integral_value()) or 1)
 
 
 def market_view(services: Services, now: datetime | None = None) -> MarketView:
     now = now or datetime.now(UTC)
-    model = current_model(services)
+    rates = current_rates(services)
     providers = []
     groups: dict[str, list[MarketOffer]] = defaultdict(list)
     for name in services.settings.providers:
@@ -51,7 +63,7 @@ def market_view(services: Services, now: datetime | None = None) -> MarketView:
         if stale:
             continue
         for offer in offers:
-            groups[canonical(offer.gpu)].append(_priced(model, offer))
+            groups[canonical(offer.gpu)].append(_priced(rates, offer))
     return MarketView(
         as_of=now,
         providers=providers,
@@ -64,7 +76,7 @@ def market_view(services: Services, now: datetime | None = None) -> MarketView:
     )
 
 
-def _priced(model: ThroughputModel, offer: Offer) -> MarketOffer:
+def _priced(rates: Rates, offer: Offer) -> MarketOffer:
     bid = offer.min_bid_usd_per_hour if offer.interruptible else None
     return MarketOffer(
         provider=offer.provider,
@@ -72,7 +84,7 @@ def _priced(model: ThroughputModel, offer: Offer) -> MarketOffer:
         gpu=offer.gpu,
         usd_per_hour=offer.usd_per_hour,
         interruptible_usd_per_hour=bid,
-        usd_per_image_sd15=usd_per_image(model, offer.usd_per_hour, offer, ModelFamily.SD15),
-        usd_per_image_sdxl=usd_per_image(model, offer.usd_per_hour, offer, ModelFamily.SDXL),
+        usd_per_image_sd15=usd_per_image(rates, offer.usd_per_hour, offer, ModelFamily.SD15),
+        usd_per_image_sdxl=usd_per_image(rates, offer.usd_per_hour, offer, ModelFamily.SDXL),
         location=offer.location,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -34,6 +35,7 @@ from subconscious.models import (
 from subconscious.models.job import MAX_SEED
 from subconscious.money import to_usd
 from subconscious.observability import logger
+from subconscious.planner.workers import WorkerKind, server_share
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
 TASK_GPU_MEMORY_GB = 24
@@ -218,7 +220,9 @@ def get_order(services: Services, tenant_id: str, order_id: str) -> Order:
     return order
 
 
-def order_out(order: Order, now: datetime | None = None) -> OrderOut:
+def order_out(
+    order: Order, now: datetime | None = None, worker: WorkerKind = WorkerKind.AUTOMATIC1111
+) -> OrderOut:
     now = now or datetime.now(UTC)
     return OrderOut(
         order_id=order.order_id,
@@ -231,13 +235,17 @@ def order_out(order: Order, now: datetime | None = None) -> OrderOut:
         total_usd=order.total_usd,
         spend_usd=to_usd(order.spend_micros),
         promised_at=order.promised_at,
-        eta=eta(order, now),
+        eta=eta(order, now, worker),
         created_at=order.created_at,
         updated_at=order.updated_at,
     )
 
 
-def eta(order: Order, now: datetime) -> datetime | None:
+def eta(
+    order: Order, now: datetime, worker: WorkerKind = WorkerKind.AUTOMATIC1111
+) -> datetime | None:
+    """The promise until rendering starts; then the images left on one card of the GPU the
+    order was priced on, rendered by ``worker`` (the prior's rate: a rough guide)."""
     if order.state not in (OrderState.QUOTED, OrderState.ACCEPTED, OrderState.RENDERING):
         return None
     if order.state is not OrderState.RENDERING:
@@ -247,6 +255,7 @@ def eta(order: Order, now: datetime) -> datetime | None:
     per_s = prior().images_per_second(
         order.gpu, job.model_family, job.width, job.height, job.steps, task_batch(job)
     )
+    per_s *= Decimal(repr(server_share(worker, float(per_s), job.width, job.height)))
     seconds = remaining / per_s
     return now + timedelta(seconds=float(seconds))
 

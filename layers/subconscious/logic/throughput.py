@@ -49,7 +49,8 @@ def predicted_seconds(
     compiled: bool = False,
 ) -> Decimal:
     """What the prior model says ``images`` of ``task``'s setting take on ``gpu``, on the
-    server the run used (so a GPU's learned factor is the card's, never the server's)."""
+    server the run used (so a GPU's learned factor is mostly the card's: the server's own share
+    is modelled, though a factor scales its encoding time too)."""
     per_s = prior().images_per_second(
         gpu, task.model_family, task.width, task.height, task.steps, task.batch_size
     )

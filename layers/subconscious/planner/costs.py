@@ -89,7 +89,7 @@ class Rates:
     ) -> None:
         self.model = model
         self.worker = worker
-        self._memo: dict[tuple[str, int, ModelFamily, int, int, int, str, bool], Speed] = {}
+        self._memo: dict[tuple[str, int, int, ModelFamily, int, int, int, str, bool], Speed] = {}
 
     def speed(self, offer: Offer, job: JobSpec) -> Speed:
         """Uncompiled: what every plan and promise counts on."""
@@ -102,6 +102,7 @@ class Rates:
     def _lookup(self, offer: Offer, job: JobSpec, compiled: bool) -> Speed:
         key = (
             offer.gpu,
+            offer.gpu_count,
             offer.gpu_memory_gb,
             job.model_family,
             job.width,
