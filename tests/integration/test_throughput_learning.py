@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.market import market_view
@@ -121,3 +123,29 @@ def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services, aws: C
     assert run is not None
     learned = learn_from_run(svc, run)
     assert learned is not None and learned.runs == 3
+
+
+def test_factors_are_kept_per_server_and_per_model_version(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subconscious.dal.prices import ThroughputCorrections
+    from subconscious.logic import services as services_module
+
+    render_run.record(svc, _finished_run(svc, Decimal(2)))
+    assert svc.corrections.load()["RTX 4090"].runs == 1
+    table = svc.corrections._table
+    # what automatic1111's runs taught does not move the lean worker's rates
+    monkeypatch.setenv("SUBC_WORKER", "lean")
+    monkeypatch.setenv("SUBC_WORKER_CHECKPOINT", "runwayml/stable-diffusion-v1-5")
+    services_module.reset()
+    assert services_module.services().corrections.load() == {}
+    # nor do factors learned before the model charged automatic1111 its encoding (version 1)
+    table.put_item(
+        Item={
+            "provider": "#throughput",
+            "offer_id": "RTX 3090",
+            "factor": Decimal("0.7"),
+            "runs": 4,
+        }
+    )
+    assert set(ThroughputCorrections("unused", table).load()) == {"RTX 4090"}

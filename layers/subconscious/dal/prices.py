@@ -110,19 +110,24 @@ class PriceCache:
 
 class ThroughputCorrections:
     """Per-GPU factors on the throughput model, learned from runs. Rows live in the prices
-    table under a partition no provider can have; each write is conditional on the run count
-    it read, so two runs recorded at once never lose an update."""
+    table under a partition no provider can have, one per server our images run (``scope``)
+    and per version of what a factor multiplies (``VERSION``: bumped when the model's meaning
+    changes, so factors learned against the old one are not applied twice); each write is
+    conditional on the run count it read, so two runs recorded at once never lose an update."""
 
-    PARTITION = "#throughput"
+    # 2: automatic1111's PNG encoding is modelled (planner/workers.py server_share); factors
+    # learned before it already held that cost.
+    VERSION = 2
 
-    def __init__(self, table_name: str, table: Any = None) -> None:
+    def __init__(self, table_name: str, table: Any = None, scope: str = "automatic1111") -> None:
         self._table = table or aws.table(table_name)
+        self.partition = f"#throughput/v{self.VERSION}/{scope}"
 
     def load(self) -> dict[str, Correction]:
         page = self._table.query(
             KeyConditionExpression="#p = :p",
             ExpressionAttributeNames={"#p": "provider"},
-            ExpressionAttributeValues={":p": self.PARTITION},
+            ExpressionAttributeValues={":p": self.partition},
         )
         return {
             str(i["offer_id"]): Correction(factor=Decimal(str(i["factor"])), runs=int(i["runs"]))
@@ -136,7 +141,7 @@ class ThroughputCorrections:
         try:
             self._table.put_item(
                 Item={
-                    "provider": self.PARTITION,
+                    "provider": self.partition,
                     "offer_id": gpu,
                     "factor": new.factor,
                     "runs": new.runs,

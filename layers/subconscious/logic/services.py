@@ -63,7 +63,7 @@ class Services:
 
     @property
     def corrections(self) -> ThroughputCorrections:
-        return _corrections(self.settings.prices_table)
+        return _corrections(self.settings.prices_table, self.settings.worker)
 
     @property
     def history(self) -> MarketHistory:
@@ -150,10 +150,10 @@ def _prices(name: str) -> PriceCache:
 
 
 @cache
-def _corrections(name: str) -> ThroughputCorrections:
+def _corrections(name: str, worker: str) -> ThroughputCorrections:
     from subconscious.dal.prices import ThroughputCorrections
 
-    return ThroughputCorrections(name)
+    return ThroughputCorrections(name, scope=worker)
 
 
 @cache
