@@ -91,7 +91,11 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         Access(IMAGE_OBJECTS, ("s3:PutObject",)),
     ),
     f"{PREFIX}-teardown": _RUN_STEP,
-    f"{PREFIX}-record": (_table("runs", "GetItem", "PutItem"),),
+    f"{PREFIX}-record": (
+        _table("runs", "GetItem", "PutItem"),
+        # the run's measured rate moves its GPU's factor (logic/throughput.py learn_from_run)
+        _table("prices", "Query", "PutItem"),
+    ),
 }
 
 

@@ -80,7 +80,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "s3:PutObject",
     },
     f"{P}-teardown": RUN_STEP,
-    f"{P}-record": {"dynamodb:GetItem", "dynamodb:PutItem"},
+    f"{P}-record": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"},
 }
 
 
@@ -166,7 +166,7 @@ def test_table_actions_land_on_the_tables_each_function_uses(synth: Synth) -> No
 
     assert tables_for(f"{P}-authorizer") == {f"{P}-tenants"}
     assert tables_for(f"{P}-render") == {f"{P}-runs", f"{P}-orders", f"{P}-images"}
-    assert tables_for(f"{P}-record") == {f"{P}-runs"}
+    assert tables_for(f"{P}-record") == {f"{P}-runs", f"{P}-prices"}
     assert f"{P}-tenants" not in tables_for(f"{P}-dispatch")
 
 

@@ -103,6 +103,19 @@ def test_a_failed_run_teaches_nothing(svc: Services, aws: Created) -> None:
     assert svc.corrections.load() == {}
 
 
+def test_a_correction_that_cannot_be_stored_does_not_fail_the_runs_record(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(*_: object) -> None:
+        raise RuntimeError("AccessDenied")
+
+    monkeypatch.setattr(render_run, "learn_from_run", denied)
+    run_id = _finished_run(svc, Decimal(2))
+    assert render_run.record(svc, run_id) == {"status": "succeeded"}
+    stored = svc.runs.get(run_id)
+    assert stored is not None and stored.status is RunStatus.SUCCEEDED
+
+
 def test_a_run_that_rendered_nothing_teaches_nothing(svc: Services, aws: Created) -> None:
     run = new_run(svc, "o-4090")
     assert learn_from_run(svc, run) is None

@@ -462,7 +462,10 @@ def record(
     )
     delivered = run.images / run.render_seconds if run.render_seconds else 0
     if not error:  # a failed run's rate says more about the failure than about the GPU
-        learn_from_run(services, run)
+        try:
+            learn_from_run(services, run)
+        except Exception:  # advice for later quotes: never fail the record of a finished run
+            logger.exception("throughput correction not stored", run_id=run_id)
     logger.info(
         "render run recorded",
         run_id=run_id,
