@@ -30,6 +30,6 @@ python3 -c "import diffusers, torch, transformers; print('diffusers', diffusers.
 # run after another in one process reuses the algorithms the first one chose.
 rm -f "$OUT/$NAME.json" "$OUT/$NAME.log"
 for path in ${PATHS//,/ }; do
-  python3 -m bench.worker --device cuda --out "$OUT/$NAME.json" --append --paths "$path" "$@" 2>&1 \
+  python3 -m bench.worker "$@" --device cuda --out "$OUT/$NAME.json" --append --paths "$path" 2>&1 \
     | tee -a "$OUT/$NAME.log"
 done

@@ -13,11 +13,14 @@ What it adds to a bare pipeline, each for a reason automatic1111 gets wrong or w
 - **Compiled and eager models side by side.** ``torch.compile`` specialises on shapes and
   recompiles (for tens of seconds) on a new one; a request must never pay that mid-call. The
   compiled UNet and VAE decoder are used only for the shapes warmed up at start, the eager
-  ones for the rest. The decoder is compiled too: at SD 1.5 512² batch 16 it was about a
-  ninth of a batch's GPU time once the UNet was compiled (0.19 of 1.69 s on an H100).
+  ones for the rest. The decoder is compiled too: at SD 1.5 512² batch 16 it was about an
+  eighth of a batch's GPU time once the UNet was compiled (0.19 of 1.65 s on an H100).
 - **cuDNN's autotuner** (``cudnn_benchmark``) times the convolution algorithms of a shape the
   first time it runs instead of taking cuDNN's heuristic pick: seconds of searching, so only
-  for the shapes warmed up at start (the others keep the heuristics, never a search mid-call).
+  for the shapes warmed up at start (same batch, guidance and size; the others keep the
+  heuristics, never a search mid-call). The planner's machines warm the compiled shapes; an
+  uncompiled machine warms only the native size at batch 1, so its tasks keep the heuristics,
+  as the benchmark's eager figure was measured.
   automatic1111 turns it on only for GTX 16xx cards, so the benchmark's automatic1111-style
   path runs without it.
 - **Progress and interrupt** as automatic1111 reports them (``/sdapi/v1/progress``).
@@ -152,7 +155,8 @@ class Engine:
             )
         self._compiled_shapes: set[tuple[int, int, int]] = set()
         self._compiled_decodes: set[tuple[int, int, int]] = set()
-        self._warmed: set[tuple[int, int, int]] = set()
+        # (batch, guided, latent h, latent w): the UNet's and the decoder's shapes together
+        self._warmed: set[tuple[int, bool, int, int]] = set()
         self._base_scheduler_config = dict(pipe.scheduler.config)
         self._schedulers: dict[str, Any] = {}
         self._queue_lock = threading.Lock()
@@ -196,9 +200,8 @@ class Engine:
         seconds each took."""
         took = []
         for job in jobs:
-            self._warmed.add(job.shape_key())
             start = time.perf_counter()
-            self.generate(job, lambda _i, _p, _s: None, compile_shape=self.compiled)
+            self.generate(job, lambda _i, _p, _s: None, compile_shape=self.compiled, warm=True)
             took.append(time.perf_counter() - start)
         return took
 
@@ -253,10 +256,14 @@ class Engine:
             self._schedulers[name] = cls.from_config(self._base_scheduler_config, **overrides)
         return self._schedulers[name]
 
-    def generate(self, job: Job, on_batch: OnBatch, *, compile_shape: bool = False) -> int:
+    def generate(
+        self, job: Job, on_batch: OnBatch, *, compile_shape: bool = False, warm: bool = False
+    ) -> int:
         """Render ``job`` batch by batch, handing each batch's pixels to ``on_batch`` (which
         should not block for long: encoding belongs in a pool). Returns the batches rendered
-        (fewer than ``n_iter`` after an interrupt). Waits for any running generation first."""
+        (fewer than ``n_iter`` after an interrupt). Waits for any running generation first.
+        ``compile_shape`` (compile for this shape) and ``warm`` make it a warm-up: cuDNN may
+        search its algorithms, and the shape counts as warmed once it rendered."""
         scheduler = self.scheduler(job.sampler)
         with self._queue_lock:
             self._interrupted.clear()
@@ -266,7 +273,7 @@ class Engine:
                 self.stats.busy += 1
                 self.stats.max_busy = max(self.stats.max_busy, self.stats.busy)
             try:
-                return self._generate_locked(job, on_batch, scheduler, compile_shape)
+                return self._generate_locked(job, on_batch, scheduler, compile_shape, warm)
             except torch.OutOfMemoryError as exc:
                 # Leaving this block drops the exception and, with its traceback, the frames
                 # that still hold the failed batch's tensors.
@@ -292,16 +299,18 @@ class Engine:
             torch.cuda.empty_cache()
 
     def _generate_locked(
-        self, job: Job, on_batch: OnBatch, scheduler: Any, compile_shape: bool
+        self, job: Job, on_batch: OnBatch, scheduler: Any, compile_shape: bool, warm: bool
     ) -> int:
         self.pipe.scheduler = scheduler
         self.pipe.unet = self._unet_for(job, compile_shape)
         self.pipe.vae.decoder = self._decoder_for(job, compile_shape)
         # A process-wide flag, set under the queue lock: each engine's generations run with its
         # own setting even where two engines share a process (bench.worker).
-        if compile_shape:
-            self._warmed.add(job.shape_key())
-        torch.backends.cudnn.benchmark = self.cudnn_benchmark and job.shape_key() in self._warmed
+        tuning = (job.batch_size, job.cfg_scale > 1, job.height // 8, job.width // 8)
+        warming = warm or compile_shape
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark and (
+            warming or tuning in self._warmed
+        )
         self._set_job(
             job="scripts_txt2img",
             job_count=job.n_iter,
@@ -324,6 +333,8 @@ class Engine:
                 self.stats.images += len(batch_seeds)
             done += 1
             on_batch(batch, pixels, batch_seeds)
+        if warming:
+            self._warmed.add(tuning)
         return done
 
     def _render(self, job: Job, seeds: Sequence[int]) -> Pixels:

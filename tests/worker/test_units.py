@@ -125,13 +125,15 @@ def test_cudnns_autotuner_runs_only_on_warmed_shapes_and_only_in_its_engine() ->
     plain = Engine(pipe)
     warmed = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=1)
     other = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=2)
+    unguided = Job(prompt="", seed=0, width=64, height=64, steps=1, batch_size=2, cfg_scale=1)
     before = torch.backends.cudnn.benchmark
     try:
         tuned.warm_up([warmed])
         tuned.generate(warmed, lambda *_: None)
         tuned.generate(other, lambda *_: None)  # a new shape: no search in the middle of a call
+        tuned.generate(unguided, lambda *_: None)  # the UNet's batch of `other`, not its decoder's
         plain.generate(warmed, lambda *_: None)
-        assert seen == [True, True, False, False]
+        assert seen == [True, True, False, False, False]
     finally:
         torch.backends.cudnn.benchmark = before
 
