@@ -1,0 +1,137 @@
+"""Each function role grants, on each resource, exactly the actions its code path calls.
+
+Per resource, not per function: a union per function let the record step miss the prices
+table (its PutItem on runs hid it) and in AWS every successful run would have failed on
+AccessDenied (moto does not enforce IAM). The expectations come from tracing each handler
+through logic into the DAL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra import definitions as d
+from tests.infra.conftest import Synth
+
+P = d.PREFIX
+SECRET = {"provider-keys": {"secretsmanager:GetSecretValue"}}
+
+
+def _ddb(*actions: str) -> set[str]:
+    return {f"dynamodb:{a}" for a in actions}
+
+
+RUNS_STEP = {f"table:{P}-runs": _ddb("GetItem", "PutItem")}
+# What each function's code path calls, on which resource (a union per function would let an
+# action granted on one table hide its absence on another: PutItem on runs vs images, ...).
+EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
+    f"{P}-api": {
+        f"table:{P}-tenants": _ddb("GetItem"),
+        f"table:{P}-quotes": _ddb("GetItem", "PutItem"),
+        f"table:{P}-orders": _ddb("GetItem", "PutItem", "UpdateItem", "Scan"),
+        f"table:{P}-runs": _ddb("Scan"),
+        f"table:{P}-images": _ddb("Query"),
+        f"table:{P}-idempotency": _ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
+        f"table:{P}-prices": _ddb("Query", "GetItem"),
+        "image-objects": {"s3:GetObject"},
+        "work-queue": {"sqs:SendMessage"},
+        **SECRET,
+    },
+    f"{P}-authorizer": {f"table:{P}-tenants": _ddb("GetItem")},
+    f"{P}-dispatch": {
+        f"table:{P}-runs": _ddb("PutItem", "DeleteItem", "Scan", "ConditionCheckItem"),
+        f"table:{P}-orders": _ddb("Scan"),
+        f"table:{P}-prices": _ddb("Query"),
+        "work-queue": {"sqs:GetQueueAttributes"},
+        "state-machine": {"states:StartExecution"},
+        "executions": {"states:DescribeExecution"},
+        **SECRET,
+    },
+    f"{P}-reaper": {f"table:{P}-runs": _ddb("GetItem", "PutItem", "DeleteItem", "Scan"), **SECRET},
+    f"{P}-prices": {
+        f"table:{P}-prices": _ddb("BatchWriteItem", "PutItem", "UpdateItem", "GetItem"),
+        "history-objects": {"s3:PutObject", "s3:GetObject"},
+        "history-bucket": {"s3:ListBucket"},
+        **SECRET,
+    },
+    f"{P}-provision": {**RUNS_STEP, **SECRET},
+    f"{P}-wait-ready": {**RUNS_STEP, **SECRET},
+    f"{P}-render": {
+        **RUNS_STEP,
+        f"table:{P}-orders": _ddb("GetItem", "UpdateItem"),
+        f"table:{P}-images": _ddb("PutItem"),
+        "work-queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"},
+        "image-objects": {"s3:PutObject"},
+        **SECRET,
+    },
+    f"{P}-teardown": {**RUNS_STEP, **SECRET},
+    f"{P}-record": {**RUNS_STEP, f"table:{P}-prices": _ddb("Query", "PutItem")},
+}
+
+
+def _resource_key(synth: Synth, resource: Any) -> str:
+    stack = synth.stack
+    buckets = {
+        stack._logical_id(stack.images.images): "image",
+        stack._logical_id(stack.images.history): "history",
+    }
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        logical, _ = resource["Fn::GetAtt"]
+        kind = synth.template["Resources"][logical]["Type"]
+        props = synth.template["Resources"][logical]["Properties"]
+        if kind == "AWS::DynamoDB::Table":
+            return f"table:{props['TableName']}"
+        if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_QUEUE:
+            return "work-queue"
+        if kind == "AWS::Logs::LogGroup":
+            return "logs"
+        if logical in buckets and buckets[logical] == "history":
+            return "history-bucket"
+    if isinstance(resource, dict) and "Ref" in resource:
+        kind = synth.template["Resources"][resource["Ref"]]["Type"]
+        if kind == "AWS::SecretsManager::Secret":
+            return "provider-keys"
+        if kind == "AWS::StepFunctions::StateMachine":
+            return "state-machine"
+    if isinstance(resource, dict) and "Fn::Join" in resource:
+        parts = resource["Fn::Join"][1]
+        if parts[-1] == f":execution:{d.STATE_MACHINE}:*":
+            return "executions"
+        first = parts[0]
+        if isinstance(first, dict) and "Fn::GetAtt" in first and first["Fn::GetAtt"][0] in buckets:
+            bucket = buckets[first["Fn::GetAtt"][0]]
+            if bucket == "image" and parts[1:] == ["/images/*"]:
+                return "image-objects"
+            if bucket == "history" and parts[1:] == ["/market/*"]:
+                return "history-objects"
+    raise AssertionError(f"unexpected resource in a function role: {resource}")
+
+
+def _grants(synth: Synth, function_name: str) -> dict[str, set[str]]:
+    function = synth.template["Resources"][synth.logical_id_of_function(function_name)]
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    grants: dict[str, set[str]] = {}
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert s["Effect"] == "Allow" and "Condition" not in s
+            actions = {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
+            resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+            for r in resources:
+                grants.setdefault(_resource_key(synth, r), set()).update(actions)
+    return grants
+
+
+@pytest.mark.parametrize("function_name", sorted(EXPECTED_GRANTS))
+def test_each_role_grants_exactly_its_code_paths_actions_on_each_resource(
+    synth: Synth, function_name: str
+) -> None:
+    grants = _grants(synth, function_name)
+    assert grants.pop("logs") == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert grants == EXPECTED_GRANTS[function_name]
+
+
+def test_every_function_is_expected(synth: Synth) -> None:
+    assert set(EXPECTED_GRANTS) == {f.name for f in d.FUNCTIONS}
