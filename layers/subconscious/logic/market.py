@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 
 from subconscious.catalogue import canonical
 from subconscious.logic.services import Services
@@ -16,6 +17,7 @@ from subconscious.planner.costs import Rates
 from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS
 
 
+@cache  # asked twice per offer of the market view: validated once per family
 def reference_job(family: ModelFamily) -> JobSpec:
     side = int(REFERENCE_PIXELS[family] ** 0.5)
     return JobSpec.model_validate(

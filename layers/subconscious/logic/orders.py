@@ -35,7 +35,7 @@ from subconscious.models import (
 from subconscious.models.job import MAX_SEED
 from subconscious.money import to_usd
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind, server_share
+from subconscious.planner.workers import WorkerKind, server_factor
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
 TASK_GPU_MEMORY_GB = 24
@@ -255,7 +255,9 @@ def eta(
     per_s = prior().images_per_second(
         order.gpu, job.model_family, job.width, job.height, job.steps, task_batch(job)
     )
-    per_s *= Decimal(repr(server_share(worker, float(per_s), job.width, job.height)))
+    per_s *= Decimal(
+        repr(server_factor(worker, job.model_family, float(per_s), job.width, job.height))
+    )
     seconds = remaining / per_s
     return now + timedelta(seconds=float(seconds))
 

@@ -11,7 +11,7 @@ from subconscious.logic.services import Services
 from subconscious.models import RenderRun, RenderTask
 from subconscious.observability import logger
 from subconscious.planner.costs import Rates
-from subconscious.planner.workers import WorkerKind, server_share, speedup
+from subconscious.planner.workers import WorkerKind, server_factor
 from subconscious.throughput_model import Correction, ThroughputModel
 
 _ATTEMPTS = 5  # a conditional write lost to another run's record is retried on fresh data
@@ -54,8 +54,9 @@ def predicted_seconds(
     per_s = prior().images_per_second(
         gpu, task.model_family, task.width, task.height, task.steps, task.batch_size
     )
-    share = server_share(worker, float(per_s), task.width, task.height)
-    factor = speedup(worker, task.model_family, compiled) * share
+    factor = server_factor(
+        worker, task.model_family, float(per_s), task.width, task.height, compiled
+    )
     return Decimal(images) / (per_s * Decimal(repr(factor)))
 
 

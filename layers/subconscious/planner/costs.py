@@ -21,7 +21,7 @@ from functools import lru_cache
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.workers import WorkerKind, kind_for, server_share, speedup
+from subconscious.planner.workers import WorkerKind, kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
@@ -128,8 +128,7 @@ class Rates:
             per_s = float(
                 self.model.images_per_second(gpu, family, width, height, job.steps, batch)
             )
-            share = server_share(kind, per_s / factor, width, height)
-            per_s *= speedup(kind, family, compiled) * share
+            per_s *= server_factor(kind, family, per_s / factor, width, height, compiled)
             if batch == 1 or batch / per_s <= limit * CALL_SHARE_OF_LIMIT:
                 break
             batch = max(1, batch // 2)

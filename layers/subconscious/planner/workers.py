@@ -72,6 +72,19 @@ def server_share(kind: WorkerKind, prior_per_s: float, width: int, height: int) 
     return 1 / (1 + prior_per_s * encode_s)
 
 
+def server_factor(
+    kind: WorkerKind,
+    family: ModelFamily,
+    prior_per_s: float,
+    width: int,
+    height: int,
+    compiled: bool = False,
+) -> float:
+    """What a server of ``kind`` renders at over the prior's ``prior_per_s``: its speed-up
+    times the share its encoding leaves. Quotes, predictions and ETAs all count this."""
+    return speedup(kind, family, compiled) * server_share(kind, prior_per_s, width, height)
+
+
 def compile_pays(kind: WorkerKind, job: JobSpec, eager_seconds: float) -> bool:
     """Whether compiling the UNet for ``job``'s shape pays for itself on ``eager_seconds`` of
     rendering (what the machine would spend on it uncompiled). Never without guidance
