@@ -42,6 +42,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("SUBC_PROVIDERS", '["fake"]')
     monkeypatch.setenv("SUBC_SQS_WAIT_S", "0")
     monkeypatch.setenv("SUBC_IDLE_POLLS_BEFORE_TEARDOWN", "1")
+    # the renderers of in-process runs are loopback processes (the default refuses them)
+    monkeypatch.setenv("SUBC_ALLOW_PRIVATE_MACHINE_ADDRESSES", "true")
     services_module.reset()
     yield
     services_module.reset()

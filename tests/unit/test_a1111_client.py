@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -15,12 +17,18 @@ import respx
 
 from subconscious.errors import (
     BadImage,
+    RendererAnswerTooLarge,
     RendererError,
     RendererOutOfMemory,
     RendererUnavailable,
 )
 from subconscious.models import ModelFamily, RenderTask, Sampler
-from subconscious.render.a1111 import A1111Client, RenderedImage
+from subconscious.render.a1111 import (
+    SMALL_ANSWER_BYTES,
+    A1111Client,
+    RenderedImage,
+    txt2img_answer_cap,
+)
 from tests.unit.pngs import b64_png, make_png
 
 BASE = "http://gpu.test:7860"
@@ -470,3 +478,164 @@ def test_not_ready_when_models_answer_is_not_json(
 ) -> None:
     renderer.get(MODELS).mock(return_value=httpx.Response(200, text="<html>loading</html>"))
     assert client.is_ready() is False
+
+
+# --- answer size caps ---
+class _Counted(httpx.SyncByteStream):
+    """A body of ``total`` bytes in 64 KiB chunks that counts what the client pulled."""
+
+    def __init__(self, total: int, first: bytes = b"") -> None:
+        self.total = total
+        self.first = first
+        self.pulled = 0
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = 64 * 1024
+        sent = 0
+        if self.first:
+            self.pulled += len(self.first)
+            sent += len(self.first)
+            yield self.first
+        while sent < self.total:
+            part = b" " * min(chunk, self.total - sent)
+            sent += len(part)
+            self.pulled += len(part)
+            yield part
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _streaming_client(
+    body: _Counted, status: int = 200, headers: dict[str, str] | None = None
+) -> tuple[A1111Client, list[httpx.Request]]:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(status, headers=headers, stream=body)
+
+    http = httpx.Client(base_url=BASE, transport=httpx.MockTransport(handler))
+    return A1111Client(BASE, auth=None, timeout_s=1.0, http=http), requests
+
+
+def test_an_oversized_answer_is_cut_at_the_cap(sleeps: list[float]) -> None:
+    body = _Counted(64 * 1024 * 1024, first=b"[")
+    client, requests = _streaming_client(body)
+    with pytest.raises(RendererAnswerTooLarge, match="reading stopped"):
+        client.models()
+    assert SMALL_ANSWER_BYTES < body.pulled <= SMALL_ANSWER_BYTES + 64 * 1024 + 1
+    assert body.closed  # the connection is dropped, not drained
+    assert requests[0].headers["accept-encoding"] == "identity"
+    with pytest.raises(RendererAnswerTooLarge):  # a flood is not "not ready yet"
+        client.is_ready()
+
+
+def test_a_declared_oversized_answer_is_not_read_at_all() -> None:
+    body = _Counted(10 * SMALL_ANSWER_BYTES)
+    client, _ = _streaming_client(body, headers={"Content-Length": str(10 * SMALL_ANSWER_BYTES)})
+    with pytest.raises(RendererAnswerTooLarge, match=f"answer of {10 * SMALL_ANSWER_BYTES} bytes"):
+        client.models()
+    assert body.pulled == 0
+
+
+def test_an_oversized_error_body_is_cut_too() -> None:
+    body = _Counted(4 * SMALL_ANSWER_BYTES)
+    client, _ = _streaming_client(body, status=500)
+    with pytest.raises(RendererAnswerTooLarge):
+        client.models()
+    assert body.pulled <= SMALL_ANSWER_BYTES + 64 * 1024
+
+
+def test_an_oversized_txt2img_answer_is_not_retried(sleeps: list[float]) -> None:
+    cap = txt2img_answer_cap({"width": 512, "height": 512, "batch_size": 2, "prompt": "x"})
+    body = _Counted(cap * 4)
+    client, requests = _streaming_client(body)
+    with pytest.raises(RendererAnswerTooLarge):
+        client.txt2img(task(1000, 2))
+    assert len(requests) == 1 and sleeps == []
+    assert cap < body.pulled <= cap + 64 * 1024
+
+
+def test_a_compressed_answer_is_refused() -> None:
+    body = _Counted(100)
+    client, _ = _streaming_client(body, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(RendererError, match="encoded as 'gzip'"):
+        client.models()
+    assert body.pulled == 0
+
+
+def test_the_txt2img_cap_holds_honest_answers() -> None:
+    payload = {
+        "width": 512,
+        "height": 512,
+        "batch_size": 8,
+        "n_iter": 1,
+        "prompt": "🦊" * 2000,
+        "negative_prompt": "ü" * 2000,
+    }
+    cap = txt2img_answer_cap(payload)
+    # eight 512x512 RGBA PNGs that do not compress at all, base64, with a grid-sized info
+    worst_png = 512 * 512 * 4 + 512
+    assert cap > 8 * worst_png * 4 // 3
+    # an info with the prompts repeated per image, escaped twice
+    info = {"all_prompts": [payload["prompt"]] * 8, "all_negative_prompts": ["ü" * 2000] * 8}
+    info["infotexts"] = [str(payload["prompt"]) + "ü" * 2000] * 8
+    assert len(json.dumps({"info": json.dumps(info)})) < cap - 8 * worst_png * 4 // 3
+    # and stays well inside the render Lambda's 256 MB at the largest sizes
+    sdxl = txt2img_answer_cap({"width": 1024, "height": 1024, "batch_size": 8, "prompt": "x"})
+    assert sdxl < 48 * 1024 * 1024
+    assert txt2img_answer_cap({"width": 64, "height": 64}) < 2 * 1024 * 1024
+
+
+def test_an_answer_within_the_cap_is_read_whole(renderer: respx.MockRouter) -> None:
+    renderer.post(TXT2IMG).mock(return_value=httpx.Response(200, json=answer([1000, 1001])))
+    client = A1111Client(BASE, auth=None, timeout_s=5.0)
+    try:
+        assert [i.seed for i in client.txt2img(task(1000, 2))] == [1000, 1001]
+    finally:
+        client.close()
+
+
+def test_a_real_flood_is_cut_and_the_connection_closed() -> None:
+    """A loopback server streams 256 MB; the client stops near the cap and hangs up."""
+    total = 256 * 1024 * 1024
+    sent: list[int] = []
+    done = threading.Event()
+
+    class Flood(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()  # no length: the body runs until the connection closes
+            written = 0
+            chunk = b"[" + b" " * (64 * 1024 - 1)
+            try:
+                while written < total:
+                    self.wfile.write(chunk)
+                    written += len(chunk)
+            except OSError:  # the client hung up
+                pass
+            finally:
+                sent.append(written)
+                done.set()
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = A1111Client(url, auth=None, timeout_s=10.0, allow_private=True)
+    try:
+        with pytest.raises(RendererAnswerTooLarge):
+            client.models()
+        assert done.wait(10)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    # what the server got out before the hang-up: the cap plus socket buffers, not 256 MB
+    assert sent[0] < 32 * 1024 * 1024

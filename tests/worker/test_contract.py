@@ -48,7 +48,7 @@ def task(seed: int, batch_size: int, width: int = 64, height: int = 64, **extra:
 
 
 def a1111_client(worker: WorkerProcess, auth: tuple[str, str] | None = AUTH) -> A1111Client:
-    return A1111Client(worker.url, auth=auth, timeout_s=60.0)
+    return A1111Client(worker.url, auth=auth, timeout_s=60.0, allow_private=True)
 
 
 def txt2img(client: httpx.Client, **fields: Any) -> httpx.Response:

@@ -42,7 +42,9 @@ def test_the_emulated_market_rents_a_worker_the_render_loops_client_can_use(
         offers=[offer], default_faults=MachineFaults(renderer="worker"), log_dir=tmp_path
     ) as market:
         machine = market.launch("o-1", label="subc-test", api_auth="subc:machine-secret")
-        client = A1111Client(str(machine["url"]), auth=("subc", "machine-secret"), timeout_s=60)
+        client = A1111Client(
+            str(machine["url"]), auth=("subc", "machine-secret"), timeout_s=60, allow_private=True
+        )
         try:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while not client.is_ready():

@@ -4,7 +4,10 @@ founding document's "set up a server by hand" case.
 We never launch or terminate them: ``launch`` hands out the server as it is, ``terminate`` does
 nothing, and ``machines`` lists none, so neither Teardown nor the reaper can ever stop one.
 Configured in ``SUBC_STATIC_SERVERS`` (JSON list of {url, gpu, gpu_memory_gb, usd_per_hour,
-api_auth}); their credential is their own, not a per-run one.
+api_auth}); their credential is their own, not a per-run one. Their URLs come from the
+operator, not from a marketplace, so they may be private (a server in the same network): the
+render step allows private and loopback addresses for them alone (``render_run._client``),
+still never link-local ones such as the metadata service.
 """
 
 from __future__ import annotations
