@@ -21,6 +21,7 @@ class Access:
 
 # resource keys other than tables; the stack maps each to an ARN
 QUEUE = "work-queue"
+DEAD_LETTERS = "dead-letters"
 IMAGE_OBJECTS = "image-objects"
 HISTORY_OBJECTS = "history-objects"
 HISTORY_BUCKET = "history-bucket"
@@ -66,9 +67,13 @@ ACCESS: dict[str, tuple[Access, ...]] = {
     f"{PREFIX}-dispatch": (
         # lease (put/delete), live and failed runs (scan), a new run under the lease (transaction)
         _table("runs", "PutItem", "DeleteItem", "Scan", "ConditionCheckItem"),
-        _table("orders", "Scan"),
+        # the sweep (logic/lifecycle.py): open orders (scan), a given-up task's order read and
+        # ended (get, update), its images settled with the order's count (transaction)
+        _table("orders", "Scan", "GetItem", "UpdateItem"),
+        _table("images", "PutItem"),
         _table("prices", "Query"),
         Access(QUEUE, ("sqs:GetQueueAttributes",)),
+        Access(DEAD_LETTERS, ("sqs:ReceiveMessage", "sqs:DeleteMessage")),
         Access(STATE_MACHINE, ("states:StartExecution",)),
         Access(EXECUTIONS, ("states:DescribeExecution",)),
         _SECRET,
@@ -87,7 +92,16 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         *_RUN_STEP,
         _table("orders", "GetItem", "UpdateItem"),
         _table("images", "PutItem"),  # with the order's count, in one transaction
-        Access(QUEUE, ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")),
+        # a failed task is queued again, split, before its delivery is deleted
+        Access(
+            QUEUE,
+            (
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:SendMessage",
+            ),
+        ),
         Access(IMAGE_OBJECTS, ("s3:PutObject",)),
     ),
     f"{PREFIX}-teardown": _RUN_STEP,

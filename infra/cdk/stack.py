@@ -39,6 +39,7 @@ class SubconsciousStack(Stack):
                 "SUBC_IMAGES_BUCKET": images.images.bucket_name,
                 "SUBC_HISTORY_BUCKET": images.history.bucket_name,
                 "SUBC_WORK_QUEUE_URL": work.queue.queue_url,
+                "SUBC_DEAD_LETTER_QUEUE_URL": work.dlq.queue_url,
             },
         )
         functions = Functions(
@@ -62,6 +63,7 @@ class SubconsciousStack(Stack):
             {
                 **{f"table:{name}": table.table_arn for name, table in state.tables.items()},
                 permissions.QUEUE: work.queue.queue_arn,
+                permissions.DEAD_LETTERS: work.dlq.queue_arn,
                 permissions.IMAGE_OBJECTS: images.images.arn_for_objects(f"{IMAGES_PREFIX}*"),
                 permissions.HISTORY_OBJECTS: images.history.arn_for_objects(f"{HISTORY_PREFIX}*"),
                 permissions.HISTORY_BUCKET: images.history.bucket_arn,

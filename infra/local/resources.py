@@ -91,6 +91,7 @@ def create_resources(client: Callable[[str], Any]) -> Created:
     )["stateMachineArn"]
     settings = {
         "SUBC_WORK_QUEUE_URL": queue_url,
+        "SUBC_DEAD_LETTER_QUEUE_URL": dlq_url,
         "SUBC_RENDER_RUN_STATE_MACHINE_ARN": state_machine_arn,
         "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
         "SUBC_HISTORY_BUCKET": d.HISTORY_BUCKET,

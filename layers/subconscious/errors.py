@@ -56,6 +56,18 @@ class RequestInProgress(Conflict):
     code = "request_in_progress"
 
 
+class QuoteAlreadyAccepted(Conflict):
+    """Another acceptance of the same quote won: the answer names the order it made."""
+
+    # "conflict", as before this class existed: clients match on it; the message and the
+    # details name the order that won
+    code = "conflict"
+
+    def __init__(self, message: str, *, order_id: str) -> None:
+        super().__init__(message, details=[{"field": "quote_id", "message": message}])
+        self.order_id = order_id
+
+
 class QuoteExpired(SubconsciousError):
     code = "quote_expired"
 
@@ -125,3 +137,23 @@ class BadImage(RendererError):
 
 class MachineNotReady(SubconsciousError):
     code = "machine_not_ready"
+
+
+class UnsupportedMediaType(SubconsciousError):
+    """A request body sent as something other than JSON (the only type this API reads)."""
+
+    code = "unsupported_media_type"
+
+
+class UnsafeMachineAddress(RendererUnavailable):
+    """The machine's URL names a host the render step may not reach (loopback, private,
+    link-local such as the metadata service, …): the machine is treated as dead, never called."""
+
+    code = "unsafe_machine_address"
+
+
+class RendererAnswerTooLarge(RendererUnavailable):
+    """The machine sent more than any honest answer to the request could hold: reading
+    stopped at the cap; the machine is replaced (its fault, not the task's)."""
+
+    code = "renderer_answer_too_large"

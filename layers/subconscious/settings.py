@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     history_bucket: str = "subc-market-history"
     prices_table: str = "subc-prices"
     work_queue_url: str = ""
+    # Where SQS moves a task delivered MAX_RECEIVE_COUNT times; the dispatch tick drains it.
+    dead_letter_queue_url: str = ""
     render_run_state_machine_arn: str = ""
 
     # --- API ---
@@ -104,7 +106,26 @@ class Settings(BaseSettings):
     idle_polls_before_teardown: int = Field(default=2, ge=1)
     # One txt2img call: well under RunPod's 100 s proxy cut.
     renderer_request_timeout_s: float = Field(default=75.0, gt=0, le=95)
+    # A rented machine must be on a public address (render/address.py). True only for the local
+    # stack and tests, whose machines are loopback processes; never in AWS.
+    allow_private_machine_addresses: bool = False
     sqs_wait_s: int = Field(default=1, ge=0, le=20)
+
+    # --- Failures (docs/reliability.md) ---
+    # Attempts of one task (its retries are split in halves and avoid the machine that
+    # failed); after the last its images are given up and its order ends without them.
+    task_max_attempts: int = Field(default=3, ge=1, le=10)
+    # A machine the provider reports running must serve (a first txt2img) this soon after;
+    # else it is given up long before ready_timeout_s (which also covers the image pull).
+    machine_serve_deadline_s: int = Field(default=420, ge=1)
+    # An unfinished order with late_work "continue" renders on this long past its deadline.
+    late_limit_s: int = Field(default=24 * 3600, ge=0)
+    # Breakers (planner/breakers.py): an offer (one host) whose machine failed is not rented
+    # again for host_holdoff_s; a provider with provider_failures_to_pause machines that
+    # failed before rendering anything within provider_pause_s is paused until then.
+    host_holdoff_s: int = Field(default=3600, ge=0)
+    provider_failures_to_pause: int = Field(default=3, ge=1)
+    provider_pause_s: int = Field(default=900, ge=0)
 
     @model_validator(mode="after")
     def _lean_images_everywhere(self) -> Settings:

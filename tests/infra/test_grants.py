@@ -41,9 +41,11 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     f"{P}-authorizer": {f"table:{P}-tenants": _ddb("GetItem")},
     f"{P}-dispatch": {
         f"table:{P}-runs": _ddb("PutItem", "DeleteItem", "Scan", "ConditionCheckItem"),
-        f"table:{P}-orders": _ddb("Scan"),
+        f"table:{P}-orders": _ddb("Scan", "GetItem", "UpdateItem"),
+        f"table:{P}-images": _ddb("PutItem"),
         f"table:{P}-prices": _ddb("Query"),
         "work-queue": {"sqs:GetQueueAttributes"},
+        "dead-letters": {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         "state-machine": {"states:StartExecution"},
         "executions": {"states:DescribeExecution"},
         **SECRET,
@@ -61,7 +63,12 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         **RUNS_STEP,
         f"table:{P}-orders": _ddb("GetItem", "UpdateItem"),
         f"table:{P}-images": _ddb("PutItem"),
-        "work-queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"},
+        "work-queue": {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
+        },
         "image-objects": {"s3:PutObject"},
         **SECRET,
     },
@@ -84,6 +91,8 @@ def _resource_key(synth: Synth, resource: Any) -> str:
             return f"table:{props['TableName']}"
         if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_QUEUE:
             return "work-queue"
+        if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_DLQ:
+            return "dead-letters"
         if kind == "AWS::Logs::LogGroup":
             return "logs"
         if logical in buckets and buckets[logical] == "history":

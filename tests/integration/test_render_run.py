@@ -20,7 +20,7 @@ from subconscious.logic.services import Services
 from subconscious.logic.throughput import predicted_seconds
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
-from subconscious.models import OrderState, RunStatus
+from subconscious.models import OrderState, RenderTask, RunStatus
 from tests.integration.workflow import (
     duplicate_first_task,
     image_rows,
@@ -39,6 +39,16 @@ def a1111(market: FakeProvider) -> Iterator[str]:
     with renderer("--images-per-s", "400") as url:
         market.url = url
         yield url
+
+
+def _drain(svc: Services) -> list[dict[str, Any]]:
+    """Every message now visible in the work queue (received, so hidden afterwards)."""
+    messages: list[dict[str, Any]] = []
+    while batch := svc.queue._sqs.receive_message(
+        QueueUrl=svc.queue.url, MaxNumberOfMessages=10
+    ).get("Messages", []):
+        messages += batch
+    return messages
 
 
 def _provisioned(svc: Services, **kwargs: Any) -> str:
@@ -142,7 +152,17 @@ def test_a_dead_renderer_hands_tasks_back_and_raises(svc: Services, market: Fake
         with pytest.raises(RendererUnavailable):
             render_run.render_slice(svc, run_id, slice_s=30)
     waiting, in_flight = queue_depth(svc)
-    assert (waiting, in_flight) == (2, 0)  # both tasks visible again for the next machine
+    # visible again for the next machine: the task that was rendering, as two halves counted
+    # as one more attempt and kept off this machine; the other, untouched
+    assert (waiting, in_flight) == (3, 0)
+    tasks = sorted(
+        (RenderTask.model_validate_json(m["Body"]) for m in _drain(svc)),
+        key=lambda t: (t.batch_size, t.seed),
+    )
+    machine_id = svc.runs.get(run_id).machine_id  # type: ignore[union-attr]
+    assert [(t.batch_size, t.attempts) for t in tasks] == [(4, 1), (4, 1), (8, 0)]
+    assert tasks[0].avoid_machines == tasks[1].avoid_machines == (machine_id,)
+    assert {*tasks[0].seeds, *tasks[1].seeds} == set(range(tasks[0].seed, tasks[0].seed + 8))
     assert image_rows() == []
 
 

@@ -379,10 +379,14 @@ def test_terminal_states_have_no_exits(state: OrderState) -> None:
 
 def test_transition_table() -> None:
     expected = {
-        OrderState.QUOTED: {OrderState.ACCEPTED, OrderState.CANCELLED},
+        # an acceptance that never finished fails
+        OrderState.QUOTED: {OrderState.ACCEPTED, OrderState.CANCELLED, OrderState.FAILED},
+        # an accepted order may end before it renders: its tasks all failed, or time ran out
         OrderState.ACCEPTED: {
             OrderState.RENDERING,
             OrderState.COMPLETED,
+            OrderState.PARTIALLY_COMPLETED,
+            OrderState.FAILED,
             OrderState.CANCELLED,
             OrderState.EXPIRED,
         },
@@ -405,8 +409,8 @@ def test_transition_table() -> None:
         (OrderState.ACCEPTED, {OrderState.QUOTED}),
         (OrderState.RENDERING, {OrderState.ACCEPTED}),
         (OrderState.EXPIRED, {OrderState.ACCEPTED, OrderState.RENDERING}),
-        (OrderState.PARTIALLY_COMPLETED, {OrderState.RENDERING}),
-        (OrderState.FAILED, {OrderState.RENDERING}),
+        (OrderState.PARTIALLY_COMPLETED, {OrderState.ACCEPTED, OrderState.RENDERING}),
+        (OrderState.FAILED, {OrderState.QUOTED, OrderState.ACCEPTED, OrderState.RENDERING}),
         (OrderState.QUOTED, set()),
     ],
 )

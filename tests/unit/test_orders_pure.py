@@ -18,7 +18,7 @@ from subconscious.logic.orders import (
     seed_bases,
 )
 from subconscious.logic.throughput import prior
-from subconscious.models import Constraints, JobSpec, ModelFamily, Order, OrderState
+from subconscious.models import Constraints, EndReason, JobSpec, ModelFamily, Order, OrderState
 from subconscious.models.job import MAX_SEED
 from subconscious.planner.workers import WorkerKind
 
@@ -221,7 +221,9 @@ def test_eta_while_rendering_with_nothing_left_is_now() -> None:
 
 
 def test_order_out() -> None:
-    source = order(job(100), [0], OrderState.RENDERING, images_done=60, spend_micros=1_234_567)
+    source = order(
+        job(100), [0], OrderState.RENDERING, images_done=55, images_failed=5, spend_micros=1_234_567
+    )
     out = order_out(source, NOW)
     assert out.model_dump() == {
         "order_id": "o-1",
@@ -229,12 +231,16 @@ def test_order_out() -> None:
         "option_id": "opt-1",
         "state": OrderState.RENDERING,
         "images_total": 100,
-        "images_done": 60,
+        "images_done": 55,
+        "images_failed": 5,
         "price_per_image_usd": Decimal("0.000124"),
         "total_usd": Decimal("0.0124"),
+        "charge_usd": Decimal("0.006820"),  # 55 delivered x price: the given-up 5 are free
         "spend_usd": Decimal("1.234567"),
         "promised_at": NOW + timedelta(hours=1),
-        "eta": out.eta,
+        "eta": out.eta,  # 40 images neither delivered nor given up: checked below
+        "end_reason": None,
+        "ended_at": None,
         "created_at": NOW - timedelta(minutes=5),
         "updated_at": NOW - timedelta(minutes=1),
     }
@@ -243,6 +249,24 @@ def test_order_out() -> None:
     assert (out.eta - NOW).total_seconds() == pytest.approx(
         _eta_40_left_on_a_4090().total_seconds()
     )
+
+
+def test_an_ended_order_shows_why_and_charges_only_what_it_delivered() -> None:
+    ended_at = NOW - timedelta(seconds=30)
+    source = order(
+        job(100),
+        [0],
+        OrderState.PARTIALLY_COMPLETED,
+        images_done=99,
+        images_failed=1,
+        end_reason=EndReason.TASKS_FAILED,
+        ended_at=ended_at,
+    )
+    out = order_out(source, NOW)
+    assert (out.end_reason, out.ended_at, out.eta) == (EndReason.TASKS_FAILED, ended_at, None)
+    assert out.charge_usd == Decimal("0.000124") * 99 < out.total_usd
+    failed = order(job(100), [0], OrderState.FAILED, images_failed=100)
+    assert order_out(failed, NOW).charge_usd == 0
 
 
 def test_order_out_of_a_finished_order_has_no_eta() -> None:

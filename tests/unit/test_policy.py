@@ -11,7 +11,6 @@ import pytest
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates
 from subconscious.planner.policy import (
-    MAX_RECENT_FAILURES,
     Limits,
     LiveMachine,
     OpenOrder,
@@ -161,13 +160,6 @@ def test_offers_that_cannot_run_every_open_job_are_skipped() -> None:
     sdxl = order(5000, timedelta(hours=2), "o2", model_family="sdxl", width=1024, height=1024)
     decisions = rents(decide(state([order(5000, timedelta(hours=2)), sdxl], [small, FAST])))
     assert [r.offer for r in decisions] == [FAST]
-
-
-def test_repeated_failures_hold_off() -> None:
-    [decision] = decide(
-        state([order(5000, timedelta(hours=2))], [CHEAP], recent_failed_runs=MAX_RECENT_FAILURES)
-    )
-    assert isinstance(decision, Wait) and "failed" in decision.reason
 
 
 def test_no_offer_is_a_wait_with_a_reason() -> None:

@@ -59,6 +59,23 @@ class ImageStore:
             "key": key,
             "stored_at": at,
         }
+        return self._settle(tenant_id, order_id, item, "images_done")
+
+    def give_up(self, tenant_id: str, order_id: str, *, prompt_index: int, seed: int) -> bool:
+        """Settle one image as failed (its task spent its attempts): True the first time.
+        The image's row is the same one :meth:`record` writes, so each image ends exactly once,
+        delivered or given up, never both, whatever order the two race in."""
+        item = {
+            "order": self._pk(tenant_id, order_id),
+            "image": f"{prompt_index:03d}#{seed:010d}",
+            "prompt_index": prompt_index,
+            "seed": seed,
+            "failed": True,
+            "stored_at": now().isoformat(),
+        }
+        return self._settle(tenant_id, order_id, item, "images_failed")
+
+    def _settle(self, tenant_id: str, order_id: str, item: dict[str, Any], counter: str) -> bool:
         try:
             # the resource's client (un)marshals plain Python values, like the Table API
             self._table.meta.client.transact_write_items(
@@ -75,9 +92,9 @@ class ImageStore:
                         "Update": {
                             "TableName": self._orders_table_name,
                             "Key": {"tenant_id": tenant_id, "order_id": order_id},
-                            "UpdateExpression": "ADD images_done :one SET updated_at = :now",
+                            "UpdateExpression": f"ADD {counter} :one SET updated_at = :now",
                             "ConditionExpression": "attribute_exists(order_id)",
-                            "ExpressionAttributeValues": {":one": 1, ":now": at},
+                            "ExpressionAttributeValues": {":one": 1, ":now": item["stored_at"]},
                         }
                     },
                 ]
@@ -93,8 +110,11 @@ class ImageStore:
     ) -> tuple[list[StoredImage], str | None]:
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "#o = :o",
-            "ExpressionAttributeNames": {"#o": "order"},
+            "ExpressionAttributeNames": {"#o": "order", "#f": "failed"},
             "ExpressionAttributeValues": {":o": self._pk(tenant_id, order_id)},
+            # images given up have a row too (so each image ends once); they are not listed.
+            # Limit counts rows read, so a page can hold fewer images than asked.
+            "FilterExpression": "attribute_not_exists(#f)",
             "Limit": limit,
         }
         if token:

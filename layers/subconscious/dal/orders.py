@@ -7,22 +7,35 @@ spend) are top-level attributes so conditions and atomic counters can work on th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from subconscious import aws
 from subconscious.dal._dynamo import is_condition_failure, now, scan_where_in
-from subconscious.errors import Conflict
-from subconscious.models import OPEN_STATES, Order, OrderState, sources_of
+from subconscious.errors import QuoteAlreadyAccepted
+from subconscious.models import (
+    OPEN_STATES,
+    TERMINAL_STATES,
+    USUAL_REASON,
+    EndReason,
+    Order,
+    OrderState,
+    sources_of,
+)
 
 
 def _order(item: dict[str, Any]) -> Order:
     order = Order.model_validate_json(item["doc"])
+    ended_at = item.get("ended_at")
     return order.model_copy(
         update={
             "state": OrderState(item["state"]),
             "images_done": int(item.get("images_done", 0)),
+            "images_failed": int(item.get("images_failed", 0)),
             "spend_micros": int(item.get("spend_micros", 0)),
-            "updated_at": order.updated_at.fromisoformat(item["updated_at"]),
+            "end_reason": EndReason(item["end_reason"]) if item.get("end_reason") else None,
+            "ended_at": datetime.fromisoformat(ended_at) if ended_at else None,
+            "updated_at": datetime.fromisoformat(item["updated_at"]),
         }
     )
 
@@ -31,9 +44,11 @@ class OrderStore:
     def __init__(self, table_name: str, table: Any = None) -> None:
         self._table = table or aws.table(table_name)
 
-    def create_or_resume(self, tenant_id: str, order: Order) -> None:
-        """Write a new order in state ``quoted``. An order left in ``quoted`` by a crash between
-        writing and queueing is resumed by the retry; any other existing order is a conflict."""
+    def create_or_resume(self, tenant_id: str, order: Order, accept_key: str) -> None:
+        """Write a new order in state ``quoted``: the one conditional write that decides which
+        acceptance of a quote wins (invariant 10). An order left in ``quoted`` by a crash
+        between writing and queueing is resumed by a retry of the same acceptance (same
+        Idempotency-Key); any other acceptance of the quote is a conflict naming the order."""
         try:
             self._table.put_item(
                 Item={
@@ -45,33 +60,50 @@ class OrderStore:
                     "images_done": 0,
                     "spend_micros": 0,
                     "updated_at": order.updated_at.isoformat(),
+                    "accept_key": accept_key,
                     "doc": order.model_dump_json(),
                 },
                 ConditionExpression="attribute_not_exists(order_id) OR "
-                "(#s = :quoted AND option_id = :option)",
+                "(#s = :quoted AND option_id = :option AND accept_key = :key)",
                 ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":quoted": "quoted", ":option": order.option_id},
+                ExpressionAttributeValues={
+                    ":quoted": "quoted",
+                    ":option": order.option_id,
+                    ":key": accept_key,
+                },
             )
         except Exception as error:
             if is_condition_failure(error):
-                raise Conflict(f"quote {order.quote_id} was already accepted") from error
+                raise QuoteAlreadyAccepted(
+                    f"quote {order.quote_id} was already accepted as order {order.order_id}",
+                    order_id=order.order_id,
+                ) from error
             raise
 
     def get(self, tenant_id: str, order_id: str) -> Order | None:
         item = self._table.get_item(Key={"tenant_id": tenant_id, "order_id": order_id}).get("Item")
         return _order(item) if item else None
 
-    def transition(self, tenant_id: str, order_id: str, target: OrderState) -> bool:
-        """Move to ``target`` if the current state allows it; False if it did not."""
+    def transition(
+        self, tenant_id: str, order_id: str, target: OrderState, reason: EndReason | None = None
+    ) -> bool:
+        """Move to ``target`` if the current state allows it; False if it did not. A terminal
+        state records why and when the order ended."""
         sources = sorted(s.value for s in sources_of(target))
         names = {f":s{i}": s for i, s in enumerate(sources)}
+        at = now().isoformat()
+        update = "SET #s = :t, updated_at = :now"
+        values: dict[str, Any] = {":t": target.value, ":now": at, **names}
+        if target in TERMINAL_STATES:
+            update += ", end_reason = :why, ended_at = :now"
+            values[":why"] = (reason or USUAL_REASON[target]).value
         try:
             self._table.update_item(
                 Key={"tenant_id": tenant_id, "order_id": order_id},
-                UpdateExpression="SET #s = :t, updated_at = :now",
+                UpdateExpression=update,
                 ConditionExpression=f"attribute_exists(order_id) AND #s IN ({', '.join(names)})",
                 ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":t": target.value, ":now": now().isoformat(), **names},
+                ExpressionAttributeValues=values,
             )
         except Exception as error:
             if is_condition_failure(error):

@@ -65,13 +65,13 @@ class RunStore:
         for item in scan_where_in(self._table, "status", (s.value for s in LIVE_RUN_STATUSES)):
             yield RenderRun.model_validate_json(item["doc"])
 
-    def failed_since(self, since: datetime) -> int:
-        """How many runs failed after ``since`` (a scan: runs are few, ticks once a minute)."""
+    def failed_since(self, since: datetime) -> list[RenderRun]:
+        """The runs that failed after ``since`` (a scan: runs are few, ticks once a minute)."""
         failed = (
             RenderRun.model_validate_json(item["doc"])
             for item in scan_where_in(self._table, "status", [RunStatus.FAILED.value])
         )
-        return sum(1 for run in failed if run.ended_at is not None and run.ended_at >= since)
+        return [run for run in failed if run.ended_at is not None and run.ended_at >= since]
 
     # --- reaper: when each orphaned machine was first seen (its grace period starts there) ---
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:

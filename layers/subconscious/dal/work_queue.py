@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from subconscious import aws
 from subconscious.models import RenderTask
+from subconscious.observability import logger
 
 _BATCH = 10  # SendMessageBatch/DeleteMessageBatch limit
 
@@ -50,14 +53,24 @@ class WorkQueue:
             VisibilityTimeout=visibility_s,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
-        return [
-            Delivery(
-                task=RenderTask.model_validate_json(m["Body"]),
-                receipt=m["ReceiptHandle"],
-                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        deliveries = []
+        for m in response.get("Messages", []):
+            try:
+                task = RenderTask.model_validate_json(m["Body"])
+            except ValidationError:
+                # not a task of ours (or of an older version): it can never be rendered, and
+                # left in place it would stop every consumer that reads it (invariant 9)
+                logger.error("unreadable message removed", message_id=m.get("MessageId"))
+                self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+                continue
+            deliveries.append(
+                Delivery(
+                    task=task,
+                    receipt=m["ReceiptHandle"],
+                    receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                )
             )
-            for m in response.get("Messages", [])
-        ]
+        return deliveries
 
     def delete(self, delivery: Delivery) -> None:
         self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=delivery.receipt)

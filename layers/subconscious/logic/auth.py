@@ -1,7 +1,7 @@
 """Who is calling, and is the request well-formed enough to look at.
 
-Every request carries a key; an unknown one is a 401, never more. The body's size and JSON
-shape are checked here too, before any parsing by the router.
+Every request carries a key; an unknown one is a 401, never more. The body's size, media type
+and JSON shape are checked here too, before any parsing by the router.
 """
 
 from __future__ import annotations
@@ -11,11 +11,20 @@ import binascii
 import json
 from typing import Any
 
-from subconscious.errors import InvalidJson, PayloadTooLarge, Unauthorized, ValidationFailed
+from subconscious.errors import (
+    InvalidJson,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from subconscious.logic.services import Services
 
 _MAX_KEY_LENGTH = 200
 KEY_HEADER = "x-api-key"
+JSON_MEDIA_TYPE = "application/json"
+# Methods whose routes read a body: the router parses it by its Content-Type even when empty.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def authenticate(services: Services, api_key: str | None) -> str:
@@ -29,15 +38,20 @@ def authenticate(services: Services, api_key: str | None) -> str:
 
 def guard_request(services: Services, event: dict[str, Any]) -> str:
     """The tenant of an API Gateway (REST) request, after its size and key are checked, and a
-    body, if any, is a JSON object (a list, say, is refused rather than half read)."""
+    body, if any, is declared as JSON (or not declared) and is a JSON object (a list, say, is
+    refused rather than half read)."""
     body = _body(event)
     limit = services.settings.max_body_bytes
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     tenant_id = authenticate(services, headers.get(KEY_HEADER))
+    if body.strip() or str(event.get("httpMethod", "")).upper() in _BODY_METHODS:
+        _require_json_media_type(event)
     if body.strip():
         try:
+            # UTF-8 only (RFC 8259 §8.1): json.loads(bytes) would also take UTF-16 and UTF-32,
+            # which the router then fails to decode (a 500, found by test_api_fuzz.py)
             parsed = json.loads(body)
         except (ValueError, RecursionError) as error:
             raise InvalidJson("the request body is not valid JSON") from error
@@ -47,6 +61,54 @@ def guard_request(services: Services, event: dict[str, Any]) -> str:
                 details=[{"field": "body", "message": "must be a JSON object"}],
             )
     return tenant_id
+
+
+def _content_types(event: dict[str, Any]) -> list[str]:
+    """Every Content-Type value of the request, single- and multi-value headers alike."""
+    values = [
+        str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "content-type"
+    ]
+    for name, many in (event.get("multiValueHeaders") or {}).items():
+        if name.lower() == "content-type":
+            values.extend(str(v) for v in many or [])
+    return values
+
+
+def media_type(content_type: str) -> str:
+    """'Application/JSON; charset=utf-8' → 'application/json': media types are case-insensitive
+    and their parameters do not change what the body is (RFC 9110 §8.3.1)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _unsupported_media_types(event: dict[str, Any]) -> list[str]:
+    # No Content-Type (or an empty one) is read as JSON, as curl -d and most clients expect.
+    return sorted({media_type(value) for value in _content_types(event)} - {"", JSON_MEDIA_TYPE})
+
+
+def _require_json_media_type(event: dict[str, Any]) -> None:
+    unsupported = _unsupported_media_types(event)
+    if unsupported:
+        received = unsupported[0][:100]  # a header is the caller's text: keep the echo short
+        raise UnsupportedMediaType(
+            f"the request body is declared as {received!r}; this API reads {JSON_MEDIA_TYPE}"
+        )
+
+
+def with_json_content_type(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with every Content-Type header spelled exactly ``application/json``, once
+    :func:`guard_request` has accepted it as JSON. The router matches the header literally
+    (case and all) and would take 'APPLICATION/JSON' for a type it cannot read."""
+    if not _content_types(event) or _unsupported_media_types(event):
+        return event  # nothing to respell, or a request without a body that did not need JSON
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {
+        k: v
+        for k, v in (event.get("multiValueHeaders") or {}).items()
+        if k.lower() != "content-type"
+    }
+    headers["Content-Type"] = JSON_MEDIA_TYPE
+    multi["Content-Type"] = [JSON_MEDIA_TYPE]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
 
 
 def _body(event: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from subconscious.errors import SubconsciousError
+from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.quotes import market_offers
@@ -26,6 +27,7 @@ from subconscious.observability import (
     logger,
     metrics,
 )
+from subconscious.planner.breakers import BreakerLimits, FailedRun, HeldOff, held_off
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Release, Rent, decide
 from subconscious.planner.workers import compile_seconds, shape
@@ -40,6 +42,7 @@ class TickReport:
     started_runs: list[str] = field(default_factory=list)
     stopped_runs: list[str] = field(default_factory=list)
     reaped_runs: list[str] = field(default_factory=list)
+    ended_orders: dict[str, str] = field(default_factory=dict)
 
 
 def tick(services: Services, now: datetime | None = None, holder: str | None = None) -> TickReport:
@@ -53,18 +56,23 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         report = TickReport(acted=True)
         live = _reconcile(services, now, report)
         emit_fleet_metrics(live, now)
+        swept = sweep(services, now)  # dead letters settled, orders past their time ended
+        report.ended_orders = swept.ended
         waiting, in_flight = services.queue.depth()
         orders = open_orders(services)
         work = backlog(orders)
         wants_market = any(o.images_left for o in work) and waiting + in_flight > 0
+        blocked = breakers(services, now) if wants_market else HeldOff()
+        report.decisions.extend(blocked.reasons)
         state = PlanState(
             now=now,
             orders=work if wants_market else [],
             machines=machines(services, live, now),
-            offers=market_offers(services) if wants_market else [],
+            offers=[o for o in market_offers(services) if blocked.allows(o)]
+            if wants_market
+            else [],
             rates=current_rates(services) if wants_market else Rates(prior(), settings.worker),
             limits=limits(services),
-            recent_failed_runs=services.runs.failed_since(now - timedelta(hours=1)),
         )
         budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
         decisions = decide(state)
@@ -99,6 +107,26 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         return report
     finally:
         services.runs.release_lease(LEASE, holder)
+
+
+def breakers(services: Services, now: datetime) -> HeldOff:
+    """What not to rent, from the runs that failed recently (planner/breakers.py)."""
+    settings = services.settings
+    window = max(settings.host_holdoff_s, settings.provider_pause_s)
+    failed = [
+        FailedRun(r.offer.provider, r.offer.offer_id, r.ended_at, served=r.ready_at is not None)
+        for r in services.runs.failed_since(now - timedelta(seconds=window))
+        if r.ended_at is not None
+    ]
+    return held_off(
+        failed,
+        now,
+        BreakerLimits(
+            host_holdoff_s=settings.host_holdoff_s,
+            failures_to_pause=settings.provider_failures_to_pause,
+            pause_s=settings.provider_pause_s,
+        ),
+    )
 
 
 def start_run(

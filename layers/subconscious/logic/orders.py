@@ -15,6 +15,7 @@ from subconscious.errors import (
     Conflict,
     IdempotencyKeyReused,
     NotFound,
+    QuoteAlreadyAccepted,
     QuoteExpired,
     RequestInProgress,
     ValidationFailed,
@@ -23,6 +24,7 @@ from subconscious.logic.services import Services
 from subconscious.logic.throughput import prior
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
+    EndReason,
     ImageOut,
     ImagePage,
     JobSpec,
@@ -141,7 +143,11 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     # An acceptance interrupted after writing the order is finished even past the quote's
     # expiry: some of its tasks may already be queued.
     interrupted = services.orders.get(tenant_id, order_id)
-    resuming = interrupted is not None and interrupted.state is OrderState.QUOTED
+    if interrupted is not None and interrupted.state is not OrderState.QUOTED:
+        raise QuoteAlreadyAccepted(
+            f"quote {quote.quote_id} was already accepted as order {order_id}", order_id=order_id
+        )
+    resuming = interrupted is not None
     if quote.expires_at <= now and not resuming:
         raise QuoteExpired(f"quote {quote.quote_id} expired at {quote.expires_at.isoformat()}")
     option = quote.option(request.option_id)
@@ -166,7 +172,9 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
         created_at=now,
         updated_at=now,
     )
-    services.orders.create_or_resume(tenant_id, order)
+    # The one conditional write that decides between concurrent acceptances (invariant 10):
+    # only its winner, or a retry of the winner's request, goes on to queue tasks.
+    services.orders.create_or_resume(tenant_id, order, acceptance.idempotency_key)
     tasks = render_tasks(tenant_id, order)
     services.queue.send(tasks)
     if not services.orders.transition(tenant_id, order_id, OrderState.ACCEPTED):
@@ -231,11 +239,15 @@ def order_out(
         state=order.state,
         images_total=order.images_total,
         images_done=order.images_done,
+        images_failed=order.images_failed,
         price_per_image_usd=order.price_per_image_usd,
         total_usd=order.total_usd,
+        charge_usd=order.charge_usd,
         spend_usd=to_usd(order.spend_micros),
         promised_at=order.promised_at,
         eta=eta(order, now, worker),
+        end_reason=order.end_reason,
+        ended_at=order.ended_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
     )
@@ -250,7 +262,7 @@ def eta(
         return None
     if order.state is not OrderState.RENDERING:
         return max(now, order.promised_at)
-    remaining = order.images_total - order.images_done
+    remaining = order.images_total - order.images_settled
     job = order.job
     per_s = prior().images_per_second(
         order.gpu, job.model_family, job.width, job.height, job.steps, task_batch(job)
@@ -298,7 +310,9 @@ def cancel_order(services: Services, tenant_id: str, order_id: str) -> Order:
     order = get_order(services, tenant_id, order_id)
     if order.state is OrderState.CANCELLED:
         return order
-    if not services.orders.transition(tenant_id, order_id, OrderState.CANCELLED):
+    if not services.orders.transition(
+        tenant_id, order_id, OrderState.CANCELLED, EndReason.CANCELLED
+    ):
         current = get_order(services, tenant_id, order_id)
         raise Conflict(f"order {order_id} is {current.state.value} and cannot be cancelled")
     logger.info("order cancelled", order_id=order_id, images_done=order.images_done)

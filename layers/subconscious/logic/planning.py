@@ -28,7 +28,7 @@ def open_orders(services: Services) -> list[Order]:
 
 def backlog(orders: list[Order]) -> list[OpenOrder]:
     return [
-        OpenOrder(o.order_id, o.job, max(0, o.images_total - o.images_done), o.promised_at)
+        OpenOrder(o.order_id, o.job, max(0, o.images_total - o.images_settled), o.promised_at)
         for o in orders
     ]
 

@@ -20,8 +20,11 @@ from subconscious.errors import (
     ConfigurationError,
     MachineGone,
     MachineNotReady,
+    RendererError,
     RendererOutOfMemory,
+    RendererUnavailable,
 )
+from subconscious.logic.lifecycle import close_if_settled, retry_or_give_up
 from subconscious.logic.services import Services
 from subconscious.logic.throughput import learn_from_run, predicted_seconds
 from subconscious.market.base import Provider, run_label
@@ -48,6 +51,7 @@ _MIN_SECRET_BYTES = 16
 _WAIT_FOR_ACCEPT_S = 30  # a task whose order is still being accepted comes back later
 _RECEIVE_AT_ONCE = 2
 _READY_PROBE_TIMEOUT_S = 15.0
+_ELSEWHERE_S = 20  # a task kept off this machine comes back to the queue after this
 
 
 def machine_credential(services: Services, run_id: str) -> tuple[str, str]:
@@ -135,6 +139,9 @@ def _client(
         machine.url,
         auth=_credential(services, run, machine),
         timeout_s=timeout_s or services.settings.renderer_request_timeout_s,
+        # a rented machine must be public; the operator's own static servers may be private
+        allow_private=services.settings.allow_private_machine_addresses
+        or isinstance(_provider(services, run), StaticProvider),
     )
 
 
@@ -163,6 +170,18 @@ def wait_ready(
         return {"ready": False}
     if _spent(run) >= run.spend_cap_micros:
         raise MachineNotReady(f"run {run_id} spent its cap while the machine booted")
+    if run.machine_running_at is None:
+        run = run.model_copy(update={"machine_running_at": now})
+        services.runs.save(run)
+    # The provider says it runs (image pulled, container started): its server gets a start-up
+    # deadline of its own, much shorter than the ready timeout that also covers the pull, so a
+    # machine that never serves is not paid for the whole ready timeout.
+    serving_s = (now - (run.machine_running_at or now)).total_seconds()
+    serve_deadline_s = services.settings.machine_serve_deadline_s + run.compile_s
+    if serving_s > serve_deadline_s:
+        raise MachineNotReady(
+            f"machine {machine.machine_id} runs but has not served within {serve_deadline_s}s"
+        )
     # Short requests: automatic1111 blocks the first txt2img while its checkpoint loads; a
     # timeout here means "not ready yet, poll again", not a dead Lambda step.
     client = _client(services, run, machine, timeout_s=_READY_PROBE_TIMEOUT_S)
@@ -171,7 +190,7 @@ def wait_ready(
     finally:
         client.close()
     if ready:
-        services.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
+        services.runs.save(run.model_copy(update={"status": RunStatus.RENDERING, "ready_at": now}))
         logger.info("machine ready", run_id=run_id, boot_s=int((now - launched).total_seconds()))
     return {"ready": ready}
 
@@ -203,6 +222,7 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     visibility = task_worst_s * (_RECEIVE_AT_ONCE + 1)
     storage = _Storage(services, run)
     held: list[Delivery] = []
+    current: list[Delivery] = []
     idle_polls = 0
     result = SliceResult(more=True, images=0, reason="slice over")
     try:
@@ -218,31 +238,42 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
                     result = stopped
                     break
                 held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
-                if not held:
-                    idle_polls += 1
-                    if idle_polls >= settings.idle_polls_before_teardown:
-                        result = SliceResult(more=False, images=0, reason="queue empty")
-                        break
-                    continue
-                idle_polls = 0
-            delivery = held[0]
+            if not held or idle_polls >= settings.idle_polls_before_teardown:
+                idle_polls += not held
+                if idle_polls >= settings.idle_polls_before_teardown:
+                    # nothing this machine may render: the queue is empty, or all that is
+                    # left failed here before (the next machine rented takes it)
+                    result = SliceResult(more=False, images=0, reason="queue empty")
+                    break
+                continue
+            delivery = held.pop(0)
+            current = [delivery]  # handed back by the except below if this step fails
             task = delivery.task
-            verdict = _verdict(services, task)
+            verdict = _verdict(services, task, run.machine_id)
+            idle_polls = idle_polls + 1 if verdict == "elsewhere" else 0
             if verdict == "render":
                 # the message stays hidden while this batch renders and the one behind stores
                 services.queue.set_visibility(delivery, task_worst_s * 2)
                 started = time.monotonic()
-                rendered = render_task(client, task)
-                storage.submit(delivery, rendered, time.monotonic() - started)
+                try:
+                    rendered = render_task(client, task)
+                except RendererError as error:
+                    current = []  # settled (queued again or given up) before any raise
+                    _task_failed(services, client, run, delivery, error)
+                else:
+                    storage.submit(delivery, rendered, time.monotonic() - started)
             elif verdict == "later":
                 services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
+            elif verdict == "elsewhere":
+                # it failed on this machine before: another machine takes it
+                services.queue.set_visibility(delivery, _ELSEWHERE_S)
             else:
                 services.queue.delete(delivery)
-            held.pop(0)
+            current = []
         storage.collect(keep=0)
     except Exception:
         # This machine (or our storage) failed: hand back at once every task not yet stored.
-        for delivery in held + storage.abandon():
+        for delivery in current + held + storage.abandon():
             services.queue.set_visibility(delivery, 0)
         raise
     finally:
@@ -270,16 +301,34 @@ def _spent(run: RenderRun) -> int:
     return cost_micros(run.usd_per_hour, elapsed)
 
 
-def _verdict(services: Services, task: RenderTask) -> str:
-    """render, later (the order is still being accepted) or drop (gone, cancelled, finished:
-    no GPU time on work nobody will pay for)."""
+def _verdict(services: Services, task: RenderTask, machine_id: str | None) -> str:
+    """render, later (the order is still being accepted), elsewhere (it failed on this
+    machine) or drop (gone, cancelled, finished: no GPU time on work nobody will pay for)."""
     order = services.orders.get(task.tenant_id, task.order_id)
     if order is None or order.state not in OPEN_STATES:
         logger.info("dropped task of a closed order", order_id=task.order_id, task=task.task_id)
         return "drop"
     if order.state is OrderState.QUOTED:
         return "later"
+    if machine_id is not None and machine_id in task.avoid_machines:
+        return "elsewhere"
     return "render"
+
+
+def _task_failed(
+    services: Services, client: A1111Client, run: RenderRun, delivery: Delivery, error: Exception
+) -> None:
+    """A task failed on this machine: it is queued again elsewhere (or given up after its last
+    attempt) before its delivery is deleted. Then whose fault was it? A machine that stopped
+    answering, or that cannot render a tiny image now, is replaced (the error goes up and the
+    run ends: its host is held off); one that renders is kept, and the task carries the blame
+    (a poison task must not cost every machine it meets)."""
+    why = f"{type(error).__name__}: {str(error)[:200]}"
+    logger.warning("task failed", task=delivery.task.task_id, machine_id=run.machine_id, why=why)
+    retry_or_give_up(services, delivery.task, run.machine_id, why)
+    services.queue.delete(delivery)
+    if isinstance(error, RendererUnavailable) or not client.is_ready():
+        raise RendererUnavailable(f"machine {run.machine_id} failed with a task: {why}") from error
 
 
 class _Storage:
@@ -354,11 +403,7 @@ class _Storage:
         updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
         if updated.state is OrderState.ACCEPTED:
             services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
-        finished = updated.images_done >= updated.images_total
-        if finished and services.orders.transition(
-            task.tenant_id, task.order_id, OrderState.COMPLETED
-        ):
-            logger.info("order completed", order_id=task.order_id, images=updated.images_done)
+        close_if_settled(services, task.tenant_id, updated)
         predicted = predicted_seconds(
             self.run.offer.gpu,
             task,

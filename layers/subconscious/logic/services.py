@@ -54,6 +54,11 @@ class Services:
         return _queue(self.settings.work_queue_url)
 
     @property
+    def dead_letters(self) -> WorkQueue:
+        """Tasks SQS gave up delivering: the dispatch tick settles them."""
+        return _queue(self.settings.dead_letter_queue_url)
+
+    @property
     def bucket(self) -> ImageBucket:
         return _bucket(self.settings.images_bucket)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -68,13 +69,43 @@ class OrderState(StrEnum):
 
 
 OPEN_STATES = frozenset({OrderState.QUOTED, OrderState.ACCEPTED, OrderState.RENDERING})
+TERMINAL_STATES = frozenset(OrderState) - OPEN_STATES
 # Which tasks a render run may spend GPU time on.
 RENDERABLE_STATES = frozenset({OrderState.ACCEPTED, OrderState.RENDERING})
 
+
+class EndReason(StrEnum):
+    """Why an order ended: machine-readable, stable (clients may match on it)."""
+
+    ALL_DELIVERED = "all_delivered"  # completed
+    TASKS_FAILED = "tasks_failed"  # some or all images could not be rendered (attempts spent)
+    DEADLINE_PASSED = "deadline_passed"  # expired: work left when its time ran out
+    CANCELLED = "cancelled"  # by the customer
+    ACCEPTANCE_INCOMPLETE = "acceptance_incomplete"  # an acceptance that never finished
+
+
+# Why an order that reaches a terminal state usually ended there (a caller may say otherwise).
+USUAL_REASON: dict[OrderState, EndReason] = {
+    OrderState.COMPLETED: EndReason.ALL_DELIVERED,
+    OrderState.PARTIALLY_COMPLETED: EndReason.TASKS_FAILED,
+    OrderState.FAILED: EndReason.TASKS_FAILED,
+    OrderState.EXPIRED: EndReason.DEADLINE_PASSED,
+    OrderState.CANCELLED: EndReason.CANCELLED,
+}
+
+# Every state ends; an accepted order may end without ever rendering (its tasks all failed,
+# or its deadline passed), and one stuck in ``quoted`` (an acceptance never completed) fails.
 TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
-    OrderState.QUOTED: frozenset({OrderState.ACCEPTED, OrderState.CANCELLED}),
+    OrderState.QUOTED: frozenset({OrderState.ACCEPTED, OrderState.CANCELLED, OrderState.FAILED}),
     OrderState.ACCEPTED: frozenset(
-        {OrderState.RENDERING, OrderState.COMPLETED, OrderState.CANCELLED, OrderState.EXPIRED}
+        {
+            OrderState.RENDERING,
+            OrderState.COMPLETED,
+            OrderState.PARTIALLY_COMPLETED,
+            OrderState.FAILED,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
     ),
     OrderState.RENDERING: frozenset(
         {
@@ -106,12 +137,37 @@ class Order(BaseModel):
     seed_bases: list[int] = Field(description="first seed of each prompt, fixed at acceptance")
     gpu: str = Field(description="the GPU the accepted option was priced on")
     images_done: int = 0
+    images_failed: int = Field(default=0, description="images given up after their attempts")
     spend_micros: int = 0
+    end_reason: EndReason | None = None
+    ended_at: AwareDatetime | None = None
     promised_at: AwareDatetime = Field(
         description="completion time promised by the accepted option"
     )
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+    @property
+    def images_settled(self) -> int:
+        """Images with an outcome: delivered, or given up."""
+        return self.images_done + self.images_failed
+
+    @property
+    def deadline(self) -> datetime:
+        """When the order's time runs out: the customer's deadline, else the accepted promise."""
+        return self.constraints.deadline or self.promised_at
+
+    def settled_state(self) -> OrderState:
+        """The end state once every image has an outcome."""
+        if self.images_failed == 0:
+            return OrderState.COMPLETED
+        return OrderState.PARTIALLY_COMPLETED if self.images_done else OrderState.FAILED
+
+    @property
+    def charge_usd(self) -> Decimal:
+        """What the customer owes: the images delivered at the accepted price, never more than
+        the accepted total."""
+        return min(self.total_usd, self.price_per_image_usd * self.images_done)
 
 
 class OrderOut(BaseModel):
@@ -123,11 +179,15 @@ class OrderOut(BaseModel):
     state: OrderState
     images_total: int
     images_done: int
+    images_failed: int = Field(description="images given up after their attempts: not charged")
     price_per_image_usd: Decimal
     total_usd: Decimal
+    charge_usd: Decimal = Field(description="what the order costs: images delivered x price")
     spend_usd: Decimal
     promised_at: AwareDatetime
     eta: AwareDatetime | None
+    end_reason: EndReason | None = Field(description="why the order ended; null while open")
+    ended_at: AwareDatetime | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
 

@@ -122,6 +122,12 @@ class Constraints(StrictModel):
     max_price_per_image_usd: Annotated[Decimal, Field(ge=0, le=1000, decimal_places=6)] | None = (
         None
     )
+    late_work: Literal["continue", "stop"] = Field(
+        default="continue",
+        description="past the deadline (or the accepted completion time where none is given): "
+        "'continue' renders on for at most a day, then the order expires; 'stop' expires it at "
+        "once. Either way only delivered images are charged.",
+    )
 
 
 class ConstraintsIn(Constraints):

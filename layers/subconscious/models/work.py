@@ -57,6 +57,10 @@ class RenderTask(BaseModel):
     cfg_scale: Decimal
     sampler: Sampler
     model_family: ModelFamily
+    # Failed attempts of this task and the tasks it was split from (bounded by
+    # SUBC_TASK_MAX_ATTEMPTS), and the machines they failed on (a retry goes elsewhere).
+    attempts: int = Field(default=0, ge=0)
+    avoid_machines: tuple[str, ...] = ()
 
     @property
     def seeds(self) -> list[int]:
@@ -65,6 +69,24 @@ class RenderTask(BaseModel):
     @property
     def task_id(self) -> str:
         return f"{self.order_id}:{self.prompt_index}:{self.seed}"
+
+    def retry_after_failure(self, machine_id: str | None) -> list[RenderTask]:
+        """What to queue after this task failed on ``machine_id``: its seeds in two halves
+        (a smaller call: less memory, and a bad seed is isolated), counted as one more attempt
+        and kept off that machine."""
+        avoid = self.avoid_machines
+        if machine_id and machine_id not in avoid:
+            avoid = (*avoid, machine_id)
+        common = {"attempts": self.attempts + 1, "avoid_machines": avoid}
+        if self.batch_size == 1:
+            return [self.model_copy(update=common)]
+        half = self.batch_size // 2
+        return [
+            self.model_copy(update={**common, "batch_size": half}),
+            self.model_copy(
+                update={**common, "seed": self.seed + half, "batch_size": self.batch_size - half}
+            ),
+        ]
 
 
 def image_key(tenant_id: str, order_id: str, prompt_index: int, seed: int) -> str:
@@ -102,6 +124,10 @@ class RenderRun(BaseModel):
     execution_arn: str | None = None
     started_at: AwareDatetime
     machine_launched_at: AwareDatetime | None = None
+    # First seen running by its provider: its server must serve soon after (a start-up
+    # deadline shorter than the ready timeout).
+    machine_running_at: AwareDatetime | None = None
+    ready_at: AwareDatetime | None = None  # its server served: a later failure is not a launch's
     machine_ended_at: AwareDatetime | None = None
     ended_at: AwareDatetime | None = None
     spend_cap_micros: int = Field(default=0, description="stop renting past this spend")

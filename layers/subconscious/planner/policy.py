@@ -46,7 +46,6 @@ SAFETY_SHARE = 0.15
 # Rent for progress only once the backlog holds this many start-ups' worth of rendering on
 # the chosen machine, so a start-up is at most ~1/(1+AMORTIZE) of what it costs.
 AMORTIZE = 6.0
-MAX_RECENT_FAILURES = 3
 # A machine not needed for the deadlines is released when the backlog would cost this much
 # more per image on it than on the cheapest machine kept.
 TRIM_OVER_CHEAPEST = 1.1
@@ -96,7 +95,6 @@ class PlanState:
     offers: Sequence[Offer]
     rates: Rates
     limits: Limits = field(default_factory=Limits)
-    recent_failed_runs: int = 0
 
 
 @dataclass(frozen=True)
@@ -242,11 +240,6 @@ def decide(state: PlanState) -> list[Decision]:
     idle: list[Decision] = [
         Release(m.machine_id, "idle: nothing left it could start") for m in state.machines if m.idle
     ]
-    if state.recent_failed_runs >= MAX_RECENT_FAILURES:
-        return [
-            *idle,
-            Wait(f"{state.recent_failed_runs} runs failed in the last hour; holding off"),
-        ]
     jobs = [o.job for o in orders]
     fleet = [m for m in state.machines if not m.idle and not m.leaving]
     return [*idle, *_decide(state, orders, jobs, fleet)]
