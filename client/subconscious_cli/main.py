@@ -178,10 +178,21 @@ def progress_line(order: dict[str, Any], now: datetime | None = None) -> str:
     total = int(order.get("images_total") or 0)
     filled = min(BAR_WIDTH, BAR_WIDTH * done // total) if total else 0
     bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    return (
+    line = (
         f"[{bar}] {done}/{total} images  {_usd(order.get('spend_usd'), cents=True)} spent  "
         f"eta {_when(order.get('eta'), now or datetime.now(UTC))}  state {order.get('state')}"
     )
+    return line + _ending(order)
+
+
+def _ending(order: dict[str, Any]) -> str:
+    """``  (tasks_failed: 3 given up, charged $0.0124)`` once an order ended, else nothing."""
+    reason = order.get("end_reason")
+    if not reason:
+        return ""
+    failed = int(order.get("images_failed") or 0)
+    given_up = f": {failed} given up" if failed else ""
+    return f"  ({reason}{given_up}, charged {_usd(order.get('charge_usd'))})"
 
 
 def format_order(order: dict[str, Any]) -> str:
@@ -192,6 +203,15 @@ def format_order(order: dict[str, Any]) -> str:
             f"  price     {_usd(order.get('price_per_image_usd'))}/image, "
             f"total {_usd(order.get('total_usd'))}, spent {_usd(order.get('spend_usd'))}",
             f"  promised  {_when(order.get('promised_at'))}  eta {_when(order.get('eta'))}",
+            *(
+                [
+                    f"  ended     {_when(order.get('ended_at'))}  {order['end_reason']}, "
+                    f"{order.get('images_failed') or 0} given up, "
+                    f"charged {_usd(order.get('charge_usd'))}"
+                ]
+                if order.get("end_reason")
+                else []
+            ),
         ]
     )
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from subconscious_cli.main import _Progress, main, parse_deadline, progress_line
+from subconscious_cli.main import _Progress, format_order, main, parse_deadline, progress_line
 from tests.client.fakes import (
     API,
     KEY,
@@ -325,6 +325,27 @@ def test_progress_line_matches_the_documented_shape() -> None:
     assert "$0.000027 spent" in progress_line(tiny, now)
     tomorrow = order_json("accepted", 0, total=0, eta="2025-06-02T01:00:00+00:00")
     assert "eta 2025-06-02 01:00Z" in progress_line(tomorrow, now)
+
+
+def test_an_ended_order_says_why_and_what_it_was_charged() -> None:
+    now = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
+    partial = order_json(
+        "partially_completed",
+        96,
+        eta=None,
+        end_reason="tasks_failed",
+        images_failed=4,
+        charge_usd="0.0119",
+        ended_at="2025-06-01T08:59:00Z",
+    )
+    assert progress_line(partial, now).endswith(
+        "state partially_completed  (tasks_failed: 4 given up, charged $0.0119)"
+    )
+    assert "ended     2025-06-01 08:59Z  tasks_failed, 4 given up, charged $0.0119" in (
+        format_order(partial)
+    )
+    open_order = order_json("rendering", 50, eta=None)
+    assert "charged" not in progress_line(open_order, now) + format_order(open_order)
 
 
 def test_progress_redraws_in_place_on_a_tty() -> None:

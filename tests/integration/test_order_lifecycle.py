@@ -15,10 +15,16 @@ import boto3
 import pytest
 
 from infra.local.resources import Created
-from subconscious.errors import Conflict, MachineNotReady
+from subconscious.errors import (
+    Conflict,
+    MachineGone,
+    MachineNotReady,
+    RendererError,
+    RendererUnavailable,
+)
 from subconscious.logic import lifecycle, render_run
 from subconscious.logic.dispatch import tick
-from subconscious.logic.orders import Acceptance, accept_quote, order_out, render_tasks
+from subconscious.logic.orders import Acceptance, _accept, accept_quote, order_out, render_tasks
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import Services
 from subconscious.market.fake import FakeProvider
@@ -32,6 +38,7 @@ from subconscious.models import (
     RenderTask,
     RunStatus,
 )
+from subconscious.render.a1111 import A1111Client
 from tests.integration.workflow import image_rows, new_run, place_order, queue_depth, renderer
 
 TENANT = "tenant-a"
@@ -85,7 +92,7 @@ def test_an_order_whose_tasks_are_dead_lettered_ends_failed_and_costs_nothing(
     assert (ended.images_done, ended.images_failed) == (0, 8)
     assert ended.ended_at is not None
     out = order_out(ended)
-    assert (out.charge_usd, out.eta) == (0, None)
+    assert (out.charge_usd, out.eta) == (Decimal(0), None)
     assert report.started_runs == []  # nothing left to rent for
     # drained: a second tick finds nothing to settle
     assert lifecycle.sweep(svc).dead_letters == 0
@@ -224,8 +231,6 @@ def test_a_retry_of_the_winning_acceptance_resumes_it(svc: Services, aws: Create
     request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
     quote = create_quote(svc, TENANT, request)
     option = quote.options[0].option_id
-    from subconscious.logic.orders import _accept
-
     winner = Acceptance(
         tenant_id=TENANT,
         idempotency_key="key-winner",
@@ -311,16 +316,14 @@ def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_mac
     other tenant's order."""
     poison = place_order(svc, TENANT, [2], negative_prompt="")
     healthy = place_order(svc, "tenant-b", [4])
-    real_txt2img = render_run.A1111Client.txt2img
+    real_txt2img = A1111Client.txt2img
 
     def txt2img(self: Any, task: RenderTask) -> Any:
         if task.order_id == poison.order_id:
-            from subconscious.errors import RendererError
-
             raise RendererError("POST /sdapi/v1/txt2img: HTTP 500 RuntimeError")
         return real_txt2img(self, task)
 
-    monkeypatch.setattr(render_run.A1111Client, "txt2img", txt2img)
+    monkeypatch.setattr(A1111Client, "txt2img", txt2img)
     monkeypatch.setattr(render_run, "_ELSEWHERE_S", 0)  # to read them back below at once
     with renderer("--images-per-s", "400") as url:
         market.url = url
@@ -359,3 +362,31 @@ def test_an_unreadable_dead_letter_never_stops_the_sweep(svc: Services, aws: Cre
 
     assert _get(svc, order).state is OrderState.FAILED
     assert boto3.client("sqs").receive_message(QueueUrl=aws.dlq_url).get("Messages", []) == []
+
+
+def test_a_preempted_interruptible_machine_spends_no_attempt_of_the_task_it_was_rendering(
+    svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = place_order(svc, TENANT, [8])
+
+    def reclaimed(self: Any, task: RenderTask) -> Any:
+        # the market takes the machine back mid-batch: the connection drops, the provider
+        # lists it exited
+        machine = market.live[run.machine_id or ""]
+        market.live[machine.machine_id] = machine.model_copy(update={"status": "exited"})
+        raise RendererUnavailable("POST /sdapi/v1/txt2img: RemoteProtocolError")
+
+    monkeypatch.setattr(A1111Client, "txt2img", reclaimed)
+    with renderer() as url:
+        market.url = url
+        run = new_run(svc)
+        svc.runs.save(run.model_copy(update={"bid_usd_per_hour": Decimal("0.10")}))
+        render_run.provision(svc, run.run_id)
+        run = svc.runs.get(run.run_id)  # type: ignore[assignment]
+        with pytest.raises(MachineGone, match="preempted"):
+            render_run.render_slice(svc, run.run_id, slice_s=30)
+
+    left = svc.queue._sqs.receive_message(QueueUrl=svc.queue.url, MaxNumberOfMessages=10)
+    [task] = [RenderTask.model_validate_json(m["Body"]) for m in left["Messages"]]
+    assert (task.batch_size, task.attempts, task.avoid_machines) == (8, 0, ())
+    assert _get(svc, order).images_failed == 0

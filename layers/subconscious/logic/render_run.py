@@ -20,6 +20,7 @@ from subconscious.errors import (
     ConfigurationError,
     MachineGone,
     MachineNotReady,
+    ProviderError,
     RendererError,
     RendererOutOfMemory,
     RendererUnavailable,
@@ -286,6 +287,17 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     return result
 
 
+def _preempted(services: Services, run: RenderRun) -> bool:
+    """An interruptible machine its provider now reports gone (it was outbid or reclaimed)."""
+    if not run.interruptible or not run.machine_id:
+        return False
+    try:
+        machine = _provider(services, run).status(run.machine_id)
+    except ProviderError:  # gone from the list, or the provider is down: it is not serving
+        return True
+    return machine.status in (MachineStatus.EXITED, MachineStatus.TERMINATED)
+
+
 def _stopped(services: Services, run_id: str) -> SliceResult | None:
     """The slice's end if the dispatch asked this run to stop (checked between batches)."""
     if not services.runs.stop_requested(run_id):
@@ -325,6 +337,11 @@ def _task_failed(
     (a poison task must not cost every machine it meets)."""
     why = f"{type(error).__name__}: {str(error)[:200]}"
     logger.warning("task failed", task=delivery.task.task_id, machine_id=run.machine_id, why=why)
+    if isinstance(error, RendererUnavailable) and _preempted(services, run):
+        # an interruptible machine taken back by its market: not the task's fault, so no
+        # attempt is spent (SQS's receive count still bounds a task that kills every machine)
+        services.queue.set_visibility(delivery, 0)
+        raise MachineGone(f"machine {run.machine_id} was preempted: {why}") from error
     retry_or_give_up(services, delivery.task, run.machine_id, why)
     services.queue.delete(delivery)
     if isinstance(error, RendererUnavailable) or not client.is_ready():
