@@ -390,3 +390,28 @@ def test_a_preempted_interruptible_machine_spends_no_attempt_of_the_task_it_was_
     [task] = [RenderTask.model_validate_json(m["Body"]) for m in left["Messages"]]
     assert (task.batch_size, task.attempts, task.avoid_machines) == (8, 0, ())
     assert _get(svc, order).images_failed == 0
+
+
+def test_a_task_kept_off_a_machine_goes_back_as_a_fresh_message(
+    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bouncing off the machine it failed on must not count towards the dead-letter limit,
+    or a task waiting for another machine would be given up untried."""
+    order = place_order(svc, TENANT, [4])
+    [task] = render_tasks(TENANT, order)
+    monkeypatch.setattr(render_run, "_ELSEWHERE_S", 0)
+    with renderer() as url:
+        market.url = url
+        run = new_run(svc)
+        machine_id = render_run.provision(svc, run.run_id)["machine_id"]
+        _dead_letter(svc, aws, [])  # empty the work queue
+        svc.queue.send([task.model_copy(update={"attempts": 1, "avoid_machines": (machine_id,)})])
+        for _ in range(3):
+            result = render_run.render_slice(svc, run.run_id, slice_s=30)
+            assert (result.images, result.reason) == (0, "queue empty")
+
+    [message] = svc.queue._sqs.receive_message(
+        QueueUrl=svc.queue.url, MessageSystemAttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert RenderTask.model_validate_json(message["Body"]).avoid_machines == (machine_id,)

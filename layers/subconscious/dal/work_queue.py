@@ -27,15 +27,17 @@ class WorkQueue:
         self.url = queue_url
         self._sqs = client or aws.client("sqs")
 
-    def send(self, tasks: Sequence[RenderTask]) -> None:
-        """Enqueue every task or raise. Entries that fail inside a batch are sent again once."""
+    def send(self, tasks: Sequence[RenderTask], delay_s: int = 0) -> None:
+        """Enqueue every task or raise, each visible after ``delay_s`` (at most 900). Entries
+        that fail inside a batch are sent again once."""
         for start in range(0, len(tasks), _BATCH):
             chunk = {str(i): t for i, t in enumerate(tasks[start : start + _BATCH])}
             for _attempt in range(3):
                 response = self._sqs.send_message_batch(
                     QueueUrl=self.url,
                     Entries=[
-                        {"Id": i, "MessageBody": t.model_dump_json()} for i, t in chunk.items()
+                        {"Id": i, "MessageBody": t.model_dump_json(), "DelaySeconds": delay_s}
+                        for i, t in chunk.items()
                     ],
                 )
                 failed = {f["Id"] for f in response.get("Failed", [])}

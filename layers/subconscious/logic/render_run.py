@@ -233,20 +233,20 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
                 logger.warning("run reached its spend cap", run_id=run_id, cap=run.spend_cap_micros)
                 result = SliceResult(more=False, images=0, reason="spend cap")
                 break
+            if idle_polls >= settings.idle_polls_before_teardown:
+                # nothing this machine may render: the queue is empty, or all that is left
+                # failed here before (another machine, or the next one rented, takes it)
+                result = SliceResult(more=False, images=0, reason="queue empty")
+                break
             if not held:
                 stopped = _stopped(services, run_id)
                 if stopped is not None:
                     result = stopped
                     break
                 held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
-            if not held or idle_polls >= settings.idle_polls_before_teardown:
-                idle_polls += not held
-                if idle_polls >= settings.idle_polls_before_teardown:
-                    # nothing this machine may render: the queue is empty, or all that is
-                    # left failed here before (the next machine rented takes it)
-                    result = SliceResult(more=False, images=0, reason="queue empty")
-                    break
-                continue
+                if not held:
+                    idle_polls += 1
+                    continue
             delivery = held.pop(0)
             current = [delivery]  # handed back by the except below if this step fails
             task = delivery.task
@@ -266,8 +266,12 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
             elif verdict == "later":
                 services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
             elif verdict == "elsewhere":
-                # it failed on this machine before: another machine takes it
-                services.queue.set_visibility(delivery, _ELSEWHERE_S)
+                # it failed on this machine before: another machine takes it. A fresh copy,
+                # not the same message handed back: each receive here would count towards
+                # the dead-letter queue's limit, and a task waiting for another machine
+                # would be given up without being tried.
+                services.queue.send([task], delay_s=_ELSEWHERE_S)
+                services.queue.delete(delivery)
             else:
                 services.queue.delete(delivery)
             current = []
