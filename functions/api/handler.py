@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
-from subconscious.logic.auth import guard_request
+from subconscious.logic.auth import guard_request, with_json_content_type
 from subconscious.logic.market import market_view
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import services
@@ -30,6 +30,13 @@ http_errors.register(app)
 
 OrderId = Annotated[str, Path(pattern=r"^o-[0-9a-f]{32}$", description="order id")]
 
+# What each route can answer beyond its success and the answers every request can get
+# (``http_errors.EVERY_ROUTE``). docs/openapi.json lists them all; test_api_error_statuses.py
+# makes each route give each one, and the fuzz test fails on any answer a route gives that is
+# not listed here.
+_NO_ORDER = "`not_found`: no such order for this API key"
+_documented = http_errors.openapi_responses
+
 
 def _tenant() -> str:
     return str(app.context["tenant_id"])
@@ -39,17 +46,42 @@ def _created(model: Any) -> Response[Any]:
     return Response(201, content_types.APPLICATION_JSON, model)
 
 
-@app.get("/v1/market", summary="Offers now, per GPU model, with the cost of an image")
+@app.get(
+    "/v1/market",
+    summary="Offers now, per GPU model, with the cost of an image",
+    responses=_documented(200, "offers"),
+)
 def get_market() -> MarketView:
     return market_view(services())
 
 
-@app.post("/v1/quotes", summary="Price a job", responses={201: {"description": "quote"}})
+@app.post(
+    "/v1/quotes",
+    summary="Price a job",
+    responses=_documented(
+        201, "quote", {503: "`no_capacity`: no GPU on the market can run this job now; retry"}
+    ),
+)
 def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
     return _created(create_quote(services(), _tenant(), request))
 
 
-@app.post("/v1/orders", summary="Accept a quote option", responses={201: {"description": "order"}})
+@app.post(
+    "/v1/orders",
+    summary="Accept a quote option",
+    responses=_documented(
+        201,
+        "order",
+        {
+            404: "`not_found`: no such quote for this API key",
+            409: "`conflict`: the quote was already accepted (the message names the order); "
+            "`idempotency_key_reused`: the key was used with another request; "
+            "`request_in_progress`: the same request is still running, retry shortly",
+            410: "`quote_expired`: quote again",
+            422: "`option_id` is not an option of the quote",
+        },
+    ),
+)
 def post_order(
     request: OrderRequest,
     idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=128)],
@@ -62,14 +94,26 @@ def post_order(
     return _created(order_logic.order_out(order, worker=services().settings.worker))
 
 
-@app.get("/v1/orders/<order_id>", summary="Order state, progress, spend and ETA")
+@app.get(
+    "/v1/orders/<order_id>",
+    summary="Order state, progress, spend and ETA",
+    responses=_documented(200, "order", {404: _NO_ORDER}),
+)
 def get_order(order_id: OrderId) -> OrderOut:
     svc = services()
     order = order_logic.get_order(svc, _tenant(), order_id)
     return order_logic.order_out(order, worker=svc.settings.worker)
 
 
-@app.get("/v1/orders/<order_id>/images", summary="Images with presigned download links")
+@app.get(
+    "/v1/orders/<order_id>/images",
+    summary="Images with presigned download links",
+    responses=_documented(
+        200,
+        "a page of images",
+        {400: "`bad_request`: `next_token` is not one this API gave out", 404: _NO_ORDER},
+    ),
+)
 def get_images(
     order_id: OrderId,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
@@ -78,21 +122,31 @@ def get_images(
     return order_logic.list_images(services(), _tenant(), order_id, limit, next_token)
 
 
-@app.delete("/v1/orders/<order_id>", summary="Cancel; remaining tasks are not rendered")
+@app.delete(
+    "/v1/orders/<order_id>",
+    summary="Cancel; remaining tasks are not rendered",
+    responses=_documented(
+        200, "the cancelled order", {404: _NO_ORDER, 409: "`conflict`: the order has ended"}
+    ),
+)
 def delete_order(order_id: OrderId) -> OrderOut:
     svc = services()
     order = order_logic.cancel_order(svc, _tenant(), order_id)
     return order_logic.order_out(order, worker=svc.settings.worker)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+# clear_state: a warm Lambda keeps the logger between invocations, and the last caller's
+# tenant_id must not label the next request's lines (a refused one has no tenant at all).
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # Size, key and JSON shape are checked before the router: powertools validates a body
-    # before any middleware runs, and a caller without a key must learn nothing but 401.
+    # Size, key, media type and JSON shape are checked before the router: powertools validates
+    # a body before any middleware runs, and a caller without a key must learn nothing but 401.
     try:
         tenant_id = guard_request(services(), event)
     except Exception as error:
         return http_errors.proxy_response(error)
     app.append_context(tenant_id=tenant_id)
     logger.append_keys(tenant_id=tenant_id)
-    return app.resolve(event, context)
+    return app.resolve(with_json_content_type(event), context)

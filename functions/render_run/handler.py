@@ -21,21 +21,21 @@ class StepInput(BaseModel):
     teardown_error: Any = None
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def provision(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)
     return render_run.provision(services(), step.run_id)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def wait_ready(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)
     return render_run.wait_ready(services(), step.run_id, step.ready_timeout_s)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def render(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)
@@ -43,14 +43,14 @@ def render(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"more": result.more, "images": result.images, "reason": result.reason}
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def teardown(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)
     return render_run.teardown(services(), step.run_id)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepInput.model_validate(event)
     logger.append_keys(run_id=step.run_id)

@@ -7,7 +7,11 @@ Everything here runs inside the moto context of the ``aws`` fixture (``tests/con
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,6 +22,7 @@ from functions.api.handler import lambda_handler
 from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import api_gateway_event, context_for
+from subconscious.observability import logger
 
 API_FUNCTION = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-api")
 TENANT_A = "tenant-a"  # owner of the ``api_key`` fixture
@@ -36,11 +41,15 @@ def invoke(
     key: str | None,
     headers: dict[str, str] | None = None,
     base64_body: bool = False,
+    content_type: str | None = "application/json",
 ) -> dict[str, Any]:
     """The handler's raw proxy result. ``body``: a ``str`` is sent as is (bad JSON, padding),
     anything else but ``None`` is sent as JSON; ``base64_body`` sends it as API Gateway sends a
-    binary body (a ``str`` body is then taken as already encoded)."""
-    all_headers = {"Content-Type": "application/json", "Host": "api.example.com"}
+    binary body (a ``str`` body is then taken as already encoded). ``content_type=None`` sends
+    no Content-Type header at all."""
+    all_headers = {"Host": "api.example.com"}
+    if content_type is not None:
+        all_headers["Content-Type"] = content_type
     if key is not None:
         all_headers["x-api-key"] = key
     all_headers.update(headers or {})
@@ -61,9 +70,18 @@ def call(
     key: str | None,
     headers: dict[str, str] | None = None,
     base64_body: bool = False,
+    content_type: str | None = "application/json",
 ) -> tuple[int, Any]:
     """(status, decoded JSON body). Every answer of this API is JSON, errors included."""
-    result = invoke(method, path, body, key=key, headers=headers, base64_body=base64_body)
+    result = invoke(
+        method,
+        path,
+        body,
+        key=key,
+        headers=headers,
+        base64_body=base64_body,
+        content_type=content_type,
+    )
     return int(result["statusCode"]), json.loads(result["body"])
 
 
@@ -73,6 +91,22 @@ def response_headers(result: dict[str, Any]) -> dict[str, str]:
     for name, values in (result.get("multiValueHeaders") or {}).items():
         merged[name.lower()] = ", ".join(str(v) for v in values)
     return merged
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """The service's JSON log lines written inside the block, parsed, once it ends. powertools'
+    handler holds the stdout it was built with, so pytest's capsys does not see them."""
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        handler.setStream(previous)
+        lines.extend(json.loads(line) for line in stream.getvalue().splitlines() if line.strip())
 
 
 # --- request bodies ---

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from subconscious import errors
-from subconscious.http_errors import error_response, field_path, status_of
+from subconscious.http_errors import (
+    EVERY_ROUTE,
+    GATEWAY,
+    ErrorBody,
+    error_response,
+    field_path,
+    openapi_responses,
+    status_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,7 @@ class SpecialConflict(errors.Conflict):
         (errors.BadRequest, HTTPStatus.BAD_REQUEST),
         (errors.ValidationFailed, HTTPStatus.UNPROCESSABLE_ENTITY),
         (errors.PayloadTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+        (errors.UnsupportedMediaType, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
         (errors.Unauthorized, HTTPStatus.UNAUTHORIZED),
         (errors.NotFound, HTTPStatus.NOT_FOUND),
         (errors.Conflict, HTTPStatus.CONFLICT),
@@ -79,13 +88,15 @@ def test_every_error_class_has_a_status() -> None:
         errors.BadRequest,
         errors.ValidationFailed,
         errors.PayloadTooLarge,
+        errors.UnsupportedMediaType,
         errors.Unauthorized,
         errors.NotFound,
         errors.Conflict,
         errors.QuoteExpired,
     )
     for cls in module_classes:
-        status = status_of(cls("x"))
+        # status_of reads the class only; some errors take more than a message to build
+        status = status_of(cls.__new__(cls))
         if issubclass(cls, customer_facing):
             assert 400 <= status < 500, cls
         elif issubclass(cls, errors.NoCapacity):
@@ -101,6 +112,7 @@ def test_every_error_class_has_a_status() -> None:
         (errors.ValidationFailed, "validation_error"),
         (errors.QuoteExpired, "quote_expired"),
         (errors.NoCapacity, "no_capacity"),
+        (errors.UnsupportedMediaType, "unsupported_media_type"),
         (errors.OfferGone, "offer_gone"),
         (errors.RendererOutOfMemory, "renderer_out_of_memory"),
     ],
@@ -144,3 +156,29 @@ def test_error_response_without_details_and_401_challenge() -> None:
     assert response.headers["WWW-Authenticate"] == 'ApiKey header="x-api-key"'
     other = error_response(HTTPStatus.NOT_FOUND, "not_found", "gone")
     assert "WWW-Authenticate" not in (other.headers or {})
+
+
+def test_error_response_survives_a_malformed_detail() -> None:
+    """An error answer is the last thing a request gets: a detail missing a key is filled in,
+    never a crash that API Gateway would turn into a bare 502."""
+    response = error_response(HTTPStatus.CONFLICT, "conflict", "taken", [{"message": "x"}])
+    body = json.loads(str(response.body))
+    assert body["error"]["details"] == [{"field": "body", "message": "x"}]
+
+
+def test_error_answers_match_the_documented_error_schema() -> None:
+    response = error_response(HTTPStatus.BAD_REQUEST, "bad_request", "no", [])
+    assert ErrorBody.model_validate_json(str(response.body)).error.code == "bad_request"
+    assert "details" not in json.loads(str(response.body))["error"]  # none: left out
+
+
+def test_openapi_responses_list_every_route_answer_with_the_error_schema() -> None:
+    answers = openapi_responses(201, "order", {409: "taken", 422: "unknown option"})
+
+    assert set(answers) == {201, 409} | set(EVERY_ROUTE) | set(GATEWAY)
+    assert answers[201] == {"description": "order"}  # schema from the route's return type
+    for status in set(answers) - {201}:
+        content: dict[str, Any] = dict(answers[status]["content"])
+        assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    # a route's own reason for a status every route has is added, not substituted
+    assert answers[422]["description"] == f"{EVERY_ROUTE[422]}; unknown option"

@@ -52,7 +52,7 @@ def guard_request(services: Services, event: dict[str, Any]) -> str:
         try:
             # UTF-8 only (RFC 8259 §8.1): json.loads(bytes) would also take UTF-16 and UTF-32,
             # which the router then fails to decode (a 500, found by test_api_fuzz.py)
-            parsed = json.loads(body)
+            parsed = json.loads(body.decode("utf-8"))
         except (ValueError, RecursionError) as error:
             raise InvalidJson("the request body is not valid JSON") from error
         if not isinstance(parsed, dict):
