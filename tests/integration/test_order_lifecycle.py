@@ -415,3 +415,12 @@ def test_a_task_kept_off_a_machine_goes_back_as_a_fresh_message(
     )["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"
     assert RenderTask.model_validate_json(message["Body"]).avoid_machines == (machine_id,)
+
+
+def test_delayed_retries_count_as_waiting_work(svc: Services, aws: Created) -> None:
+    """A retry sent with a delay is work the dispatch must see, or it gives the fleet back and
+    rents again only once the delay ends."""
+    order = place_order(svc, TENANT, [4])
+    _dead_letter(svc, aws, [])  # empty the work queue
+    svc.queue.send(render_tasks(TENANT, order), delay_s=60)
+    assert svc.queue.depth() == (1, 0)

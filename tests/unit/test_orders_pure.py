@@ -233,6 +233,7 @@ def test_order_out() -> None:
         "images_total": 100,
         "images_done": 55,
         "images_failed": 5,
+        "images_released": 0,  # open: nothing released yet
         "price_per_image_usd": Decimal("0.000124"),
         "total_usd": Decimal("0.0124"),
         "charge_usd": Decimal("0.006820"),  # 55 delivered x price: the given-up 5 are free
@@ -265,8 +266,13 @@ def test_an_ended_order_shows_why_and_charges_only_what_it_delivered() -> None:
     out = order_out(source, NOW)
     assert (out.end_reason, out.ended_at, out.eta) == (EndReason.TASKS_FAILED, ended_at, None)
     assert out.charge_usd == Decimal("0.000124") * 99 < out.total_usd
+    assert out.images_released == 0
     failed = order(job(100), [0], OrderState.FAILED, images_failed=100)
     assert order_out(failed, NOW).charge_usd == 0
+    # an order whose time ran out releases what it never got, and is charged for the rest
+    expired = order(job(100), [0], OrderState.EXPIRED, images_done=30, images_failed=10)
+    out = order_out(expired, NOW)
+    assert (out.images_released, out.charge_usd) == (60, Decimal("0.000124") * 30)
 
 
 def test_order_out_of_a_finished_order_has_no_eta() -> None:

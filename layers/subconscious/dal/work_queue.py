@@ -84,15 +84,18 @@ class WorkQueue:
         )
 
     def depth(self) -> tuple[int, int]:
-        """(waiting, in flight) — approximate, as SQS reports them."""
+        """(waiting, in flight) — approximate, as SQS reports them. Waiting counts delayed
+        messages too (a retried task kept off the machine it failed on): work that exists."""
         attributes = self._sqs.get_queue_attributes(
             QueueUrl=self.url,
             AttributeNames=[
                 "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesDelayed",
                 "ApproximateNumberOfMessagesNotVisible",
             ],
         )["Attributes"]
         return (
-            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessages"])
+            + int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
             int(attributes["ApproximateNumberOfMessagesNotVisible"]),
         )

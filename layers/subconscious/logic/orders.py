@@ -240,6 +240,7 @@ def order_out(
         images_total=order.images_total,
         images_done=order.images_done,
         images_failed=order.images_failed,
+        images_released=order.images_released,
         price_per_image_usd=order.price_per_image_usd,
         total_usd=order.total_usd,
         charge_usd=order.charge_usd,

@@ -164,6 +164,13 @@ class Order(BaseModel):
         return OrderState.PARTIALLY_COMPLETED if self.images_done else OrderState.FAILED
 
     @property
+    def images_released(self) -> int:
+        """Once ended, the images it will never get (its time ran out, or it was cancelled)."""
+        if self.state in OPEN_STATES:
+            return 0
+        return max(0, self.images_total - self.images_settled)
+
+    @property
     def charge_usd(self) -> Decimal:
         """What the customer owes: the images delivered at the accepted price, never more than
         the accepted total."""
@@ -180,6 +187,10 @@ class OrderOut(BaseModel):
     images_total: int
     images_done: int
     images_failed: int = Field(description="images given up after their attempts: not charged")
+    images_released: int = Field(
+        description="images never rendered because the order ended first (expired, cancelled): "
+        "not charged; 0 while the order is open"
+    )
     price_per_image_usd: Decimal
     total_usd: Decimal
     charge_usd: Decimal = Field(description="what the order costs: images delivered x price")
