@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo local test lint types openapi lock clean synth layer bench-planner
+.PHONY: demo local test faults lint types openapi lock clean synth layer bench-planner
 
 $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,15 @@ local: $(STAMP)
 PYTEST_WORKERS ?= 2
 test: lint types
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+
+## make faults: only the fault suite (one local stack per failure scenario, also part of
+## make test), then its table of scenarios → figures (FAULTS_ARGS="--update docs/reliability.md"
+## rewrites the published one).
+FAULT_RESULTS := build/fault-results.jsonl
+faults: $(STAMP)
+	rm -f $(FAULT_RESULTS)
+	SUBC_FAULT_RESULTS=$(FAULT_RESULTS) $(BIN)/python -m pytest -m faults -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m tests.e2e.fault_report $(FAULT_RESULTS) $(FAULTS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

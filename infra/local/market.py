@@ -117,6 +117,11 @@ class MachineFaults:
     crash_after_images: int | None = None
     error_rate: float = 0.0
     oom_above_batch: int | None = None
+    # Dies on its first txt2img, before answering (the placeholder's --crash-on-call).
+    crash_on_call: bool = False
+    # A prompt containing this text always answers HTTP 500 / kills the process.
+    fail_prompt: str | None = None
+    crash_prompt: str | None = None
     # "placeholder" draws stand-ins; "worker" runs `python -m worker --tiny` (real diffusers,
     # tiny random weights, its own speed). Default from $SUBC_LOCAL_RENDERER.
     renderer: str = field(
@@ -136,6 +141,9 @@ class MachineFaults:
             raise ValueError("error_rate must be between 0 and 1")
         if self.oom_above_batch is not None and self.oom_above_batch < 0:
             raise ValueError("oom_above_batch must be >= 0")
+        for name in ("fail_prompt", "crash_prompt"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} must be null or a non-empty text")
 
     def renderer_args(self) -> list[str]:
         if self.renderer == "worker":  # speed, boot and crash knobs are the placeholder's
@@ -157,6 +165,12 @@ class MachineFaults:
             args += ["--crash-after-images", str(self.crash_after_images)]
         if self.oom_above_batch is not None:
             args += ["--oom-above-batch", str(self.oom_above_batch)]
+        if self.crash_on_call:
+            args.append("--crash-on-call")
+        if self.fail_prompt is not None:
+            args.append(f"--fail-prompt={self.fail_prompt}")
+        if self.crash_prompt is not None:
+            args.append(f"--crash-prompt={self.crash_prompt}")
         return args
 
 
@@ -495,15 +509,32 @@ class EmulatedMarket:
                     or self.spot.available(str(machine.offer["spot_pool"]))
                 ):
                     continue
-                machine.preempted_at = datetime.now(UTC)
-                if machine.process.poll() is None:
-                    machine.process.kill()
-                    machine.process.wait()
+                self._preempt(machine)
                 preempted.append(machine.machine_id)
-                log.info(
-                    "preempted %s (spot pool %s)", machine.machine_id, machine.offer["spot_pool"]
-                )
         return preempted
+
+    def preempt(self, machine_id: str) -> dict[str, object]:
+        """Preempt one live interruptible machine now, whatever its pool's trace says (a
+        host reclaimed mid-batch, on a test's cue): its renderer is killed at once. Raises
+        ValueError for an on-demand machine (providers never reclaim those) or one that
+        has ended."""
+        with self._lock:
+            machine = self._get(machine_id)
+            if machine.bid is None:
+                raise ValueError(
+                    f"{machine_id} is on-demand: only interruptible ones are preempted"
+                )
+            if machine.terminated_at is not None or machine.preempted_at is not None:
+                raise ValueError(f"{machine_id} has already ended")
+            self._preempt(machine)
+            return self._describe(machine)
+
+    def _preempt(self, machine: _Machine) -> None:
+        machine.preempted_at = datetime.now(UTC)
+        if machine.process.poll() is None:
+            machine.process.kill()
+            machine.process.wait()
+        log.info("preempted %s (spot pool %s)", machine.machine_id, machine.offer.get("spot_pool"))
 
     def _watch_spot(self) -> None:
         if self._watcher is not None or self.spot is None:
@@ -667,6 +698,16 @@ def parse_faults(body: dict[str, Any]) -> tuple[MachineFaults, int]:
             value = body[name]
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise BadRequest(f"{name} must be an integer or null")
+            values[name] = value
+    if "crash_on_call" in body:
+        if not isinstance(body["crash_on_call"], bool):
+            raise BadRequest("crash_on_call must be a boolean")
+        values["crash_on_call"] = body["crash_on_call"]
+    for name in ("fail_prompt", "crash_prompt"):
+        if name in body:
+            value = body[name]
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{name} must be a string or null")
             values[name] = value
     count = body.get("count", 1)
     if not (isinstance(count, int) and not isinstance(count, bool)) or not 1 <= count <= 1000:

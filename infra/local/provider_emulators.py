@@ -50,6 +50,11 @@ Offers:
   TensorDock-style per-vCPU/RAM/storage pricing (:data:`TENSORDOCK_PRICING`), which the adapter
   adds for its bundle. The machine is launched against the source market offer.
 
+Knobs for tests: ``sell_out()`` takes every offer of one provider off its market;
+``fail_launches()`` keeps them listed but refuses every launch with the provider's server
+error (Vast: HTTP 500 ``{"success": false, "error": "server_error"}``; RunPod: the recorded
+``INTERNAL_SERVER_ERROR`` GraphQL error; TensorDock: HTTP 500 ``{"status": 500, "error"}``).
+
 What is simplified: the requested TensorDock ``external_port`` is not honoured (the renderer's
 own port is reported in ``portForwards`` instead); Vast search filters are applied only to the
 fields an offer row carries; rate limits are not emulated.
@@ -161,6 +166,9 @@ class _Backend:
     # Every machine of this provider taken: its search lists nothing and renting answers as
     # the provider does for an offer that is gone. A knob for the demo and tests.
     sold_out = False
+    # Every launch refused with the provider's own server-error answer while its offers stay
+    # listed (a provider whose launches all fail: its API is broken, or our account is).
+    launches_fail = False
 
     def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
         raise NotImplementedError
@@ -205,6 +213,11 @@ class EmulatorServer:
     def sell_out(self, sold_out: bool = True) -> None:
         """Take every offer off this provider's market (or put them back)."""
         self._httpd.backend.sold_out = sold_out
+
+    def fail_launches(self, failing: bool = True) -> None:
+        """Refuse every launch with this provider's server error (or stop refusing); its
+        offers stay listed, its machines already running are not touched."""
+        self._httpd.backend.launches_fail = failing
 
     def close(self) -> None:
         """Stop answering; the machines keep running (shut the market down for that)."""
@@ -428,6 +441,14 @@ class _VastBackend(_Backend):
         api_auth = api_auth_from_args(str(env.get("COMMANDLINE_ARGS") or ""))
         label = body.get("label")
         label = label if isinstance(label, str) else ""
+        if self.launches_fail:
+            # Wording assumed; the shape is Vast's {"success": false, "error", "msg"}.
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "success": False,
+                "error": "server_error",
+                "msg": "error 500: the instance could not be created; try again later",
+                "ask_id": ask_id,
+            }
         with self._lock:
             offer = self._asks.get(ask_id)
             rented = any(
@@ -742,6 +763,13 @@ class _TensorDockBackend(_Backend):
             raise _BadRequest("this emulator rents one GPU per instance")
         api_auth = _api_auth_from_cloud_init(attributes.get("cloud_init"))
         host_id = str(attributes.get("hostnode_id") or "")
+        if self.launches_fail:
+            # TensorDock v2's error shape (tests/fixtures/tensordock/error_status_in_body.json),
+            # wording assumed.
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "status": 500,
+                "error": "Internal server error while creating the virtual machine",
+            }
         with self._lock:
             host = self._hosts.get(host_id)
             if host is None:
@@ -888,6 +916,7 @@ RUNPOD_OUT_OF_STOCK = (
     "There are no longer any instances available with the requested specifications. "
     "Please refresh and try again."
 )
+RUNPOD_INTERNAL_ERROR = "Something went wrong. Please try again later or contact support."
 # The root field of a query or mutation: the first name inside the operation's braces.
 _ROOT_FIELD = re.compile(r"^\s*(?:(query|mutation)\b)?[^{]*\{\s*([_A-Za-z]\w*)")
 _SHELL_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
@@ -1118,6 +1147,8 @@ class _RunPodBackend(_Backend):
             candidates = [o for o in candidates if self._market.spot_available(str(o["offer_id"]))]
         if not candidates or self.sold_out:
             raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT")
+        if self.launches_fail:  # as recorded: tests/fixtures/runpod/error_other.json
+            raise _GraphQLError(RUNPOD_INTERNAL_ERROR, code="INTERNAL_SERVER_ERROR")
         offer = min(candidates, key=lambda o: Decimal(str(o["usd_per_hour"])))
         with self._lock:
             try:

@@ -5,9 +5,11 @@ backend's client to run unchanged against it: Basic auth like ``--api-auth``, on
 time behind a queue lock, the ``api_middleware`` error shape, FastAPI-style 422 validation, and
 PNGs that carry their infotext in a ``parameters`` tEXt chunk. Fault knobs on the command line
 let the local stack rehearse the failures a rented GPU produces: slow model loads, crashes,
-random errors and CUDA out-of-memory on big batches.
+random errors, CUDA out-of-memory on big batches, a machine that dies on its first
+generation, and prompts that always fail (an HTTP 500) or always kill the process.
 
     python -m infra.local.renderer --port 7860 [--startup-delay-s 2] [--crash-after-images 10]
+        [--crash-on-call] [--fail-prompt TEXT] [--crash-prompt TEXT]
 """
 
 from __future__ import annotations
@@ -384,6 +386,12 @@ class RendererConfig:
     crash_after_images: int | None = None
     error_rate: float = 0.0
     oom_above_batch: int | None = None
+    # The process exits when a txt2img arrives, before answering (its first one: it is gone).
+    crash_on_call: bool = False
+    # Every txt2img whose prompt contains this text fails (HTTP 500, automatic1111's shape).
+    fail_prompt: str | None = None
+    # The process exits when a txt2img's prompt contains this text (a task that kills hosts).
+    crash_prompt: str | None = None
     model_title: str = DEFAULT_MODEL_TITLE
 
 
@@ -544,6 +552,17 @@ class Renderer:
         req = parse_txt2img(body)
         self._require_ready()
         with self._queue_lock:
+            if self.config.crash_on_call:
+                _log("crash-on-call: a txt2img arrived, exiting abruptly")
+                self._crash()
+            if self.config.crash_prompt and self.config.crash_prompt in req.prompt:
+                _log("crash-prompt matched: exiting abruptly")
+                self._crash()
+            if self.config.fail_prompt and self.config.fail_prompt in req.prompt:
+                raise RuntimeError(
+                    "injected failure (--fail-prompt): "
+                    "Expected all tensors to be on the same device"
+                )
             if self.config.oom_above_batch is not None and req.batch_size > (
                 self.config.oom_above_batch
             ):
@@ -664,6 +683,7 @@ class Renderer:
             produced = self._produced
         limit = self.config.crash_after_images
         if limit is not None and produced >= limit:
+            _log("crash-after-images reached: exiting abruptly")
             self._crash()
 
 
@@ -681,7 +701,6 @@ def _idle_job() -> JsonDict:
 
 def _crash_process() -> NoReturn:
     # A dying GPU box does not say goodbye: no response, no cleanup, a non-zero status.
-    _log("crash-after-images reached: exiting abruptly")
     sys.stderr.flush()
     os._exit(CRASH_EXIT_CODE)
 
@@ -849,6 +868,12 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_empty(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.local.renderer",
@@ -862,6 +887,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crash-after-images", type=_positive_int, default=None)
     parser.add_argument("--error-rate", type=_probability, default=0.0)
     parser.add_argument("--oom-above-batch", type=_non_negative_int, default=None)
+    parser.add_argument(
+        "--crash-on-call",
+        action="store_true",
+        help="exit (status 17) when a txt2img arrives, before answering",
+    )
+    parser.add_argument(
+        "--fail-prompt",
+        type=_non_empty,
+        default=None,
+        help="answer HTTP 500 to every txt2img whose prompt contains this text",
+    )
+    parser.add_argument(
+        "--crash-prompt",
+        type=_non_empty,
+        default=None,
+        help="exit (status 17) when a txt2img's prompt contains this text",
+    )
     parser.add_argument("--model-title", default=DEFAULT_MODEL_TITLE)
     parser.add_argument(
         "--exit-with-parent",
@@ -891,6 +933,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         crash_after_images=args.crash_after_images,
         error_rate=args.error_rate,
         oom_above_batch=args.oom_above_batch,
+        crash_on_call=args.crash_on_call,
+        fail_prompt=args.fail_prompt,
+        crash_prompt=args.crash_prompt,
         model_title=args.model_title,
     )
     try:
@@ -907,7 +952,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"listening on http://{host!s}:{port} auth={'on' if credentials else 'off'} "
         f"startup_delay_s={config.startup_delay_s:g} images_per_s={config.images_per_s:g} "
         f"crash_after_images={config.crash_after_images} error_rate={config.error_rate:g} "
-        f"oom_above_batch={config.oom_above_batch}"
+        f"oom_above_batch={config.oom_above_batch} crash_on_call={config.crash_on_call} "
+        f"fail_prompt={config.fail_prompt!r} crash_prompt={config.crash_prompt!r}"
     )
     try:
         server.serve_forever(poll_interval=0.1)

@@ -288,6 +288,8 @@ class LocalStack:
             "SUBC_READY_TIMEOUT_S": "60",
             "SUBC_RENDER_SLICE_S": "20",
             "SUBC_RENDERER_REQUEST_TIMEOUT_S": "30",
+            # the emulated machines are loopback processes (never allowed in AWS)
+            "SUBC_ALLOW_PRIVATE_MACHINE_ADDRESSES": "true",
             "SUBC_SQS_WAIT_S": "1",
             "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
             "SUBC_DISPATCH_LEASE_S": "30",
@@ -352,6 +354,13 @@ class LocalStack:
         thread.start()
 
     # --- the schedules (EventBridge's job) ---
+    def start_schedules(self) -> None:
+        """Start the schedules of a stack started with ``timer=False`` (a test that drove the
+        first ticks by hand); nothing if they run already."""
+        if not self.timer_enabled:
+            self.timer_enabled = True
+            self._start_timer()
+
     def _start_timer(self) -> None:
         thread = threading.Thread(target=self._timer, name="schedules", daemon=True)
         self._threads.append(thread)
@@ -390,6 +399,12 @@ class LocalStack:
         ``tensordock``), or put them back; the next price refresh sees it."""
         emulators = {"vast": self._vast, "runpod": self._runpod, "tensordock": self._tensordock}
         emulators[provider].sell_out(sold_out)
+
+    def fail_launches(self, provider: str, failing: bool = True) -> None:
+        """Make every launch on one emulated provider fail with its server error while its
+        offers stay listed (``vast``, ``runpod``, ``tensordock``), or stop failing."""
+        emulators = {"vast": self._vast, "runpod": self._runpod, "tensordock": self._tensordock}
+        emulators[provider].fail_launches(failing)
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")

@@ -178,6 +178,35 @@ def test_queued_faults_apply_to_the_next_launch_only(market: EmulatedMarket) -> 
     assert _txt2img(healthy_url).status_code == 200
 
 
+def test_prompt_and_call_faults_reach_the_renderer(market: EmulatedMarket) -> None:
+    market.queue_faults(MachineFaults(startup_delay_s=0.0, fail_prompt="-poison"))
+    market.queue_faults(MachineFaults(startup_delay_s=0.0, crash_prompt="killer"))
+    market.queue_faults(MachineFaults(startup_delay_s=0.0, crash_on_call=True))
+    poisoned, killed, crashing = (market.launch(_cheapest(market), "job", SECRET) for _ in "abc")
+    for machine in (poisoned, killed, crashing):
+        _wait_ready(str(machine["url"]))
+
+    def render(machine: dict[str, object], prompt: str) -> httpx.Response:
+        body = {"prompt": prompt, "width": 64, "height": 64, "steps": 2}
+        return httpx.post(f"{machine['url']}/sdapi/v1/txt2img", json=body, auth=AUTH, timeout=10)
+
+    assert render(poisoned, "a -poison apple").status_code == 500
+    assert render(poisoned, "an apple").status_code == 200
+    assert render(killed, "an apple").status_code == 200
+    for machine, prompt in ((killed, "a killer apple"), (crashing, "an apple")):
+        with pytest.raises(httpx.TransportError):
+            render(machine, prompt)
+        _wait_status(market, str(machine["machine_id"]), "exited")
+
+
+def test_fault_flags_for_the_renderer() -> None:
+    args = MachineFaults(crash_on_call=True, fail_prompt="-x y", crash_prompt="z").renderer_args()
+    assert args[-3:] == ["--crash-on-call", "--fail-prompt=-x y", "--crash-prompt=z"]
+    assert "--crash-on-call" not in MachineFaults().renderer_args()
+    with pytest.raises(ValueError, match="fail_prompt"):
+        MachineFaults(fail_prompt="")
+
+
 def test_terminate_kills_the_process_and_is_idempotent(market: EmulatedMarket) -> None:
     machine_id = str(market.launch(_cheapest(market), "job", SECRET)["machine_id"])
     _wait_status(market, machine_id, "running")
@@ -287,6 +316,15 @@ def test_http_api(
         assert (typo.status_code, typo.json()["error"]) == (400, "bad_request")
         wrong_type = call("POST", "/_control/faults", json={"error_rate": "high"})
         assert wrong_type.status_code == 400
+        market.fault_queue.clear()
+        prompts = {"fail_prompt": "bad", "crash_prompt": "worse", "crash_on_call": True}
+        assert call("POST", "/_control/faults", json=prompts).json() == {"queued": 1}
+        expected = MachineFaults(fail_prompt="bad", crash_prompt="worse", crash_on_call=True)
+        assert market.fault_queue == [expected]
+        market.fault_queue.clear()
+        for wrong in ({"crash_on_call": 1}, {"fail_prompt": 3}, {"crash_prompt": ""}):
+            refused = call("POST", "/_control/faults", json=wrong)
+            assert (refused.status_code, refused.json()["error"]) == (400, "bad_request")
 
         deleted = call("DELETE", f"/machines/{machine_id}")
         assert (deleted.status_code, deleted.json()["status"]) == (200, "terminated")

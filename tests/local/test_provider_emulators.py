@@ -13,7 +13,13 @@ import pytest
 
 from infra.local.market import EmulatedMarket, MachineFaults
 from infra.local.provider_emulators import EmulatorServer, serve_tensordock, serve_vast
-from subconscious.errors import MachineGone, OfferGone, ProviderAuthError
+from subconscious.errors import (
+    MachineGone,
+    OfferGone,
+    OutOfCapacity,
+    ProviderAuthError,
+    ProviderError,
+)
 from subconscious.market.tensordock import TensorDockProvider
 from subconscious.market.vast import VastProvider
 from subconscious.models import Machine, MachineStatus, Offer
@@ -238,3 +244,25 @@ def test_a_crashed_renderer_reads_as_exited(
         assert [m.status for m in provider.machines("subc-crash")] == [MachineStatus.EXITED]
         provider.terminate(machine.machine_id)
         assert provider.machines("subc-crash") == []
+
+
+@pytest.mark.parametrize("serve", [serve_vast, serve_tensordock])
+def test_failing_launches_refuse_every_rent_while_offers_stay_listed(
+    serve: Callable[[EmulatedMarket, str], EmulatorServer], market: EmulatedMarket
+) -> None:
+    key = VAST_KEY if serve is serve_vast else TD_TOKEN
+    with serve(market, key) as server:
+        provider: Provider = _vast(server) if serve is serve_vast else _tensordock(server)
+        offers = provider.list_offers()
+        server.fail_launches()
+        assert provider.list_offers() == offers
+        for offer in offers[:3]:
+            with pytest.raises(ProviderError) as refused:
+                provider.launch(offer, label="subc-failing", api_auth=API_AUTH)
+            # the provider is broken, not the offer gone or out of stock
+            assert not isinstance(refused.value, OfferGone | OutOfCapacity)
+            assert "pa55" not in str(refused.value)
+        assert market.launched_count == 0
+        server.fail_launches(False)
+        machine = provider.launch(offers[0], label="subc-again", api_auth=API_AUTH)
+        provider.terminate(machine.machine_id)

@@ -280,6 +280,56 @@ def test_crash_after_images_drops_the_connection_and_exits_17(
     assert renderer.process.wait(timeout=5) == 17
 
 
+def test_crash_on_call_exits_before_answering_the_first_generation(
+    start_renderer: StartRenderer,
+) -> None:
+    renderer = start_renderer("--crash-on-call")
+    with renderer.client() as client:
+        assert client.get(SD_MODELS).status_code == 200  # it serves until a generation comes
+        with pytest.raises(httpx.TransportError):
+            _txt2img(client, batch_size=1)
+    assert renderer.process.wait(timeout=5) == 17
+    assert "crash-on-call" in renderer.log_text()
+
+
+def test_a_fail_prompt_always_answers_500_and_other_prompts_render(
+    start_renderer: StartRenderer,
+) -> None:
+    with start_renderer("--fail-prompt", "POISON").client() as client:
+        poisoned = [_txt2img(client, prompt=f"a POISON apple {i}") for i in range(3)]
+        healthy = _txt2img(client, prompt="a healthy apple", batch_size=2)
+    for response in poisoned:
+        assert response.status_code == 500
+        error = response.json()
+        assert set(error) == {"error", "detail", "body", "errors"}  # the error-rate shape
+        assert (error["error"], error["detail"]) == ("RuntimeError", "")
+        assert "--fail-prompt" in error["errors"]
+    assert healthy.status_code == 200
+    assert len(healthy.json()["images"]) == 2
+
+
+def test_a_crash_prompt_kills_the_process_and_other_prompts_do_not(
+    start_renderer: StartRenderer,
+) -> None:
+    renderer = start_renderer("--crash-prompt", "KILLER")
+    with renderer.client() as client:
+        assert _txt2img(client, prompt="a gentle prompt").status_code == 200
+        with pytest.raises(httpx.TransportError):
+            _txt2img(client, prompt="the KILLER prompt")
+    assert renderer.process.wait(timeout=5) == 17
+    assert "crash-prompt" in renderer.log_text()
+
+
+def test_an_empty_poison_prompt_is_refused() -> None:
+    from infra.local.renderer import build_arg_parser
+
+    for flag in ("--fail-prompt", "--crash-prompt"):
+        with pytest.raises(SystemExit):
+            build_arg_parser().parse_args(["--port", "1", f"{flag}="])
+    args = build_arg_parser().parse_args(["--port", "1", "--fail-prompt=-x", "--crash-on-call"])
+    assert (args.fail_prompt, args.crash_on_call, args.crash_prompt) == ("-x", True, None)
+
+
 def test_concurrent_generations_are_serialised(start_renderer: StartRenderer) -> None:
     # 3 images at 10 images/s: each generation takes 0.3 s.
     renderer = start_renderer("--images-per-s", "10")

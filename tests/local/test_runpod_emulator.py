@@ -214,6 +214,29 @@ def test_runpod_graphql_errors(runpod: EmulatorServer) -> None:
     provider.terminate("nosuchpod")  # nothing to give back: no error
 
 
+def test_runpod_failing_launches_answer_its_internal_error(
+    runpod: EmulatorServer, market: EmulatedMarket
+) -> None:
+    provider = _runpod(runpod)
+    offers = provider.list_offers()
+    runpod.fail_launches()
+    assert provider.list_offers() == offers
+    with pytest.raises(ProviderError) as refused:
+        provider.launch(offers[0], label="subc-failing", api_auth=API_AUTH)
+    assert not isinstance(refused.value, OutOfCapacity)
+    answer = _graphql(
+        runpod,
+        "mutation Deploy($input: PodFindAndDeployOnDemandInput!) "
+        "{ podFindAndDeployOnDemand(input: $input) { id } }",
+        input={"gpuTypeId": offers[0].offer_id, "imageName": "x", "cloudType": "ALL"},
+    ).json()
+    assert answer["data"] == {"podFindAndDeployOnDemand": None}
+    assert answer["errors"][0]["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert market.launched_count == 0
+    runpod.fail_launches(False)
+    provider.terminate(provider.launch(offers[0], label="subc-ok", api_auth=API_AUTH).machine_id)
+
+
 # --------------------------------------------------------------------------- interruptible
 
 

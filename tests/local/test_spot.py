@@ -219,6 +219,22 @@ def test_a_pool_without_capacity_preempts_its_interruptible_machines_only(
     assert market.terminate(spot_id)["status"] == "terminated"
 
 
+def test_an_interruptible_machine_is_preempted_on_demand(market: EmulatedMarket) -> None:
+    spot = market.launch("vast-1", "subc-spot", SECRET, bid_usd_per_hour=Decimal("0.1545"))
+    on_demand = market.launch("vast-1", "subc-od", SECRET)
+    spot_id, od_id = str(spot["machine_id"]), str(on_demand["machine_id"])
+
+    preempted = market.preempt(spot_id)  # the pool still has capacity: on a test's cue
+    assert (preempted["status"], preempted["preempted"]) == ("exited", True)
+    assert market.process(spot_id).poll() is not None
+    with pytest.raises(ValueError, match="already ended"):
+        market.preempt(spot_id)
+    with pytest.raises(ValueError, match="on-demand"):
+        market.preempt(od_id)
+    assert market.process(od_id).poll() is None
+    assert market.terminate(spot_id)["status"] == "terminated"
+
+
 def test_the_watcher_preempts_without_anyone_asking(tmp_path: Path) -> None:
     spot = SpotMarket([trace([1, 0])], tick_s=0.3)
     with EmulatedMarket(
