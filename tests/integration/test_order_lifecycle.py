@@ -324,7 +324,6 @@ def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_mac
         return real_txt2img(self, task)
 
     monkeypatch.setattr(A1111Client, "txt2img", txt2img)
-    monkeypatch.setattr(render_run, "_ELSEWHERE_S", 0)  # to read them back below at once
     with renderer("--images-per-s", "400") as url:
         market.url = url
         run = new_run(svc)
@@ -399,7 +398,6 @@ def test_a_task_kept_off_a_machine_goes_back_as_a_fresh_message(
     or a task waiting for another machine would be given up untried."""
     order = place_order(svc, TENANT, [4])
     [task] = render_tasks(TENANT, order)
-    monkeypatch.setattr(render_run, "_ELSEWHERE_S", 0)
     with renderer() as url:
         market.url = url
         run = new_run(svc)
