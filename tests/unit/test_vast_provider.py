@@ -170,11 +170,81 @@ def test_the_search_query_sent(vast: FakeVast) -> None:
         "num_gpus": {"eq": 1},
         "reliability": {"gte": 0.95},
         "gpu_ram": {"gte": 8192},
+        # issue 14: the filters dstack and Vast's own hello-world send (fixtures/vast/README.md)
+        "direct_port_count": {"gte": 1},
+        "cuda_max_good": {"gte": 12.6},
+        "inet_down_cost": {"lte": 0.01},
+        "inet_up_cost": {"lte": 0.01},
         "order": [["dph_total", "asc"]],
         "type": "on-demand",
         "limit": 200,
         "allocated_storage": 40,
     }
+
+
+def test_offers_the_search_should_have_left_out_are_skipped(
+    vast: FakeVast, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The cheapest row has no direct port: rented, -p 7860:7860 never gets a public HostPort.
+    vast.on("POST", "/api/v0/bundles/", answer(200, "bundles_unfit"))
+    with caplog.at_level(logging.WARNING, logger="subconscious.market.vast"):
+        offers = vast.provider().list_offers()
+    assert [o.offer_id for o in offers] == ["12345678"]
+    assert "no direct port" in caplog.text and "CUDA under 12.6" in caplog.text
+    assert "bandwidth over $0.01/GB" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"direct_port_count": 0},
+        {"direct_port_count": None},  # a row that does not show it is not trusted
+        {"direct_port_count": True},
+        {"direct_port_count": "12"},
+        {"cuda_max_good": 12.5},
+        {"cuda_max_good": None},
+        {"cuda_max_good": float("nan")},
+        {"inet_down_cost": 0.0101},
+        {"inet_up_cost": 0.5},
+        {"inet_up_cost": -0.001},
+        {"inet_down_cost": "free"},
+    ],
+)
+def test_a_row_failing_a_filter_is_skipped(vast: FakeVast, changes: dict[str, Any]) -> None:
+    body = fixture("bundles")
+    body["offers"][0].update(changes)
+    # as text: Python's JSON parser reads NaN, which Vast's answer could carry
+    vast.on("POST", "/api/v0/bundles/", answer(200, json.dumps(body).encode()))
+    assert [o.offer_id for o in vast.provider().list_offers()] == ["23456789", "34567890"]
+
+
+def test_rows_at_the_limits_pass_and_an_unpriced_bandwidth_is_not_held_against_a_host(
+    vast: FakeVast,
+) -> None:
+    body = fixture("bundles")
+    body["offers"][0].update(
+        {"direct_port_count": 1, "cuda_max_good": 12.6, "inet_down_cost": 0.01}
+    )
+    body["offers"][0].pop("inet_up_cost")
+    vast.on("POST", "/api/v0/bundles/", answer(200, body))
+    assert len(vast.provider().list_offers()) == 3
+
+
+def test_an_image_for_an_older_cuda_may_lower_the_floor(vast: FakeVast) -> None:
+    vast.on("POST", "/api/v0/bundles/", answer(200, "bundles_unfit"))
+    client = httpx.Client(transport=httpx.MockTransport(vast.handler))
+    provider = VastProvider(KEY, image=IMAGE, min_cuda=Decimal("12.1"), http=client)
+    assert [o.offer_id for o in provider.list_offers()] == ["56789012", "12345678"]
+    assert json.loads(vast.requests[0].content)["cuda_max_good"] == {"gte": 12.1}
+
+
+def test_a_404_on_the_search_is_the_key_refused(vast: FakeVast) -> None:
+    # Vast's OpenAPI: the search answers an invalid or missing key with 404, not 401.
+    vast.on("POST", "/api/v0/bundles/", answer(404, "error_404_bundles_bad_key"))
+    with pytest.raises(ProviderAuthError, match="API key") as raised:
+        vast.provider().list_offers()
+    assert not isinstance(raised.value, MachineGone)
+    assert len(vast.requests) == 1 and vast.sleeps == []
 
 
 @pytest.mark.parametrize(
@@ -388,7 +458,7 @@ def test_launch_of_an_offer_id_vast_cannot_have_sends_nothing(vast: FakeVast) ->
         (None, MachineStatus.STARTING),
         ("created", MachineStatus.STARTING),
         ("loading", MachineStatus.STARTING),
-        ("unknown", MachineStatus.STARTING),
+        ("unknown", MachineStatus.EXITED),  # no heartbeat: "will never reach running"
         ("rebooting", MachineStatus.STARTING),
         ("something new", MachineStatus.STARTING),
         ("exited", MachineStatus.EXITED),
@@ -491,6 +561,132 @@ def test_a_malformed_instance_read_is_a_provider_error(
     with pytest.raises(ProviderError) as raised:
         vast.provider().status("1234568")
     assert not isinstance(raised.value, MachineGone)
+
+
+@pytest.mark.parametrize(
+    ("actual_status", "status_msg"),
+    [
+        ("created", "Error: container failed to start: OCI runtime create failed"),
+        (
+            "created",
+            "Error response from daemon: failed to create task for container: failed to create "
+            "shim task: OCI runtime create failed: runc create failed: unable to start container "
+            "process: error during container init: error running hook #0: error running hook: "
+            "exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\nnvidia-container-"
+            "cli: requirement error: unsatisfied condition: cuda>=12.6, please update your "
+            "driver to a newer version, or use an earlier cuda container: unknown",
+        ),
+        ("created", "Error response from daemon: manifest for vastai/test:cuda-99 not found"),
+        ("loading", "docker_build() error writing dockerfile"),
+        (None, "Permission denied while mounting the volume"),
+    ],
+)
+def test_a_container_that_failed_to_start_is_exited_at_once(
+    vast: FakeVast, actual_status: str | None, status_msg: str
+) -> None:
+    body = fixture("instance_created_oci")
+    body["instances"].update({"actual_status": actual_status, "status_msg": status_msg})
+    vast.on("GET", "/api/v0/instances/1234568/", answer(200, body))
+    machine = vast.provider().status("1234568")
+    assert machine.status is MachineStatus.EXITED and machine.url is None
+
+
+def test_the_recorded_oci_failure_is_exited(vast: FakeVast) -> None:
+    vast.on("GET", "/api/v0/instances/1234568/", answer(200, "instance_created_oci"))
+    assert vast.provider().status("1234568").status is MachineStatus.EXITED
+
+
+@pytest.mark.parametrize(
+    ("actual_status", "status_msg", "status"),
+    [
+        ("created", "", MachineStatus.STARTING),
+        ("created", None, MachineStatus.STARTING),
+        ("loading", "Pulling image ghcr.io/subconscious/a1111-api:1.10.1", MachineStatus.STARTING),
+        # A running machine's message is history: the render run's own checks judge it.
+        ("running", "success, running webui_1234568/ssh", MachineStatus.RUNNING),
+        ("running", "Error: an earlier pull failed, retried", MachineStatus.RUNNING),
+    ],
+)
+def test_a_quiet_or_running_status_message_changes_nothing(
+    vast: FakeVast, actual_status: str, status_msg: str | None, status: MachineStatus
+) -> None:
+    body = fixture("instance_running")
+    body["instances"].update({"actual_status": actual_status, "status_msg": status_msg})
+    vast.on("GET", "/api/v0/instances/1234568/", answer(200, body))
+    assert vast.provider().status("1234568").status is status
+
+
+@pytest.mark.parametrize("actual_status", ["running", "loading", None])
+def test_an_outbid_interruptible_is_exited(vast: FakeVast, actual_status: str | None) -> None:
+    # dstack: cur_state == intended_status == next_state == "stopped", whatever actual_status
+    # still says; the address may still be listed, it will not serve.
+    body = fixture("instance_outbid")
+    body["instances"]["actual_status"] = actual_status
+    vast.on("GET", "/api/v0/instances/1234580/", answer(200, body))
+    assert vast.provider().status("1234580").status is MachineStatus.EXITED
+
+
+def test_an_instance_meant_to_stop_is_exited(vast: FakeVast) -> None:
+    # vast-cli's self-test gives up on intended_status "stopped" alone (actual "loading").
+    body = fixture("instance_loading")
+    body["instances"]["intended_status"] = "stopped"
+    vast.on("GET", "/api/v0/instances/1234568/", answer(200, body))
+    assert vast.provider().status("1234568").status is MachineStatus.EXITED
+
+
+# --- a refused rent that created an instance anyway ---
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (answer(400, "launch_refused_bid_new_contract"), OutOfCapacity),
+        (answer(200, "launch_refused_bid_new_contract"), OutOfCapacity),
+        (answer(410, {**fixture("error_410_ask"), "new_contract": 1234590}), OutOfCapacity),
+        (answer(500, {"success": False, "new_contract": "1234590"}), ProviderDown),
+    ],
+)
+def test_a_refused_rent_destroys_the_instance_it_created(
+    vast: FakeVast,
+    reply: httpx.Response,
+    error: type[ProviderError],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    vast.on("PUT", "/api/v0/asks/12345678/", reply)
+    vast.on("DELETE", "/api/v0/instances/1234590/", answer(200, "destroy_ok"))
+    with caplog.at_level(logging.WARNING, logger="subconscious.market.vast"), pytest.raises(error):
+        vast.provider().launch(
+            an_offer("12345678"), label="subc-r-1", api_auth=AUTH, bid_usd_per_hour=Decimal("0.1")
+        )
+    assert len(vast.calls("DELETE", "/api/v0/instances/1234590/")) == 1
+    assert [r.method for r in vast.requests] == ["PUT", "DELETE"]  # destroyed before raising
+    assert "destroyed instance 1234590" in caplog.text
+
+
+def test_a_refused_rent_whose_instance_cannot_be_destroyed_still_says_why(
+    vast: FakeVast, caplog: pytest.LogCaptureFixture
+) -> None:
+    vast.on("PUT", "/api/v0/asks/12345678/", answer(400, "launch_refused_bid_new_contract"))
+    vast.on("DELETE", "/api/v0/instances/1234590/", answer(429, "error_429"))
+    with (
+        caplog.at_level(logging.ERROR, logger="subconscious.market.vast"),
+        pytest.raises(OutOfCapacity, match="invalid_price"),
+    ):
+        vast.provider().launch(
+            an_offer("12345678"), label="subc-r-1", api_auth=AUTH, bid_usd_per_hour=Decimal(1)
+        )
+    # retried as dstack does on rate limits; then Teardown finds it by its label
+    assert len(vast.calls("DELETE", "/api/v0/instances/1234590/")) == 4
+    assert "could not destroy instance 1234590" in caplog.text and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("contract", [None, True, "../asks/1", 12.5, {"id": 1}])
+def test_a_refusal_without_a_usable_contract_destroys_nothing(
+    vast: FakeVast, contract: Any
+) -> None:
+    body = {**fixture("error_400_invalid_price"), "new_contract": contract}
+    vast.on("PUT", "/api/v0/asks/12345678/", answer(400, body))
+    with pytest.raises(OutOfCapacity):
+        vast.provider().launch(an_offer("12345678"), label="subc-r-1", api_auth=AUTH)
+    assert [r.method for r in vast.requests] == ["PUT"]
 
 
 # --- terminate ---

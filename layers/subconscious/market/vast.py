@@ -23,7 +23,42 @@ client (vast-ai/vast-cli ``vastai/api/{offers,instances,client}.py``):
   ``after_token``). The v0 list is deprecated and answers 410 to accounts made after
   2026-06-02; we use it only where no v1 list exists (404: an older API, a local emulator).
 - Errors: 401 ``{"success": false, "error": "auth_error", "msg": ...}``; 429 ``{"detail":
-  "API requests too frequent endpoint threshold=..."}`` (each endpoint has its own limit).
+  "API requests too frequent endpoint threshold=..."}`` (each endpoint has its own limit). The
+  offer search is the exception: its documented answer to an invalid or missing key is 404
+  ``{"error", "msg": "Invalid user key"}`` (``openapi/yaml/search_offers.yaml``), so a 404
+  there is an auth error, never a machine gone.
+
+What a machine must have to be worth renting, checked in the search and again on every row it
+returns (a row that does not show it is skipped: a filter the server ignored must not rent a
+machine that never serves). These follow dstack's ``vastai`` backend (``compute.py``
+``_make_catalog``) and Vast's own API hello-world (``api-reference/hello-world.mdx``); the
+sources are cited in ``tests/fixtures/vast/README.md``:
+
+- ``direct_port_count >= 1``: without an open port on the host's router, ``-p 7860:7860`` never
+  gets a public ``HostPort`` and the run would wait its whole ready timeout, billed.
+- ``cuda_max_good >= MIN_CUDA`` (the newest CUDA the host's driver runs): an image built on
+  ``nvidia/cuda:X`` carries ``NVIDIA_REQUIRE_CUDA=cuda>=X`` and an older driver refuses to start
+  it ("OCI runtime create failed ... unsatisfied condition: cuda>=X"). The lean worker image is
+  ``nvidia/cuda:12.6.3-base`` (``worker/Dockerfile``), automatic1111 images with torch 2.1+
+  ``cu121`` need 12.1: 12.6 serves both (dstack, on a 12.8 image, filters 12.8).
+- Bandwidth is billed per byte both ways and is outside ``dph_total`` (docs.vast.ai
+  ``guides/reference/billing.mdx``). We pull a multi-GB image and every image we render leaves
+  the host as base64 PNG (about 5 GB an hour on an RTX 3090 rendering SD 1.5), so hosts asking
+  more than ``MAX_BANDWIDTH_USD_PER_GB`` either way are left out. Not priced into the offer:
+  the Offer model has no field for it yet.
+
+Status, beyond the documented ``actual_status`` values: ``exited``, ``unknown`` (no heartbeat)
+and ``offline`` "will never reach running" (the API hello-world; SkyPilot fails provisioning on
+them at once); an instance its owner or Vast means to stop (``intended_status == "stopped"``:
+how an outbid interruptible reads, ``cur_state == intended_status == next_state == "stopped"``
+in dstack) is gone for us, we never stop ours; and an instance that has not reached
+``running`` while its ``status_msg`` reports an error ("OCI runtime create failed", an image
+pull that failed) never will (dstack fails provisioning on the first, Vast's own CLI self-test
+on the words below). All of these read EXITED, so the render run gives the machine up at once.
+
+A rent Vast refuses may still have created an instance (dstack: a bid too low leaves a stopped
+one, its id in ``new_contract`` of the error body): it is destroyed before the refusal is
+raised, so nothing bills for it.
 
 The image contract: ``image`` runs automatic1111 from its entrypoint and passes its arguments
 through (``runtype: "args"`` keeps the entrypoint and injects no ssh/jupyter). The API-only
@@ -48,6 +83,7 @@ from subconscious.errors import (
     MachineGone,
     OfferGone,
     OutOfCapacity,
+    ProviderAuthError,
     ProviderError,
 )
 from subconscious.market.base import LABEL_PREFIX, worker_environment
@@ -67,6 +103,11 @@ STARTUP_S = 300
 MIN_RELIABILITY = 0.95  # a filter, never money: a float is fine on the wire
 MIN_GPU_RAM_MB = 8192  # SD 1.5 / SDXL at our sizes need 8 GB
 SEARCH_LIMIT = 200
+MIN_DIRECT_PORTS = 1  # one open port on the host's router, for -p 7860:7860
+MIN_CUDA = Decimal("12.6")  # the lean worker's nvidia/cuda:12.6.3 base; a1111 (cu121) needs 12.1
+# $/GB, each way. At this cap the uploads of an SD 1.5 run add about a quarter to a $0.20/h
+# RTX 3090 and a 15 GB image pull costs $0.15: dearer hosts are left out, not priced.
+MAX_BANDWIDTH_USD_PER_GB = Decimal("0.01")
 # The rent can take longer than a read; a timeout there costs an adoption round.
 RENT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 INSTANCE_PAGE = 25  # the v1 list's page cap
@@ -77,14 +118,24 @@ _STATUS = {
     "created": MachineStatus.STARTING,
     "loading": MachineStatus.STARTING,  # pulling the image
     "exited": MachineStatus.EXITED,
-    "offline": MachineStatus.EXITED,
+    "unknown": MachineStatus.EXITED,  # no heartbeat from the host: "will never reach running"
+    "offline": MachineStatus.EXITED,  # the host is disconnected from Vast
     "stopped": MachineStatus.EXITED,  # also how an outbid interruptible instance is paused
     "frozen": MachineStatus.EXITED,
 }
-# Anything else reads as STARTING: null (provisioning), "rebooting", values added later, and
-# "unknown" (no heartbeat). docs.vast.ai warns a booting instance in "unknown" may never reach
-# running; but a running one can pass through it, and EXITED would give up a machine that
-# may be fine, whereas the run's ready timeout bounds a wait that was in vain.
+# Anything else reads as STARTING: null (provisioning), "rebooting" and values added later;
+# the run's ready timeout bounds that wait.
+# Words of a status_msg that reports a failed start (vast-cli's self-test, which destroys the
+# instance on them): "OCI runtime create failed", a failed image pull, and the like.
+_FAILED_START_WORDS = (
+    "error",
+    "failed",
+    "failure",
+    "exception",
+    "traceback",
+    "oci runtime",
+    "permission denied",
+)
 
 
 class VastProvider:
@@ -97,12 +148,14 @@ class VastProvider:
         base_url: str = BASE_URL,
         image: str,
         disk_gb: int = 40,
+        min_cuda: Decimal = MIN_CUDA,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key:
             raise ConfigurationError("vast: no API key configured")
         self._base = base_url.rstrip("/")
+        self._min_cuda = min_cuda  # the CUDA the image needs (an image for 12.1 may lower it)
         # The v1 list lives beside v0 (".../api/v1"); with any other base it simply 404s and
         # the v0 list is used.
         self._v1_instances = f"{self._base.removesuffix('/v0')}/v1/instances/"
@@ -116,7 +169,14 @@ class VastProvider:
         # The rent gets one attempt, no retries of any kind: a timeout or a 5xx (a gateway
         # timing out) may come after the machine was rented, and a second PUT would then
         # answer "no_such_ask" for our own machine. Provision adopts it by label instead.
-        self._rent_http = _RentHttp(self.name, client, attempts=1, sleep=sleep, secret=api_key)
+        self._rent_http = _RentHttp(
+            self.name,
+            client,
+            attempts=1,
+            sleep=sleep,
+            secret=api_key,
+            on_refused=self._destroy_refused_contract,
+        )
 
     # --- offers ---
     def offers_query(self) -> dict[str, Any]:
@@ -129,6 +189,11 @@ class VastProvider:
             "num_gpus": {"eq": 1},
             "reliability": {"gte": MIN_RELIABILITY},
             "gpu_ram": {"gte": MIN_GPU_RAM_MB},
+            "direct_port_count": {"gte": MIN_DIRECT_PORTS},
+            # JSON numbers, as dstack sends them; float() only to write them, no arithmetic
+            "cuda_max_good": {"gte": float(self._min_cuda)},
+            "inet_down_cost": {"lte": float(MAX_BANDWIDTH_USD_PER_GB)},
+            "inet_up_cost": {"lte": float(MAX_BANDWIDTH_USD_PER_GB)},
             "order": [["dph_total", "asc"]],
             "type": "on-demand",
             "limit": SEARCH_LIMIT,
@@ -136,13 +201,28 @@ class VastProvider:
         }
 
     def list_offers(self) -> list[Offer]:
-        body = self._http.json(
-            "POST", f"{self._base}/bundles/", json=self.offers_query(), headers=self._headers
-        )
+        try:
+            body = self._http.json(
+                "POST", f"{self._base}/bundles/", json=self.offers_query(), headers=self._headers
+            )
+        except MachineGone as error:  # no machine is named here: a 404 is the key refused
+            raise ProviderAuthError(
+                "vast: the offer search answered 404, Vast's answer to an invalid or missing "
+                "API key (check the API key)"
+            ) from error
         rows = body.get("offers") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             raise ProviderError("vast: the offer search answered without an offer list")
-        offers = [offer for row in rows if (offer := _offer(row)) is not None]
+        offers: list[Offer] = []
+        unfit: dict[str, int] = {}
+        for row in rows:
+            reason = _unfit(row, self._min_cuda) if isinstance(row, dict) else None
+            if reason is not None:
+                unfit[reason] = unfit.get(reason, 0) + 1
+            elif (offer := _offer(row)) is not None:
+                offers.append(offer)
+        if unfit:
+            logger.warning("vast: skipped offers the search should have left out: %s", unfit)
         return offers
 
     # --- machines ---
@@ -191,6 +271,7 @@ class VastProvider:
         if not isinstance(answer, dict):
             raise ProviderError("vast: the rent answered an unexpected shape")
         if answer.get("success") is not True:
+            self._destroy_refused_contract(answer)
             raise _refusal(200, answer, self._secret)
         instance_id = answer.get("new_contract")
         if not isinstance(instance_id, int) or isinstance(instance_id, bool):
@@ -248,6 +329,27 @@ class VastProvider:
         return [self._machine(row) for row in ours]
 
     # --- internals ---
+    def _destroy_refused_contract(self, body: Any) -> None:
+        """Destroy the instance a refused rent created anyway (its id in ``new_contract``),
+        as dstack does: a bid too low can leave a stopped instance that bills for its disk."""
+        contract = body.get("new_contract") if isinstance(body, dict) else None
+        if isinstance(contract, bool) or not isinstance(contract, int | str):
+            return
+        instance_id = str(contract)
+        if not _is_id(instance_id):
+            return
+        try:
+            self.terminate(instance_id)  # retried on 429, 5xx and timeouts
+        except ProviderError as error:
+            # It carries our label: Teardown and the reaper destroy it by that.
+            logger.error(
+                "vast: could not destroy instance %s that a refused rent created (%s)",
+                instance_id,
+                type(error).__name__,
+            )
+        else:
+            logger.warning("vast: destroyed instance %s that a refused rent created", instance_id)
+
     def _instance_rows(self) -> list[Any]:
         try:
             return self._instance_rows_v1()
@@ -284,7 +386,7 @@ class VastProvider:
             machine_id=str(instance_id),
             offer_id="" if bundle is None else str(bundle),
             label=str(row.get("label") or ""),
-            status=_STATUS.get(str(row.get("actual_status")), MachineStatus.STARTING),
+            status=_status(row),
             url=_url(row),
             usd_per_hour=_listed_price(row.get("dph_total")),
         )
@@ -294,13 +396,19 @@ class _RentHttp(ProviderHttp):
     """The rent's plumbing: Vast's refusal bodies are read before the shared mapping, so a
     404 says "offer gone" (not "machine gone") and a 410 "cannot start now"."""
 
-    def __init__(self, *args: Any, secret: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, secret: str, on_refused: Callable[[Any], None], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._secret = secret
+        self._on_refused = on_refused  # given every error body: it may name an instance
 
     def _check(self, method: str, response: httpx.Response) -> httpx.Response:
-        if response.status_code in (400, 404, 410):
-            raise _refusal(response.status_code, _json_or_none(response), self._secret)
+        if response.status_code >= 400:
+            body = _json_or_none(response)
+            self._on_refused(body)
+            if response.status_code in (400, 404, 410):
+                raise _refusal(response.status_code, body, self._secret)
         return super()._check(method, response)
 
 
@@ -348,6 +456,51 @@ def _offer(row: Any) -> Offer | None:
         logger.warning("vast: skipped an offer without a usable price or shape: %s", offer_id)
         return None
     return offer
+
+
+def _unfit(row: dict[str, Any], min_cuda: Decimal) -> str | None:
+    """Why a search row must not be rented, or None. Ports and CUDA must be shown; a
+    bandwidth price only has to be under the cap when it is given."""
+    if not _at_least(row.get("direct_port_count"), Decimal(MIN_DIRECT_PORTS)):
+        return "no direct port"
+    if not _at_least(row.get("cuda_max_good"), min_cuda):
+        return f"CUDA under {min_cuda}"
+    for field in ("inet_down_cost", "inet_up_cost"):
+        cost = row.get(field)
+        if cost is not None and not _at_most(cost, MAX_BANDWIDTH_USD_PER_GB):
+            return f"bandwidth over ${MAX_BANDWIDTH_USD_PER_GB}/GB"
+    return None
+
+
+def _finite(value: Any) -> Decimal | None:
+    """A JSON number as an exact, finite Decimal (None for anything else, booleans too)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    amount = Decimal(str(value))
+    return amount if amount.is_finite() else None
+
+
+def _at_least(value: Any, minimum: Decimal) -> bool:
+    amount = _finite(value)
+    return amount is not None and amount >= minimum
+
+
+def _at_most(value: Any, maximum: Decimal) -> bool:
+    amount = _finite(value)
+    return amount is not None and 0 <= amount <= maximum
+
+
+def _status(row: dict[str, Any]) -> MachineStatus:
+    """The instance's status, with the early failures (see the module's docstring) as EXITED."""
+    status = _STATUS.get(str(row.get("actual_status")), MachineStatus.STARTING)
+    if row.get("intended_status") in ("stopped", "exited"):
+        return MachineStatus.EXITED  # outbid, or stopped by its host: we never stop ours
+    message = row.get("status_msg")
+    if status is MachineStatus.STARTING and isinstance(message, str):
+        words = message.lower()
+        if any(word in words for word in _FAILED_START_WORDS):
+            return MachineStatus.EXITED  # the container failed to start: it never will
+    return status
 
 
 def _decimal(value: Any) -> Decimal | None:
