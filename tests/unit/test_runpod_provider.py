@@ -194,10 +194,10 @@ def test_offers_send_one_gpu_types_query_with_the_bearer_key(make: Make) -> None
     assert request.headers["Content-Type"] == "application/json"
     query = wire.body()["query"]
     assert "gpuTypes" in query
-    assert "lowestPrice(input: {gpuCount: 1})" in query
+    assert "$lowestPrice: GpuLowestPriceInput" in query
+    assert "lowestPrice(input: $lowestPrice)" in query
     for field in ("minimumBidPrice", "uninterruptablePrice", "stockStatus", "memoryInGb"):
         assert field in query
-    assert "variables" not in wire.body()
     assert_key_only_in_header(wire)
 
 
@@ -361,6 +361,7 @@ def test_launch_on_demand_sends_the_pod_spec(make: Make, caplog: pytest.LogCaptu
         "gpuCount": 1,
         "cloudType": "COMMUNITY",
         "containerDiskInGb": 40,
+        "minCudaVersion": "12.6",
         "volumeInGb": 0,
         "ports": "7860/http",
         "dockerArgs": spec["dockerArgs"],
@@ -663,3 +664,110 @@ def test_only_plain_worker_settings_reach_a_pod(make: Make) -> None:
             an_offer(), label="subc-r-3", api_auth=API_AUTH, worker_env={"A1111_AUTH": "u:p"}
         )
     assert not wire.requests
+
+
+# --- issue 14: RunPod as it really answers (sources: tests/fixtures/runpod/README.md) ---
+@pytest.mark.parametrize("bid", [None, Decimal("0.30")], ids=["on-demand", "interruptible"])
+def test_every_launch_asks_for_a_host_whose_driver_runs_the_image(
+    make: Make, bid: Decimal | None
+) -> None:
+    # dstack sends minCudaVersion in both mutations; without it a pod can land on an older
+    # driver, never start its container, and bill with runtime null for ever.
+    name = "deploy_on_demand" if bid is None else "rent_interruptable"
+    provider, wire, _ = make(answer(name))
+    provider.launch(an_offer(), label="subc-r-1", api_auth=API_AUTH, bid_usd_per_hour=bid)
+    assert wire.body()["variables"]["input"]["minCudaVersion"] == "12.6"
+
+
+def test_the_cuda_floor_follows_the_image(make: Make) -> None:
+    provider, wire, _ = make(answer("deploy_on_demand"), min_cuda_version="12.8")
+    provider.launch(an_offer(), label="subc-r-1", api_auth=API_AUTH)
+    assert wire.body()["variables"]["input"]["minCudaVersion"] == "12.8"
+
+
+@pytest.mark.parametrize(
+    ("cloud_type", "secure_cloud"),
+    [("COMMUNITY", False), ("SECURE", True), ("ALL", None)],
+)
+def test_price_and_stock_are_asked_for_the_cloud_disk_and_cuda_we_rent(
+    make: Make, cloud_type: str, secure_cloud: bool | None
+) -> None:
+    provider, wire, _ = make(
+        answer("gpu_types_community"), cloud_type=cloud_type, container_disk_gb=60
+    )
+    provider.list_offers()
+    expected: dict[str, Any] = {"gpuCount": 1, "totalDisk": 60, "minCudaVersion": "12.6"}
+    if secure_cloud is not None:
+        expected["secureCloud"] = secure_cloud  # omitted for ALL, as runpodctl leaves it null
+    assert wire.body()["variables"] == {"lowestPrice": expected}
+
+
+def test_a_stock_status_of_none_as_a_string_is_out_of_stock(make: Make) -> None:
+    provider, _, _ = make(answer("gpu_types_community"))
+    offers = {o.offer_id: o for o in provider.list_offers()}
+    assert "NVIDIA RTX A6000" not in offers  # stockStatus "None": priced only by its list price
+    assert "NVIDIA H100 80GB HBM3" not in offers  # stockStatus null
+    assert offers["NVIDIA GeForce RTX 4090"].usd_per_hour == Decimal("0.34")
+
+
+@pytest.mark.parametrize(
+    ("cloud_type", "price"),
+    [("COMMUNITY", Decimal("0.79")), ("SECURE", Decimal("0.86")), ("ALL", Decimal("0.79"))],
+)
+def test_without_a_lowest_price_the_list_price_of_our_cloud_is_used(
+    make: Make, cloud_type: str, price: Decimal
+) -> None:
+    provider, _, _ = make(answer("gpu_types_community"), cloud_type=cloud_type)
+    offers = {o.offer_id: o for o in provider.list_offers()}
+    assert offers["NVIDIA L40S"].usd_per_hour == price
+
+
+def test_a_graphql_validation_error_at_http_400_keeps_its_words(make: Make) -> None:
+    provider, wire, _ = make(answer("error_validation_400", status=400))
+    with pytest.raises(ProviderError) as excinfo:
+        provider.launch(an_offer(), label="subc-r-1", api_auth=API_AUTH)
+    error = excinfo.value
+    assert type(error) is ProviderError  # our request is wrong: no other offer would do better
+    assert 'Field "objectMounts" is not defined' in str(error)
+    assert len(wire.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("errors", "kind"),
+    [
+        (
+            [{"message": "Unauthorized", "extensions": {"code": "UNAUTHENTICATED"}}],
+            ProviderAuthError,
+        ),
+        (
+            [{"message": "There are no longer any instances available with enough disk space."}],
+            OutOfCapacity,
+        ),
+    ],
+    ids=["auth", "out-of-stock"],
+)
+def test_errors_at_http_400_are_typed_like_those_at_200(
+    make: Make, errors: list[dict[str, Any]], kind: type[ProviderError]
+) -> None:
+    provider, _, _ = make(httpx.Response(400, json={"errors": errors}))
+    with pytest.raises(kind):
+        provider.launch(an_offer(), label="subc-r-1", api_auth=API_AUTH)
+
+
+def test_a_400_without_graphql_errors_keeps_the_shared_mapping(make: Make) -> None:
+    provider, _, _ = make(httpx.Response(400, text="<html>Bad Request</html>"))
+    with pytest.raises(ProviderError, match="answered 400"):
+        provider.list_offers()
+
+
+def test_a_paused_pod_has_ended(make: Make) -> None:
+    provider, _, _ = make(answer("pod_paused"))
+    machine = provider.status(POD_ID)
+    assert (machine.status, machine.url) == (MachineStatus.EXITED, None)
+
+
+def test_a_pod_that_never_gets_a_runtime_stays_starting(make: Make) -> None:
+    # RUNNING with runtime null (the wrong-driver failure) is never read as serving; the run's
+    # ready timeout (WaitReady) bounds what it costs.
+    provider, _, _ = make(*(answer("pod_running_no_runtime") for _ in range(3)))
+    assert {provider.status(POD_ID).status for _ in range(3)} == {MachineStatus.STARTING}

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
+import shutil
+import stat
+import subprocess
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -94,6 +99,18 @@ def offer(offer_id: str = f"{AUSTIN}:geforcertx4090-pcie-24gb") -> Offer:
         usd_per_hour=Decimal("0.339"),
         startup_s=420,
     )
+
+
+_RUNCMD_WRITE = re.compile(r"\(umask 077 && printf %s ([A-Za-z0-9+/=]+) \| base64 -d > (\S+)\)")
+
+
+def written(cloud_init: dict[str, Any]) -> dict[str, str]:
+    """The files the create's runcmd lines write, by path (decoded as the VM's shell would)."""
+    files = {}
+    for line in cloud_init["runcmd"]:
+        if found := _RUNCMD_WRITE.fullmatch(line):
+            files[found.group(2)] = base64.b64decode(found.group(1)).decode()
+    return files
 
 
 def hostnodes_with(change: Callable[[dict[str, Any]], None]) -> httpx.Response:
@@ -301,20 +318,16 @@ def test_launch_deploys_one_gpu_with_the_bundle_and_the_api_port(td: FakeTensorD
         "port_forwards": [{"internal_port": 7860, "external_port": 20010}],
         "ssh_key": SSH_KEY,
     }
-    env_file, script = cloud_init["write_files"]
-    assert env_file == {
-        "path": "/etc/subc/a1111.env",
-        "content": f"COMMANDLINE_ARGS=--api --nowebui --listen --port 7860 --api-auth {API_AUTH}\n",
-        "owner": "root:root",
-        "permissions": "0600",
-    }
-    assert script["path"] == "/etc/subc/start-a1111.sh" and script["permissions"] == "0700"
-    assert cloud_init["runcmd"] == ["/etc/subc/start-a1111.sh"]
-    assert (
-        "--env-file /etc/subc/a1111.env universonic/stable-diffusion-webui:latest"
-        in (script["content"])
+    assert set(cloud_init) == {"runcmd"}
+    assert cloud_init["runcmd"][0] == "mkdir -p -m 0700 /etc/subc"
+    assert cloud_init["runcmd"][-1] == "sh /etc/subc/start-a1111.sh"
+    files = written(cloud_init)
+    assert files["/etc/subc/a1111.env"] == (
+        f"COMMANDLINE_ARGS=--api --nowebui --listen --port 7860 --api-auth {API_AUTH}\n"
     )
-    assert "-p 7860:7860 " in script["content"] and "--gpus all" in script["content"]
+    script = files["/etc/subc/start-a1111.sh"]
+    assert "--env-file /etc/subc/a1111.env universonic/stable-diffusion-webui:latest" in script
+    assert "-p 7860:7860 " in script and "--gpus all" in script
 
 
 def test_the_credential_is_only_in_the_root_only_env_file(td: FakeTensorDock) -> None:
@@ -322,9 +335,12 @@ def test_the_credential_is_only_in_the_root_only_env_file(td: FakeTensorDock) ->
 
     (create,) = td.calls("POST", "/instances")
     attributes = json.loads(create.content)["data"]["attributes"]
-    env_file = attributes["cloud_init"]["write_files"].pop(0)
-    assert PASSWORD in env_file["content"]
-    assert PASSWORD not in json.dumps(attributes)  # not in the name, the script or anywhere else
+    files = written(attributes["cloud_init"])
+    assert PASSWORD in files.pop("/etc/subc/a1111.env")
+    assert PASSWORD not in json.dumps(files)  # not in the start script
+    env_line = attributes["cloud_init"]["runcmd"].pop(1)
+    assert "umask 077" in env_line and "> /etc/subc/a1111.env" in env_line  # root-only file
+    assert PASSWORD not in json.dumps(attributes)  # not in the name or anywhere else
     assert all(PASSWORD not in str(r.url) for r in td.requests)
 
 
@@ -336,8 +352,9 @@ def test_a_container_image_is_shell_quoted_into_the_start_script(td: FakeTensorD
 
     provider.launch(offer(), label="subc-r-1", api_auth=API_AUTH)
 
-    script = json.loads(td.calls("POST", "/instances")[0].content)["data"]["attributes"]
-    assert "--env-file /etc/subc/a1111.env 'img:1; rm -rf /'" in json.dumps(script)
+    attributes = json.loads(td.calls("POST", "/instances")[0].content)["data"]["attributes"]
+    script = written(attributes["cloud_init"])["/etc/subc/start-a1111.sh"]
+    assert "--env-file /etc/subc/a1111.env 'img:1; rm -rf /'" in script
 
 
 @pytest.mark.parametrize(
@@ -555,7 +572,7 @@ def test_an_unknown_status_keeps_polling_and_is_logged(
         ),
         ({"ipAddress": None}, None),
         ({"portForwards": []}, None),
-        ({"portForwards": {"7860": 20010}}, None),
+        ({"portForwards": {"7860": 20010}}, "http://203.0.113.42:20010"),
         ({"portForwards": ["7860:20010"]}, None),
         ({"portForwards": [{"internal_port": 7860, "external_port": None}]}, None),
     ],
@@ -748,8 +765,8 @@ def test_the_lean_workers_settings_ride_in_the_env_file(td: FakeTensorDock) -> N
     worker_env = {"WORKER_COMPILE_SHAPES": "512x512x8,768x768x4"}
     td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH, worker_env=worker_env)
     (create,) = td.calls("POST", "/instances")
-    env_file, _ = json.loads(create.content)["data"]["attributes"]["cloud_init"]["write_files"]
-    assert env_file["content"] == (
+    cloud_init = json.loads(create.content)["data"]["attributes"]["cloud_init"]
+    assert written(cloud_init)["/etc/subc/a1111.env"] == (
         f"COMMANDLINE_ARGS=--api --nowebui --listen --port 7860 --api-auth {API_AUTH}\n"
         "WORKER_COMPILE_SHAPES=512x512x8,768x768x4\n"
     )
@@ -769,3 +786,99 @@ def test_only_plain_worker_settings_reach_a_machine(
     with pytest.raises(ValueError, match="worker setting"):
         td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH, worker_env=worker_env)
     assert not td.calls("POST", "/instances")
+
+
+# --- issue 14: TensorDock as it really answers (sources: tests/fixtures/tensordock/README.md) ---
+def test_machines_read_the_getting_started_listing_shape(td: FakeTensorDock) -> None:
+    # data.attributes.instances: without it, machines() raised, and with it every launch
+    # (provision lists by label first), every teardown and the reaper.
+    td.on("GET", "/instances", ok(fixture("instances_attributes")))
+    provider = td.provider()
+
+    machines = provider.machines()
+
+    assert [(m.machine_id, m.label, m.status) for m in machines] == [
+        (VM_ID, "subc-r-1", MachineStatus.RUNNING),
+        ("4b6d8f0a-2c4e-4a6b-8d0f-6a8c0e2b4d5f", "subc-r-2", MachineStatus.EXITED),
+    ]
+    assert provider.machines(label="subc-r-3") == []  # deleted
+    assert provider.machines(label="My Instance") == []  # not ours
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda items: {"data": {"instances": items}},
+        lambda items: {"data": {"type": "list", "attributes": {"instances": items}}},
+        lambda items: {"data": items},
+    ],
+    ids=["data.instances", "data.attributes.instances", "data-list"],
+)
+def test_every_listing_shape_gives_the_same_machines(
+    td: FakeTensorDock, shape: Callable[[list[Any]], Any]
+) -> None:
+    items = fixture("instances_attributes")["data"]["attributes"]["instances"]
+    td.on("GET", "/instances", ok(shape(items)))
+
+    assert [m.label for m in td.provider().machines()] == ["subc-r-1", "subc-r-2"]
+
+
+def test_the_url_comes_from_a_port_forward_map(td: FakeTensorDock) -> None:
+    td.on("GET", f"/instances/{VM_ID}", ok(fixture("instance_port_forwards_map")))
+
+    machine = td.provider().status(VM_ID)
+
+    assert (machine.status, machine.url) == (MachineStatus.RUNNING, "http://203.0.113.42:20010")
+    assert machine.usd_per_hour == Decimal("0.339")
+
+
+@pytest.mark.parametrize(
+    ("forwards", "url"),
+    [
+        ({"20010": "7860"}, "http://203.0.113.42:20010"),  # external -> internal, as v0 had it
+        ({"22": 20001, "7860": "20002"}, "http://203.0.113.42:20002"),
+        ({"20001": 22}, None),
+        ({"7860": "auto"}, None),
+    ],
+    ids=["external-to-internal", "internal-to-external", "other-port", "not-a-port"],
+)
+def test_a_port_forward_map_is_read_either_way_round(
+    td: FakeTensorDock, forwards: dict[str, Any], url: str | None
+) -> None:
+    td.on(
+        "GET", f"/instances/{VM_ID}", ok(fixture("instance_running") | {"portForwards": forwards})
+    )
+
+    assert td.provider().status(VM_ID).url == url
+
+
+def test_cloud_init_uses_only_documented_options(td: FakeTensorDock) -> None:
+    # TensorDock documents runcmd, packages, package_update and package_upgrade; not write_files
+    td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH)
+
+    cloud_init = json.loads(td.calls("POST", "/instances")[0].content)["data"]["attributes"][
+        "cloud_init"
+    ]
+    assert set(cloud_init) <= {"runcmd", "packages", "package_update", "package_upgrade"}
+    assert all(isinstance(line, str) for line in cloud_init["runcmd"])
+    assert set(written(cloud_init)) == {"/etc/subc/a1111.env", "/etc/subc/start-a1111.sh"}
+
+
+@pytest.mark.skipif(shutil.which("sh") is None or shutil.which("base64") is None, reason="no sh")
+def test_the_runcmd_lines_write_root_only_files_in_a_real_shell(
+    td: FakeTensorDock, tmp_path: Path
+) -> None:
+    worker_env = {"WORKER_COMPILE_SHAPES": "512x512x8"}
+    td.provider().launch(offer(), label="subc-r-1", api_auth=API_AUTH, worker_env=worker_env)
+    cloud_init = json.loads(td.calls("POST", "/instances")[0].content)["data"]["attributes"][
+        "cloud_init"
+    ]
+    # as cloud-init runs them (one sh script), but under tmp_path and without the start script
+    lines = [line.replace("/etc/subc", str(tmp_path / "subc")) for line in cloud_init["runcmd"]]
+    subprocess.run(["sh", "-c", "\n".join(lines[:-1])], check=True, timeout=30)
+
+    env_file, script = tmp_path / "subc" / "a1111.env", tmp_path / "subc" / "start-a1111.sh"
+    assert env_file.read_text() == written(cloud_init)["/etc/subc/a1111.env"]
+    assert script.read_text() == written(cloud_init)["/etc/subc/start-a1111.sh"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (env_file, script)} == {0o600}
+    assert stat.S_IMODE((tmp_path / "subc").stat().st_mode) == 0o700

@@ -7,11 +7,26 @@ and stock of a GPU type) exists only here. Facts this adapter relies on, and whe
   PR #394 moved the SDK off the ``?api_key=`` query parameter the older docs still show). A key in
   a URL ends up in proxy and access logs, so it never goes there.
 - A GraphQL error comes back as HTTP 200 with ``{"errors": [{"message", "path", "extensions"}],
-  "data": ...}``; only a refused key may also come back as a plain HTTP 401.
+  "data": ...}``; a request GraphQL rejects before running it (an input field the schema does
+  not have, a bad variable) comes back as HTTP 400 with the same ``errors`` body
+  (runpod/runpod-plugins-official#56); both are typed from their words. A refused key may also
+  come back as a plain HTTP 401.
 - Out of stock reads "There are no longer any instances available with the requested
   specifications", sometimes with ``extensions.code == "SUPPLY_CONSTRAINT"``.
 - Queries and mutations take their input as GraphQL variables (types as in runpod/runpodctl
-  ``api/pod.go``), so a label or a command line is never spliced into query text.
+  ``api/pod.go`` and ``api/cloud.go``), so a label or a command line is never spliced into
+  query text.
+- A pod placed on a host whose driver is older than its image's CUDA never starts its
+  container ("unsatisfied condition: cuda>=12.6", runpod/runpodctl#253) and is billed with
+  ``runtime: null`` and no ports for ever. The launch sends ``minCudaVersion`` (dstack does, for
+  ``podFindAndDeployOnDemand`` and ``podRentInterruptable`` alike; runpodctl's
+  ``CreatePodGQLInput`` has it), and ``lowestPrice`` is asked with the same floor (gpuhunt), so
+  price and stock come from hosts that can run the image.
+- ``lowestPrice`` without ``secureCloud`` is the lowest over Secure and Community Cloud: it is
+  asked with the cloud type we rent (``secureCloud: false`` for COMMUNITY, ``true`` for SECURE,
+  omitted for ALL) and the disk we rent (``totalDisk``), as runpodctl's ``get cloud`` does.
+  ``stockStatus`` is "High", "Medium" or "Low" when a host has one free; anything else (null,
+  the string "None") is out of stock.
 - A pod's ``runtime.ports`` appear only once it runs, sometimes later still; the HTTPS proxy
   ``https://{podId}-{port}.proxy.runpod.net`` serves an ``/http`` port and cuts a request at
   100 s (keep one txt2img call well under that).
@@ -52,6 +67,10 @@ A1111_PORT = 7860
 # server alone on a warm container, up to 284 s for SD.Next in Docker (PROVIDERS.md); the pull
 # of a multi-GB image on a community host comes on top. The planner charges this per machine.
 STARTUP_S = 240
+# The lowest CUDA version a host's driver must support: that of the worker image's base
+# (worker/Dockerfile: nvidia/cuda:12.6.3, whose NVIDIA_REQUIRE_CUDA the container runtime checks
+# before starting it). Pass another to the adapter for an image built on another CUDA.
+MIN_CUDA_VERSION = "12.6"
 # Finding a host and placing a pod takes seconds, longer than a read: give the launch more time.
 LAUNCH_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -73,13 +92,14 @@ _POD_FIELDS = """
 """
 
 GPU_TYPES_QUERY = """
-query GpuTypes {
+query GpuTypes($lowestPrice: GpuLowestPriceInput) {
   gpuTypes {
     id
     displayName
     memoryInGb
     communityPrice
-    lowestPrice(input: {gpuCount: 1}) { minimumBidPrice uninterruptablePrice stockStatus }
+    securePrice
+    lowestPrice(input: $lowestPrice) { minimumBidPrice uninterruptablePrice stockStatus }
   }
 }
 """
@@ -119,7 +139,10 @@ _OUT_OF_STOCK_WORDS = ("no longer any instances available",)
 _OUT_OF_STOCK_CODES = frozenset({"SUPPLY_CONSTRAINT"})
 _AUTH_WORDS = ("unauthorized", "unauthenticated", "forbidden", "api key")
 _AUTH_CODES = frozenset({"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN"})
-_ENDED = frozenset({"EXITED", "TERMINATED", "DEAD"})
+# We never stop or pause a pod: one that is exited, paused (a status skypilot's RunPod provider
+# lists beside CREATED, RESTARTING and RUNNING), terminated or dead serves nothing any more.
+_ENDED = frozenset({"EXITED", "PAUSED", "TERMINATED", "DEAD"})
+_IN_STOCK = frozenset({"HIGH", "MEDIUM", "LOW"})
 _MESSAGE_CHARS = 300  # enough to read, not enough to carry a stray blob into logs
 
 
@@ -134,6 +157,7 @@ class RunPodProvider:
         image: str,
         container_disk_gb: int = 40,
         cloud_type: str = "COMMUNITY",
+        min_cuda_version: str = MIN_CUDA_VERSION,
         proxy_url: str = PROXY_URL,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -152,18 +176,28 @@ class RunPodProvider:
         self._image = image
         self._container_disk_gb = container_disk_gb
         self._cloud_type = cloud_type
+        self._min_cuda_version = min_cuda_version
         # Sent with every request, so an injected client needs no setup to be authenticated.
         self._headers = {"Authorization": f"Bearer {api_key}"}
         client = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
-        self._http = ProviderHttp(self.name, client, sleep=sleep)
+        self._http = _GraphQLHttp(self.name, client, sleep=sleep)
         # A mutation that failed with a 5xx may still have rented the pod (a gateway can time
         # out after RunPod acted). Retrying would rent a second one, so a launch is sent once
         # and any doubt goes back to the caller; Teardown finds a stray pod by its label.
-        self._launch_http = ProviderHttp(self.name, client, attempts=1, sleep=sleep)
+        self._launch_http = _GraphQLHttp(self.name, client, attempts=1, sleep=sleep)
 
     # --- offers ---
     def list_offers(self) -> list[Offer]:
-        data = self._graphql("gpuTypes", GPU_TYPES_QUERY)
+        # Price and stock of the cloud we rent in, for the disk we rent, on hosts whose driver
+        # runs the image: the same constraints the launch sends.
+        lowest: dict[str, Any] = {
+            "gpuCount": 1,
+            "totalDisk": self._container_disk_gb,
+            "minCudaVersion": self._min_cuda_version,
+        }
+        if self._cloud_type != "ALL":
+            lowest["secureCloud"] = self._cloud_type == "SECURE"
+        data = self._graphql("gpuTypes", GPU_TYPES_QUERY, {"lowestPrice": lowest})
         gpu_types = data.get("gpuTypes")
         if not isinstance(gpu_types, list):
             raise ProviderError("runpod: gpuTypes answered without a list")
@@ -177,10 +211,10 @@ class RunPodProvider:
     def _offer(self, gpu_type: Any) -> Offer | None:
         try:
             lowest = gpu_type.get("lowestPrice") or {}
-            # stockStatus is null when no host has one free ("High", "Medium", "Low" otherwise)
-            if not lowest.get("stockStatus"):
+            # "High", "Medium" or "Low" when a host has one free; null or "None" when none has
+            if str(lowest.get("stockStatus") or "").upper() not in _IN_STOCK:
                 return None
-            price = lowest.get("uninterruptablePrice") or gpu_type.get("communityPrice")
+            price = lowest.get("uninterruptablePrice") or self._listed_price(gpu_type)
             if not price:
                 return None  # no price we could be charged: not an offer
             min_bid = lowest.get("minimumBidPrice")
@@ -200,6 +234,16 @@ class RunPodProvider:
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ProviderError("runpod: gpuTypes answered an unexpected shape") from error
 
+    def _listed_price(self, gpu_type: dict[str, Any]) -> Any:
+        """The type's list price in the cloud we rent in (the lower of both for ALL)."""
+        community, secure = gpu_type.get("communityPrice"), gpu_type.get("securePrice")
+        if self._cloud_type == "COMMUNITY":
+            return community
+        if self._cloud_type == "SECURE":
+            return secure
+        listed = [p for p in (community, secure) if p]
+        return min(listed, key=_money) if listed else None
+
     # --- machines ---
     def launch(
         self,
@@ -217,6 +261,9 @@ class RunPodProvider:
             "gpuCount": 1,
             "cloudType": self._cloud_type,
             "containerDiskInGb": self._container_disk_gb,
+            # Only on a host whose driver runs the image's CUDA: elsewhere the container never
+            # starts, and the pod is billed with no runtime and no ports until torn down.
+            "minCudaVersion": self._min_cuda_version,
             # No persistent volume: nothing of a tenant's outlives the pod, and none is billed.
             "volumeInGb": 0,
             "ports": f"{A1111_PORT}/http",  # http, so the HTTPS proxy serves it; no SSH port
@@ -363,7 +410,8 @@ class RunPodProvider:
         return data
 
     def _error(self, operation: str, errors: Any, secrets: tuple[str, ...]) -> ProviderError:
-        """GraphQL reports failures with HTTP 200: type them from the message and code."""
+        """GraphQL reports failures with HTTP 200 (400 for a request rejected before it ran):
+        type them from the message and code."""
         if not isinstance(errors, list):
             return ProviderError(f"runpod: {operation} answered an unexpected shape")
         messages = []
@@ -386,6 +434,21 @@ class RunPodProvider:
         if codes & _AUTH_CODES or any(w in lowered for w in _AUTH_WORDS):
             return ProviderAuthError(f"runpod: {operation} refused (check the API key): {text}")
         return ProviderError(f"runpod: {operation}: {text}")
+
+
+class _GraphQLHttp(ProviderHttp):
+    """``ProviderHttp`` that hands a 400 carrying GraphQL ``errors`` back to the caller, so its
+    words type the error like those of a 200 (a 400 without them keeps the shared mapping)."""
+
+    def _check(self, method: str, response: httpx.Response) -> httpx.Response:
+        if response.status_code == 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+                return response
+        return super()._check(method, response)
 
 
 def proxy_url(pod_id: str) -> str:

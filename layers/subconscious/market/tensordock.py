@@ -15,12 +15,19 @@ What this module relies on (docs pages ``fetch-hostnodes``, ``instance-creation`
   location{city, stateprovince, country}}]}}``.
 - ``POST /instances`` with ``{"data": {"type": "virtualmachine", "attributes": {name, type,
   image, hostnode_id, resources{vcpu_count, ram_gb, storage_gb, gpus{<v0Name>: {count}}},
-  port_forwards[{internal_port, external_port}], ssh_key, cloud_init{write_files, runcmd}}}}``
+  port_forwards[{internal_port, external_port}], ssh_key, cloud_init{runcmd}}}}``
   → ``{"data": {"type": "virtualmachine", "id", "name", "status"}}``. Storage is at least
-  100 GB and an SSH key is required.
-- ``GET /instances/{id}`` → ``{id, name, status, ipAddress, portForwards[...], rateHourly}``
+  100 GB and an SSH key is required. ``cloud_init`` is documented with ``runcmd``,
+  ``packages``, ``package_update`` and ``package_upgrade`` only, so files are written by
+  ``runcmd`` lines, never by cloud-init's ``write_files``.
+- ``GET /instances/{id}`` → ``{id, name, status, ipAddress, portForwards, rateHourly}``
   (flat in the docs; some answers wrap it in ``data``/``attributes``, both are read).
-- ``GET /instances`` → ``{"data": {"instances": [...]}}`` (some answers: ``{"data": [...]}``).
+  ``portForwards`` is a list of ``{internal_port, external_port}`` or a map of one port to
+  the other; both are read.
+- ``GET /instances``: two documented shapes, ``{"data": {"instances": [...]}}`` and
+  ``{"data": {"type": "list", "attributes": {"instances": [...]}}}`` (the getting-started
+  page), plus ``{"data": [...]}``, which a community client reads as well; all three are read
+  (``tests/fixtures/tensordock/README.md``).
 - ``DELETE /instances/{id}`` → ``{"data": {"type": "success", ...}}``; 404 once it is gone.
 - At most 100 requests per minute per organization, then 429 (``ProviderHttp`` waits; the
   create alone is sent once and never retried, see ``TensorDockProvider.__init__``).
@@ -29,14 +36,15 @@ What this module relies on (docs pages ``fetch-hostnodes``, ``instance-creation`
   "error": ...}``; ``_refined`` reads them in one place.
 
 The credential of the rented machine (automatic1111 ``--api-auth user:password``) travels
-only inside the create request's ``cloud_init`` (HTTPS to TensorDock, then cloud-init on the
-VM writes it to a root-only file that ``docker run --env-file`` reads). TensorDock's instance
+only inside the create request's ``cloud_init`` (HTTPS to TensorDock, then a ``runcmd`` line on
+the VM decodes it into a root-only file that ``docker run --env-file`` reads). TensorDock's instance
 listing and details show name, status, address and ports, never ``cloud_init``; the VM's name
 is the run's label and carries no secret. The API token is sent only as the Bearer header.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import time
@@ -80,8 +88,9 @@ A1111_IMAGE = "universonic/stable-diffusion-webui:latest"
 # because it is never retried (the machine may exist already).
 CREATE_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
-_ENV_FILE = "/etc/subc/a1111.env"
-_START_SCRIPT = "/etc/subc/start-a1111.sh"
+_CONFIG_DIR = "/etc/subc"
+_ENV_FILE = f"{_CONFIG_DIR}/a1111.env"
+_START_SCRIPT = f"{_CONFIG_DIR}/start-a1111.sh"
 # automatic1111 splits --api-auth on "," and ":", and its launcher splits COMMANDLINE_ARGS
 # like a shell: a credential outside this alphabet would silently change meaning.
 _API_AUTH = re.compile(r"[A-Za-z0-9._~-]+:[A-Za-z0-9._~-]+")
@@ -370,28 +379,20 @@ class TensorDockProvider:
         return body
 
     def _cloud_init(self, api_auth: str, worker_env: Mapping[str, str]) -> dict[str, Any]:
-        """The VM's first boot: a root-only env file with automatic1111's arguments (the only
-        place the credential lives on the VM, so it shows in no process list), and a script that
-        makes sure Docker can reach the GPU, then starts automatic1111 API-only behind it."""
+        """The VM's first boot, in ``runcmd`` alone (TensorDock documents ``runcmd``,
+        ``packages`` and ``package_update``/``package_upgrade``; not ``write_files``): a
+        root-only env file with automatic1111's arguments (the only place the credential lives
+        on the VM), and a script that makes sure Docker can reach the GPU, then starts
+        automatic1111 API-only behind it."""
         args = f"--api --nowebui --listen --port {A1111_PORT} --api-auth {api_auth}"
+        env = "".join(f"{k}={v}\n" for k, v in {"COMMANDLINE_ARGS": args, **worker_env}.items())
         return {
-            "write_files": [
-                {
-                    "path": _ENV_FILE,
-                    "content": "".join(
-                        f"{k}={v}\n" for k, v in {"COMMANDLINE_ARGS": args, **worker_env}.items()
-                    ),
-                    "owner": "root:root",
-                    "permissions": "0600",
-                },
-                {
-                    "path": _START_SCRIPT,
-                    "content": _start_script(self._a1111_image),
-                    "owner": "root:root",
-                    "permissions": "0700",
-                },
+            "runcmd": [
+                f"mkdir -p -m 0700 {_CONFIG_DIR}",
+                _write_root_only(_ENV_FILE, env),
+                _write_root_only(_START_SCRIPT, _start_script(self._a1111_image)),
+                f"sh {_START_SCRIPT}",
             ],
-            "runcmd": [_START_SCRIPT],
         }
 
     def _machine(self, instance: dict[str, Any]) -> Machine:
@@ -417,6 +418,18 @@ class TensorDockProvider:
             url=_url(instance) if status is MachineStatus.RUNNING else None,
             usd_per_hour=price,
         )
+
+
+def _write_root_only(path: str, content: str) -> str:
+    """A ``runcmd`` line that writes ``content`` to ``path``, readable by root alone.
+
+    Base64 keeps the content exact through TensorDock's cloud-init translation and the shell
+    (no quoting to get wrong), and ``printf`` is a shell builtin: the content (the credential,
+    for the env file) is piped to ``base64 -d`` and appears in no process's arguments. The
+    umask lives in a subshell, so nothing the start script installs later is made root-only
+    (apt could not read a keyring written under it)."""
+    encoded = base64.b64encode(content.encode()).decode()
+    return f"(umask 077 && printf %s {encoded} | base64 -d > {path})"
 
 
 def _start_script(a1111_image: str) -> str:
@@ -561,10 +574,19 @@ def _instance(body: Any) -> dict[str, Any]:
 
 
 def _instances(body: Any) -> list[dict[str, Any]]:
+    """The listing in any of its shapes: ``data.instances`` and ``data.attributes.instances``
+    (both in TensorDock's docs), or ``data`` as the list itself."""
     data = body.get("data") if isinstance(body, dict) else None
-    listed = data.get("instances") if isinstance(data, dict) else data
+    listed = data
+    if isinstance(data, dict):
+        attributes = data.get("attributes")
+        listed = data.get("instances")
+        if listed is None and isinstance(attributes, dict):
+            listed = attributes.get("instances")
     if not isinstance(listed, list):
-        raise ProviderError("tensordock: instance listing without data.instances")
+        raise ProviderError(
+            "tensordock: instance listing without data.instances or data.attributes.instances"
+        )
     return [_instance(item) for item in listed if isinstance(item, dict)]
 
 
@@ -576,12 +598,30 @@ def _status_word(instance: dict[str, Any]) -> str:
 def _url(instance: dict[str, Any]) -> str | None:
     """automatic1111's address: the VM's IP and the external port forwarded to 7860."""
     ip = instance.get("ipAddress") or instance.get("ip_address")
-    forwards = instance.get("portForwards") or instance.get("port_forwards") or []
-    if not ip or not isinstance(forwards, list):
+    external = _external_port(instance.get("portForwards") or instance.get("port_forwards"))
+    return f"http://{ip}:{external}" if ip and external else None
+
+
+def _external_port(forwards: Any) -> str | None:
+    """The external port forwarded to 7860, from a list of ``{internal_port, external_port}``
+    or from a map of one port to the other: internal to external in v2's schema, external to
+    internal in v0's ``port_forwards``. A map is read either way round: the forward we ask for
+    goes to 7860 from one of the host's high ports, so the two cannot be confused."""
+    wanted = str(A1111_PORT)
+    if isinstance(forwards, dict):
+        pairs = [(str(k), str(v)) for k, v in forwards.items()]
+        external = next((v for k, v in pairs if k == wanted), None)
+        if external is None:
+            external = next((k for k, v in pairs if v == wanted), None)
+    elif isinstance(forwards, list):
+        external = next(
+            (
+                str(f.get("external_port"))
+                for f in forwards
+                if isinstance(f, dict) and str(f.get("internal_port")) == wanted
+            ),
+            None,
+        )
+    else:
         return None
-    for forward in forwards:
-        if not isinstance(forward, dict) or str(forward.get("internal_port")) != str(A1111_PORT):
-            continue
-        external = str(forward.get("external_port"))
-        return f"http://{ip}:{external}" if external.isdigit() else None
-    return None
+    return external if external is not None and external.isdigit() else None
