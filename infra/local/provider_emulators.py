@@ -27,28 +27,38 @@ Offers:
   :class:`~infra.local.spot.SpotMarket`) carries ``min_bid`` while its pool has capacity; a
   ``price`` at or above it rents the instance interruptible at that price, a lower one (or
   one while the pool has none) answers 400 ``invalid_price``. A preempted instance reads
-  ``actual_status: "stopped"`` (Vast pauses an outbid instance and keeps its disk) until it
-  is destroyed.
-- RunPod: one GPU type per GPU model of the market's RunPod rows (``RunPod Community Cloud``
-  → ``COMMUNITY``, ``RunPod Secure Cloud`` → ``SECURE``; ids ``"NVIDIA <gpu>"``), with
-  ``communityPrice``/``securePrice`` from those rows and ``lowestPrice`` the lowest over both
-  clouds (no cloud filter in the query); ``minimumBidPrice`` is the lowest ``min_bid`` of
-  the type's offers whose spot pool has capacity now (null otherwise). A deploy picks the
-  cheapest offer of the requested ``cloudType`` (``ALL``: either); none answers RunPod's
-  ``SUPPLY_CONSTRAINT`` error. ``podRentInterruptable`` rents at ``bidPerGpu`` (under the
-  minimum: a GraphQL error, wording assumed). A pod is RUNNING without ``runtime`` while its
-  server starts, RUNNING with ``runtime.ports`` (privatePort 7860 → publicPort the renderer's
-  port, ip 127.0.0.1) once it listens, EXITED once its process ended (a crash, a preemption),
-  and null (RunPod forgets it) once terminated. Operations are told apart by their root field
-  (no GraphQL parser); answers carry the fields the adapter reads, whatever was selected. A
-  wrong key answers HTTP 200 with an ``UNAUTHENTICATED`` GraphQL error, as recorded in
+  ``actual_status: "stopped"`` and ``cur_state``/``intended_status``/``next_state``
+  ``"stopped"`` (Vast pauses an outbid instance and keeps its disk) until it is destroyed.
+  Every row shows ``direct_port_count``, ``cuda_max_good`` and (free) ``inet_*_cost``.
+  ``serve_vast`` returns a :class:`VastEmulatorServer`, whose knobs list cheaper hosts
+  without a direct port (rented, they never map a ``HostPort``) and make rentals fail to
+  start (``"created"`` with an "OCI runtime create failed" ``status_msg``).
+- RunPod: one GPU type per GPU model of the market's RunPod rows (``RunPod Community Cloud`` →
+  ``COMMUNITY``, ``RunPod Secure Cloud`` → ``SECURE``; ids ``"NVIDIA <gpu>"``), with
+  ``communityPrice``/``securePrice`` from those rows and ``lowestPrice`` the lowest of the cloud its
+  ``secureCloud`` input names (over both clouds without one; a type with no row in the named cloud
+  answers ``stockStatus: "None"``, a sold-out market null); ``minimumBidPrice`` is the lowest
+  ``min_bid`` of those offers whose spot pool has capacity now (null otherwise). ``minCudaVersion``
+  and ``totalDisk`` are accepted and not checked. A deploy picks the cheapest offer of the requested
+  ``cloudType`` (``ALL``: either); none answers RunPod's ``SUPPLY_CONSTRAINT`` error.
+  ``podRentInterruptable`` rents at ``bidPerGpu`` (under the minimum: a GraphQL error, wording
+  assumed). A pod is RUNNING without ``runtime`` while its server starts, RUNNING with
+  ``runtime.ports`` (privatePort 7860 → publicPort the renderer's port, ip 127.0.0.1) once it
+  listens, EXITED once its process ended (a crash, a preemption), and null (RunPod forgets it) once
+  terminated. Operations are told apart by their root field (no GraphQL parser); answers carry the
+  fields the adapter reads, whatever was selected. A wrong key answers HTTP 200 with an
+  ``UNAUTHENTICATED`` GraphQL error, as recorded in
   ``tests/fixtures/runpod/error_unauthorized.json``. Stock is unlimited (many hosts per type).
 - TensorDock: the market's offers whose ``provider_name`` is ``"TensorDock"`` if any; the price
   file has none, so otherwise one host per GPU model is built from the other providers' rows
   (not Vast's), cheapest row per model, at most :data:`TENSORDOCK_MAX_HOSTS` hosts, with the GPU
   priced at the source price times :data:`TENSORDOCK_MARKUP` (exact Decimal arithmetic), plus
   TensorDock-style per-vCPU/RAM/storage pricing (:data:`TENSORDOCK_PRICING`), which the adapter
-  adds for its bundle. The machine is launched against the source market offer.
+  adds for its bundle. The machine is launched against the source market offer. The
+  instance listing answers in each documented shape in turn (``data.instances``,
+  ``data.attributes.instances``, bare ``data`` list) and ``portForwards`` as a list or a map,
+  in turn; the credential is read from the env file the ``cloud_init`` writes (``write_files``
+  or a ``runcmd`` line that decodes base64 into it).
 
 Knobs for tests: ``sell_out()`` takes every offer of one provider off its market;
 ``fail_launches()`` keeps them listed but refuses every launch with the provider's server
@@ -113,6 +123,10 @@ TENSORDOCK_PRICING = {
     "per_gb_storage_hr": Decimal("0.00005"),
 }
 TENSORDOCK_PORTS = (20010, 20011, 20012)
+# The instance listing's shapes, answered in turn: the instance-management docs' and the
+# getting-started page's, and the bare list a community client reads too.
+TENSORDOCK_LISTING_SHAPES = ("data.instances", "data.attributes.instances", "data")
+_RUNCMD_WRITE = re.compile(r"printf %s ([A-Za-z0-9+/=]+) \| base64 -d >")
 
 Route = tuple[int, object]
 
@@ -300,6 +314,24 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- Vast.ai
 
+VAST_DIRECT_PORTS = 12  # open ports on each host's router (a search row's direct_port_count)
+VAST_CUDA_MAX_GOOD = 12.8  # the newest CUDA each host's driver runs (driver 570)
+# Hosts without a direct port (VastEmulatorServer.list_portless_hosts): one beside each ask,
+# its id this much higher, its price this much lower, so a search by price lists it first.
+VAST_PORTLESS_ASK_OFFSET = 1_000_000
+VAST_PORTLESS_PRICE_FACTOR = Decimal("0.9")
+# What a rental reads while containers fail (VastEmulatorServer.fail_containers): an image built
+# for a newer CUDA than the host's driver, in the Docker daemon's words (see
+# tests/fixtures/vast/README.md for the status_msg shapes Vast's own CLI and dstack handle).
+VAST_OCI_FAILURE = (
+    "Error response from daemon: failed to create task for container: failed to create shim "
+    "task: OCI runtime create failed: runc create failed: unable to start container process: "
+    "error during container init: error running hook #0: error running hook: exit status 1, "
+    "stdout: , stderr: Auto-detected mode as 'legacy'\nnvidia-container-cli: requirement "
+    "error: unsatisfied condition: cuda>=12.6, please update your driver to a newer version, "
+    "or use an earlier cuda container: unknown"
+)
+
 
 class _VastBackend(_Backend):
     def __init__(self, market: EmulatedMarket, api_key: str) -> None:
@@ -316,6 +348,12 @@ class _VastBackend(_Backend):
         self._next_instance = VAST_FIRST_INSTANCE_ID
         # instance id -> (market machine id, ask id, image)
         self._instances: dict[int, tuple[str, int, str]] = {}
+        # Knobs (VastEmulatorServer): a cheaper host without a direct port listed beside every
+        # ask; rentals whose container fails to start ("created" + an OCI error, for ever).
+        self.portless_hosts = False
+        self.containers_fail = False
+        self._portless: set[int] = set()  # instances on a host without a direct port
+        self._failed: set[int] = set()  # instances whose container never started
 
     def market_machine_id(self, instance_id: str) -> str:
         with self._lock:
@@ -359,8 +397,12 @@ class _VastBackend(_Backend):
 
     # ---- offers
 
-    def _offer_row(self, ask_id: int, offer: dict[str, object]) -> dict[str, Any]:
+    def _offer_row(
+        self, ask_id: int, offer: dict[str, object], portless: bool = False
+    ) -> dict[str, Any]:
         price = _number(offer["usd_per_hour"])
+        if portless:  # the trap: the cheapest row, on a host whose router opens no port
+            price = _number(Decimal(str(offer["usd_per_hour"])) * VAST_PORTLESS_PRICE_FACTOR)
         return {
             "id": ask_id,
             "ask_contract_id": ask_id,
@@ -373,7 +415,11 @@ class _VastBackend(_Backend):
             "dph_base": price,
             "dph_total": price,
             "is_bid": False,
-            **({"min_bid": _number(offer["min_bid"])} if self._biddable(offer) else {}),
+            **(
+                {"min_bid": _number(offer["min_bid"])}
+                if self._biddable(offer) and not portless
+                else {}
+            ),
             "reliability": _number(offer.get("reliability", "0.99")),
             "geolocation": str(offer.get("location") or ""),
             "verification": "verified",
@@ -382,7 +428,19 @@ class _VastBackend(_Backend):
             "rented": False,
             "external": False,
             "static_ip": True,
+            "direct_port_count": 0 if portless else VAST_DIRECT_PORTS,
+            "cuda_max_good": VAST_CUDA_MAX_GOOD,
+            # free here, as the disk is; the real ones are $/GB, billed outside dph_total
+            "inet_down_cost": 0.0,
+            "inet_up_cost": 0.0,
         }
+
+    def _ask(self, ask_id: int) -> tuple[dict[str, object], bool] | None:
+        """The offer behind an ask id, and whether it is a host without a direct port."""
+        if (offer := self._asks.get(ask_id)) is not None:
+            return offer, False
+        twin = self._asks.get(ask_id - VAST_PORTLESS_ASK_OFFSET)
+        return (twin, True) if twin is not None and self.portless_hosts else None
 
     def _biddable(self, offer: dict[str, object]) -> bool:
         return "min_bid" in offer and self._market.spot_available(str(offer["offer_id"]))
@@ -406,6 +464,12 @@ class _VastBackend(_Backend):
                 for ask_id, offer in self._asks.items()
                 if ask_id not in live and not self.sold_out
             ]
+            if self.portless_hosts and not self.sold_out:
+                rows += [
+                    self._offer_row(ask_id + VAST_PORTLESS_ASK_OFFSET, offer, portless=True)
+                    for ask_id, offer in self._asks.items()
+                    if ask_id + VAST_PORTLESS_ASK_OFFSET not in live
+                ]
         rows = [row for row in rows if _matches(row, query)]
         order = query.get("order") or [["dph_total", "asc"]]
         if not isinstance(order, list) or not all(
@@ -450,13 +514,14 @@ class _VastBackend(_Backend):
                 "ask_id": ask_id,
             }
         with self._lock:
-            offer = self._asks.get(ask_id)
+            found = self._ask(ask_id)
             rented = any(
                 a == ask_id and self._market_status(market_id) != "terminated"
                 for market_id, a, _ in self._instances.values()
             )
-            if offer is None or rented or self.sold_out:
+            if found is None or rented or self.sold_out:
                 return HTTPStatus.NOT_FOUND, gone
+            offer, portless = found
             try:
                 machine = self._market.launch(
                     str(offer["offer_id"]), label, api_auth, bid_usd_per_hour=bid
@@ -479,6 +544,11 @@ class _VastBackend(_Backend):
                 ask_id,
                 str(body.get("image") or ""),
             )
+            if portless:
+                self._portless.add(instance_id)
+            if self.containers_fail:
+                # Rented and billing (its market machine runs), but never serves.
+                self._failed.add(instance_id)
         return HTTPStatus.OK, {"success": True, "new_contract": instance_id}
 
     def _market_status(self, market_id: str) -> str:
@@ -498,26 +568,34 @@ class _VastBackend(_Backend):
         if status == "terminated":
             return None
         actual = {"running": "running", "exited": "exited"}.get(status, "loading")
+        failed = instance_id in self._failed
+        if failed:
+            actual = "created"  # the container was never created: it stays so, billed
         if machine["preempted"]:
             actual = "stopped"  # an outbid interruptible instance is paused, its disk kept
         port = str(machine["url"]).rpartition(":")[2]
         running = actual == "running"
+        on = running or actual in ("loading", "created")
+        # Outbid: cur_state == intended_status == next_state == "stopped" (as dstack reads it).
+        intended = "stopped" if machine["preempted"] else "running"
+        mapped = running and instance_id not in self._portless  # no open port: no HostPort
         return {
             "id": instance_id,
             "machine_id": ask_id - VAST_FIRST_ASK_ID + 1,
             "bundle_id": ask_id,
             "label": machine["label"] or None,
             "actual_status": actual,
-            "intended_status": "running",
-            "cur_state": "running" if running or actual == "loading" else "stopped",
-            "next_state": "running" if running or actual == "loading" else "stopped",
+            "intended_status": intended,
+            "cur_state": "running" if on else "stopped",
+            "next_state": "running" if on else "stopped",
+            "status_msg": VAST_OCI_FAILURE if failed else "",
             "image_uuid": image,
             "image_runtype": "args",
             "public_ipaddr": "127.0.0.1" if running else None,
             "ports": (
                 {f"{A1111_PORT}/tcp": [{"HostIp": "0.0.0.0", "HostPort": port}]}
-                if running
-                else None
+                if mapped
+                else ({} if running else None)
             ),
             "gpu_name": machine["gpu"],
             "num_gpus": 1,
@@ -591,6 +669,26 @@ class _VastBackend(_Backend):
         return HTTPStatus.OK, {"success": True}
 
 
+class VastEmulatorServer(EmulatorServer):
+    """The Vast.ai emulator, with its own fault knobs beside the shared ones."""
+
+    def __init__(self, served: EmulatorServer, backend: _VastBackend) -> None:
+        super().__init__(served._httpd, served._thread, served.url, served._market_machine_id)
+        self._vast = backend
+
+    def list_portless_hosts(self, listed: bool = True) -> None:
+        """List beside every ask a cheaper host whose router opens no port (``direct_port_count``
+        0): rented, it runs but ``-p 7860:7860`` never gets a public ``HostPort``. A search
+        asking ``direct_port_count >= 1`` does not list them, as on Vast."""
+        self._vast.portless_hosts = listed
+
+    def fail_containers(self, failing: bool = True) -> None:
+        """Rentals made while failing never start: they read ``actual_status: "created"`` with
+        an "OCI runtime create failed" ``status_msg`` until destroyed (their market machine
+        runs, so they bill)."""
+        self._vast.containers_fail = failing
+
+
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: bool(a == b),
     "neq": lambda a, b: bool(a != b),
@@ -653,6 +751,10 @@ class _TensorDockBackend(_Backend):
             self._hosts[host_id] = (offer, name, price)
         # instance id -> (market machine id, host id, hourly rate)
         self._instances: dict[str, tuple[str, str, Decimal]] = {}
+        # Reads answer in each documented shape in turn (listings: TENSORDOCK_LISTING_SHAPES;
+        # an instance's portForwards: a list, then a map), so a longer run meets all of them.
+        self._reads = 0
+        self._detail_reads = 0
 
     def market_machine_id(self, instance_id: str) -> str:
         with self._lock:
@@ -676,7 +778,7 @@ class _TensorDockBackend(_Backend):
         if path == "/api/v2/instances" and method == "POST":
             return self._create(raw)
         if path == "/api/v2/instances" and method == "GET":
-            return HTTPStatus.OK, {"data": {"instances": self._listing()}}
+            return HTTPStatus.OK, self._listing_body()
         if m := re.fullmatch(r"/api/v2/instances/([^/]+)", path):
             if method == "GET":
                 return self._read(m.group(1))
@@ -810,7 +912,7 @@ class _TensorDockBackend(_Backend):
             market_status, "starting"
         )
 
-    def _details(self, instance_id: str) -> dict[str, Any] | None:
+    def _details(self, instance_id: str, forwards_as_map: bool = False) -> dict[str, Any] | None:
         found = self._instances.get(instance_id)
         if found is None:
             return None
@@ -830,8 +932,11 @@ class _TensorDockBackend(_Backend):
             "name": machine["label"],
             "status": status,
             "ipAddress": "127.0.0.1" if running else None,
+            # a list, or a map of internal to external port (both are documented)
             "portForwards": (
-                [{"internal_port": A1111_PORT, "external_port": port}] if running else []
+                ({str(A1111_PORT): port} if running else {})
+                if forwards_as_map
+                else ([{"internal_port": A1111_PORT, "external_port": port}] if running else [])
             ),
             "resources": {
                 "vcpu_count": 4,
@@ -844,7 +949,8 @@ class _TensorDockBackend(_Backend):
 
     def _read(self, instance_id: str) -> Route:
         with self._lock:
-            details = self._details(instance_id)
+            details = self._details(instance_id, forwards_as_map=self._detail_reads % 2 == 1)
+            self._detail_reads += 1
         if details is None:
             return HTTPStatus.NOT_FOUND, {"status": 404, "error": "Instance not found"}
         return HTTPStatus.OK, details
@@ -859,6 +965,20 @@ class _TensorDockBackend(_Backend):
             attributes = {k: v for k, v in details.items() if k not in ("type", "id")}
             listed.append({"type": "VM", "id": details["id"], "attributes": attributes})
         return listed
+
+    def _listing_body(self) -> dict[str, Any]:
+        """The listing in the next of TensorDock's shapes (tests/fixtures/tensordock/README.md)."""
+        listed = self._listing()
+        with self._lock:
+            shape = TENSORDOCK_LISTING_SHAPES[self._reads % len(TENSORDOCK_LISTING_SHAPES)]
+            self._reads += 1
+        if shape == "data.attributes.instances":
+            return {
+                "data": {"type": "list", "id": "instances", "attributes": {"instances": listed}}
+            }
+        if shape == "data":
+            return {"data": listed}
+        return {"data": {"instances": listed}}
 
     def _delete(self, instance_id: str) -> Route:
         missing: Route = HTTPStatus.NOT_FOUND, {"status": 404, "error": "Instance not found"}
@@ -888,13 +1008,30 @@ def _tensordock_sources(offers: list[dict[str, object]]) -> list[tuple[dict[str,
     return [(o, Decimal(str(o["usd_per_hour"])) * TENSORDOCK_MARKUP) for o in chosen]
 
 
-def _api_auth_from_cloud_init(cloud_init: object) -> str:
-    """The ``--api-auth`` value in the ``COMMANDLINE_ARGS=`` line of a file cloud-init writes."""
-    files = cloud_init.get("write_files") if isinstance(cloud_init, dict) else None
+def _files_from_cloud_init(cloud_init: object) -> list[str]:
+    """The contents of the files a ``cloud_init`` writes: ``write_files`` entries, and
+    ``runcmd`` lines that decode base64 into a file (``printf %s B64 | base64 -d > PATH``)."""
+    if not isinstance(cloud_init, dict):
+        return []
+    contents = []
+    files = cloud_init.get("write_files")
     for entry in files if isinstance(files, list) else []:
         content = entry.get("content") if isinstance(entry, dict) else None
-        if not isinstance(content, str):
-            continue
+        if isinstance(content, str):
+            contents.append(content)
+    commands = cloud_init.get("runcmd")
+    for command in commands if isinstance(commands, list) else []:
+        for encoded in _RUNCMD_WRITE.findall(command if isinstance(command, str) else ""):
+            try:
+                contents.append(base64.b64decode(encoded, validate=True).decode())
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+    return contents
+
+
+def _api_auth_from_cloud_init(cloud_init: object) -> str:
+    """The ``--api-auth`` value in the ``COMMANDLINE_ARGS=`` line of a file cloud-init writes."""
+    for content in _files_from_cloud_init(cloud_init):
         for line in content.splitlines():
             key, sep, value = line.partition("=")
             if sep and key.strip().removeprefix("export ") == "COMMANDLINE_ARGS":
@@ -973,6 +1110,13 @@ def _pod_input(variables: dict[str, Any], type_name: str) -> dict[str, Any]:
             status=HTTPStatus.BAD_REQUEST,
         )
     return value
+
+
+def _lowest_price_input(variables: dict[str, Any]) -> dict[str, Any]:
+    """The GpuLowestPriceInput among a gpuTypes query's variables (the one with a gpuCount),
+    whatever the client named it; empty when the query spells its input inline."""
+    found = (v for v in variables.values() if isinstance(v, dict) and "gpuCount" in v)
+    return next(found, {})
 
 
 def _api_auth_from_pod(spec: dict[str, Any]) -> str:
@@ -1058,7 +1202,7 @@ class _RunPodBackend(_Backend):
 
     def _resolve(self, field: str, variables: dict[str, Any]) -> object:
         if field == "gpuTypes":
-            return self._gpu_types()
+            return self._gpu_types(_lowest_price_input(variables))
         if field == "pod":
             pod_id = _pod_input(variables, "PodFilter").get("podId")
             with self._lock:
@@ -1078,18 +1222,25 @@ class _RunPodBackend(_Backend):
 
     # ---- GPU types
 
-    def _gpu_types(self) -> list[dict[str, Any]]:
+    def _gpu_types(self, lowest_input: dict[str, Any]) -> list[dict[str, Any]]:
+        # lowestPrice of one cloud when asked with secureCloud (as RunPod scopes it), else the
+        # lowest over both; a type with no host in the asked cloud answers stockStatus "None"
+        secure_cloud = lowest_input.get("secureCloud")
+        wanted = None
+        if isinstance(secure_cloud, bool):
+            wanted = "SECURE" if secure_cloud else "COMMUNITY"
         answer = []
         for type_id, clouds in self._types.items():
             offer = next(iter(clouds.values()))
-            prices = [Decimal(str(o["usd_per_hour"])) for o in clouds.values()]
+            scoped = [o for c, o in clouds.items() if wanted in (None, c)]
+            prices = [Decimal(str(o["usd_per_hour"])) for o in scoped]
             bids = [
                 Decimal(str(o["min_bid"]))
-                for o in clouds.values()
+                for o in scoped
                 if "min_bid" in o and self._market.spot_available(str(o["offer_id"]))
             ]
             community, secure = clouds.get("COMMUNITY"), clouds.get("SECURE")
-            in_stock = not self.sold_out
+            in_stock = not self.sold_out and bool(scoped)
             answer.append(
                 {
                     "id": type_id,
@@ -1097,11 +1248,10 @@ class _RunPodBackend(_Backend):
                     "memoryInGb": int(str(offer["gpu_memory_gb"])),
                     "communityPrice": _number(community["usd_per_hour"]) if community else None,
                     "securePrice": _number(secure["usd_per_hour"]) if secure else None,
-                    # lowestPrice without a cloud filter: the lowest over both clouds
                     "lowestPrice": {
                         "minimumBidPrice": _number(min(bids)) if bids and in_stock else None,
                         "uninterruptablePrice": _number(min(prices)) if in_stock else None,
-                        "stockStatus": "High" if in_stock else None,
+                        "stockStatus": "High" if in_stock else (None if self.sold_out else "None"),
                     },
                 }
             )
@@ -1232,11 +1382,12 @@ class _RunPodBackend(_Backend):
 # --------------------------------------------------------------------------- entry points
 
 
-def serve_vast(market: EmulatedMarket, api_key: str) -> EmulatorServer:
+def serve_vast(market: EmulatedMarket, api_key: str) -> VastEmulatorServer:
     """Vast.ai's REST API on 127.0.0.1; ``.url`` ends in ``/api/v0`` (the adapter's base_url),
     and the v1 list beside it answers too."""
     backend = _VastBackend(market, api_key)
-    return _serve(backend, "vast", "/api/v0", backend.market_machine_id)
+    served = _serve(backend, "vast", "/api/v0", backend.market_machine_id)
+    return VastEmulatorServer(served, backend)
 
 
 def serve_tensordock(market: EmulatedMarket, api_token: str) -> EmulatorServer:

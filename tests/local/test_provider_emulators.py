@@ -13,6 +13,7 @@ import pytest
 
 from infra.local.market import EmulatedMarket, MachineFaults
 from infra.local.provider_emulators import EmulatorServer, serve_tensordock, serve_vast
+from infra.local.spot import SpotMarket, SpotTrace
 from subconscious.errors import (
     MachineGone,
     OfferGone,
@@ -266,3 +267,150 @@ def test_failing_launches_refuse_every_rent_while_offers_stay_listed(
         server.fail_launches(False)
         machine = provider.launch(offers[0], label="subc-again", api_auth=API_AUTH)
         provider.terminate(machine.machine_id)
+
+
+def test_tensordock_answers_every_documented_shape_and_the_adapter_reads_each(
+    tensordock: EmulatorServer,
+) -> None:
+    provider = _tensordock(tensordock)
+    launched = provider.launch(provider.list_offers()[0], label="subc-shapes", api_auth=API_AUTH)
+    running = _wait_running(provider, launched.machine_id)
+    headers = {"Authorization": f"Bearer {TD_TOKEN}"}
+
+    shapes = set()
+    for _ in range(3):  # the adapter and a raw read each meet every listing shape in turn
+        data = httpx.get(f"{tensordock.url}/instances", headers=headers).json()["data"]
+        if isinstance(data, list):
+            shapes.add("data")
+        else:
+            shapes.add("data.instances" if "instances" in data else "data.attributes.instances")
+        assert [m.machine_id for m in provider.machines("subc-shapes")] == [launched.machine_id]
+    assert shapes == {"data", "data.instances", "data.attributes.instances"}
+
+    # portForwards as a list, then as a map: the adapter finds the same address in both
+    assert [provider.status(launched.machine_id).url for _ in range(2)] == [running.url] * 2
+    details = f"{tensordock.url}/instances/{launched.machine_id}"
+    forwards = [httpx.get(details, headers=headers).json()["portForwards"] for _ in range(2)]
+    assert sorted(type(f).__name__ for f in forwards) == ["dict", "list"]
+    provider.terminate(launched.machine_id)
+
+
+# --------------------------------------------------------------------------- Vast (issue 14)
+
+
+def _raw_search(server: EmulatorServer, query: dict[str, object]) -> list[dict[str, object]]:
+    answer = httpx.post(
+        f"{server.url}/bundles/", json=query, headers={"Authorization": f"Bearer {VAST_KEY}"}
+    )
+    assert answer.status_code == 200
+    rows: list[dict[str, object]] = answer.json()["offers"]
+    return rows
+
+
+def _raw_instance(server: EmulatorServer, instance_id: str) -> dict[str, object]:
+    answer = httpx.get(
+        f"{server.url}/instances/{instance_id}/", headers={"Authorization": f"Bearer {VAST_KEY}"}
+    )
+    row: dict[str, object] = answer.json()["instances"]
+    return row
+
+
+def test_vast_rows_show_ports_cuda_and_bandwidth(vast: EmulatorServer) -> None:
+    rows = _raw_search(vast, {"order": [["dph_total", "asc"]]})
+    assert rows and all(int(str(r["direct_port_count"])) >= 1 for r in rows)
+    assert all(float(str(r["cuda_max_good"])) >= 12.6 for r in rows)
+    assert all(r["inet_down_cost"] == r["inet_up_cost"] == 0.0 for r in rows)
+    assert len(_vast(vast).list_offers()) == len(
+        [r for r in rows if int(str(r["gpu_ram"])) >= 8192]
+    )
+
+
+def test_vast_hosts_without_a_port_are_cheapest_and_never_reach_the_adapter(
+    market: EmulatedMarket,
+) -> None:
+    server = serve_vast(market, VAST_KEY)
+    try:
+        provider = _vast(server)
+        before = provider.list_offers()
+        server.list_portless_hosts()
+        unfiltered = _raw_search(server, {"order": [["dph_total", "asc"]]})
+        assert unfiltered[0]["direct_port_count"] == 0  # the trap: cheapest first
+        assert provider.list_offers() == before  # the adapter's search leaves them out
+        # Rented anyway (what the adapter did before issue 14): it runs, but no HostPort.
+        trap = unfiltered[0]
+        offer = Offer(
+            provider="vast",
+            offer_id=str(trap["id"]),
+            gpu=str(trap["gpu_name"]),
+            gpu_memory_gb=24,
+            usd_per_hour=Decimal(str(trap["dph_total"])),
+        )
+        machine = provider.launch(offer, label="subc-portless", api_auth=API_AUTH)
+        deadline = time.monotonic() + 10
+        while _raw_instance(server, machine.machine_id)["actual_status"] != "running":
+            assert time.monotonic() < deadline, "the machine never ran"
+            time.sleep(0.02)
+        read = provider.status(machine.machine_id)
+        assert read.status is MachineStatus.RUNNING and read.url is None  # waits for ever
+        assert _raw_instance(server, machine.machine_id)["ports"] == {}
+        provider.terminate(machine.machine_id)
+        server.list_portless_hosts(False)
+        assert all(r["direct_port_count"] != 0 for r in _raw_search(server, {}))
+    finally:
+        server.close()
+
+
+def test_vast_a_container_that_fails_to_start_is_given_up_at_once(market: EmulatedMarket) -> None:
+    server = serve_vast(market, VAST_KEY)
+    try:
+        provider = _vast(server)
+        offers = provider.list_offers()
+        server.fail_containers()
+        machine = provider.launch(offers[0], label="subc-oci", api_auth=API_AUTH)
+        row = _raw_instance(server, machine.machine_id)
+        assert row["actual_status"] == "created"
+        assert ": OCI runtime create failed:" in str(row["status_msg"])  # what dstack matches
+        assert provider.status(machine.machine_id).status is MachineStatus.EXITED
+        assert [m.status for m in provider.machines("subc-oci")] == [MachineStatus.EXITED]
+        assert market.launched_count == 1  # rented: it bills until destroyed
+        provider.terminate(machine.machine_id)
+        with pytest.raises(MachineGone):
+            provider.status(machine.machine_id)
+        server.fail_containers(False)
+        fine = provider.launch(offers[1], label="subc-fine", api_auth=API_AUTH)
+        assert _wait_running(provider, fine.machine_id).url is not None
+        provider.terminate(fine.machine_id)
+    finally:
+        server.close()
+
+
+def test_vast_an_outbid_instance_reads_stopped_and_is_exited(tmp_path: Path) -> None:
+    trace = SpotTrace.parse("pool", {"metadata": {"gap_seconds": 600}, "data": [1]})
+    with EmulatedMarket(
+        default_faults=MachineFaults(startup_delay_s=0.0),
+        log_dir=tmp_path / "machines",
+        spot=SpotMarket([trace], tick_s=600.0),
+    ) as market:
+        server = serve_vast(market, VAST_KEY)
+        try:
+            provider = _vast(server)
+            offer = min(
+                (o for o in provider.list_offers() if o.min_bid_usd_per_hour is not None),
+                key=lambda o: o.usd_per_hour,
+            )
+            assert offer.min_bid_usd_per_hour is not None
+            machine = provider.launch(
+                offer,
+                label="subc-outbid",
+                api_auth=API_AUTH,
+                bid_usd_per_hour=offer.min_bid_usd_per_hour,
+            )
+            _wait_running(provider, machine.machine_id)
+            market.preempt(server.market_machine_id(machine.machine_id))
+            row = _raw_instance(server, machine.machine_id)
+            states = (row["cur_state"], row["intended_status"], row["next_state"])
+            assert states == ("stopped", "stopped", "stopped")
+            assert provider.status(machine.machine_id).status is MachineStatus.EXITED
+            provider.terminate(machine.machine_id)
+        finally:
+            server.close()

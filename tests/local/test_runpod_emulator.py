@@ -345,3 +345,30 @@ def test_a_preempted_vast_instance_reads_stopped(
     assert row["instances"]["is_bid"] is True
     assert row["instances"]["dph_total"] == float(str(offer.min_bid_usd_per_hour))
     provider.terminate(machine.machine_id)
+
+
+def test_runpod_prices_and_stock_come_from_the_cloud_the_adapter_rents(
+    runpod: EmulatorServer, market: EmulatedMarket
+) -> None:
+    by_cloud: dict[str, dict[str, Decimal]] = {"COMMUNITY": {}, "SECURE": {}}
+    for o in market.offers():
+        cloud = {"RunPod Community Cloud": "COMMUNITY", "RunPod": "COMMUNITY"}.get(
+            str(o["provider_name"]), "SECURE" if o["provider_name"] == "RunPod Secure Cloud" else ""
+        )
+        if cloud:
+            price = Decimal(str(o["usd_per_hour"]))
+            by_cloud[cloud][str(o["gpu"])] = min(price, by_cloud[cloud].get(str(o["gpu"]), price))
+    for cloud, rows in by_cloud.items():
+        offers = _runpod(runpod, cloud=cloud).list_offers()
+        assert {o.gpu: o.usd_per_hour for o in offers} == rows
+    # a type with no host in the asked cloud answers stockStatus "None", as RunPod may
+    only_secure = set(by_cloud["SECURE"]) - set(by_cloud["COMMUNITY"])
+    if only_secure:
+        answer = _graphql(
+            runpod,
+            "query G($lp: GpuLowestPriceInput) { gpuTypes { id lowestPrice(input: $lp) "
+            "{ stockStatus } } }",
+            lp={"gpuCount": 1, "secureCloud": False, "minCudaVersion": "12.6"},
+        ).json()["data"]["gpuTypes"]
+        stock = {t["id"]: t["lowestPrice"]["stockStatus"] for t in answer}
+        assert {stock[f"NVIDIA {gpu}"] for gpu in only_secure} == {"None"}
