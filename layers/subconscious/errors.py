@@ -139,6 +139,33 @@ class MachineNotReady(SubconsciousError):
     code = "machine_not_ready"
 
 
+# --- A run that failed through no fault of its host (the breakers do not hold it off) ---
+class MachinePreempted(MachineGone):
+    """An interruptible machine its market took back (outbid, reclaimed)."""
+
+    code = "machine_preempted"
+
+
+class TaskCrashedMachine(RendererUnavailable):
+    """The machine died on a task that had already failed on another machine: the task, not
+    this host, is the likely cause (the task's own attempts bound it)."""
+
+    code = "task_crashed_machine"
+
+
+class SpendCapReached(MachineNotReady):
+    """The run's share of its orders' budget was spent while the machine booted."""
+
+    code = "spend_cap_reached"
+
+
+# Error names (as the state machine records them on a failed run) that say nothing against
+# the machine's host or provider.
+NOT_THE_HOSTS_FAULT = frozenset(
+    {MachinePreempted.__name__, TaskCrashedMachine.__name__, SpendCapReached.__name__}
+)
+
+
 class UnsupportedMediaType(SubconsciousError):
     """A request body sent as something other than JSON (the only type this API reads)."""
 

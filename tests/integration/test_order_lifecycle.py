@@ -20,10 +20,12 @@ from subconscious.errors import (
     MachineGone,
     MachineNotReady,
     RendererError,
+    RendererOutOfMemory,
     RendererUnavailable,
+    TaskCrashedMachine,
 )
 from subconscious.logic import lifecycle, render_run
-from subconscious.logic.dispatch import tick
+from subconscious.logic.dispatch import breakers, tick
 from subconscious.logic.orders import Acceptance, _accept, accept_quote, order_out, render_tasks
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.services import Services
@@ -319,7 +321,7 @@ def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_mac
     real_txt2img = A1111Client.txt2img
 
     def txt2img(self: Any, task: RenderTask) -> Any:
-        if task.order_id == poison.order_id:
+        if task.order_id == poison.order_id and task.prompt != "health check":  # its prompt
             raise RendererError("POST /sdapi/v1/txt2img: HTTP 500 RuntimeError")
         return real_txt2img(self, task)
 
@@ -422,3 +424,141 @@ def test_delayed_retries_count_as_waiting_work(svc: Services, aws: Created) -> N
     _dead_letter(svc, aws, [])  # empty the work queue
     svc.queue.send(render_tasks(TENANT, order), delay_s=60)
     assert svc.queue.depth() == (1, 0)
+
+
+def test_a_host_that_cannot_render_the_task_size_is_replaced_and_held_off(
+    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card too small for SDXL at batch 1 passes the tiny readiness probe; the health check
+    after a failed task uses the task's own size, so the host is blamed, not every task."""
+    order = place_order(svc, TENANT, [2], model_family="sdxl", width=1024, height=1024)
+    real_txt2img = A1111Client.txt2img
+
+    def small_card(self: Any, task: RenderTask) -> Any:
+        if task.width >= 1024:
+            raise RendererOutOfMemory("POST /sdapi/v1/txt2img: out of memory")
+        return real_txt2img(self, task)
+
+    monkeypatch.setattr(A1111Client, "txt2img", small_card)
+    with renderer("--images-per-s", "400") as url:
+        market.url = url
+        run = new_run(svc)
+        render_run.provision(svc, run.run_id)
+        assert render_run.wait_ready(svc, run.run_id, 900) == {"ready": True}
+        with pytest.raises(RendererUnavailable) as raised:
+            render_run.render_slice(svc, run.run_id, slice_s=30)
+    assert type(raised.value) is RendererUnavailable  # the host's fault: it will be held off
+    failed = _get(svc, order)
+    assert (failed.images_failed, failed.state) == (0, OrderState.ACCEPTED)  # retried elsewhere
+    render_run.record(svc, run.run_id, error={"Error": type(raised.value).__name__, "Cause": ""})
+    blocked = breakers(svc, datetime.now(UTC))
+    assert (run.offer.provider, run.offer.offer_id) in blocked.hosts
+
+
+def test_a_machine_killed_by_a_task_that_killed_another_is_not_the_hosts_fault(
+    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = place_order(svc, TENANT, [4])
+    [task] = render_tasks(TENANT, order)
+    _dead_letter(svc, aws, [])
+    svc.queue.send([task.model_copy(update={"attempts": 1, "avoid_machines": ("fm-elsewhere",)})])
+
+    def crash(self: Any, task: RenderTask) -> Any:
+        raise RendererUnavailable("POST /sdapi/v1/txt2img: RemoteProtocolError")
+
+    monkeypatch.setattr(A1111Client, "txt2img", crash)
+    with renderer() as url:
+        market.url = url
+        run = new_run(svc)
+        render_run.provision(svc, run.run_id)
+        with pytest.raises(TaskCrashedMachine) as raised:
+            render_run.render_slice(svc, run.run_id, slice_s=30)
+    render_run.record(svc, run.run_id, error={"Error": type(raised.value).__name__, "Cause": ""})
+    assert breakers(svc, datetime.now(UTC)).hosts == frozenset()
+
+
+def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(
+    svc: Services, aws: Created
+) -> None:
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+    quote = create_quote(svc, TENANT, request)
+    winner = Acceptance(
+        tenant_id=TENANT,
+        idempotency_key="key-winner",
+        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+    )
+    order = _accept(svc, winner)
+    table = boto3.resource("dynamodb").Table("subc-orders")
+    table.update_item(
+        Key={"tenant_id": TENANT, "order_id": order.order_id},
+        UpdateExpression="SET #s = :q, images_done = :d",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":q": "quoted", ":d": 3},
+    )
+
+    _accept(svc, winner)
+
+    assert _get(svc, order).images_done == 3  # the resume did not write the order afresh
+
+
+def test_the_winners_own_retry_gets_its_order_not_a_conflict(svc: Services, aws: Created) -> None:
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+    quote = create_quote(svc, TENANT, request)
+    winner = Acceptance(
+        tenant_id=TENANT,
+        idempotency_key="key-winner",
+        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+    )
+    order = _accept(svc, winner)  # accepted, but its recorded answer was lost in a crash
+    assert _accept(svc, winner).order_id == order.order_id
+    with pytest.raises(Conflict, match=order.order_id):
+        _accept(svc, winner.model_copy(update={"idempotency_key": "key-other"}))
+
+
+def test_a_dead_lettered_task_of_an_order_still_being_accepted_is_queued_again(
+    svc: Services, aws: Created
+) -> None:
+    order = place_order(svc, TENANT, [8])
+    boto3.resource("dynamodb").Table("subc-orders").update_item(
+        Key={"tenant_id": TENANT, "order_id": order.order_id},
+        UpdateExpression="SET #s = :q",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":q": "quoted"},
+    )
+    _dead_letter(svc, aws, render_tasks(TENANT, order))
+
+    lifecycle.sweep(svc)
+
+    assert (_get(svc, order).images_failed, svc.queue.depth()[0]) == (0, 1)
+
+
+def test_a_failing_sweep_never_stops_the_tick_from_renting(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place_order(svc, TENANT, [8])
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("DynamoDB throttled the sweep")
+
+    monkeypatch.setattr("subconscious.logic.dispatch.sweep", broken)
+    report = tick(svc)
+    assert "sweep failed" in report.decisions and len(report.started_runs) == 1
+
+
+def test_a_provider_whose_running_is_the_vm_gets_its_start_up_on_top_of_the_serve_deadline(
+    svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        svc, "settings", svc.settings.model_copy(update={"machine_serve_deadline_s": 120})
+    )
+    monkeypatch.setattr(market, "running_before_pull", True, raising=False)
+    with renderer("--error-rate", "1") as url:
+        market.url = url
+        run = new_run(svc)  # its offer starts up in 60 s
+        render_run.provision(svc, run.run_id)
+        start = datetime.now(UTC)
+        render_run.wait_ready(svc, run.run_id, 900, now=start)
+        later = start + timedelta(seconds=179)
+        assert render_run.wait_ready(svc, run.run_id, 900, now=later) == {"ready": False}
+        with pytest.raises(MachineNotReady, match="within 180s"):
+            render_run.wait_ready(svc, run.run_id, 900, now=start + timedelta(seconds=181))

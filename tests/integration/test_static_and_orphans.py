@@ -70,3 +70,25 @@ def test_a_machine_whose_run_was_killed_without_teardown_is_reaped(
 
     assert report.reaped == [machine_id]
     assert machine_id not in market.live
+
+
+def test_a_task_that_failed_on_a_static_server_is_rendered_there_again(
+    svc: Services, aws: Created, static_server: StaticProvider
+) -> None:
+    """A hand-run server keeps its id from run to run and has no other to go to: a retry never
+    avoids it (it would bounce for ever and its order would expire with nothing wrong)."""
+    from subconscious.logic.orders import render_tasks
+
+    order = place_order(svc, TENANT, [8])
+    [task] = render_tasks(TENANT, order)
+    svc.queue._sqs.purge_queue(QueueUrl=svc.queue.url)
+    svc.queue.send([task.model_copy(update={"attempts": 1, "avoid_machines": ("static-0",)})])
+    run = new_run(svc).model_copy(update={"offer": static_server.list_offers()[0]})
+    svc.runs.save(run)
+    render_run.provision(svc, run.run_id)
+
+    result = render_run.render_slice(svc, run.run_id, slice_s=30)
+
+    assert result.images == 8
+    done = svc.orders.get(TENANT, order.order_id)
+    assert done is not None and done.state is OrderState.COMPLETED

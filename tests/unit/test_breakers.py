@@ -59,3 +59,13 @@ def test_two_launch_failures_or_old_ones_do_not_pause() -> None:
     recent = [failed("runpod", f"h{i}", 60, served=False) for i in range(2)]
     old = [failed("runpod", "old", 901, served=False)]
     assert held_off(recent + old, NOW, LIMITS).providers == frozenset()
+
+
+def test_a_run_that_failed_through_no_fault_of_its_host_holds_nothing_off() -> None:
+    # preempted, killed by a task that had killed another machine before, cap spent at boot
+    runs = [
+        FailedRun("vast", f"h{i}", NOW - timedelta(seconds=60), served=False, hosts_fault=False)
+        for i in range(5)
+    ]
+    blocked = held_off(runs, NOW, LIMITS)
+    assert blocked.hosts == frozenset() and blocked.providers == frozenset()

@@ -47,8 +47,9 @@ class OrderStore:
     def create_or_resume(self, tenant_id: str, order: Order, accept_key: str) -> None:
         """Write a new order in state ``quoted``: the one conditional write that decides which
         acceptance of a quote wins (invariant 10). An order left in ``quoted`` by a crash
-        between writing and queueing is resumed by a retry of the same acceptance (same
-        Idempotency-Key); any other acceptance of the quote is a conflict naming the order."""
+        between writing and queueing is resumed, untouched, by a retry of the same acceptance
+        (same Idempotency-Key and option); any other acceptance of the quote is a conflict
+        naming the order."""
         try:
             self._table.put_item(
                 Item={
@@ -63,22 +64,32 @@ class OrderStore:
                     "accept_key": accept_key,
                     "doc": order.model_dump_json(),
                 },
-                ConditionExpression="attribute_not_exists(order_id) OR "
-                "(#s = :quoted AND option_id = :option AND accept_key = :key)",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={
-                    ":quoted": "quoted",
-                    ":option": order.option_id,
-                    ":key": accept_key,
-                },
+                ConditionExpression="attribute_not_exists(order_id)",
             )
+            return
         except Exception as error:
-            if is_condition_failure(error):
-                raise QuoteAlreadyAccepted(
-                    f"quote {order.quote_id} was already accepted as order {order.order_id}",
-                    order_id=order.order_id,
-                ) from error
-            raise
+            if not is_condition_failure(error):
+                raise
+        # It exists: resume it as it is (its counters may already have moved), or refuse.
+        if self.accepted_with(tenant_id, order.order_id) == (accept_key, order.option_id):
+            stored = self.get(tenant_id, order.order_id)
+            if stored is not None and stored.state is OrderState.QUOTED:
+                return
+        raise QuoteAlreadyAccepted(
+            f"quote {order.quote_id} was already accepted as order {order.order_id}",
+            order_id=order.order_id,
+        )
+
+    def accepted_with(self, tenant_id: str, order_id: str) -> tuple[str, str] | None:
+        """(Idempotency-Key, option) of the acceptance that made the order, if it exists."""
+        item = self._table.get_item(
+            Key={"tenant_id": tenant_id, "order_id": order_id},
+            ProjectionExpression="accept_key, option_id",
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None
+        return str(item.get("accept_key", "")), str(item.get("option_id", ""))
 
     def get(self, tenant_id: str, order_id: str) -> Order | None:
         item = self._table.get_item(Key={"tenant_id": tenant_id, "order_id": order_id}).get("Item")

@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from subconscious.errors import SubconsciousError
+from subconscious.errors import NOT_THE_HOSTS_FAULT, SubconsciousError
 from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import backlog, limits, machines, open_orders
@@ -18,6 +18,7 @@ from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_rates, prior
+from subconscious.market.static import StaticProvider
 from subconscious.models import RenderRun, RunStatus
 from subconscious.money import to_micros, to_usd
 from subconscious.observability import (
@@ -56,8 +57,11 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         report = TickReport(acted=True)
         live = _reconcile(services, now, report)
         emit_fleet_metrics(live, now)
-        swept = sweep(services, now)  # dead letters settled, orders past their time ended
-        report.ended_orders = swept.ended
+        try:  # dead letters settled, orders past their time ended
+            report.ended_orders = sweep(services, now).ended
+        except Exception:  # never at the cost of renting for the orders that are fine
+            logger.exception("the sweep failed; the next tick tries again")
+            report.decisions.append("sweep failed")
         waiting, in_flight = services.queue.depth()
         orders = open_orders(services)
         work = backlog(orders)
@@ -114,9 +118,15 @@ def breakers(services: Services, now: datetime) -> HeldOff:
     settings = services.settings
     window = max(settings.host_holdoff_s, settings.provider_pause_s)
     failed = [
-        FailedRun(r.offer.provider, r.offer.offer_id, r.ended_at, served=r.ready_at is not None)
+        FailedRun(
+            r.offer.provider,
+            r.offer.offer_id,
+            r.ended_at,
+            served=r.ready_at is not None,
+            hosts_fault=(r.error or "").split(":", 1)[0] not in NOT_THE_HOSTS_FAULT,
+        )
         for r in services.runs.failed_since(now - timedelta(seconds=window))
-        if r.ended_at is not None
+        if r.ended_at is not None and r.offer.provider != StaticProvider.name
     ]
     return held_off(
         failed,

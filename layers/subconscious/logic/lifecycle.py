@@ -123,10 +123,16 @@ def _drain_dead_letters(services: Services, report: SweepReport) -> int:
             break
         for delivery in deliveries:
             task = delivery.task
-            ended = give_up(services, task, "dead-lettered after repeated failed deliveries")
-            if ended is not None:
-                report.ended[task.order_id] = ended.value
-            dead.delete(delivery)  # only once its images are settled
+            order = services.orders.get(task.tenant_id, task.order_id)
+            if order is not None and order.state is OrderState.QUOTED:
+                # its acceptance is still being finished (or was abandoned: the sweep fails
+                # the order within the hour): never give up images of an order not yet taken
+                services.queue.send([task])
+            else:
+                ended = give_up(services, task, "dead-lettered after repeated failed deliveries")
+                if ended is not None:
+                    report.ended[task.order_id] = ended.value
+            dead.delete(delivery)  # only once its images are settled or it is queued again
             drained += 1
     return drained
 

@@ -144,6 +144,12 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     # expiry: some of its tasks may already be queued.
     interrupted = services.orders.get(tenant_id, order_id)
     if interrupted is not None and interrupted.state is not OrderState.QUOTED:
+        if services.orders.accepted_with(tenant_id, order_id) == (
+            acceptance.idempotency_key,
+            request.option_id,
+        ):
+            # the winner's own retry after a crash that lost its recorded answer: the order
+            return interrupted
         raise QuoteAlreadyAccepted(
             f"quote {quote.quote_id} was already accepted as order {order_id}", order_id=order_id
         )

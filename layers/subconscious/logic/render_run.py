@@ -20,10 +20,13 @@ from subconscious.errors import (
     ConfigurationError,
     MachineGone,
     MachineNotReady,
+    MachinePreempted,
     ProviderError,
     RendererError,
     RendererOutOfMemory,
     RendererUnavailable,
+    SpendCapReached,
+    TaskCrashedMachine,
 )
 from subconscious.logic.lifecycle import close_if_settled, retry_or_give_up
 from subconscious.logic.services import Services
@@ -175,7 +178,7 @@ def wait_ready(
     if machine.status is not MachineStatus.RUNNING or machine.url is None:
         return {"ready": False}
     if _spent(run) >= run.spend_cap_micros:
-        raise MachineNotReady(f"run {run_id} spent its cap while the machine booted")
+        raise SpendCapReached(f"run {run_id} spent its cap while the machine booted")
     if run.machine_running_at is None:
         run = run.model_copy(update={"machine_running_at": now})
         services.runs.save(run)
@@ -184,6 +187,10 @@ def wait_ready(
     # machine that never serves is not paid for the whole ready timeout.
     serving_s = (now - (run.machine_running_at or now)).total_seconds()
     serve_deadline_s = services.settings.machine_serve_deadline_s + run.compile_s
+    if getattr(_provider(services, run), "running_before_pull", False):
+        # its "running" is the VM: the image is pulled and started after it, which the
+        # offer's start-up estimate covers
+        serve_deadline_s += run.offer.startup_s
     if serving_s > serve_deadline_s:
         raise MachineNotReady(
             f"machine {machine.machine_id} runs but has not served within {serve_deadline_s}s"
@@ -255,7 +262,7 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
             delivery = held.pop(0)
             current = [delivery]  # handed back by the except below if this step fails
             task = delivery.task
-            verdict = _verdict(services, task, run.machine_id)
+            verdict = _verdict(services, task, _avoidable(services, run))
             idle_polls = idle_polls + 1 if verdict == "elsewhere" else 0
             if verdict == "render":
                 # the message stays hidden while this batch renders and the one behind stores
@@ -265,11 +272,14 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
                     rendered = render_task(client, task)
                 except RendererError as error:
                     current = []  # settled (queued again or given up) before any raise
-                    _task_failed(services, client, run, delivery, error)
+                    _task_failed(services, run, machine, delivery, error)
                 else:
                     storage.submit(delivery, rendered, time.monotonic() - started)
             elif verdict == "later":
-                services.queue.set_visibility(delivery, _WAIT_FOR_ACCEPT_S)
+                # a fresh, delayed copy: handing the message back would count each wait
+                # towards the dead-letter limit, and the task would be given up untried
+                services.queue.send([task], delay_s=_WAIT_FOR_ACCEPT_S)
+                services.queue.delete(delivery)
             elif verdict == "elsewhere":
                 # it failed on this machine before: another machine takes it. A fresh copy,
                 # not the same message handed back: each receive here would count towards
@@ -336,25 +346,56 @@ def _verdict(services: Services, task: RenderTask, machine_id: str | None) -> st
     return "render"
 
 
+def _avoidable(services: Services, run: RenderRun) -> str | None:
+    """The id a failed task's retries avoid on this run's machine: none for a server the
+    operator runs by hand, which keeps its id from run to run and has no other to go to."""
+    if isinstance(_provider(services, run), StaticProvider):
+        return None
+    return run.machine_id
+
+
 def _task_failed(
-    services: Services, client: A1111Client, run: RenderRun, delivery: Delivery, error: Exception
+    services: Services, run: RenderRun, machine: Machine, delivery: Delivery, error: Exception
 ) -> None:
     """A task failed on this machine: it is queued again elsewhere (or given up after its last
     attempt) before its delivery is deleted. Then whose fault was it? A machine that stopped
-    answering, or that cannot render a tiny image now, is replaced (the error goes up and the
-    run ends: its host is held off); one that renders is kept, and the task carries the blame
-    (a poison task must not cost every machine it meets)."""
+    answering, or that cannot render one image of the task's own size now, is replaced (the
+    error goes up and the run ends: its host is held off); one that renders is kept, and the
+    task carries the blame (a poison task must not cost every machine it meets)."""
+    task = delivery.task
     why = f"{type(error).__name__}: {str(error)[:200]}"
-    logger.warning("task failed", task=delivery.task.task_id, machine_id=run.machine_id, why=why)
+    logger.warning("task failed", task=task.task_id, machine_id=run.machine_id, why=why)
     if isinstance(error, RendererUnavailable) and _preempted(services, run):
         # an interruptible machine taken back by its market: not the task's fault, so no
         # attempt is spent (SQS's receive count still bounds a task that kills every machine)
         services.queue.set_visibility(delivery, 0)
-        raise MachineGone(f"machine {run.machine_id} was preempted: {why}") from error
-    retry_or_give_up(services, delivery.task, run.machine_id, why)
+        raise MachinePreempted(f"machine {run.machine_id} was preempted: {why}") from error
+    retry_or_give_up(services, task, _avoidable(services, run), why)
     services.queue.delete(delivery)
-    if isinstance(error, RendererUnavailable) or not client.is_ready():
-        raise RendererUnavailable(f"machine {run.machine_id} failed with a task: {why}") from error
+    if not isinstance(error, RendererUnavailable) and _renders(services, run, machine, task):
+        return
+    if task.attempts > 0:
+        # it failed on another machine before: the task is the likely cause, not this host
+        raise TaskCrashedMachine(f"machine {run.machine_id} failed with a task: {why}") from error
+    raise RendererUnavailable(f"machine {run.machine_id} failed with a task: {why}") from error
+
+
+def _renders(services: Services, run: RenderRun, machine: Machine, task: RenderTask) -> bool:
+    """Whether the machine renders one image of ``task``'s size and sampler, with a plain
+    prompt, now: a card too small for the size, or a server that answers the wrong image, fails
+    it whatever the prompt; a poison prompt passes it. Short timeouts: a slice's budget holds
+    one such probe."""
+    probe = task.model_copy(
+        update={"prompt": "health check", "negative_prompt": "", "batch_size": 1, "steps": 1}
+    )
+    client = _client(services, run, machine, timeout_s=_READY_PROBE_TIMEOUT_S)
+    try:
+        client.txt2img(probe)
+    except RendererError:
+        return False
+    finally:
+        client.close()
+    return True
 
 
 class _Storage:

@@ -224,6 +224,9 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 class TensorDockProvider:
     name = "tensordock"
+    # "running" is the VM; cloud-init then installs Docker, pulls the image and starts it, so
+    # the render run's serve deadline counts the offer's start-up on top (logic/render_run.py)
+    running_before_pull = True
 
     def __init__(
         self,

@@ -11,6 +11,11 @@ Pure: failed runs in, what not to rent out. Two levels, from what a failed run t
   A machine that failed after it served (a crash mid-batch, a poison task) says nothing about
   the provider and never pauses it.
 
+A run that failed through no fault of its host (``errors.NOT_THE_HOSTS_FAULT``: preempted, a
+task that had already crashed another machine, its spend cap reached while booting) is not
+counted at all; nor are servers the operator runs by hand (the ``static`` provider: there is no
+other host to go to).
+
 Tasks carry their own blame (``RenderTask.attempts``, settled in ``logic/lifecycle.py``): a
 task that crashes machines is given up after its attempts, and no tenant's order waits on it.
 """
@@ -31,6 +36,7 @@ class FailedRun:
     offer_id: str
     ended_at: datetime
     served: bool  # it rendered (passed WaitReady) before it failed
+    hosts_fault: bool = True  # False: preempted, killed by a task that kills machines, ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ def held_off(failed: Iterable[FailedRun], now: datetime, limits: BreakerLimits) 
     hosts: set[tuple[str, str]] = set()
     unserved: dict[str, int] = defaultdict(int)
     for run in failed:
+        if not run.hosts_fault:
+            continue
         if run.ended_at >= host_since:
             hosts.add((run.provider, run.offer_id))
         if not run.served and run.ended_at >= pause_since:
