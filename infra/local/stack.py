@@ -406,6 +406,16 @@ class LocalStack:
         emulators = {"vast": self._vast, "runpod": self._runpod, "tensordock": self._tensordock}
         emulators[provider].fail_launches(failing)
 
+    def vast_portless_hosts(self, listed: bool = True) -> None:
+        """List beside every Vast.ai offer a 10 % cheaper host whose router opens no port:
+        rented, it runs but never maps a public port (a search asking for one hides it)."""
+        self._vast.list_portless_hosts(listed)
+
+    def vast_fail_containers(self, failing: bool = True) -> None:
+        """Make every new Vast.ai rental stay ``created`` with an "OCI runtime create failed"
+        ``status_msg`` (its market machine runs, so it bills), or stop failing."""
+        self._vast.fail_containers(failing)
+
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")
         return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])

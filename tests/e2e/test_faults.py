@@ -27,12 +27,13 @@ import pytest
 
 from infra import definitions as d
 from infra.local.market import MachineFaults
+from infra.local.provider_emulators import VAST_FIRST_ASK_ID, VAST_PORTLESS_ASK_OFFSET
 from infra.local.stack import REGION, LocalStack
 from subconscious.logic.services import services
-from subconscious.models import RenderRun
+from subconscious.models import RenderRun, RunStatus
 from subconscious.money import cost_micros, to_usd
 from subconscious_cli.client import TERMINAL_STATES, ApiError, Client
-from tests.e2e.conftest import HEALTHY, StartStack
+from tests.e2e.conftest import FAULT_SETTINGS, HEALTHY, StartStack
 from tests.e2e.fault_report import Figures, record, table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -611,3 +612,84 @@ def test_the_table_names_the_figures_that_fail() -> None:
     rendered = table([held, short])
     assert "| s | order | hold | completed (all_delivered) | 8 / 8 |" in rendered
     assert "**(a) fail**" in rendered
+
+
+# --------------------------------------------------------------------------- Vast.ai's own faults
+
+
+def _quote_on_vast(stack: LocalStack, client: Client, count: int) -> Placed:
+    """Prices read with the fault already set, a quote whose first option is priced on Vast.ai
+    (the cheapest provider of the emulated market), and that option accepted."""
+    stack.fire(f"{d.PREFIX}-prices")
+    prompts = healthy_prompts(count)
+    quote = client.quote({"prompts": [{"text": p, "count": n} for p, n in prompts]})
+    option = quote["options"][0]
+    assert option["provider"] == "vast", f"the quote priced on {option['provider']}, not Vast"
+    order = client.order(quote["quote_id"], option["option_id"])
+    return Placed(order, [n for _, n in prompts])
+
+
+def test_vast_portless_hosts_listed_cheapest(start_stack: StartStack) -> None:
+    """Beside every Vast.ai offer a 10 % cheaper host without a direct port is listed: rented,
+    it would run but never map its port. The adapter's search leaves them out, so the order
+    completes on one machine, a host with a port."""
+    stack = start_stack(timer=False)
+    stack.vast_portless_hosts()
+    with Client(stack.api_url, stack.api_key) as client:
+        placed = _quote_on_vast(stack, client, 16)
+        stack.start_schedules()
+        assert_four_figures(
+            stack,
+            client,
+            placed,
+            45,
+            scenario="vast: port-less hosts listed cheapest",
+            expect_states=COMPLETED,
+            expect_done=16,
+        )
+    runs = all_runs(stack)
+    assert runs and all(run.offer.provider == "vast" for run in runs), runs
+    # the port-less twins' ask ids are the listed ones' plus VAST_PORTLESS_ASK_OFFSET
+    portless = [
+        run.offer.offer_id
+        for run in runs
+        if int(run.offer.offer_id) >= VAST_FIRST_ASK_ID + VAST_PORTLESS_ASK_OFFSET
+    ]
+    assert portless == [], f"port-less hosts rented: {portless}"
+    assert stack.market.launched_count == 1
+
+
+def test_vast_container_fails_to_start(start_stack: StartStack) -> None:
+    """Every Vast.ai rental stays "created" with an "OCI runtime create failed" status_msg (an
+    image newer than the host's driver): the adapter reads it EXITED at the first poll, so each
+    such machine is given up at once, Vast is paused after three, and the order completes on
+    another provider."""
+    stack = start_stack(timer=False)
+    stack.vast_fail_containers()
+    with Client(stack.api_url, stack.api_key) as client:
+        placed = _quote_on_vast(stack, client, 16)
+        stack.start_schedules()
+        assert_four_figures(
+            stack,
+            client,
+            placed,
+            60,
+            scenario="vast: container fails to start",
+            expect_states=COMPLETED,
+            expect_done=16,
+        )
+    runs = all_runs(stack)
+    failed = [run for run in runs if run.offer.provider == "vast"]
+    assert failed and all(run.status == RunStatus.FAILED for run in failed), runs
+    assert any(run.offer.provider != "vast" and run.images for run in runs), runs
+    # Each failed machine costs at most its start-up deadline: it never reports running, so
+    # neither the serve deadline (4 s here) nor the ready timeout (60 s here) is what ends it;
+    # the EXITED read at the first status poll (every 1 s here) is. Bound: the serve deadline
+    # (SUBC_MACHINE_SERVE_DEADLINE_S, 4 s), which a machine kept until a deadline would exceed
+    # by the polls and the give-back.
+    bound = timedelta(seconds=int(FAULT_SETTINGS["SUBC_MACHINE_SERVE_DEADLINE_S"]))
+    for run in failed:
+        assert run.machine_launched_at is not None and run.machine_ended_at is not None, run
+        assert run.machine_running_at is None, run  # never reported running
+        lived = run.machine_ended_at - run.machine_launched_at
+        assert lived < bound, f"{run.machine_id} ran {lived} after its container failed"
