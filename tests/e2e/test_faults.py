@@ -244,10 +244,21 @@ def test_crash_after_n_images(start_stack: StartStack) -> None:
     assert stack.market.launched_count >= 2  # the crashed machine and its successor
 
 
-def test_crash_on_every_call(start_stack: StartStack) -> None:
-    """Every machine dies on its first generation (the readiness probe): nothing can be
-    delivered, so the order ends at its deadline, charged nothing."""
-    stack = start_stack(default_faults=MachineFaults(startup_delay_s=0.3, crash_on_call=True))
+@pytest.mark.parametrize(
+    ("scenario", "faults"),
+    [
+        # every machine dies on its first generation (the readiness probe)
+        ("crash on every call", MachineFaults(startup_delay_s=0.3, crash_on_call=True)),
+        # every request fails: none ever serves, each is given up at the serve deadline
+        ("error rate 100 %", MachineFaults(startup_delay_s=0.3, error_rate=1.0)),
+    ],
+    ids=["crash_on_every_call", "error_rate_100_percent"],
+)
+def test_no_machine_ever_serves(
+    start_stack: StartStack, scenario: str, faults: MachineFaults
+) -> None:
+    """Nothing can be delivered, so the order ends at its own deadline, charged nothing."""
+    stack = start_stack(default_faults=faults)
     with Client(stack.api_url, stack.api_key) as client:
         placed = place(client, healthy_prompts(16), short_deadline())
         assert_four_figures(
@@ -255,7 +266,7 @@ def test_crash_on_every_call(start_stack: StartStack) -> None:
             client,
             placed,
             SHORT_DEADLINE_S + 15,
-            scenario="crash on every call",
+            scenario=scenario,
             expect_states=ENDED_UNSERVED,
             expect_done=0,
         )
@@ -273,23 +284,6 @@ def test_error_rate_30_percent(start_stack: StartStack) -> None:
             60,
             scenario="error rate 30 %",
             expect_states=COMPLETED | SOME_FAILED,
-        )
-
-
-def test_error_rate_100_percent(start_stack: StartStack) -> None:
-    """Every request to every machine fails: none ever serves (its readiness probe fails too),
-    each is given up at the serve deadline, and the order ends at its own."""
-    stack = start_stack(default_faults=MachineFaults(startup_delay_s=0.3, error_rate=1.0))
-    with Client(stack.api_url, stack.api_key) as client:
-        placed = place(client, healthy_prompts(16), short_deadline())
-        assert_four_figures(
-            stack,
-            client,
-            placed,
-            SHORT_DEADLINE_S + 15,
-            scenario="error rate 100 %",
-            expect_states=ENDED_UNSERVED,
-            expect_done=0,
         )
 
 

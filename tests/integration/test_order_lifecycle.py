@@ -74,6 +74,31 @@ def _deliver(svc: Services, order: Order, task: RenderTask) -> None:
         )
 
 
+def _winner(svc: Services) -> Acceptance:
+    """An acceptance of a fresh 8-image quote, by the key that will win it."""
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+    quote = create_quote(svc, TENANT, request)
+    return Acceptance(
+        tenant_id=TENANT,
+        idempotency_key="key-winner",
+        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+    )
+
+
+def _back_to_quoted(order: Order, images_done: int | None = None) -> None:
+    """What an acceptance interrupted before its last step leaves: the order in ``quoted``."""
+    extra = "" if images_done is None else ", images_done = :d"
+    values: dict[str, Any] = {":q": "quoted"}
+    if images_done is not None:
+        values[":d"] = images_done
+    boto3.resource("dynamodb").Table("subc-orders").update_item(
+        Key={"tenant_id": TENANT, "order_id": order.order_id},
+        UpdateExpression=f"SET #s = :q{extra}",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues=values,
+    )
+
+
 def _get(svc: Services, order: Order) -> Order:
     stored = svc.orders.get(TENANT, order.order_id)
     assert stored is not None
@@ -175,12 +200,7 @@ def test_an_order_past_its_time_expires_as_its_late_work_says(
 
 def test_an_acceptance_abandoned_in_quoted_fails(svc: Services, aws: Created) -> None:
     order = place_order(svc, TENANT, [8])
-    boto3.resource("dynamodb").Table("subc-orders").update_item(
-        Key={"tenant_id": TENANT, "order_id": order.order_id},
-        UpdateExpression="SET #s = :q",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":q": "quoted"},
-    )
+    _back_to_quoted(order)
     assert lifecycle.sweep(svc, order.created_at + timedelta(minutes=59)).ended == {}
 
     lifecycle.sweep(svc, order.created_at + timedelta(hours=1, seconds=1))
@@ -230,21 +250,9 @@ def test_concurrent_acceptances_with_different_keys_make_one_order_and_one_set_o
 
 def test_a_retry_of_the_winning_acceptance_resumes_it(svc: Services, aws: Created) -> None:
     """A crash after the order was written: the same key finishes it, another key cannot."""
-    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
-    quote = create_quote(svc, TENANT, request)
-    option = quote.options[0].option_id
-    winner = Acceptance(
-        tenant_id=TENANT,
-        idempotency_key="key-winner",
-        request=OrderRequest(quote_id=quote.quote_id, option_id=option),
-    )
+    winner = _winner(svc)
     order = _accept(svc, winner)
-    boto3.resource("dynamodb").Table("subc-orders").update_item(
-        Key={"tenant_id": TENANT, "order_id": order.order_id},
-        UpdateExpression="SET #s = :q",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":q": "quoted"},
-    )
+    _back_to_quoted(order)
     with pytest.raises(Conflict, match=order.order_id):
         _accept(svc, winner.model_copy(update={"idempotency_key": "key-other"}))
     assert _accept(svc, winner).state is OrderState.ACCEPTED
@@ -480,21 +488,9 @@ def test_a_machine_killed_by_a_task_that_killed_another_is_not_the_hosts_fault(
 def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(
     svc: Services, aws: Created
 ) -> None:
-    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
-    quote = create_quote(svc, TENANT, request)
-    winner = Acceptance(
-        tenant_id=TENANT,
-        idempotency_key="key-winner",
-        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
-    )
+    winner = _winner(svc)
     order = _accept(svc, winner)
-    table = boto3.resource("dynamodb").Table("subc-orders")
-    table.update_item(
-        Key={"tenant_id": TENANT, "order_id": order.order_id},
-        UpdateExpression="SET #s = :q, images_done = :d",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":q": "quoted", ":d": 3},
-    )
+    _back_to_quoted(order, images_done=3)
 
     _accept(svc, winner)
 
@@ -502,13 +498,7 @@ def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(
 
 
 def test_the_winners_own_retry_gets_its_order_not_a_conflict(svc: Services, aws: Created) -> None:
-    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
-    quote = create_quote(svc, TENANT, request)
-    winner = Acceptance(
-        tenant_id=TENANT,
-        idempotency_key="key-winner",
-        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
-    )
+    winner = _winner(svc)
     order = _accept(svc, winner)  # accepted, but its recorded answer was lost in a crash
     assert _accept(svc, winner).order_id == order.order_id
     with pytest.raises(Conflict, match=order.order_id):
@@ -519,12 +509,7 @@ def test_a_dead_lettered_task_of_an_order_still_being_accepted_is_queued_again(
     svc: Services, aws: Created
 ) -> None:
     order = place_order(svc, TENANT, [8])
-    boto3.resource("dynamodb").Table("subc-orders").update_item(
-        Key={"tenant_id": TENANT, "order_id": order.order_id},
-        UpdateExpression="SET #s = :q",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":q": "quoted"},
-    )
+    _back_to_quoted(order)
     _dead_letter(svc, aws, render_tasks(TENANT, order))
 
     lifecycle.sweep(svc)

@@ -71,10 +71,9 @@ class OrderStore:
             if not is_condition_failure(error):
                 raise
         # It exists: resume it as it is (its counters may already have moved), or refuse.
-        if self.accepted_with(tenant_id, order.order_id) == (accept_key, order.option_id):
-            stored = self.get(tenant_id, order.order_id)
-            if stored is not None and stored.state is OrderState.QUOTED:
-                return
+        stored = self._acceptance(tenant_id, order.order_id)
+        if stored == {"accept_key": accept_key, "option_id": order.option_id, "state": "quoted"}:
+            return
         raise QuoteAlreadyAccepted(
             f"quote {order.quote_id} was already accepted as order {order.order_id}",
             order_id=order.order_id,
@@ -82,14 +81,19 @@ class OrderStore:
 
     def accepted_with(self, tenant_id: str, order_id: str) -> tuple[str, str] | None:
         """(Idempotency-Key, option) of the acceptance that made the order, if it exists."""
+        item = self._acceptance(tenant_id, order_id)
+        return None if item is None else (item["accept_key"], item["option_id"])
+
+    def _acceptance(self, tenant_id: str, order_id: str) -> dict[str, str] | None:
         item = self._table.get_item(
             Key={"tenant_id": tenant_id, "order_id": order_id},
-            ProjectionExpression="accept_key, option_id",
+            ProjectionExpression="accept_key, option_id, #s",
+            ExpressionAttributeNames={"#s": "state"},
             ConsistentRead=True,
         ).get("Item")
         if item is None:
             return None
-        return str(item.get("accept_key", "")), str(item.get("option_id", ""))
+        return {k: str(item.get(k, "")) for k in ("accept_key", "option_id", "state")}
 
     def get(self, tenant_id: str, order_id: str) -> Order | None:
         item = self._table.get_item(Key={"tenant_id": tenant_id, "order_id": order_id}).get("Item")

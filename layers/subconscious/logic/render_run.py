@@ -236,6 +236,7 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     storage = _Storage(services, run)
     held: list[Delivery] = []
     current: list[Delivery] = []
+    avoid_id = _avoidable(services, run)  # the id retries that failed here keep off
     idle_polls = 0
     result = SliceResult(more=True, images=0, reason="slice over")
     try:
@@ -262,7 +263,7 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
             delivery = held.pop(0)
             current = [delivery]  # handed back by the except below if this step fails
             task = delivery.task
-            verdict = _verdict(services, task, _avoidable(services, run))
+            verdict = _verdict(services, task, avoid_id)
             idle_polls = idle_polls + 1 if verdict == "elsewhere" else 0
             if verdict == "render":
                 # the message stays hidden while this batch renders and the one behind stores
