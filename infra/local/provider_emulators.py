@@ -1,19 +1,20 @@
-"""Local emulators of the Vast.ai, RunPod (GraphQL) and TensorDock v2 APIs, over an EmulatedMarket.
+"""Local emulators of the Vast.ai, RunPod (REST v2 + GraphQL) and TensorDock v2 APIs, over an
+EmulatedMarket.
 
 They speak the request and response shapes the real adapters
 (``subconscious.market.vast.VastProvider``, ``subconscious.market.runpod.RunPodProvider`` and
 ``subconscious.market.tensordock.TensorDockProvider``) rely on, as recorded in
 ``tests/fixtures/{vast,runpod,tensordock}``, so those adapters run unchanged end to end on one
-machine: point them at ``serve_vast(...).url`` / ``serve_runpod(...).url`` /
-``serve_tensordock(...).url`` (RunPod also needs its proxy URL template pointed at the pod's
-port: ``http://{ip}:{public_port}``).
+machine: point them at ``serve_vast(...).url`` / ``serve_runpod(...).url`` and
+``serve_runpod(...).rest_url`` / ``serve_tensordock(...).url`` (RunPod also needs its proxy URL
+template pointed at the pod's port: ``http://{ip}:{public_port}``).
 
 Each rented machine is a real placeholder automatic1111 (``infra.local.renderer``) launched
 through :meth:`EmulatedMarket.launch`, with the credential the adapter sent (Vast: the
-``COMMANDLINE_ARGS`` env entry; RunPod: the ``--api-auth`` of ``dockerArgs``, ``$VAR``
-expanded from the pod's ``env``; TensorDock: the env file written by ``cloud_init``), so the
-renderer enforces it. The credential is parsed and handed to the market only: it is never
-stored here, returned by any read or list, or logged.
+``COMMANDLINE_ARGS`` env entry; RunPod: the ``--api-auth`` of REST's ``args`` or GraphQL's
+``dockerArgs``, ``$VAR`` expanded from the pod's ``env``; TensorDock: the env file written by
+``cloud_init``), so the renderer enforces it. The credential is parsed and handed to the market
+only: it is never stored here, returned by any read or list, or logged.
 
 Offers:
 
@@ -33,22 +34,34 @@ Offers:
   ``serve_vast`` returns a :class:`VastEmulatorServer`, whose knobs list cheaper hosts
   without a direct port (rented, they never map a ``HostPort``) and make rentals fail to
   start (``"created"`` with an "OCI runtime create failed" ``status_msg``).
-- RunPod: one GPU type per GPU model of the market's RunPod rows (``RunPod Community Cloud`` →
-  ``COMMUNITY``, ``RunPod Secure Cloud`` → ``SECURE``; ids ``"NVIDIA <gpu>"``), with
-  ``communityPrice``/``securePrice`` from those rows and ``lowestPrice`` the lowest of the cloud its
-  ``secureCloud`` input names (over both clouds without one; a type with no row in the named cloud
-  answers ``stockStatus: "None"``, a sold-out market null); ``minimumBidPrice`` is the lowest
-  ``min_bid`` of those offers whose spot pool has capacity now (null otherwise). ``minCudaVersion``
-  and ``totalDisk`` are accepted and not checked. A deploy picks the cheapest offer of the requested
-  ``cloudType`` (``ALL``: either); none answers RunPod's ``SUPPLY_CONSTRAINT`` error.
-  ``podRentInterruptable`` rents at ``bidPerGpu`` (under the minimum: a GraphQL error, wording
-  assumed). A pod is RUNNING without ``runtime`` while its server starts, RUNNING with
-  ``runtime.ports`` (privatePort 7860 → publicPort the renderer's port, ip 127.0.0.1) once it
-  listens, EXITED once its process ended (a crash, a preemption), and null (RunPod forgets it) once
-  terminated. Operations are told apart by their root field (no GraphQL parser); answers carry the
-  fields the adapter reads, whatever was selected. A wrong key answers HTTP 200 with an
-  ``UNAUTHENTICATED`` GraphQL error, as recorded in
-  ``tests/fixtures/runpod/error_unauthorized.json``. Stock is unlimited (many hosts per type).
+- RunPod: REST v2 under ``/v2`` and GraphQL at ``/graphql``, one server, one store of pods, in
+  the shapes of runpod/docs ``api-reference-v2/openapi.json`` (``tests/fixtures/runpod``). One
+  GPU type per GPU model of the market's RunPod rows (``RunPod Community Cloud`` → ``COMMUNITY``,
+  ``RunPod Secure Cloud`` → ``SECURE``; ids ``"NVIDIA <gpu>"``). ``GET /v2/catalog/gpus``:
+  ``price.community``/``price.secure`` from those rows (0 and ``community: false`` where a cloud
+  has none); with ``include=AVAILABILITY`` (which needs ``product``, as RunPod's does)
+  ``availability`` ``HIGH`` in the asked ``cloud`` (SECURE by default) for one GPU on a host
+  running ``minCudaVersion``, else ``NONE``. Every host runs CUDA :data:`RUNPOD_CUDA`; a higher
+  floor finds none. ``POST /v2/pods`` checks the body as the schema does (an unknown field, a
+  missing ``name``/``image``, a bad ``gpu.minCudaVersion``: 422 with ``errors``), places the pod on
+  the cheapest offer of ``gpu.id`` in ``cloud`` and answers 201 with the pod; none answers 400
+  with RunPod's out-of-stock ``detail``. ``GET /v2/pods``, ``GET``/``DELETE /v2/pods/{id}`` (204;
+  404 once gone). A pod reads STARTING with ``runtime`` null while its server starts, RUNNING with
+  ``runtime.ports`` (private 7860 → public the renderer's port, ip its host) once it listens,
+  EXITED (``cost`` 0) once its process ended (a crash, a preemption); a terminated pod is gone.
+  ``env`` echoes only the ``WORKER_*`` settings (RunPod echoes all of it; the credential is never
+  kept here). REST wants the Bearer header and refuses with 401 ``{"title": "Unauthorized",
+  ...}``; errors are RFC 9457 problems. GraphQL serves what the adapter still sends it:
+  ``gpuTypes`` (``lowestPrice`` the lowest of the cloud its ``secureCloud`` input names, over both
+  without one; a type with no row there answers ``stockStatus: "None"``, a sold-out market null;
+  ``minimumBidPrice`` the lowest ``min_bid`` of those offers whose spot pool has capacity now) and
+  ``podRentInterruptable`` (rents at ``bidPerGpu``; under the minimum, a GraphQL error, wording
+  assumed; no stock, RunPod's ``SUPPLY_CONSTRAINT`` error). Operations are told apart by their root
+  field (no GraphQL parser). A wrong key answers HTTP 200 with an ``UNAUTHENTICATED`` GraphQL
+  error, as recorded in ``tests/fixtures/runpod/error_unauthorized.json``. Stock is unlimited
+  (many hosts per type). ``serve_runpod`` returns a :class:`RunPodEmulatorServer`, whose
+  ``never_start()`` makes new pods read RUNNING for ever without a runtime or a port (the pod a
+  host with too old a driver leaves behind, runpod/runpodctl#253).
 - TensorDock: the market's offers whose ``provider_name`` is ``"TensorDock"`` if any; the price
   file has none, so otherwise one host per GPU model is built from the other providers' rows
   (not Vast's), cheapest row per model, at most :data:`TENSORDOCK_MAX_HOSTS` hosts, with the GPU
@@ -62,8 +75,9 @@ Offers:
 
 Knobs for tests: ``sell_out()`` takes every offer of one provider off its market;
 ``fail_launches()`` keeps them listed but refuses every launch with the provider's server
-error (Vast: HTTP 500 ``{"success": false, "error": "server_error"}``; RunPod: the recorded
-``INTERNAL_SERVER_ERROR`` GraphQL error; TensorDock: HTTP 500 ``{"status": 500, "error"}``).
+error (Vast: HTTP 500 ``{"success": false, "error": "server_error"}``; RunPod: HTTP 500 with a
+problem body over REST, the recorded ``INTERNAL_SERVER_ERROR`` GraphQL error for an interruptible
+pod; TensorDock: HTTP 500 ``{"status": 500, "error"}``).
 
 What is simplified: the requested TensorDock ``external_port`` is not honoured (the renderer's
 own port is reported in ``portForwards`` instead); Vast search filters are applied only to the
@@ -84,6 +98,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
@@ -1047,16 +1062,34 @@ RUNPOD_CLOUDS = {
     "RunPod Secure Cloud": "SECURE",
     "RunPod": "COMMUNITY",  # the price file's "cheapest of community/secure" rows
 }
-RUNPOD_QUERIES = frozenset({"gpuTypes", "pod", "myself"})
-RUNPOD_MUTATIONS = frozenset({"podFindAndDeployOnDemand", "podRentInterruptable", "podTerminate"})
+# What the adapter still sends over GraphQL: interruptible pods and their minimum bids.
+RUNPOD_QUERIES = frozenset({"gpuTypes"})
+RUNPOD_MUTATIONS = frozenset({"podRentInterruptable"})
 RUNPOD_OUT_OF_STOCK = (
     "There are no longer any instances available with the requested specifications. "
     "Please refresh and try again."
 )
 RUNPOD_INTERNAL_ERROR = "Something went wrong. Please try again later or contact support."
+RUNPOD_CUDA = "12.8"  # what every emulated host's driver runs
+RUNPOD_DATA_CENTER = {"id": "EMU-LOCAL-1", "name": "Emulated local 1"}
+# REST v2's CreatePodRequest (additionalProperties false) and its CreateGpuConfig.
+_RUNPOD_CREATE_FIELDS = frozenset(
+    {
+        "name", "image", "cloud", "gpu", "cpu", "dataCenterIds", "globalNetworking", "mounts",
+        "startJupyter", "startSsh", "templateId", "args", "disk", "env", "ports", "registry",
+    }
+)  # fmt: skip
+_RUNPOD_GPU_FIELDS = frozenset({"id", "count", "allowedCudaVersions", "minCudaVersion"})
+_RUNPOD_ACTIONS = {
+    "STARTING": ["stop", "terminate"],
+    "RUNNING": ["stop", "restart", "terminate"],
+    "EXITED": ["start", "terminate"],
+}
 # The root field of a query or mutation: the first name inside the operation's braces.
 _ROOT_FIELD = re.compile(r"^\s*(?:(query|mutation)\b)?[^{]*\{\s*([_A-Za-z]\w*)")
 _SHELL_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_CUDA_VERSION = re.compile(r"\d+\.\d+")
+_CUDA_FILTER = re.compile(r"\d+(\.\d+)?")
 
 
 class _GraphQLError(Exception):
@@ -1069,6 +1102,30 @@ class _GraphQLError(Exception):
         self.message = message
         self.code = code
         self.status = status
+
+
+class _Problem(Exception):
+    """One REST v2 error, answered as RFC 9457 ``{"title", "status", "detail", "errors"?}``."""
+
+    def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+
+    def route(self) -> Route:
+        body: dict[str, object] = {
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return self.status, body
+
+
+def _invalid(*errors: str) -> _Problem:
+    return _Problem(HTTPStatus.UNPROCESSABLE_ENTITY, "Request validation failed.", list(errors))
 
 
 def _graphql_error(
@@ -1119,20 +1176,32 @@ def _lowest_price_input(variables: dict[str, Any]) -> dict[str, Any]:
     return next(found, {})
 
 
-def _api_auth_from_pod(spec: dict[str, Any]) -> str:
-    """The ``--api-auth`` value a pod's automatic1111 gets: from ``dockerArgs`` (``bash -c
-    '...'`` unwrapped, ``$VAR`` expanded from the pod's ``env``), else from a
-    ``COMMANDLINE_ARGS`` env entry, as automatic1111 reads it."""
-    env: dict[str, str] = {}
-    for entry in spec.get("env") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
-            env[entry["key"]] = str(entry.get("value") or "")
-    docker_args = spec.get("dockerArgs")
-    command_line = docker_args if isinstance(docker_args, str) else ""
+def _cuda(version: str) -> tuple[int, ...]:
+    """A CUDA version compared numerically (12.11 above 12.2), as RunPod compares them."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def _pod_env(spec: dict[str, Any]) -> dict[str, str]:
+    """A pod's environment, from GraphQL's ``[{key, value}]`` or REST's ``{key: value}``."""
+    env = spec.get("env") or {}
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    return {
+        entry["key"]: str(entry.get("value") or "")
+        for entry in env
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str)
+    }
+
+
+def _api_auth_from_pod(command: object, env: dict[str, str]) -> str:
+    """The ``--api-auth`` value a pod's automatic1111 gets: from its start command (GraphQL's
+    ``dockerArgs``, REST's ``args``; ``bash -c '...'`` unwrapped, ``$VAR`` expanded from the
+    pod's env), else from a ``COMMANDLINE_ARGS`` env entry, as automatic1111 reads it."""
+    command_line = command if isinstance(command, str) else ""
     try:
         words = shlex.split(command_line)
     except ValueError as error:
-        raise _GraphQLError("dockerArgs is not a valid shell word list") from error
+        raise _BadRequest("the start command is not a valid shell word list") from error
     if len(words) >= 3 and words[0] in ("bash", "sh") and words[1] == "-c":
         command_line = words[2]
     api_auth = api_auth_from_args(command_line) or api_auth_from_args(
@@ -1141,7 +1210,27 @@ def _api_auth_from_pod(spec: dict[str, Any]) -> str:
     return _SHELL_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), api_auth)
 
 
+@dataclass
+class _RunPodPod:
+    """What the emulator keeps of a pod: never its credential (``env`` holds only the plain
+    ``WORKER_*`` settings)."""
+
+    market_id: str
+    type_id: str
+    cloud: str
+    image: str
+    args: str
+    disk: int
+    ports: list[str]
+    env: dict[str, str]
+    never_starts: bool = False
+
+
 class _RunPodBackend(_Backend):
+    # Pods rented while set run (and bill) but never get a runtime or a port mapping: the pod
+    # a host whose driver is too old for the image leaves behind (runpod/runpodctl#253).
+    never_start = False
+
     def __init__(self, market: EmulatedMarket, api_key: str) -> None:
         if not api_key:
             raise ValueError("the RunPod emulator needs an API key to check")
@@ -1155,23 +1244,41 @@ class _RunPodBackend(_Backend):
             if cloud is not None:
                 clouds = self._types.setdefault(f"NVIDIA {offer['gpu']}", {})
                 clouds.setdefault(cloud, offer)
-        # pod id -> (market machine id, GPU type id)
-        self._pods: dict[str, tuple[str, str]] = {}
+        self._pods: dict[str, _RunPodPod] = {}
+        # Which API the request in this thread speaks (set by _RunPodHandler), and its auth
+        # header: REST and GraphQL answer a refusal each in its own shape.
+        self._request = threading.local()
 
     def market_machine_id(self, pod_id: str) -> str:
         with self._lock:
             found = self._pods.get(pod_id)
         if found is None:
             raise MachineNotFound(pod_id)
-        return found[0]
+        return found.market_id
+
+    # ---- dialect and auth
+
+    def begin(self, path: str) -> None:
+        self._request.rest = path == "/v2" or path.startswith("/v2/")
+
+    def _rest_request(self) -> bool:
+        return bool(getattr(self._request, "rest", False))
 
     def authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
-        if _bearer_ok(headers.get("Authorization"), self._api_key):
+        header = headers.get("Authorization")
+        self._request.has_header = bool(header)
+        if _bearer_ok(header, self._api_key):
             return True
-        keys = query.get("api_key") or []  # the older documented form
+        if self._rest_request():  # REST v2 takes the header only
+            return False
+        keys = query.get("api_key") or []  # GraphQL's older documented form
         return bool(keys) and hmac.compare_digest(keys[-1].encode(), self._api_key.encode())
 
     def unauthorised(self, raw: bytes) -> Route:
+        if self._rest_request():
+            missing = not getattr(self._request, "has_header", False)
+            detail = "missing bearer token" if missing else "invalid bearer token"
+            return _Problem(HTTPStatus.UNAUTHORIZED, detail).route()
         try:
             field: str | None = _root_field(raw)[1]
         except (_BadRequest, _GraphQLError):
@@ -1179,9 +1286,16 @@ class _RunPodBackend(_Backend):
         return HTTPStatus.OK, _graphql_error("Unauthorized", field, "UNAUTHENTICATED")
 
     def bad_request(self, message: str) -> Route:
+        if self._rest_request():
+            return _Problem(HTTPStatus.BAD_REQUEST, message).route()
         return HTTPStatus.BAD_REQUEST, _graphql_error(message, None, "BAD_REQUEST")
 
     def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Route:
+        if self._rest_request():
+            try:
+                return self._rest(method, path.split("/")[2:], query, raw)
+            except _Problem as problem:
+                return problem.route()
         if path != "/graphql" or method != "POST":
             return HTTPStatus.NOT_FOUND, _graphql_error(f"Cannot {method} {path}", None)
         field: str | None = None
@@ -1200,27 +1314,255 @@ class _RunPodBackend(_Backend):
             data = {field: None} if field in RUNPOD_MUTATIONS else None
             return error.status, _graphql_error(error.message, field, error.code, data)
 
+    # ---- REST v2
+
+    def _rest(
+        self, method: str, parts: list[str], query: dict[str, list[str]], raw: bytes
+    ) -> Route:
+        if parts == ["pods"] and method == "GET":
+            with self._lock:
+                pods = [self._rest_pod(pod_id) for pod_id in self._pods]
+            return HTTPStatus.OK, {"pods": [p for p in pods if p is not None]}
+        if parts == ["pods"] and method == "POST":
+            return HTTPStatus.CREATED, self._create(_json_object(raw))
+        if len(parts) == 2 and parts[0] == "pods" and method in ("GET", "DELETE"):
+            with self._lock:
+                pod = self._rest_pod(parts[1])
+            if pod is None:
+                raise _Problem(HTTPStatus.NOT_FOUND, "pod not found")
+            if method == "GET":
+                return HTTPStatus.OK, pod
+            self._market.terminate(self._pods[parts[1]].market_id)
+            return HTTPStatus.NO_CONTENT, None
+        if parts == ["catalog", "gpus"] and method == "GET":
+            return HTTPStatus.OK, {"gpus": self._catalog(query)}
+        if parts in (["pods"], ["catalog", "gpus"]) or (len(parts) == 2 and parts[0] == "pods"):
+            raise _Problem(
+                HTTPStatus.METHOD_NOT_ALLOWED, "The requested method is not allowed for this path."
+            )
+        raise _Problem(HTTPStatus.NOT_FOUND, "resource not found")
+
+    def _catalog(self, query: dict[str, list[str]]) -> list[dict[str, object]]:
+        """``GET /v2/catalog/gpus``: list prices per cloud; with ``include=AVAILABILITY``
+        (which needs ``product``) the stock in ``cloud`` (SECURE by default) for ``count``
+        GPUs on a host running ``minCudaVersion``."""
+
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[-1] if values else None
+
+        include, product = one("include"), one("product")
+        if include is not None and include != "AVAILABILITY":
+            raise _invalid(f"include: value must be one of 'AVAILABILITY', got {include!r}")
+        if (include is None) != (product is None):
+            raise _Problem(HTTPStatus.BAD_REQUEST, "product is required with include=AVAILABILITY")
+        scoped = [name for name in ("cloud", "count", "minCudaVersion") if one(name) is not None]
+        if include is None and scoped:
+            raise _Problem(HTTPStatus.BAD_REQUEST, f"{scoped[0]} is valid only with include")
+        cloud = one("cloud") or "SECURE"
+        if cloud not in ("SECURE", "COMMUNITY"):
+            raise _invalid(f"cloud: value must be one of 'SECURE', 'COMMUNITY', got {cloud!r}")
+        count_text = one("count") or "1"
+        if not _is_id(count_text) or int(count_text) < 1:
+            raise _invalid("count: must be an integer of at least 1")
+        floor = one("minCudaVersion") or "0"
+        if not _CUDA_FILTER.fullmatch(floor):
+            raise _invalid("minCudaVersion: does not match pattern")
+        runs = _cuda(RUNPOD_CUDA)[: len(_cuda(floor))] >= _cuda(floor)
+        gpus: list[dict[str, object]] = []
+        for type_id, clouds in self._types.items():
+            offer = next(iter(clouds.values()))
+            community, secure = clouds.get("COMMUNITY"), clouds.get("SECURE")
+            gpu: dict[str, object] = {
+                "id": type_id,
+                "name": offer["gpu"],
+                "pool": None,
+                "manufacturer": "NVIDIA",
+                "memory": int(str(offer["gpu_memory_gb"])),
+                "secure": secure is not None,
+                "community": community is not None,
+                "price": {
+                    "secure": _number(secure["usd_per_hour"]) if secure else 0,
+                    "community": _number(community["usd_per_hour"]) if community else 0,
+                },
+                "maxCount": {"secure": int(secure is not None), "community": int(bool(community))},
+            }
+            if include is not None:
+                free = (
+                    cloud in clouds and int(count_text) == 1 and runs and not self.sold_out
+                )  # many hosts per type, one GPU each
+                gpu["availability"] = "HIGH" if free else "NONE"
+                if free:
+                    gpu["dataCenters"] = [{**RUNPOD_DATA_CENTER, "availability": "HIGH"}]
+                gpu["cudaVersions"] = [{"version": RUNPOD_CUDA, "available": free}]
+            gpus.append(gpu)
+        return gpus
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v2/pods``: the body checked as the schema does (a 422 names each field),
+        then placed on the cheapest offer of the GPU type in ``cloud`` (a 400 when none)."""
+        unknown = sorted(set(body) - _RUNPOD_CREATE_FIELDS)
+        if unknown:
+            names = ", ".join(f"'{name}'" for name in unknown)
+            raise _invalid(f"$: additional properties {names} not allowed")
+        for name in ("name", "image"):
+            if name not in body:
+                raise _invalid(f"$: missing property '{name}'")
+            if not isinstance(body[name], str) or not body[name]:
+                raise _invalid(f"$.{name}: expected a non-empty string")
+        gpu = body.get("gpu")
+        if not isinstance(gpu, dict) or not isinstance(gpu.get("id"), str):
+            raise _Problem(HTTPStatus.BAD_REQUEST, "exactly one of gpu or cpu must be set")
+        extra = sorted(set(gpu) - _RUNPOD_GPU_FIELDS)
+        if extra:
+            raise _invalid(f"$.gpu: additional properties '{extra[0]}' not allowed")
+        floor = gpu.get("minCudaVersion")
+        if floor is not None and not (isinstance(floor, str) and _CUDA_VERSION.fullmatch(floor)):
+            raise _invalid("$.gpu.minCudaVersion: does not match pattern '^\\d+\\.\\d+$'")
+        if floor is not None and gpu.get("allowedCudaVersions"):
+            raise _Problem(
+                HTTPStatus.BAD_REQUEST,
+                "allowedCudaVersions and minCudaVersion are mutually exclusive",
+            )
+        if gpu.get("count", 1) != 1:
+            raise _Problem(HTTPStatus.BAD_REQUEST, "This emulator rents one GPU per pod.")
+        cloud = body.get("cloud", "SECURE")
+        if cloud not in ("SECURE", "COMMUNITY"):
+            raise _invalid("$.cloud: value must be one of 'SECURE', 'COMMUNITY'")
+        env = body.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise _invalid("$.env: expected an object of strings")
+        ports = body.get("ports", [])
+        if not isinstance(ports, list) or not all(isinstance(p, str) for p in ports):
+            raise _invalid("$.ports: expected an array of strings")
+        args, disk = body.get("args", ""), body.get("disk", 50)
+        if not isinstance(args, str):
+            raise _invalid("$.args: expected a string")
+        if not _is_json_number(disk) or isinstance(disk, float) or disk < 1:
+            raise _invalid("$.disk: expected an integer of at least 1")
+        offer = self._place(gpu["id"], (cloud,), floor, interruptible=False)
+        pod = _RunPodPod(
+            market_id="",
+            type_id=gpu["id"],
+            cloud=cloud,
+            image=body["image"],
+            args=args,
+            disk=disk,
+            ports=ports,
+            env=_worker_env(env),
+        )
+        if self.launches_fail:  # a 5xx, which the docs call transient
+            raise _Problem(HTTPStatus.INTERNAL_SERVER_ERROR, RUNPOD_INTERNAL_ERROR)
+        api_auth = _api_auth_from_pod(args, env)
+        try:
+            pod_id = self._launch(offer, pod, body["name"], api_auth, bid=None)
+        except OfferNotFound as error:
+            raise _Problem(HTTPStatus.BAD_REQUEST, RUNPOD_OUT_OF_STOCK) from error
+        with self._lock:
+            created = self._rest_pod(pod_id)
+        assert created is not None
+        return created
+
+    def _place(
+        self, type_id: str, clouds: tuple[str, ...], floor: object, *, interruptible: bool
+    ) -> dict[str, object]:
+        """The cheapest offer of the type in one of ``clouds`` a host can take now."""
+        candidates = [o for c, o in self._types.get(type_id, {}).items() if c in clouds]
+        if interruptible:
+            candidates = [o for o in candidates if self._market.spot_available(str(o["offer_id"]))]
+        if isinstance(floor, str) and _cuda(floor) > _cuda(RUNPOD_CUDA):
+            candidates = []  # no host's driver runs that CUDA
+        if not candidates or self.sold_out:
+            if interruptible:
+                raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT")
+            raise _Problem(HTTPStatus.BAD_REQUEST, RUNPOD_OUT_OF_STOCK)
+        return min(candidates, key=lambda o: Decimal(str(o["usd_per_hour"])))
+
+    def _launch(
+        self,
+        offer: dict[str, object],
+        pod: _RunPodPod,
+        label: str,
+        api_auth: str,
+        bid: Decimal | None,
+    ) -> str:
+        """Start the pod's machine on the market; its id. The credential goes to the market
+        alone."""
+        with self._lock:
+            machine = self._market.launch(
+                str(offer["offer_id"]), label, api_auth, bid_usd_per_hour=bid
+            )
+            pod.market_id = str(machine["machine_id"])
+            pod.never_starts = self.never_start
+            pod_id = secrets.token_hex(7)
+            self._pods[pod_id] = pod
+        return pod_id
+
+    def _rest_pod(self, pod_id: str) -> dict[str, Any] | None:
+        """The pod as REST v2 reads it, or None once it is terminated (it is deleted)."""
+        pod = self._pods.get(pod_id)
+        if pod is None:
+            return None
+        try:
+            machine = self._market.machine(pod.market_id)
+        except MachineNotFound:
+            return None
+        state = str(machine["status"])
+        if state == "terminated":
+            return None
+        serving = state == "running" and not pod.never_starts
+        # A pod that never starts reads RUNNING at once and for ever, with no runtime; one whose
+        # container ended on its own (a crash, a reclaimed spot host) is EXITED and costs 0.
+        if state == "exited":
+            status = "EXITED"
+        elif serving or pod.never_starts:
+            status = "RUNNING"
+        else:
+            status = "STARTING"
+        url = urlsplit(str(machine["url"]))
+        runtime = (
+            {
+                "uptime": max(0, int(time.time() - _epoch(str(machine["launched_at"])))),
+                "ports": [
+                    {"private": A1111_PORT, "public": url.port, "type": "http", "ip": url.hostname}
+                ],
+            }
+            if serving
+            else None
+        )
+        return {
+            "id": pod_id,
+            "name": machine["label"],
+            "image": pod.image,
+            "args": pod.args,
+            "disk": pod.disk,
+            "ports": pod.ports,
+            # RunPod echoes the whole env; the credential is never kept here to echo
+            "env": dict(pod.env),
+            "registry": None,
+            "status": status,
+            "actions": _RUNPOD_ACTIONS[status],
+            "mounts": {},
+            "gpu": {"id": pod.type_id, "count": 1},
+            "cloud": pod.cloud,
+            "dataCenterId": RUNPOD_DATA_CENTER["id"],
+            "cudaVersion": RUNPOD_CUDA,
+            "ssh": {"proxy": None, "direct": None},
+            "template": None,
+            "cost": 0 if status == "EXITED" else _number(machine["usd_per_hour"]),
+            "locked": False,
+            "globalNetworking": {"enabled": False},
+            "runtime": runtime,
+            "createdAt": machine["launched_at"],
+            "startedAt": machine["launched_at"] if serving else None,
+        }
+
+    # ---- GraphQL: minimum bids and interruptible pods
+
     def _resolve(self, field: str, variables: dict[str, Any]) -> object:
         if field == "gpuTypes":
             return self._gpu_types(_lowest_price_input(variables))
-        if field == "pod":
-            pod_id = _pod_input(variables, "PodFilter").get("podId")
-            with self._lock:
-                return self._pod(pod_id) if isinstance(pod_id, str) else None
-        if field == "myself":
-            with self._lock:
-                pods = [self._pod(pod_id) for pod_id in self._pods]
-            return {"id": "emulated-user", "pods": [p for p in pods if p is not None]}
-        if field == "podTerminate":
-            self._terminate(_pod_input(variables, "PodTerminateInput"))
-            return None
-        interruptible = field == "podRentInterruptable"
-        type_name = (
-            "PodRentInterruptableInput" if interruptible else "PodFindAndDeployOnDemandInput"
-        )
-        return self._deploy(field, _pod_input(variables, type_name), interruptible)
-
-    # ---- GPU types
+        return self._rent_interruptable(_pod_input(variables, "PodRentInterruptableInput"))
 
     def _gpu_types(self, lowest_input: dict[str, Any]) -> list[dict[str, Any]]:
         # lowestPrice of one cloud when asked with secureCloud (as RunPod scopes it), else the
@@ -1229,6 +1571,12 @@ class _RunPodBackend(_Backend):
         wanted = None
         if isinstance(secure_cloud, bool):
             wanted = "SECURE" if secure_cloud else "COMMUNITY"
+        floor = lowest_input.get("minCudaVersion")
+        runs = not (
+            isinstance(floor, str)
+            and _CUDA_VERSION.fullmatch(floor)
+            and _cuda(floor) > _cuda(RUNPOD_CUDA)
+        )
         answer = []
         for type_id, clouds in self._types.items():
             offer = next(iter(clouds.values()))
@@ -1240,7 +1588,7 @@ class _RunPodBackend(_Backend):
                 if "min_bid" in o and self._market.spot_available(str(o["offer_id"]))
             ]
             community, secure = clouds.get("COMMUNITY"), clouds.get("SECURE")
-            in_stock = not self.sold_out and bool(scoped)
+            in_stock = not self.sold_out and bool(scoped) and runs
             answer.append(
                 {
                     "id": type_id,
@@ -1257,9 +1605,7 @@ class _RunPodBackend(_Backend):
             )
         return answer
 
-    # ---- pods
-
-    def _deploy(self, field: str, spec: dict[str, Any], interruptible: bool) -> dict[str, Any]:
+    def _rent_interruptable(self, spec: dict[str, Any]) -> dict[str, Any]:
         for name in ("gpuTypeId", "imageName"):
             if not isinstance(spec.get(name), str) or not spec[name]:
                 raise _GraphQLError(
@@ -1276,107 +1622,101 @@ class _RunPodBackend(_Backend):
                 code="BAD_USER_INPUT",
                 status=HTTPStatus.BAD_REQUEST,
             )
-        bid: Decimal | None = None
-        if interruptible:
-            raw_bid = spec.get("bidPerGpu")
-            if not (isinstance(raw_bid, int | float) and _is_json_number(raw_bid)) or not (
-                0 < raw_bid < MAX_BID
-            ):
-                raise _GraphQLError(
-                    'Field "bidPerGpu" of required type "Float!" must be a price above 0.',
-                    code="BAD_USER_INPUT",
-                    status=HTTPStatus.BAD_REQUEST,
-                )
-            bid = Decimal(str(raw_bid))
-        label = spec.get("name") if isinstance(spec.get("name"), str) else ""
-        api_auth = _api_auth_from_pod(spec)
-        type_id = spec["gpuTypeId"]
-        clouds = self._types.get(type_id, {})
-        candidates = [o for c, o in clouds.items() if cloud in ("ALL", c)]
-        if interruptible:
-            candidates = [o for o in candidates if self._market.spot_available(str(o["offer_id"]))]
-        if not candidates or self.sold_out:
-            raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT")
+        raw_bid = spec.get("bidPerGpu")
+        if not (isinstance(raw_bid, int | float) and _is_json_number(raw_bid)) or not (
+            0 < raw_bid < MAX_BID
+        ):
+            raise _GraphQLError(
+                'Field "bidPerGpu" of required type "Float!" must be a price above 0.',
+                code="BAD_USER_INPUT",
+                status=HTTPStatus.BAD_REQUEST,
+            )
+        bid = Decimal(str(raw_bid))
+        env = _pod_env(spec)
+        docker_args = spec.get("dockerArgs") if isinstance(spec.get("dockerArgs"), str) else ""
+        try:
+            api_auth = _api_auth_from_pod(docker_args, env)
+        except _BadRequest as error:
+            raise _GraphQLError("dockerArgs is not a valid shell word list") from error
+        clouds = ("COMMUNITY", "SECURE") if cloud == "ALL" else (cloud,)
+        offer = self._place(
+            spec["gpuTypeId"], clouds, spec.get("minCudaVersion"), interruptible=True
+        )
         if self.launches_fail:  # as recorded: tests/fixtures/runpod/error_other.json
             raise _GraphQLError(RUNPOD_INTERNAL_ERROR, code="INTERNAL_SERVER_ERROR")
-        offer = min(candidates, key=lambda o: Decimal(str(o["usd_per_hour"])))
-        with self._lock:
-            try:
-                machine = self._market.launch(
-                    str(offer["offer_id"]), str(label), api_auth, bid_usd_per_hour=bid
-                )
-            except NoSpotCapacity as error:
-                raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT") from error
-            except BidTooLow as error:
-                raise _GraphQLError(
-                    f"Your bid of ${bid}/hr is below the minimum bid of ${error.min_bid}/hr "
-                    "for this GPU type."
-                ) from error
-            except OfferNotFound as error:
-                raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT") from error
-            pod_id = secrets.token_hex(7)
-            self._pods[pod_id] = (str(machine["machine_id"]), type_id)
-        return {
-            "id": pod_id,
-            "desiredStatus": "RUNNING",
-            "costPerHr": _number(machine["usd_per_hour"]),
-        }
-
-    def _pod(self, pod_id: str) -> dict[str, Any] | None:
-        """The pod as RunPod reads it, or None once it is terminated (RunPod forgets it)."""
-        found = self._pods.get(pod_id)
-        if found is None:
-            return None
-        market_id, type_id = found
-        try:
-            machine = self._market.machine(market_id)
-        except MachineNotFound:
-            return None
-        status = str(machine["status"])
-        if status == "terminated":
-            return None
-        # A pod whose container ended on its own (a crash, a reclaimed spot host) is EXITED;
-        # a starting one is RUNNING without ports until its server is up.
-        desired = "EXITED" if status == "exited" else "RUNNING"
-        port = int(str(machine["url"]).rpartition(":")[2])
-        runtime = (
-            {
-                "uptimeInSeconds": max(0, int(time.time() - _epoch(str(machine["launched_at"])))),
-                "ports": [
-                    {
-                        "ip": "127.0.0.1",
-                        "isIpPublic": False,
-                        "privatePort": A1111_PORT,
-                        "publicPort": port,
-                        "type": "http",
-                    }
-                ],
-            }
-            if status == "running"
-            else None
+        ports = spec.get("ports") if isinstance(spec.get("ports"), str) else ""
+        disk = spec.get("containerDiskInGb")
+        pod = _RunPodPod(
+            market_id="",
+            type_id=spec["gpuTypeId"],
+            cloud=next(c for c, o in self._types[spec["gpuTypeId"]].items() if o is offer),
+            image=spec["imageName"],
+            args=str(docker_args),
+            disk=disk if isinstance(disk, int) else 50,
+            ports=[p for p in str(ports).split(",") if p],
+            env=_worker_env(env),
         )
-        return {
-            "id": pod_id,
-            "name": machine["label"],
-            "desiredStatus": desired,
-            "costPerHr": _number(machine["usd_per_hour"]),
-            "machine": {"gpuTypeId": type_id, "gpuDisplayName": machine["gpu"]},
-            "runtime": runtime,
-        }
-
-    def _terminate(self, spec: dict[str, Any]) -> None:
-        pod_id = spec.get("podId")
-        with self._lock:
-            found = self._pods.get(pod_id) if isinstance(pod_id, str) else None
-        if found is None or self._market_status(found[0]) == "terminated":
-            raise _GraphQLError("Pod not found.")
-        self._market.terminate(found[0])
-
-    def _market_status(self, market_id: str) -> str:
+        label = spec.get("name") if isinstance(spec.get("name"), str) else ""
         try:
-            return str(self._market.machine(market_id)["status"])
-        except MachineNotFound:
-            return "terminated"
+            pod_id = self._launch(offer, pod, str(label), api_auth, bid=bid)
+        except (NoSpotCapacity, OfferNotFound) as error:
+            raise _GraphQLError(RUNPOD_OUT_OF_STOCK, code="SUPPLY_CONSTRAINT") from error
+        except BidTooLow as error:
+            raise _GraphQLError(
+                f"Your bid of ${bid}/hr is below the minimum bid of ${error.min_bid}/hr "
+                "for this GPU type."
+            ) from error
+        return {"id": pod_id, "desiredStatus": "RUNNING", "costPerHr": _number(bid)}
+
+
+def _worker_env(env: dict[str, str]) -> dict[str, str]:
+    """The env entries the emulator keeps (and echoes): the lean worker's plain settings."""
+    return {k: v for k, v in env.items() if k.startswith("WORKER_")}
+
+
+class _RunPodHandler(_Handler):
+    """Tells the backend which API a request speaks before it is authorised, and answers a
+    204 without a body (REST v2's DELETE)."""
+
+    def _handle(self, method: str) -> None:
+        server = self.server
+        assert isinstance(server, _EmulatorHTTPServer)
+        backend = server.backend
+        assert isinstance(backend, _RunPodBackend)
+        backend.begin(urlsplit(self.path).path.rstrip("/") or "/")
+        super()._handle(method)
+
+    def _reply_json(self, status: int, payload: Any) -> None:
+        if status == HTTPStatus.NO_CONTENT:
+            self.send_response(int(status))
+            self.end_headers()
+            return
+        super()._reply_json(status, payload)
+
+
+class _RunPodHTTPServer(_EmulatorHTTPServer):
+    def __init__(self, address: tuple[str, int], backend: _Backend) -> None:
+        self.backend = backend
+        ThreadingHTTPServer.__init__(self, address, _RunPodHandler)
+
+
+class RunPodEmulatorServer(EmulatorServer):
+    """RunPod's REST v2 and GraphQL APIs on one port: ``url`` is GraphQL's endpoint
+    (``.../graphql``), ``rest_url`` REST's root (``.../v2``)."""
+
+    def __init__(
+        self, httpd: _RunPodHTTPServer, thread: threading.Thread, base: str, backend: _RunPodBackend
+    ) -> None:
+        super().__init__(httpd, thread, f"{base}/graphql", backend.market_machine_id)
+        self.rest_url = f"{base}/v2"
+        self._runpod = backend
+
+    def never_start(self, on: bool = True) -> None:
+        """Pods rented while on read RUNNING at once but never get a runtime or a port mapping
+        (their renderer runs and bills, unreachable): a host whose driver is older than the
+        image's CUDA ("unsatisfied condition: cuda>=12.6", runpod/runpodctl#253). Pods rented
+        before keep starting as usual."""
+        self._runpod.never_start = on
 
 
 # --------------------------------------------------------------------------- entry points
@@ -1396,7 +1736,17 @@ def serve_tensordock(market: EmulatedMarket, api_token: str) -> EmulatorServer:
     return _serve(backend, "tensordock", "/api/v2", backend.market_machine_id)
 
 
-def serve_runpod(market: EmulatedMarket, api_key: str) -> EmulatorServer:
-    """RunPod's GraphQL API on 127.0.0.1; ``.url`` ends in ``/graphql`` (the adapter's url)."""
+def serve_runpod(market: EmulatedMarket, api_key: str) -> RunPodEmulatorServer:
+    """RunPod's REST v2 and GraphQL APIs on 127.0.0.1, one port: ``.url`` ends in ``/graphql``
+    (the adapter's ``url``), ``.rest_url`` in ``/v2`` (its ``rest_url``)."""
     backend = _RunPodBackend(market, api_key)
-    return _serve(backend, "runpod", "/graphql", backend.market_machine_id)
+    httpd = _RunPodHTTPServer(("127.0.0.1", 0), backend)
+    port = int(httpd.server_address[1])
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"runpod-emulator:{port}",
+        daemon=True,
+    )
+    thread.start()
+    return RunPodEmulatorServer(httpd, thread, f"http://127.0.0.1:{port}", backend)

@@ -319,6 +319,26 @@ def test_a_machine_running_that_never_serves_is_given_up_at_the_serve_deadline(
             render_run.wait_ready(svc, run.run_id, 900, now=start + timedelta(seconds=121))
 
 
+def test_a_machine_running_without_an_address_is_given_up_at_the_serve_deadline(
+    svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RUNNING but no address for ever (a RunPod pod whose port never maps, runpodctl#253):
+    the serve deadline counts from RUNNING, not from a first address that never comes."""
+    monkeypatch.setattr(
+        svc, "settings", svc.settings.model_copy(update={"machine_serve_deadline_s": 120})
+    )
+    market.url = None
+    run = new_run(svc)
+    render_run.provision(svc, run.run_id)
+    start = datetime.now(UTC)
+    assert render_run.wait_ready(svc, run.run_id, 900, now=start) == {"ready": False}
+    assert svc.runs.get(run.run_id).machine_running_at == start  # type: ignore[union-attr]
+    later = start + timedelta(seconds=119)
+    assert render_run.wait_ready(svc, run.run_id, 900, now=later) == {"ready": False}
+    with pytest.raises(MachineNotReady, match="has not served within 120s"):
+        render_run.wait_ready(svc, run.run_id, 900, now=start + timedelta(seconds=121))
+
+
 def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_machine_renders_on(
     svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

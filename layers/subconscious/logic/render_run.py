@@ -175,7 +175,7 @@ def wait_ready(
     launched = run.machine_launched_at or run.started_at
     if (now - launched).total_seconds() > ready_timeout_s:
         raise MachineNotReady(f"machine {machine.machine_id} not ready after {ready_timeout_s}s")
-    if machine.status is not MachineStatus.RUNNING or machine.url is None:
+    if machine.status is not MachineStatus.RUNNING:
         return {"ready": False}
     if _spent(run) >= run.spend_cap_micros:
         raise SpendCapReached(f"run {run_id} spent its cap while the machine booted")
@@ -184,7 +184,9 @@ def wait_ready(
         services.runs.save(run)
     # The provider says it runs (image pulled, container started): its server gets a start-up
     # deadline of its own, much shorter than the ready timeout that also covers the pull, so a
-    # machine that never serves is not paid for the whole ready timeout.
+    # machine that never serves is not paid for the whole ready timeout. The clock starts at
+    # RUNNING even while the provider shows no address for it yet (a RunPod pod whose port
+    # never maps).
     serving_s = (now - (run.machine_running_at or now)).total_seconds()
     serve_deadline_s = services.settings.machine_serve_deadline_s + run.compile_s
     if getattr(_provider(services, run), "running_before_pull", False):
@@ -195,6 +197,8 @@ def wait_ready(
         raise MachineNotReady(
             f"machine {machine.machine_id} runs but has not served within {serve_deadline_s}s"
         )
+    if machine.url is None:
+        return {"ready": False}
     # Short requests: automatic1111 blocks the first txt2img while its checkpoint loads; a
     # timeout here means "not ready yet, poll again", not a dead Lambda step.
     client = _client(services, run, machine, timeout_s=_READY_PROBE_TIMEOUT_S)
