@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     runpod_api_key: SecretStr = SecretStr("")
     runpod_image: str = ""
     tensordock_image: str = ""  # the adapter's automatic1111 image where empty
+    # REST v2 for on-demand pods, offers, status and teardown; GraphQL only for interruptible
+    # pods (REST v2 has no bid), to be dropped when RunPod retires it (early 2027).
+    runpod_rest_url: str = "https://api.runpod.io/v2"  # the local stack's emulator locally
     runpod_url: str = "https://api.runpod.io/graphql"  # the local stack's emulator locally
     runpod_cloud_type: str = "COMMUNITY"  # COMMUNITY, SECURE or ALL
     # Where a pod serves: RunPod's proxy; the local stack's "http://{ip}:{public_port}".
@@ -85,6 +88,23 @@ class Settings(BaseSettings):
     tensordock_api_token: SecretStr = SecretStr("")
     tensordock_ssh_public_key: str = ""
     tensordock_base_url: str = "https://dashboard.tensordock.com/api/v2"
+    # AWS EC2 (market/ec2.py): the region, an AMI with Docker and NVIDIA's container toolkit
+    # (RunInstances resolves the "resolve:ssm:" form: AWS's Deep Learning Base AMI), the image it
+    # runs, the security group opening only the render port (the CDK stack's), its VPC's
+    # subnets by zone as JSON ({"us-east-1a": "subnet-..."}; empty: the default VPC), the
+    # instance types listed (empty: the adapter's), and where an instance serves.
+    ec2_region: str = "us-east-1"
+    ec2_image_id: str = (
+        "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
+        "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+    )
+    ec2_worker_image: str = ""
+    ec2_security_group_id: str = ""
+    ec2_subnets: dict[str, str] = Field(default_factory=dict)
+    ec2_instance_types: tuple[str, ...] = ()
+    ec2_machine_url: str = "http://{public_ip}:7860"
+    # On-demand prices from AWS's Price List API (else, and where it fails, the shipped table).
+    ec2_price_list: bool = True
     # automatic1111 servers that already run (never launched or stopped by us), as JSON:
     # [{"url": ..., "gpu": ..., "gpu_memory_gb": 24, "usd_per_hour": "0", "api_auth": "u:p"}]
     static_servers: tuple[StaticServer, ...] = ()

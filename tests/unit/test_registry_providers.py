@@ -30,6 +30,11 @@ from subconscious.market import registry
             },
             "TensorDockProvider",
         ),
+        (
+            "ec2",
+            {"SUBC_EC2_SECURITY_GROUP_ID": "sg-0123", "SUBC_EC2_WORKER_IMAGE": "repo/a1111:1"},
+            "EC2Provider",
+        ),
     ],
 )
 def test_a_configured_provider_is_built_once(
@@ -44,7 +49,7 @@ def test_a_configured_provider_is_built_once(
     assert registry.provider(name) is built
 
 
-@pytest.mark.parametrize("name", ["vast", "runpod", "tensordock"])
+@pytest.mark.parametrize("name", ["vast", "runpod", "tensordock", "ec2"])
 def test_a_provider_without_credentials_fails_loudly(name: str) -> None:
     services_module.reset()
     with pytest.raises(ConfigurationError):
@@ -77,3 +82,18 @@ def test_runpod_takes_its_endpoint_cloud_and_proxy_from_the_settings(
         "ALL",
         "http://{ip}:{public_port}",
     )
+
+
+def test_ec2_reads_the_shipped_prices_where_the_price_list_is_not_to_be_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The local stack's moto has no Price List API: no call is made, the table is used."""
+    monkeypatch.setenv("SUBC_EC2_SECURITY_GROUP_ID", "sg-0123")
+    monkeypatch.setenv("SUBC_EC2_WORKER_IMAGE", "repo/a1111:1")
+    monkeypatch.setenv("SUBC_EC2_PRICE_LIST", "false")
+    services_module.reset()
+    built = registry.provider("ec2")
+    from subconscious.market.ec2 import shipped_on_demand_prices
+
+    assert built._price_override == shipped_on_demand_prices("us-east-1")  # type: ignore[attr-defined]
+    assert built._price_override  # type: ignore[attr-defined]

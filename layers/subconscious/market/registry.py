@@ -55,6 +55,7 @@ def _build(name: str) -> Provider:
         return RunPodProvider(
             settings.runpod_api_key.get_secret_value(),
             url=settings.runpod_url,
+            rest_url=settings.runpod_rest_url,
             image=_image("runpod", settings.runpod_image),
             cloud_type=settings.runpod_cloud_type,
             proxy_url=settings.runpod_proxy_url,
@@ -70,6 +71,27 @@ def _build(name: str) -> Provider:
             ssh_public_key=settings.tensordock_ssh_public_key,
             base_url=settings.tensordock_base_url,
             a1111_image=settings.tensordock_image or TENSORDOCK_IMAGE,
+        )
+    if name == "ec2":
+        from subconscious.market.ec2 import (
+            DEFAULT_INSTANCE_TYPES,
+            EC2Provider,
+            shipped_on_demand_prices,
+        )
+
+        if not settings.ec2_security_group_id:
+            raise ConfigurationError("ec2: SUBC_EC2_SECURITY_GROUP_ID is not set")
+        return EC2Provider(
+            region=settings.ec2_region,
+            image_id=settings.ec2_image_id,
+            worker_image=_image("ec2", settings.ec2_worker_image),
+            security_group_id=settings.ec2_security_group_id,
+            subnets=settings.ec2_subnets,
+            instance_types=settings.ec2_instance_types or DEFAULT_INSTANCE_TYPES,
+            url_template=settings.ec2_machine_url,
+            on_demand_prices=(
+                None if settings.ec2_price_list else shipped_on_demand_prices(settings.ec2_region)
+            ),
         )
     raise ProviderError(f"unknown provider {name!r}")
 

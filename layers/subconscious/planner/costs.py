@@ -25,9 +25,18 @@ from subconscious.planner.workers import WorkerKind, kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are
-# taken per minute (the coarser of what their pages have said: the safe side for a quote); an
-# unknown provider is taken to bill by the hour.
-BILLING_INCREMENT_S = {"vast": 1, "runpod": 60, "tensordock": 60, "emulated": 1, "static": 1}
+# taken per minute (the coarser of what their pages have said: the safe side for a quote); EC2
+# Linux instances bill per second with a 60 s minimum (aws.amazon.com/ec2/pricing/on-demand,
+# "Per Second Billing"), taken per minute here, the safe side; an unknown provider is taken to
+# bill by the hour.
+BILLING_INCREMENT_S = {
+    "vast": 1,
+    "runpod": 60,
+    "tensordock": 60,
+    "ec2": 60,
+    "emulated": 1,
+    "static": 1,
+}
 DEFAULT_BILLING_INCREMENT_S = 3600
 TEARDOWN_S = 30
 # One txt2img call must end inside the provider's request limit with room for a slow call.
