@@ -5,6 +5,11 @@ than 3 cents an image." The demo starts the local stack, asks for a quote, accep
 progress, downloads every image through its presigned link, stops everything it started, and
 prints one JSON line. It renders 12 images per prompt by default (120 in all, well under three
 minutes); ``make demo DEMO_ARGS="--per-prompt 100"`` runs the full 1000.
+
+Then the market tightens, as GPU markets do: the marketplace the first order rented runs dry
+and a second customer in a hurry renders elsewhere; then every marketplace runs dry and a
+third customer renders on AWS EC2 (moto's EC2, through the real EC2 adapter), at AWS prices.
+``machines_by_provider`` in the JSON line names the adapters that rented.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
             valid: list[Path] = []
             finished = []
             seen: list[str] = []
-            for index in range(2 if args.rush else 1):
+            for index in range(3 if args.rush else 1):
                 if index == 1:
                     # The marketplace the first order rented on runs dry (every machine
                     # taken). A second customer in a hurry: more work than one GPU renders in
@@ -111,6 +116,23 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
                     say(f"rush customer: 400 images from 4 prompts by {rush_by:%H:%M:%SZ}")
                     placed.append(
                         _order(client, "rush", rush_job, {"deadline": rush_by.isoformat()})
+                    )
+                if index == 2:
+                    # A GPU crunch: every marketplace is sold out. AWS still has capacity, at
+                    # AWS prices; the next price refresh leaves EC2 as the only market.
+                    dry = [name for name in stack.providers if name != "ec2"]
+                    for name in dry:
+                        stack.sell_out(name)
+                    refreshed = stack.fire("subc-prices")
+                    say(f"{', '.join(dry)} sold out; prices refreshed: {refreshed.get('offers')}")
+                    crunch_job = {
+                        "prompts": [{"text": p, "count": 20} for p in PROMPTS[4:8]],
+                        **size,
+                    }
+                    crunch_by = datetime.now(UTC) + timedelta(minutes=10)
+                    say(f"third customer: 80 images from 4 prompts by {crunch_by:%H:%M:%SZ}")
+                    placed.append(
+                        _order(client, "third", crunch_job, {"deadline": crunch_by.isoformat()})
                     )
                 order = placed[index][0]
                 last = [-1]
@@ -194,13 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-rush",
         dest="rush",
         action="store_false",
-        help="leave out the second, hurried customer (400 images within 6 minutes)",
+        help="leave out the second, hurried customer (400 images within 6 minutes) and the "
+        "third, who renders on EC2 when every marketplace is sold out (80 images)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = play(args)
     print(json.dumps(result))
-    expected = len(PROMPTS) * args.per_prompt + (400 if args.rush else 0)
+    expected = len(PROMPTS) * args.per_prompt + (400 + 80 if args.rush else 0)
     return 0 if result["images"] == expected and not result["over_quote"] else 1
 
 

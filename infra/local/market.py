@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -265,6 +265,7 @@ class _Machine:
     log_file: IO[bytes]
     log_path: Path
     launched_at: datetime
+    host: str = "127.0.0.1"
     bid: Decimal | None = None  # interruptible at this price per hour; None: on-demand
     terminated_at: datetime | None = None
     preempted_at: datetime | None = None
@@ -272,7 +273,7 @@ class _Machine:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -289,9 +290,9 @@ def _free_port(avoid: Iterable[int]) -> int:
             return port
 
 
-def _listening(port: int) -> bool:
+def _listening(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.05):
+        with socket.create_connection((host, port), timeout=0.05):
             return True
     except OSError:
         return False
@@ -343,6 +344,10 @@ class EmulatedMarket:
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
+        # Called with a machine's id as it is preempted, before its renderer is killed: an API
+        # in front of the market (EC2's, infra/local/ec2.py) shows the reclaim first, as the
+        # provider does.
+        self.preempt_listeners: list[Callable[[str], None]] = []
 
     @property
     def log_dir(self) -> Path:
@@ -384,11 +389,34 @@ class EmulatedMarket:
 
     # ---- machines
 
+    def add_offers(self, offers: Iterable[dict[str, object]]) -> None:
+        """Offers that can be launched but are not listed by :meth:`offers` (a market whose
+        listing lives elsewhere: the EC2 instance types moto runs, ``infra/local/ec2.py``).
+        Each gets a spot pool as listed offers do; a ``min_bid`` it carries is kept."""
+        with self._lock:
+            for given in offers:
+                offer = dict(given)
+                pool = self.spot.pool_for(offer) if self.spot is not None else None
+                if self.spot is not None and pool is not None:
+                    offer["spot_pool"] = pool
+                    offer.setdefault("min_bid", str(self.spot.min_bid(offer["usd_per_hour"])))
+                self._offers_by_id[str(offer["offer_id"])] = offer
+
     def launch(
-        self, offer_id: str, label: str, api_auth: str, *, bid_usd_per_hour: Decimal | None = None
+        self,
+        offer_id: str,
+        label: str,
+        api_auth: str,
+        *,
+        bid_usd_per_hour: Decimal | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> dict[str, object]:
         """Start a machine; with a bid, an interruptible one (raises a :class:`SpotRefused`
         when the offer has no pool, its pool no capacity now, or the bid is under the minimum).
+        ``host``/``port``: where its renderer listens (another loopback address stands for
+        another computer, as each EC2 instance has its own address); by default a free port
+        of 127.0.0.1.
         """
         with self._lock:
             offer = self._offers_by_id.get(offer_id)
@@ -402,7 +430,10 @@ class EmulatedMarket:
                     raise BidTooLow(offer_id, min_bid)
             faults = self.fault_queue.pop(0) if self.fault_queue else self.default_faults
             machine_id = f"m-{secrets.token_hex(6)}"
-            port = _free_port(m.port for m in self._machines.values() if m.terminated_at is None)
+            if port is None:
+                port = _free_port(
+                    m.port for m in self._machines.values() if m.terminated_at is None
+                )
             log_path = self.log_dir / f"{machine_id}.log"
             log_file = log_path.open("ab")
             command = [
@@ -412,7 +443,7 @@ class EmulatedMarket:
                 "--port",
                 str(port),
                 "--host",
-                "127.0.0.1",
+                host,
                 "--exit-with-parent",
                 *faults.renderer_args(),
             ]
@@ -442,6 +473,7 @@ class EmulatedMarket:
                 log_file=log_file,
                 log_path=log_path,
                 launched_at=datetime.now(UTC),
+                host=host,
                 bid=bid_usd_per_hour,
             )
             self._machines[machine_id] = machine
@@ -531,6 +563,11 @@ class EmulatedMarket:
 
     def _preempt(self, machine: _Machine) -> None:
         machine.preempted_at = datetime.now(UTC)
+        for listener in self.preempt_listeners:
+            try:
+                listener(machine.machine_id)
+            except Exception:  # the preemption happens anyway
+                log.exception("a preemption listener failed")
         if machine.process.poll() is None:
             machine.process.kill()
             machine.process.wait()
@@ -588,7 +625,7 @@ class EmulatedMarket:
             machine.log_file.close()
             return "exited"
         if not machine.seen_listening:
-            machine.seen_listening = _listening(machine.port)
+            machine.seen_listening = _listening(machine.host, machine.port)
         return "running" if machine.seen_listening else "starting"
 
     def _describe(self, machine: _Machine) -> dict[str, object]:

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 TRACES_DIR = Path(__file__).resolve().parent / "data" / "spot-traces"
-# The marketplaces of the price file that sell interruptible machines (TensorDock does not).
-SPOT_PROVIDERS = ("Vast.ai", "RunPod Community Cloud", "RunPod Secure Cloud")
+# The marketplaces of the price file that sell interruptible machines (TensorDock does not);
+# "AWS" is the EC2 instance types of the local stack's moto (``infra/local/ec2.py``), whose
+# traces these are.
+SPOT_PROVIDERS = ("Vast.ai", "RunPod Community Cloud", "RunPod Secure Cloud", "AWS")
 # The lowest bid, as a share of the on-demand price. The price file's spot/on-demand ratios,
 # for the providers that publish both (AWS, Azure, GCP, CoreWeave, Hyperstack, DataCrunch;
 # RunPod's feed is left out: its spot figures equal on-demand, an artefact), have a median of

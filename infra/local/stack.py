@@ -8,7 +8,8 @@
 - an HTTP front on 127.0.0.1 turns requests into API Gateway (REST) events for the API handler;
 - a timer fires the scheduled handlers (EventBridge's job in AWS);
 - the emulated GPU market, whose machines are renderer processes speaking automatic1111's API,
-  served through emulators of Vast.ai's, RunPod's and TensorDock's APIs to the real adapters;
+  served through emulators of Vast.ai's, RunPod's and TensorDock's APIs to the real adapters,
+  and behind moto's EC2 to the real EC2 adapter (``infra/local/ec2.py``);
   its interruptible machines are preempted as the spot traces say (``infra/local/spot.py``),
   replayed ``spot_tick_s`` wall seconds per trace tick from the calmest stretch of the traces.
 """
@@ -32,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
+from infra.local.ec2 import LOCAL_INSTANCE_TYPES, Ec2Bridge, patch_spot_prices, unpatch_spot_prices
+from infra.local.ec2 import load_prices as load_ec2_prices
 from infra.local.market import EmulatedMarket, MachineFaults, serve_market
 from infra.local.provider_emulators import serve_runpod, serve_tensordock, serve_vast
 from infra.local.resources import create_resources
@@ -46,6 +49,8 @@ MAX_FRONT_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 # shares lasts 14 ticks (7 minutes) before the first preemption can come.
 SPOT_TICK_S = 30.0
 EMULATED_PROVIDERS = ("vast", "runpod", "tensordock")
+# The providers the dispatch rents from: the three emulated marketplaces and EC2 on moto.
+LOCAL_PROVIDERS = (*EMULATED_PROVIDERS, "ec2")
 
 
 def free_port() -> int:
@@ -149,6 +154,7 @@ def _unpatch_moto() -> None:
         DynamoHandler.call_action = _ORIGINAL_DYNAMO_CALL  # type: ignore[method-assign]
         _ORIGINAL_DYNAMO_CALL = None
     default_user_config["stepfunctions"]["execute_state_machine"] = False
+    unpatch_spot_prices()
 
 
 class LocalStack:
@@ -162,7 +168,7 @@ class LocalStack:
         settings: dict[str, str] | None = None,
         timer: bool = True,
         api_port: int = 0,
-        providers: tuple[str, ...] = EMULATED_PROVIDERS,
+        providers: tuple[str, ...] = LOCAL_PROVIDERS,
         spot_tick_s: float | None = SPOT_TICK_S,
     ) -> None:
         # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
@@ -182,6 +188,7 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
         self._market_server: Any = None
+        self._ec2: Ec2Bridge | None = None
         self._front: ThreadingHTTPServer | None = None
         self.state_machine_arn = ""
         self.api_url = ""
@@ -216,6 +223,9 @@ class LocalStack:
             }
         )
         self._configure_moto(endpoint)
+        ec2_prices = load_ec2_prices(REGION)
+        patch_spot_prices(ec2_prices)
+        self._ec2 = Ec2Bridge(self.market, ec2_prices, account=ACCOUNT, region=REGION).start()
         self._create_resources()
         self._add_tenant()
         self._start_front()
@@ -229,6 +239,8 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self.wait_for_runs(drain_s)
+        if self._ec2 is not None:
+            self._ec2.stop()
         self.market.shutdown()  # kills any renderer still alive: nothing outlives the stack
         if self._front is not None:
             self._front.shutdown()
@@ -271,6 +283,7 @@ class LocalStack:
             "SUBC_VAST_IMAGE": "local/a1111-placeholder",
             "SUBC_RUNPOD_API_KEY": self._provider_keys["runpod"],
             "SUBC_RUNPOD_URL": self._runpod.url,
+            "SUBC_RUNPOD_REST_URL": self._runpod.rest_url,
             "SUBC_RUNPOD_IMAGE": "local/a1111-placeholder",
             "SUBC_RUNPOD_CLOUD_TYPE": "ALL",  # both clouds, as the emulator's lowestPrice
             # an emulated pod serves on its mapped port, not behind RunPod's HTTPS proxy
@@ -281,8 +294,9 @@ class LocalStack:
             "SUBC_TENSORDOCK_SSH_PUBLIC_KEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlocal local",
             # fast loops: the local machines boot in about a second
             # the emulated machines boot in about a second; the adapters assume minutes
+            **self._ec2_settings(),
             "SUBC_STARTUP_S_BY_PROVIDER": json.dumps(
-                {"vast": 5, "runpod": 5, "tensordock": 5, "emulated": 5}
+                {"vast": 5, "runpod": 5, "tensordock": 5, "ec2": 5, "emulated": 5}
             ),
             "SUBC_POLL_INTERVAL_S": "1",
             "SUBC_READY_TIMEOUT_S": "60",
@@ -300,6 +314,25 @@ class LocalStack:
         from subconscious.logic import services
 
         services.reset()
+
+    def _ec2_settings(self) -> dict[str, str]:
+        """A security group opening the render port, an AMI of moto's, the price file's types."""
+        ec2 = self._client("ec2")
+        group = ec2.create_security_group(
+            GroupName="subc-render", Description="automatic1111's port only"
+        )["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=group, IpProtocol="tcp", FromPort=7860, ToPort=7860, CidrIp="0.0.0.0/0"
+        )
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        return {
+            "SUBC_EC2_REGION": REGION,
+            "SUBC_EC2_IMAGE_ID": image,
+            "SUBC_EC2_WORKER_IMAGE": "local/a1111-placeholder",
+            "SUBC_EC2_SECURITY_GROUP_ID": group,
+            "SUBC_EC2_INSTANCE_TYPES": json.dumps(list(LOCAL_INSTANCE_TYPES)),
+            "SUBC_EC2_PRICE_LIST": "false",  # moto has no Price List API: the shipped table
+        }
 
     def _add_tenant(self) -> None:
         from subconscious.logic.services import services
@@ -415,6 +448,11 @@ class LocalStack:
         """Make every new Vast.ai rental stay ``created`` with an "OCI runtime create failed"
         ``status_msg`` (its market machine runs, so it bills), or stop failing."""
         self._vast.fail_containers(failing)
+
+    def runpod_pods_never_start(self, on: bool = True) -> None:
+        """RunPod pods rented from now on read RUNNING with no runtime (no ports) for ever,
+        billed: a host whose driver cannot run the image's CUDA (runpod/runpodctl#253)."""
+        self._runpod.never_start(on)
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")

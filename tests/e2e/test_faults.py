@@ -316,10 +316,24 @@ def test_slow_start(start_stack: StartStack) -> None:
     assert stack.market.launched_count >= 2
 
 
-def test_preemption_mid_batch(start_stack: StartStack) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "providers"),
+    [
+        ("preemption mid-batch", None),
+        # a reclaimed EC2 spot instance reads terminated with Server.SpotInstanceTermination
+        ("ec2: spot instance reclaimed mid-batch", ("ec2",)),
+    ],
+    ids=["marketplaces", "ec2"],
+)
+def test_preemption_mid_batch(
+    start_stack: StartStack, scenario: str, providers: tuple[str, ...] | None
+) -> None:
     """A deadline far enough away that the dispatch rents interruptible machines; once
     images arrive, every interruptible machine is preempted while it renders."""
-    stack = start_stack(default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=8))
+    stack = start_stack(
+        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=8),
+        **({"providers": providers} if providers else {}),
+    )
     with Client(stack.api_url, stack.api_key) as client:
         placed = place(
             client, healthy_prompts(40), {"deadline": datetime.now(UTC) + timedelta(minutes=20)}
@@ -342,10 +356,17 @@ def test_preemption_mid_batch(start_stack: StartStack) -> None:
             client,
             placed,
             60,
-            scenario="preemption mid-batch",
+            scenario=scenario,
             expect_states=COMPLETED,
             expect_done=40,
         )
+    if providers == ("ec2",):
+        # the adapter read the reclaimed instance as gone: its run ended on a preemption
+        runs = all_runs(stack)
+        assert all(run.offer.provider == "ec2" for run in runs)
+        assert any("preempted" in (run.error or "") for run in runs), [
+            (r.offer.offer_id, r.status, r.error) for r in runs
+        ]
 
 
 # --------------------------------------------------------------------------- tasks, tenants
@@ -687,3 +708,45 @@ def test_vast_container_fails_to_start(start_stack: StartStack) -> None:
         assert run.machine_running_at is None, run  # never reported running
         lived = run.machine_ended_at - run.machine_launched_at
         assert lived < bound, f"{run.machine_id} ran {lived} after its container failed"
+
+
+# --------------------------------------------------------------------------- RunPod's own faults
+
+
+def test_runpod_pods_that_never_get_a_runtime(start_stack: StartStack) -> None:
+    """Every RunPod pod reads RUNNING with no runtime and no ports for ever, billed (a host
+    whose driver cannot run the image's CUDA, runpod/runpodctl#253). Each is given up at the
+    serve deadline counted from RUNNING, RunPod is paused after three, and the order
+    completes on TensorDock (the stack rents from these two only, so the order is RunPod's)."""
+    stack = start_stack(timer=False, providers=("runpod", "tensordock"))
+    stack.runpod_pods_never_start()
+    with Client(stack.api_url, stack.api_key) as client:
+        stack.fire(f"{d.PREFIX}-prices")
+        prompts = healthy_prompts(16)
+        quote = client.quote({"prompts": [{"text": p, "count": n} for p, n in prompts]})
+        option = quote["options"][0]
+        assert option["provider"] == "runpod", f"the quote priced on {option['provider']}"
+        placed = Placed(
+            client.order(quote["quote_id"], option["option_id"]), [n for _, n in prompts]
+        )
+        stack.start_schedules()
+        assert_four_figures(
+            stack,
+            client,
+            placed,
+            60,
+            scenario="runpod: pods never get a runtime",
+            expect_states=COMPLETED,
+            expect_done=16,
+        )
+    runs = all_runs(stack)
+    failed = [run for run in runs if run.offer.provider == "runpod"]
+    assert failed and all(run.status == RunStatus.FAILED for run in failed), runs
+    assert any(run.offer.provider == "tensordock" and run.images for run in runs), runs
+    # Each such pod costs at most its start-up deadline: the serve deadline from the moment
+    # RunPod said RUNNING (4 s here), plus the status polls (1 s) and the give-back.
+    bound = timedelta(seconds=int(FAULT_SETTINGS["SUBC_MACHINE_SERVE_DEADLINE_S"]) + 3)
+    for run in failed:
+        assert run.machine_running_at is not None and run.machine_ended_at is not None, run
+        lived = run.machine_ended_at - run.machine_running_at
+        assert lived < bound, f"{run.machine_id} ran {lived} past RUNNING without serving"

@@ -131,3 +131,22 @@ def test_tenants_cannot_see_each_other(stack: LocalStack, client: Client) -> Non
     assert client.status(order["order_id"])["state"] != "cancelled"
     client.wait(order["order_id"], timeout_s=60, poll_s=0.3)
     _all_runs_ended(stack)
+
+
+def test_the_market_lists_ec2_spot_and_on_demand_offers(stack: LocalStack, client: Client) -> None:
+    """EC2 (moto's, through the real adapter) is a market like the others: on-demand offers per
+    instance type, interruptible ones per zone at the spot price, each with $/image."""
+    stack.fire("subc-prices")
+    view = client._call("GET", "/v1/market")
+    ec2 = [o for group in view["gpus"] for o in group["offers"] if o["provider"] == "ec2"]
+    on_demand = {o["offer_id"] for o in ec2 if o["interruptible_usd_per_hour"] is None}
+    spot = {o["offer_id"]: o for o in ec2 if o["interruptible_usd_per_hour"] is not None}
+    assert on_demand == {"g4dn.xlarge", "g5.2xlarge", "g6.2xlarge", "g6e.2xlarge"}
+    assert {"g4dn.xlarge@us-east-1a", "g4dn.xlarge@us-east-1b"} <= set(spot)
+    # the price file's spot range for g4dn.xlarge, cheapest zone first; on-demand $0.526/h
+    assert Decimal(spot["g4dn.xlarge@us-east-1a"]["interruptible_usd_per_hour"]) == Decimal(
+        "0.1845"
+    )
+    assert Decimal(spot["g4dn.xlarge@us-east-1a"]["usd_per_hour"]) == Decimal("0.526")
+    assert all(Decimal(o["usd_per_image_sd15"]) > 0 for o in ec2)
+    assert next(p for p in view["providers"] if p["provider"] == "ec2")["ok"] is True
