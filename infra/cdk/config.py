@@ -29,7 +29,7 @@ class StackConfig:
     layer_dir: Path  # a Lambda layer folder (python/...), built by `make synth`
     code_dir: Path  # a folder holding the ``functions`` package
     schedule_rates_s: dict[str, int] = field(default_factory=lambda: dict(d.SCHEDULES))
-    providers: tuple[str, ...] = ("vast", "runpod", "tensordock")
+    providers: tuple[str, ...] = ("vast", "runpod", "tensordock", "ec2")
     settings: dict[str, str] = field(default_factory=dict)  # extra SUBC_* for every function
     api_rate_limit: int = 20  # requests/s over the whole stage
     api_burst_limit: int = 40

@@ -10,6 +10,7 @@ from infra.cdk import permissions
 from infra.cdk.alarms import Alarms
 from infra.cdk.api import Api
 from infra.cdk.config import StackConfig
+from infra.cdk.ec2_market import Ec2Market
 from infra.cdk.functions import Functions, base_environment
 from infra.cdk.images import HISTORY_PREFIX, IMAGES_PREFIX, Images
 from infra.cdk.render_run import RenderRun
@@ -49,6 +50,11 @@ class SubconsciousStack(Stack):
             environment=environment,
             secret_arn=secrets.provider_keys.secret_arn,
         )
+        if "ec2" in config.providers:
+            market = Ec2Market(self, "Ec2Market", roles=functions.roles)
+            for function in functions.functions.values():
+                for key, value in market.settings.items():
+                    function.add_environment(key, value)
         render_run = RenderRun(self, "RenderRun", functions=functions.functions)
         machine = render_run.state_machine
         dispatch = functions.function(f"{d.PREFIX}-dispatch")
