@@ -17,7 +17,7 @@ from datetime import datetime
 
 from infra.local.market import MachineFaults
 from infra.local.stack import running
-from subconscious.logic.services import services
+from subconscious.services import services
 from subconscious_cli.client import Client
 
 

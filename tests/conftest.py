@@ -3,6 +3,7 @@ in-process moto), ``local`` (emulated market and renderer processes), ``e2e`` (t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -14,11 +15,12 @@ import pytest
 from moto import mock_aws
 
 from infra.local.resources import Created, create_resources
-from subconscious.logic import services as services_module
-from subconscious.logic.services import Services
-from subconscious.market import registry
+from subconscious import services as services_module
+from subconscious.market.base import Provider
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Offer
+from subconscious.services import Services
+from subconscious.settings import load_settings
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -67,7 +69,6 @@ def market() -> FakeProvider:
     provider = FakeProvider(
         [offer(), offer("o-3090", "RTX 3090", "0.20"), offer("o-h100", "H100 SXM", "2.50", 80)]
     )
-    registry.install(provider)
     return provider
 
 
@@ -84,8 +85,23 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
 
 @pytest.fixture
 def svc(aws: Created, market: FakeProvider) -> Services:
-    registry.install(market)
-    return services_module.services()
+    return install_services(market)
+
+
+def install_services(*providers: Provider) -> Services:
+    """Services from this test's environment (moto's resources), with ``providers`` given,
+    installed as what the handlers get."""
+    built = services_module.build(load_settings(), providers={p.name: p for p in providers})
+    services_module.use(built)
+    return built
+
+
+def with_settings(svc: Services, **update: object) -> Services:
+    """The same adapters with some settings changed (Services is frozen), installed as what
+    the handlers get."""
+    changed = dataclasses.replace(svc, settings=svc.settings.model_copy(update=update))
+    services_module.use(changed)
+    return changed
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from subconscious.logic import orders as order_logic
 from subconscious.logic.auth import guard_request, with_json_content_type
 from subconscious.logic.market import market_view
 from subconscious.logic.quotes import create_quote
-from subconscious.logic.services import services
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
 from subconscious.models.market_view import MarketView
 from subconscious.observability import logger
+from subconscious.services import services
 
 app = APIGatewayRestResolver(
     enable_validation=True,
@@ -89,7 +89,7 @@ def post_order(
     acceptance = order_logic.Acceptance(
         tenant_id=_tenant(), idempotency_key=idempotency_key, request=request
     )
-    order_logic.register_lambda_context(app.lambda_context)
+    order_logic.register_lambda_context(services(), app.lambda_context)
     order = order_logic.accept_quote(services(), acceptance)
     return _created(order_logic.order_out(order, worker=services().settings.worker))
 

@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious.errors import Unauthorized
 from subconscious.logic.auth import KEY_HEADER, allow_policy, authenticate
-from subconscious.logic.services import services
 from subconscious.observability import logger
+from subconscious.services import services
 
 
 @logger.inject_lambda_context

@@ -8,8 +8,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious.logic.dispatch import tick
-from subconscious.logic.services import services
 from subconscious.observability import logger, publish_metrics
+from subconscious.services import services
 
 
 @publish_metrics

@@ -8,8 +8,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious.logic.reaper import reap
-from subconscious.logic.services import services
 from subconscious.observability import logger
+from subconscious.services import services
 
 
 @logger.inject_lambda_context

@@ -9,8 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from subconscious.logic import render_run
-from subconscious.logic.services import services
 from subconscious.observability import logger
+from subconscious.services import services
 
 
 class StepInput(BaseModel):

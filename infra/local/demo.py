@@ -177,7 +177,7 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cached_providers(providers: tuple[str, ...]) -> list[str]:
-    from subconscious.logic.services import services
+    from subconscious.services import services
 
     return [name for name in providers if services().prices.read(name)[1]]
 
@@ -186,7 +186,7 @@ def _market_summary(
     providers: tuple[str, ...], executions: list[dict[str, Any]]
 ) -> tuple[list[str], dict[str, int]]:
     """Providers whose offers were in the price cache, and the machines rented from each."""
-    from subconscious.logic.services import services
+    from subconscious.services import services
 
     svc = services()
     cached = _cached_providers(providers)

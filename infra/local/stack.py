@@ -311,7 +311,7 @@ class LocalStack:
             **self.extra_settings,
         }
         os.environ.update(settings)
-        from subconscious.logic import services
+        from subconscious import services
 
         services.reset()
 
@@ -335,13 +335,13 @@ class LocalStack:
         }
 
     def _add_tenant(self) -> None:
-        from subconscious.logic.services import services
+        from subconscious.services import services
 
         services().tenants.add_key(self.tenant_id, self.api_key, name="local demo")
 
     def add_tenant(self, tenant_id: str) -> str:
         """Another tenant with a fresh key (tests of isolation)."""
-        from subconscious.logic.services import services
+        from subconscious.services import services
 
         key = f"sk_local_{secrets.token_urlsafe(24)}"
         services().tenants.add_key(tenant_id, key)

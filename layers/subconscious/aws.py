@@ -1,16 +1,18 @@
-"""boto3 clients, built on first use and cached (never at import: cold start matters).
+"""boto3 clients, created on first use (never at import: cold start matters).
 
-Only the ``dal`` modules call these. ``AWS_ENDPOINT_URL`` (read by botocore itself) points every
-client at the local stack's moto server.
+Only the ``dal`` modules (and the EC2 adapter) use them. One :class:`AwsClients` belongs to one
+:class:`~subconscious.services.Services`: no client lives in a module-level cache, so a test that
+switches moto contexts builds new services and gets new clients. ``AWS_ENDPOINT_URL`` (read by
+botocore itself) points every client at the local stack's moto server.
 """
 
 from __future__ import annotations
 
-from functools import cache
+import threading
+from collections.abc import Callable
 from typing import Any
 
 
-@cache
 def _config() -> Any:
     from botocore.config import Config
 
@@ -24,8 +26,8 @@ def _config() -> Any:
     )
 
 
-@cache
 def client(service: str) -> Any:
+    """A new client for ``service`` (SigV4 presigning for S3)."""
     import boto3  # imported here: handlers that never touch AWS skip its ~160 ms import
 
     config = _config()
@@ -37,14 +39,47 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=config)
 
 
-@cache
 def table(name: str) -> Any:
+    """A new DynamoDB ``Table`` resource."""
     import boto3
 
     return boto3.session.Session().resource("dynamodb", config=_config()).Table(name)
 
 
-def reset() -> None:
-    """Forget cached clients (tests that switch endpoints or moto contexts)."""
-    client.cache_clear()
-    table.cache_clear()
+class _Lazy:
+    """Stands for a client or table and creates it on first attribute access, so building
+    every store of a :class:`Services` costs nothing until a store is used."""
+
+    def __init__(self, create: Callable[[], Any]) -> None:
+        self._create = create
+        self._target: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._target
+        if target is None:
+            with self._lock:  # render steps store from threads; create the client once
+                if self._target is None:
+                    self._target = self._create()
+                target = self._target
+        return getattr(target, name)
+
+
+class AwsClients:
+    """One process's clients: each service's client and each table created once, on first use."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str], _Lazy] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        return self._lazy(("client", service), lambda: client(service))
+
+    def table(self, name: str) -> Any:
+        return self._lazy(("table", name), lambda: table(name))
+
+    def _lazy(self, key: tuple[str, str], create: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = _Lazy(create)
+            return self._made[key]

@@ -9,7 +9,6 @@ Secrets Manager: ``SUBC_PROVIDER_SECRETS_ARN`` names a JSON secret whose keys ar
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
@@ -50,7 +49,7 @@ class Settings(BaseSettings):
     images_page_size: int = Field(default=100, ge=1, le=1000)
     margin_percent: int = Field(default=30, ge=0, le=500)
 
-    # Secrets Manager secret (ARN or name) holding SECRET_FIELDS, read once by get_settings().
+    # Secrets Manager secret (ARN or name) holding SECRET_FIELDS, read by load_settings().
     provider_secrets_arn: str = ""
 
     # --- Market ---
@@ -171,9 +170,9 @@ class Settings(BaseSettings):
         return self
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+def load_settings() -> Settings:
+    """The settings from the environment (and the secret it names). Called by the composition
+    root once per cold start (``subconscious.services``), nowhere else."""
     settings = Settings()
     if not settings.provider_secrets_arn:
         return settings

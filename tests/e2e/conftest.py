@@ -11,7 +11,7 @@ import pytest
 
 from infra.local.market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious.logic import services as services_module
+from subconscious import services as services_module
 from tests.e2e.fault_report import RESULTS_ENV, load, table
 
 # Small values so that a failure is handled in seconds, not minutes (see docs/reliability.md).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.local import demo
-from subconscious.logic import services as services_module
+from subconscious import services as services_module
 
 pytestmark = pytest.mark.e2e
 

@@ -29,9 +29,9 @@ from infra import definitions as d
 from infra.local.market import MachineFaults
 from infra.local.provider_emulators import VAST_FIRST_ASK_ID, VAST_PORTLESS_ASK_OFFSET
 from infra.local.stack import REGION, LocalStack
-from subconscious.logic.services import services
 from subconscious.models import RenderRun, RunStatus
 from subconscious.money import cost_micros, to_usd
+from subconscious.services import services
 from subconscious_cli.client import TERMINAL_STATES, ApiError, Client
 from tests.e2e.conftest import FAULT_SETTINGS, HEALTHY, StartStack
 from tests.e2e.fault_report import Figures, record, table

@@ -17,7 +17,7 @@ import pytest
 
 from infra.local.market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious.logic import services as services_module
+from subconscious import services as services_module
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client
 

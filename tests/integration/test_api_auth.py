@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from infra.local.resources import Created
-from subconscious.logic.services import Services
+from subconscious.services import Services
 from tests.integration.api_helpers import (
     REGION,
     TABLE,

@@ -25,8 +25,8 @@ from functions.api import handler
 from infra.local.resources import Created
 from subconscious.http_errors import GATEWAY
 from subconscious.logic import orders as order_logic
-from subconscious.logic.services import Services
 from subconscious.market.fake import FakeProvider
+from subconscious.services import Services
 from tests.integration.api_helpers import (
     REGION,
     TABLE,

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from infra import definitions as d
-from subconscious.logic.services import Services
 from subconscious.models import image_key
+from subconscious.services import Services
 from tests.integration.api_helpers import TENANT_A, assert_error, call, place_order
 
 PRESIGN_EXPIRY_S = 3600  # Settings.presign_expiry_s default

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from infra.local.resources import Created
-from subconscious.logic.services import Services
 from subconscious.models import OrderState, image_key
+from subconscious.services import Services
 from tests.integration.api_helpers import (
     TENANT_A,
     TENANT_B,

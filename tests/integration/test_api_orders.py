@@ -12,8 +12,8 @@ import pytest
 
 from infra.local.resources import Created
 from subconscious.logic import orders as order_logic
-from subconscious.logic.services import Services
 from subconscious.models import OrderState
+from subconscious.services import Services
 from tests.integration.api_helpers import (
     ORDER_ID_PATTERN,
     TENANT_A,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.local.resources import Created
-from subconscious.logic.services import Services
+from subconscious.services import Services
 from tests.integration.api_helpers import (
     UNKNOWN_ORDER,
     Writes,

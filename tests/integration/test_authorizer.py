@@ -11,7 +11,7 @@ from infra.local.stack import context_for
 from subconscious.dal.tenants import hash_key
 from subconscious.errors import Unauthorized
 from subconscious.logic.auth import allow_policy
-from subconscious.logic.services import Services
+from subconscious.services import Services
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/POST/v1/quotes"
 FUNCTION = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-authorizer")

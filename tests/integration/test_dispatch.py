@@ -13,17 +13,15 @@ from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic import render_run
-from subconscious.logic import services as services_module
 from subconscious.logic.dispatch import tick
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
-from subconscious.logic.services import Services
-from subconscious.market import registry
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Order, OrderRequest, QuoteOption, QuoteRequest, RunStatus
 from subconscious.money import to_micros
-from tests.conftest import load_event
+from subconscious.services import Services
+from tests.conftest import install_services, load_event
 from tests.integration.workflow import new_run, place_order
 
 TENANT = "tenant-a"
@@ -304,9 +302,7 @@ def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_to
 ) -> None:
     monkeypatch.setenv("SUBC_WORKER", "lean")
     monkeypatch.setenv("SUBC_WORKER_CHECKPOINT", "runwayml/stable-diffusion-v1-5")
-    services_module.reset()
-    registry.install(market)
-    svc = services_module.services()
+    svc = install_services(market)
     now = datetime.now(UTC)
     _accept_requested(svc, 5000, now, timedelta(hours=12))
 

@@ -12,7 +12,6 @@ from infra import definitions as d
 from infra.local.stack import context_for
 from subconscious.logic import render_run
 from subconscious.logic.dispatch import emit_fleet_metrics, tick
-from subconscious.logic.services import Services
 from subconscious.models import RenderRun
 from subconscious.observability import (
     LIVE_MACHINES,
@@ -21,6 +20,7 @@ from subconscious.observability import (
     SPEND_RATE_USD_PER_HOUR,
     metrics,
 )
+from subconscious.services import Services
 from tests.conftest import load_event, offer
 from tests.integration.workflow import place_order
 

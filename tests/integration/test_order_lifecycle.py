@@ -28,7 +28,6 @@ from subconscious.logic import lifecycle, render_run
 from subconscious.logic.dispatch import breakers, tick
 from subconscious.logic.orders import Acceptance, _accept, accept_quote, order_out, render_tasks
 from subconscious.logic.quotes import create_quote
-from subconscious.logic.services import Services
 from subconscious.market.fake import FakeProvider
 from subconscious.models import (
     EndReason,
@@ -41,6 +40,8 @@ from subconscious.models import (
     RunStatus,
 )
 from subconscious.render.a1111 import A1111Client
+from subconscious.services import Services
+from tests.conftest import with_settings
 from tests.integration.workflow import image_rows, new_run, place_order, queue_depth, renderer
 
 TENANT = "tenant-a"
@@ -303,9 +304,7 @@ def test_a_provider_whose_launches_keep_failing_is_paused(svc: Services, aws: Cr
 def test_a_machine_running_that_never_serves_is_given_up_at_the_serve_deadline(
     svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        svc, "settings", svc.settings.model_copy(update={"machine_serve_deadline_s": 120})
-    )
+    svc = with_settings(svc, machine_serve_deadline_s=120)
     with renderer("--error-rate", "1") as url:  # answers, but never renders
         market.url = url
         run = new_run(svc)
@@ -324,9 +323,7 @@ def test_a_machine_running_without_an_address_is_given_up_at_the_serve_deadline(
 ) -> None:
     """RUNNING but no address for ever (a RunPod pod whose port never maps, runpodctl#253):
     the serve deadline counts from RUNNING, not from a first address that never comes."""
-    monkeypatch.setattr(
-        svc, "settings", svc.settings.model_copy(update={"machine_serve_deadline_s": 120})
-    )
+    svc = with_settings(svc, machine_serve_deadline_s=120)
     market.url = None
     run = new_run(svc)
     render_run.provision(svc, run.run_id)
@@ -553,9 +550,7 @@ def test_a_failing_sweep_never_stops_the_tick_from_renting(
 def test_a_provider_whose_running_is_the_vm_gets_its_start_up_on_top_of_the_serve_deadline(
     svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        svc, "settings", svc.settings.model_copy(update={"machine_serve_deadline_s": 120})
-    )
+    svc = with_settings(svc, machine_serve_deadline_s=120)
     monkeypatch.setattr(market, "running_before_pull", True, raising=False)
     with renderer("--error-rate", "1") as url:
         market.url = url

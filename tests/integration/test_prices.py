@@ -16,10 +16,9 @@ from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic.prices import current_offers, refresh
-from subconscious.logic.services import Services
-from subconscious.market import registry
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Offer
+from subconscious.services import Services
 from tests.conftest import load_event, offer
 from tests.integration.api_helpers import call
 
@@ -27,7 +26,7 @@ from tests.integration.api_helpers import call
 def _second_provider(svc: Services) -> FakeProvider:
     other = FakeProvider([offer("o-a100", "A100 80GB PCIe", "1.10", 80)], name="other")
     other.offers = [o.model_copy(update={"provider": "other"}) for o in other.offers]
-    registry.install(other)
+    svc.providers_by_name.add(other)
     object.__setattr__(
         svc, "settings", svc.settings.model_copy(update={"providers": ("fake", "other")})
     )

@@ -16,11 +16,11 @@ from infra.local.resources import Created
 from subconscious.errors import MachineGone, MachineNotReady, RendererUnavailable
 from subconscious.logic import render_run
 from subconscious.logic.orders import cancel_order, render_tasks
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import predicted_seconds
 from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RenderTask, RunStatus
+from subconscious.services import Services
 from tests.integration.workflow import (
     duplicate_first_task,
     image_rows,

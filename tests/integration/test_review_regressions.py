@@ -14,10 +14,11 @@ from subconscious.errors import ConfigurationError
 from subconscious.http_errors import proxy_response
 from subconscious.logic import orders as order_logic
 from subconscious.logic import render_run
-from subconscious.logic.services import Services
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderRequest, OrderState, QuoteRequest
+from subconscious.services import Services
 from subconscious.settings import Settings
+from tests.conftest import with_settings
 from tests.integration.workflow import duplicate_first_task, new_run, place_order, renderer
 
 TENANT = "tenant-a"
@@ -95,9 +96,7 @@ def test_an_order_cancelled_during_acceptance_is_not_reported_accepted(
 
 
 def test_a_short_machine_secret_is_refused(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        svc, "settings", svc.settings.model_copy(update={"machine_auth_secret": SecretStr("short")})
-    )
+    svc = with_settings(svc, machine_auth_secret=SecretStr("short"))
     with pytest.raises(ConfigurationError):
         render_run.machine_credential(svc, "r-1")
 

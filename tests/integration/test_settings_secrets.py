@@ -9,10 +9,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from subconscious import aws
+from subconscious import services as services_module
 from subconscious.errors import ConfigurationError
 from subconscious.observability import logger
-from subconscious.settings import get_settings
+from subconscious.settings import load_settings
 
 VAST_KEY = "vast-key-from-secrets-manager"
 
@@ -20,7 +20,6 @@ VAST_KEY = "vast-key-from-secrets-manager"
 @pytest.fixture
 def secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with mock_aws():
-        aws.reset()
         arn = boto3.client("secretsmanager").create_secret(
             Name="subc/provider-keys",
             SecretString=json.dumps(
@@ -35,14 +34,13 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         )["ARN"]
         monkeypatch.setenv("SUBC_PROVIDER_SECRETS_ARN", arn)
         monkeypatch.setenv("SUBC_RUNPOD_API_KEY", "runpod-from-env")
-        get_settings.cache_clear()
+        services_module.reset()
         yield arn
-        get_settings.cache_clear()
-        aws.reset()
+        services_module.reset()
 
 
 def test_secret_values_override_the_environment(secret: str) -> None:
-    settings = get_settings()
+    settings = load_settings()
     assert settings.vast_api_key.get_secret_value() == VAST_KEY
     assert settings.machine_auth_secret.get_secret_value() == "machine-secret-from-secrets-manager"
     assert settings.runpod_api_key.get_secret_value() == "runpod-from-env"
@@ -50,17 +48,18 @@ def test_secret_values_override_the_environment(secret: str) -> None:
 
 
 def test_the_secret_is_read_once_per_cold_start(secret: str) -> None:
-    first = get_settings()
+    first = services_module.services().settings
     boto3.client("secretsmanager").put_secret_value(
         SecretId=secret, SecretString=json.dumps({"vast_api_key": "rotated"})
     )
-    assert get_settings() is first  # a warm invocation does not call Secrets Manager
-    get_settings.cache_clear()  # a new cold start sees the new value
-    assert get_settings().vast_api_key.get_secret_value() == "rotated"
+    # a warm invocation does not call Secrets Manager
+    assert services_module.services().settings is first
+    services_module.reset()  # a new cold start sees the new value
+    assert services_module.services().settings.vast_api_key.get_secret_value() == "rotated"
 
 
 def test_secret_values_never_print(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = get_settings()
+    settings = load_settings()
     logger.info("settings", settings=settings.model_dump())
     print(repr(settings), str(settings))
     out = capsys.readouterr()
@@ -70,7 +69,7 @@ def test_secret_values_never_print(secret: str, capsys: pytest.CaptureFixture[st
 
 def test_an_empty_secret_changes_nothing(secret: str) -> None:
     boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString="{}")
-    assert get_settings().vast_api_key.get_secret_value() == ""
+    assert load_settings().vast_api_key.get_secret_value() == ""
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", "not json", ""])
@@ -83,6 +82,6 @@ def test_a_secret_that_is_not_a_json_object_fails_loudly_without_its_value(
     else:
         client.put_secret_value(SecretId=secret, SecretBinary=b"\x00")
     with pytest.raises(ConfigurationError) as excinfo:
-        get_settings()
+        load_settings()
     assert "subc/provider-keys" in str(excinfo.value)
     assert body not in str(excinfo.value) or not body

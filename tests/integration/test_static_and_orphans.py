@@ -12,11 +12,10 @@ import pytest
 from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.reaper import reap
-from subconscious.logic.services import Services
-from subconscious.market import registry
 from subconscious.market.fake import FakeProvider
 from subconscious.market.static import StaticProvider, StaticServer
 from subconscious.models import OrderState
+from subconscious.services import Services
 from tests.integration.workflow import new_run, place_order, renderer
 
 TENANT = "tenant-a"
@@ -27,7 +26,7 @@ def static_server(svc: Services) -> Iterator[StaticProvider]:
     with renderer("--images-per-s", "400") as url:
         server = StaticServer(url=url, gpu="RTX 4090", gpu_memory_gb=24)
         provider = StaticProvider([server])
-        registry.install(provider)
+        svc.providers_by_name.add(provider)
         yield provider
 
 

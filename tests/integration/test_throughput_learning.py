@@ -11,9 +11,9 @@ import pytest
 from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.market import market_view
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_model, learn_from_run, predicted_seconds, prior
 from subconscious.models import ModelFamily, RenderTask, RunStatus, Sampler
+from subconscious.services import Services
 from subconscious.throughput_model import Correction
 from tests.integration.workflow import new_run
 
@@ -141,8 +141,8 @@ def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services, aws: C
 def test_factors_are_kept_per_server_and_per_model_version(
     svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from subconscious import services as services_module
     from subconscious.dal.prices import ThroughputCorrections
-    from subconscious.logic import services as services_module
 
     render_run.record(svc, _finished_run(svc, Decimal(2)))
     assert svc.corrections.load()["RTX 4090"].runs == 1

@@ -19,8 +19,8 @@ import httpx
 
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
-from subconscious.logic.services import Services
 from subconscious.models import Order, OrderRequest, QuoteRequest, RenderRun
+from subconscious.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 import respx
 
+from subconscious import services as services_module
 from subconscious.errors import MachineGone, OfferGone, ProviderError
-from subconscious.market import registry
 from subconscious.market.emulated import EmulatedProvider
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Machine, MachineStatus, Offer
-from subconscious.settings import get_settings
+from subconscious.settings import Settings
 
 BASE = "http://market.test:8650"
 
@@ -309,11 +309,12 @@ def test_registry_builds_the_emulated_provider_from_settings(
     monkeypatch: pytest.MonkeyPatch, market: respx.MockRouter
 ) -> None:
     monkeypatch.setenv("SUBC_EMULATED_MARKET_URL", BASE)
-    get_settings.cache_clear()
-    built = registry.provider("emulated")
+    services_module.reset()
+    svc = services_module.services()
+    built = svc.provider("emulated")
     assert isinstance(built, EmulatedProvider)
     assert built.name == "emulated"
-    assert registry.provider("emulated") is built  # built once
+    assert svc.provider("emulated") is built  # built once
     route = market.get("/offers").mock(return_value=httpx.Response(200, json={"offers": []}))
     assert built.list_offers() == []
     assert route.call_count == 1  # it talks to the configured URL
@@ -321,21 +322,21 @@ def test_registry_builds_the_emulated_provider_from_settings(
 
 def test_registry_unknown_provider() -> None:
     with pytest.raises(ProviderError, match="unknown provider 'lambdalabs'"):
-        registry.provider("lambdalabs")
+        services_module.services().provider("lambdalabs")
 
 
-def test_registry_install_overrides_and_uninstall_all_forgets() -> None:
+def test_given_providers_override_and_new_services_forget_them() -> None:
     fake = FakeProvider([an_offer()], name="emulated")
-    registry.install(fake)
-    assert registry.provider("emulated") is fake
+    svc = services_module.build(Settings(), providers={"emulated": fake})
+    assert svc.provider("emulated") is fake
     other = FakeProvider([], name="fake")
-    registry.install(other)
-    assert registry.provider("fake") is other
-    assert registry.provider("emulated") is fake
-    registry.uninstall_all()
-    assert isinstance(registry.provider("emulated"), EmulatedProvider)
+    svc.providers_by_name.add(other)
+    assert svc.provider("fake") is other
+    assert svc.provider("emulated") is fake
+    fresh = services_module.build(Settings())
+    assert isinstance(fresh.provider("emulated"), EmulatedProvider)
     with pytest.raises(ProviderError):
-        registry.provider("fake")
+        fresh.provider("fake")
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,12 @@ from pydantic import SecretStr
 
 from subconscious.errors import RendererUnavailable, UnsafeMachineAddress
 from subconscious.logic import render_run
-from subconscious.logic.services import Services
-from subconscious.market import registry
 from subconscious.market.fake import FakeProvider
 from subconscious.market.static import StaticProvider, StaticServer
 from subconscious.models import Machine, MachineStatus, RenderRun
 from subconscious.render import address
 from subconscious.render.a1111 import A1111Client
+from subconscious.services import build
 from subconscious.settings import Settings
 from tests.conftest import offer
 
@@ -359,13 +358,13 @@ def _run_and_machine(provider: str, url: str) -> tuple[RenderRun, Machine]:
 
 
 def test_a_rented_machine_on_a_private_address_is_refused() -> None:
-    registry.install(FakeProvider([offer()]))
-    services = Services(settings=Settings(allow_private_machine_addresses=False))
+    fake = {"fake": FakeProvider([offer()])}
+    services = build(Settings(allow_private_machine_addresses=False), providers=fake)
     run, machine = _run_and_machine("fake", "http://10.0.0.5:7860")
     with pytest.raises(UnsafeMachineAddress):
         render_run._client(services, run, machine)
     # the local stack's setting lets its loopback machines through
-    services = Services(settings=Settings(allow_private_machine_addresses=True))
+    services = build(Settings(allow_private_machine_addresses=True), providers=fake)
     render_run._client(services, run, machine).close()
 
 
@@ -374,8 +373,8 @@ def test_the_operators_static_servers_may_be_private_never_link_local() -> None:
         StaticServer(url="http://10.0.0.5:7860", gpu="RTX 3090", api_auth=SecretStr("me:pw")),
         StaticServer(url="http://169.254.169.254", gpu="RTX 3090"),
     ]
-    registry.install(StaticProvider(servers))
-    services = Services(settings=Settings(allow_private_machine_addresses=False))
+    static = {"static": StaticProvider(servers)}
+    services = build(Settings(allow_private_machine_addresses=False), providers=static)
     run, machine = _run_and_machine("static", "http://10.0.0.5:7860")
     render_run._client(services, run, machine).close()
     run, machine = _run_and_machine("static", "http://169.254.169.254")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from subconscious import services as services_module
 from subconscious.errors import ConfigurationError
-from subconscious.logic import services as services_module
-from subconscious.market import registry
 
 
 @pytest.mark.parametrize(
@@ -43,24 +42,25 @@ def test_a_configured_provider_is_built_once(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     services_module.reset()
-    built = registry.provider(name)
+    svc = services_module.services()
+    built = svc.provider(name)
     assert type(built).__name__ == cls
     assert built.name == name
-    assert registry.provider(name) is built
+    assert svc.provider(name) is built
 
 
 @pytest.mark.parametrize("name", ["vast", "runpod", "tensordock", "ec2"])
 def test_a_provider_without_credentials_fails_loudly(name: str) -> None:
     services_module.reset()
     with pytest.raises(ConfigurationError):
-        registry.provider(name)
+        services_module.services().provider(name)
 
 
 def test_an_image_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUBC_VAST_API_KEY", "k" * 20)
     services_module.reset()
     with pytest.raises(ConfigurationError, match="image"):
-        registry.provider("vast")
+        services_module.services().provider("vast")
 
 
 def test_runpod_takes_its_endpoint_cloud_and_proxy_from_the_settings(
@@ -76,7 +76,7 @@ def test_runpod_takes_its_endpoint_cloud_and_proxy_from_the_settings(
     }.items():
         monkeypatch.setenv(key, value)
     services_module.reset()
-    built = registry.provider("runpod")
+    built = services_module.services().provider("runpod")
     assert (built._url, built._cloud_type, built._proxy_url) == (  # type: ignore[attr-defined]
         "http://127.0.0.1:9/graphql",
         "ALL",
@@ -92,7 +92,7 @@ def test_ec2_reads_the_shipped_prices_where_the_price_list_is_not_to_be_asked(
     monkeypatch.setenv("SUBC_EC2_WORKER_IMAGE", "repo/a1111:1")
     monkeypatch.setenv("SUBC_EC2_PRICE_LIST", "false")
     services_module.reset()
-    built = registry.provider("ec2")
+    built = services_module.services().provider("ec2")
     from subconscious.market.ec2 import shipped_on_demand_prices
 
     assert built._price_override == shipped_on_demand_prices("us-east-1")  # type: ignore[attr-defined]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from subconscious.settings import Settings, get_settings
+from subconscious import services as services_module
+from subconscious.settings import Settings, load_settings
 
 SECRET = "test-secret-never-logged"  # set by the autouse fixture in tests/conftest.py
 
 
 def test_presign_expiry_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUBC_PRESIGN_EXPIRY_S", "120")
-    get_settings.cache_clear()
-    assert get_settings().presign_expiry_s == 120
+    assert load_settings().presign_expiry_s == 120
 
 
 def test_defaults() -> None:
@@ -34,17 +34,17 @@ def test_presign_expiry_bounds(monkeypatch: pytest.MonkeyPatch, value: str) -> N
     assert [e["loc"] for e in excinfo.value.errors()] == [("presign_expiry_s",)]
 
 
-def test_settings_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = get_settings()
+def test_settings_are_read_once_per_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = services_module.services().settings
     monkeypatch.setenv("SUBC_PRESIGN_EXPIRY_S", "300")
-    assert get_settings() is first
-    assert get_settings().presign_expiry_s == 3600
-    get_settings.cache_clear()
-    assert get_settings().presign_expiry_s == 300
+    assert services_module.services().settings is first
+    assert services_module.services().settings.presign_expiry_s == 3600
+    services_module.reset()  # a new cold start
+    assert services_module.services().settings.presign_expiry_s == 300
 
 
 def test_machine_auth_secret_is_a_secret() -> None:
-    settings = get_settings()
+    settings = load_settings()
     assert isinstance(settings.machine_auth_secret, SecretStr)
     assert settings.machine_auth_secret.get_secret_value() == SECRET
     assert SECRET not in repr(settings)
@@ -54,6 +54,6 @@ def test_machine_auth_secret_is_a_secret() -> None:
 
 
 def test_settings_are_frozen() -> None:
-    settings = get_settings()
+    settings = load_settings()
     with pytest.raises(ValidationError):
         settings.presign_expiry_s = 61  # type: ignore[misc]

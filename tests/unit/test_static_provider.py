@@ -7,9 +7,8 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
+from subconscious import services as services_module
 from subconscious.errors import MachineGone, OfferGone
-from subconscious.logic import services as services_module
-from subconscious.market import registry
 from subconscious.market.static import StaticProvider, StaticServer
 from tests.conftest import offer
 
@@ -52,6 +51,6 @@ def test_registry_builds_it_from_settings(monkeypatch: pytest.MonkeyPatch) -> No
         "SUBC_STATIC_SERVERS", '[{"url": "http://10.0.0.5:7860", "gpu": "RTX 3090"}]'
     )
     services_module.reset()
-    built = registry.provider("static")
+    built = services_module.services().provider("static")
     assert isinstance(built, StaticProvider)
     assert [o.gpu for o in built.list_offers()] == ["RTX 3090"]

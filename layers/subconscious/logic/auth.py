@@ -18,7 +18,7 @@ from subconscious.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from subconscious.logic.services import Services
+from subconscious.services import Services
 
 _MAX_KEY_LENGTH = 200
 KEY_HEADER = "x-api-key"

@@ -16,7 +16,6 @@ from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_rates, prior
 from subconscious.market.static import StaticProvider
 from subconscious.models import RenderRun, RunStatus
@@ -32,6 +31,7 @@ from subconscious.planner.breakers import BreakerLimits, FailedRun, HeldOff, hel
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Release, Rent, decide
 from subconscious.planner.workers import compile_seconds, shape
+from subconscious.services import Services
 
 LEASE = "dispatch"
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from subconscious.logic.services import Services
 from subconscious.models import EndReason, Order, OrderState, RenderTask
 from subconscious.observability import logger
+from subconscious.services import Services
 
 # A dead-letter sweep reads at most this many messages a tick (10 per call): the rest wait for
 # the next tick, so one sweep stays well inside the dispatch Lambda's minute.

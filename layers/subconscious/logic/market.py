@@ -8,12 +8,12 @@ from decimal import Decimal
 from functools import cache
 
 from subconscious.catalogue import canonical
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import current_rates
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.market_view import GpuGroup, MarketOffer, MarketView, ProviderFreshness
 from subconscious.money import MICROS_PER_USD, to_usd
 from subconscious.planner.costs import Rates
+from subconscious.services import Services
 from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS
 
 

@@ -6,7 +6,6 @@ import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,7 +19,6 @@ from subconscious.errors import (
     RequestInProgress,
     ValidationFailed,
 )
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import prior
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
@@ -38,6 +36,7 @@ from subconscious.models.job import MAX_SEED
 from subconscious.money import to_usd
 from subconscious.observability import logger
 from subconscious.planner.workers import WorkerKind, server_factor
+from subconscious.services import Services
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
 TASK_GPU_MEMORY_GB = 24
@@ -121,7 +120,7 @@ def accept_quote(services: Services, acceptance: Acceptance) -> Order:
     )
 
     try:
-        order: Order = idempotent_accept()(services=services, acceptance=acceptance)
+        order: Order = idempotent_accept(services)(services=services, acceptance=acceptance)
     except IdempotencyValidationError as error:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request"
@@ -190,41 +189,29 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     return order.model_copy(update={"state": OrderState.ACCEPTED})
 
 
-@cache
-def idempotent_accept() -> Any:
-    """Built on first use: the persistence layer needs a DynamoDB client (none at import)."""
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+def idempotent_accept(services: Services) -> Any:
+    """``_accept`` remembered per (tenant, Idempotency-Key) in the services' idempotency store
+    (decorated per call: the store belongs to the services, not to this module)."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
     from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
         PydanticSerializer,
     )
 
-    from subconscious.dal.idempotency import persistence_layer
-    from subconscious.settings import get_settings
-
-    persistence = persistence_layer(get_settings().idempotency_table)
-    config = IdempotencyConfig(
-        event_key_jmespath="[tenant_id, idempotency_key]",
-        payload_validation_jmespath="request",
-        expires_after_seconds=24 * 3600,
-        use_local_cache=False,
-    )
-
     @idempotent_function(
         data_keyword_argument="acceptance",
-        persistence_store=persistence,
-        config=config,
+        persistence_store=services.idempotency.persistence,
+        config=services.idempotency.config,
         output_serializer=PydanticSerializer(model=Order),
     )
     def accept(*, services: Services, acceptance: Acceptance) -> Order:
         return _accept(services, acceptance)
 
-    accept.config = config
     return accept
 
 
-def register_lambda_context(context: Any) -> None:
+def register_lambda_context(services: Services, context: Any) -> None:
     """Lets idempotency size its in-progress lock by the invocation's remaining time."""
-    idempotent_accept().config.register_lambda_context(context)
+    services.idempotency.config.register_lambda_context(context)
 
 
 def get_order(services: Services, tenant_id: str, order_id: str) -> Order:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from subconscious.logic.services import Services
 from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
+from subconscious.services import Services
 
 
 def limits(services: Services) -> Limits:

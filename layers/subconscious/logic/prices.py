@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from subconscious.errors import SubconsciousError
-from subconscious.logic.services import Services
 from subconscious.market.base import Provider
 from subconscious.models import Offer
 from subconscious.observability import logger
 from subconscious.planner.forecast import outlook
+from subconscious.services import Services
 
 
 @dataclass

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from subconscious.errors import SubconsciousError
-from subconscious.logic.services import Services
 from subconscious.models import RunStatus
 from subconscious.observability import logger
 from subconscious.planner.reaper import Action, judge, run_id_of
+from subconscious.services import Services
 
 
 @dataclass

@@ -29,7 +29,6 @@ from subconscious.errors import (
     TaskCrashedMachine,
 )
 from subconscious.logic.lifecycle import close_if_settled, retry_or_give_up
-from subconscious.logic.services import Services
 from subconscious.logic.throughput import learn_from_run, predicted_seconds
 from subconscious.market.base import Provider, run_label
 from subconscious.market.static import StaticProvider
@@ -47,6 +46,7 @@ from subconscious.money import cost_micros
 from subconscious.observability import logger
 from subconscious.planner.workers import WorkerKind, kind_for
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
+from subconscious.services import Services
 from subconscious.settings import Settings
 
 _MILLI = Decimal("0.001")

@@ -7,11 +7,11 @@ from decimal import Decimal
 from functools import cache, lru_cache
 
 from subconscious.catalogue import canonical
-from subconscious.logic.services import Services
 from subconscious.models import RenderRun, RenderTask
 from subconscious.observability import logger
 from subconscious.planner.costs import Rates
 from subconscious.planner.workers import WorkerKind, server_factor
+from subconscious.services import Services
 from subconscious.throughput_model import Correction, ThroughputModel
 
 _ATTEMPTS = 5  # a conditional write lost to another run's record is retried on fresh data

@@ -1,38 +1,20 @@
-"""Which providers are enabled, built on first use (each adapter imports its own client).
+"""How each provider adapter is built from the settings (each adapter imports its own client).
 
 A provider is enabled by naming it in ``SUBC_PROVIDERS``; its credentials come from the
 settings (Secrets Manager in AWS). A missing credential fails loudly when the provider is built.
+The composition root (``subconscious.services``) builds each enabled one on first use.
 """
 
 from __future__ import annotations
 
-from functools import cache
-
 from subconscious.errors import ConfigurationError, ProviderError
 from subconscious.market.base import Provider
-from subconscious.settings import get_settings
-
-_installed: dict[str, Provider] = {}
+from subconscious.settings import Settings
 
 
-def install(provider: Provider) -> None:
-    """Use this provider object under its name (tests and tools inject fakes this way)."""
-    _installed[provider.name] = provider
-    _build.cache_clear()
-
-
-def uninstall_all() -> None:
-    _installed.clear()
-    _build.cache_clear()
-
-
-def provider(name: str) -> Provider:
-    return _installed.get(name) or _build(name)
-
-
-@cache
-def _build(name: str) -> Provider:
-    settings = get_settings()
+def build_provider(name: str, settings: Settings) -> Provider:
+    """The adapter ``name`` configured from ``settings`` (a new object on every call: the
+    composition root keeps the one it uses)."""
     if name == "emulated":
         from subconscious.market.emulated import EmulatedProvider
 
