@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from infra.local.resources import Created, create_resources
+from subconscious import aws as aws_module
 from subconscious import services as services_module
 from subconscious.market.base import Provider
 from subconscious.market.fake import FakeProvider
@@ -76,7 +77,9 @@ def market() -> FakeProvider:
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
     """Every resource of the stack, created in in-process moto from infra/definitions.py."""
     with mock_aws():
-        created = create_resources(lambda service: boto3.client(service, region_name="us-east-1"))
+        # boto3.client() below and in tests shares the process's parsed service models too
+        boto3.DEFAULT_SESSION = aws_module.session()
+        created = create_resources(aws_module.client)
         for name, value in created.settings.items():
             monkeypatch.setenv(name, value)
         services_module.reset()
