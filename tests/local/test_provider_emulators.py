@@ -11,8 +11,8 @@ from typing import Protocol
 import httpx
 import pytest
 
+from infra.local.emulators import EmulatorServer, serve_tensordock, serve_vast
 from infra.local.market import EmulatedMarket, MachineFaults
-from infra.local.provider_emulators import EmulatorServer, serve_tensordock, serve_vast
 from infra.local.spot import SpotMarket, SpotTrace
 from subconscious.errors import (
     MachineGone,

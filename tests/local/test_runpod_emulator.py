@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.local.market import EmulatedMarket, MachineFaults
-from infra.local.provider_emulators import (
+from infra.local.emulators import (
     EmulatorServer,
     RunPodEmulatorServer,
     serve_runpod,
     serve_vast,
 )
+from infra.local.market import EmulatedMarket, MachineFaults
 from infra.local.spot import SpotMarket, SpotTrace
 from subconscious.errors import (
     MachineGone,
