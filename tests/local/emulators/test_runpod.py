@@ -1,25 +1,17 @@
 """The RunPod emulator (REST v2 and GraphQL on one server), driven by the real adapter end to
-end; and interruptible rentals (bids, spot-trace preemption) through the Vast.ai and RunPod
-emulators."""
+end, interruptible pods included."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
 
-from infra.local.market import EmulatedMarket, MachineFaults
-from infra.local.provider_emulators import (
-    EmulatorServer,
-    RunPodEmulatorServer,
-    serve_runpod,
-    serve_vast,
-)
-from infra.local.spot import SpotMarket, SpotTrace
+from infra.local.emulators import EmulatorServer, RunPodEmulatorServer, serve_runpod
+from infra.local.market import EmulatedMarket
 from subconscious.errors import (
     MachineGone,
     OutOfCapacity,
@@ -28,14 +20,12 @@ from subconscious.errors import (
     ProviderError,
 )
 from subconscious.market.runpod import START_COMMAND, RunPodProvider
-from subconscious.market.vast import VastProvider
-from subconscious.models import Machine, MachineStatus, Offer
-from tests.local.test_provider_emulators import (
+from subconscious.models import MachineStatus
+from tests.local.emulators.helpers import (
     API_AUTH,
-    BASIC,
-    SD_MODELS,
-    VAST_KEY,
-    Provider,
+    FakeClock,
+    _cheapest_biddable,
+    _preempted_while_on_demand_lives,
     _round_trip,
     _wait_running,
 )
@@ -45,42 +35,16 @@ LOCAL_PROXY = "http://{ip}:{public_port}"
 BEARER = {"Authorization": f"Bearer {RUNPOD_KEY}"}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def market(tmp_path: Path, clock: FakeClock) -> Iterator[EmulatedMarket]:
-    # One spot pool for every Vast.ai and RunPod offer: capacity for a tick of 10 s, then none.
-    trace = SpotTrace.parse("pool", {"metadata": {"gap_seconds": 600}, "data": [1, 0]})
-    emulated = EmulatedMarket(
-        default_faults=MachineFaults(startup_delay_s=0.0),
-        log_dir=tmp_path / "machines",
-        spot=SpotMarket([trace], tick_s=10.0, clock=clock),
-    )
-    yield emulated
-    emulated.shutdown()
+def market(spot_market: EmulatedMarket) -> EmulatedMarket:
+    # Every RunPod test rents from the market with one spot pool for every Vast.ai and RunPod
+    # offer: capacity for a tick of 10 s, then none.
+    return spot_market
 
 
 @pytest.fixture
 def runpod(market: EmulatedMarket) -> Iterator[RunPodEmulatorServer]:
     server = serve_runpod(market, RUNPOD_KEY)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def vast(market: EmulatedMarket) -> Iterator[EmulatorServer]:
-    server = serve_vast(market, VAST_KEY)
     yield server
     server.close()
 
@@ -101,10 +65,6 @@ def _runpod(
         proxy_url=LOCAL_PROXY,
         sleep=lambda _: None,
     )
-
-
-def _vast(server: EmulatorServer) -> VastProvider:
-    return VastProvider(VAST_KEY, base_url=server.url, image="local/a1111", sleep=lambda _: None)
 
 
 def _graphql(server: EmulatorServer, query: str, **variables: object) -> httpx.Response:
@@ -128,13 +88,6 @@ def _rest(
         content=content,
         params=params,
     )
-
-
-def _cheapest_biddable(offers: list[Offer]) -> Offer:
-    return min((o for o in offers if o.min_bid_usd_per_hour), key=lambda o: o.usd_per_hour)
-
-
-# --------------------------------------------------------------------------- RunPod
 
 
 def test_one_server_serves_both_apis(runpod: RunPodEmulatorServer) -> None:
@@ -403,73 +356,6 @@ def test_runpod_hosts_run_one_cuda(runpod: RunPodEmulatorServer) -> None:
         too_new.launch(_runpod(runpod).list_offers()[0], label="subc-cuda", api_auth=API_AUTH)
 
 
-# --------------------------------------------------------------------------- interruptible
-
-
-def test_vast_bids_at_or_above_min_bid_rent_interruptible(vast: EmulatorServer) -> None:
-    provider = _vast(vast)
-    offer = _cheapest_biddable(provider.list_offers())
-    assert offer.min_bid_usd_per_hour == offer.usd_per_hour / 2
-    low = offer.min_bid_usd_per_hour - Decimal("0.0001")
-    with pytest.raises(OutOfCapacity, match="invalid_price"):
-        provider.launch(offer, label="subc-low", api_auth=API_AUTH, bid_usd_per_hour=low)
-    refused = httpx.put(
-        f"{vast.url}/asks/{offer.offer_id}/",
-        json={"price": float(low), "label": "subc-low"},
-        headers={"Authorization": f"Bearer {VAST_KEY}"},
-    )
-    assert refused.status_code == 400
-    assert refused.json() == {
-        "success": False,
-        "error": "invalid_price",
-        "msg": "error 400/3468: invalid_price bid is below the current minimum",
-        "ask_id": int(offer.offer_id),
-    }
-    machine = provider.launch(
-        offer, label="subc-bid", api_auth=API_AUTH, bid_usd_per_hour=offer.min_bid_usd_per_hour
-    )
-    running = _wait_running(provider, machine.machine_id)
-    assert running.usd_per_hour == offer.min_bid_usd_per_hour
-    assert httpx.get(str(running.url) + SD_MODELS, auth=BASIC, timeout=5).status_code == 200
-    provider.terminate(machine.machine_id)
-
-
-def _preempted_while_on_demand_lives(
-    provider: Provider, server: EmulatorServer, market: EmulatedMarket, clock: FakeClock
-) -> None:
-    offer = _cheapest_biddable(provider.list_offers())
-    bid = offer.min_bid_usd_per_hour
-    spot = provider.launch(offer, label="subc-spot", api_auth=API_AUTH, bid_usd_per_hour=bid)
-    # A Vast ask is one machine: the others rent the next free ones (RunPod has many hosts).
-    taken = {offer.offer_id} if isinstance(provider, VastProvider) else set()
-    offer = next(o for o in provider.list_offers() if o.offer_id not in taken)
-    on_demand = provider.launch(offer, label="subc-od", api_auth=API_AUTH)
-    if isinstance(provider, VastProvider):
-        taken.add(offer.offer_id)
-    offer = next(o for o in provider.list_offers() if o.offer_id not in taken)
-    _wait_running(provider, spot.machine_id)
-    od_url = _wait_running(provider, on_demand.machine_id).url
-
-    clock.now += 10  # the pool's trace drops to 0: capacity gone
-    assert provider.status(spot.machine_id).status is MachineStatus.EXITED
-    process = market.process(server.market_machine_id(spot.machine_id))
-    assert process.poll() is not None
-    assert provider.status(on_demand.machine_id).status is MachineStatus.RUNNING
-    assert httpx.get(str(od_url) + SD_MODELS, auth=BASIC, timeout=5).status_code == 200
-    # no capacity, no interruptible offers; renting one anyway is refused
-    assert not any(o.interruptible for o in provider.list_offers())
-    with pytest.raises(OutOfCapacity):
-        provider.launch(offer, label="subc-again", api_auth=API_AUTH, bid_usd_per_hour=bid)
-    ours: list[Machine] = provider.machines()
-    assert {m.machine_id: m.status for m in ours} == {
-        spot.machine_id: MachineStatus.EXITED,
-        on_demand.machine_id: MachineStatus.RUNNING,
-    }
-    for machine in ours:
-        provider.terminate(machine.machine_id)
-    assert provider.machines() == []
-
-
 def test_runpod_interruptible_pod_is_preempted_as_the_trace_says(
     runpod: RunPodEmulatorServer, market: EmulatedMarket, clock: FakeClock
 ) -> None:
@@ -483,34 +369,6 @@ def test_runpod_interruptible_pod_is_preempted_as_the_trace_says(
             bid_usd_per_hour=Decimal(str(offer.min_bid_usd_per_hour)) - Decimal("0.01"),
         )
     _preempted_while_on_demand_lives(provider, runpod, market, clock)
-
-
-def test_vast_interruptible_instance_is_preempted_as_the_trace_says(
-    vast: EmulatorServer, market: EmulatedMarket, clock: FakeClock
-) -> None:
-    provider = _vast(vast)
-    _preempted_while_on_demand_lives(provider, vast, market, clock)
-    rows = httpx.get(
-        f"{vast.url}/instances/", headers={"Authorization": f"Bearer {VAST_KEY}"}
-    ).json()
-    assert rows["instances"] == []
-
-
-def test_a_preempted_vast_instance_reads_stopped(
-    vast: EmulatorServer, market: EmulatedMarket, clock: FakeClock
-) -> None:
-    provider = _vast(vast)
-    offer = _cheapest_biddable(provider.list_offers())
-    machine = provider.launch(
-        offer, label="subc-stop", api_auth=API_AUTH, bid_usd_per_hour=offer.min_bid_usd_per_hour
-    )
-    clock.now += 10  # every read applies the trace first: no waiting for the watcher
-    headers = {"Authorization": f"Bearer {VAST_KEY}"}
-    row = httpx.get(f"{vast.url}/instances/{machine.machine_id}/", headers=headers).json()
-    assert row["instances"]["actual_status"] == "stopped"
-    assert row["instances"]["is_bid"] is True
-    assert row["instances"]["dph_total"] == float(str(offer.min_bid_usd_per_hour))
-    provider.terminate(machine.machine_id)
 
 
 def test_runpod_prices_and_stock_come_from_the_cloud_the_adapter_rents(
