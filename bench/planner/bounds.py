@@ -186,114 +186,15 @@ def solve(
     types = machine_types(market, rates, [d.job for d in demands], prune=not one_host_per_offer)
     if any(t.offer.startup_s > slot_s for t, _ in types):
         raise ValueError("slot_s must be at least every start-up time")
-    slots = max(1, math.ceil(max(d.deadline_s for d in demands) / slot_s))
-    n_types = len(types)
-
-    def index_m(k: int, t: int) -> int:
-        return (k * slots + t) * 3
-
-    # variable layout: per (k, t): m, s, u; then the y's
-    n_machine_vars = n_types * slots * 3
-    y_index: list[tuple[int, int, int, float, float]] = []  # (order, type, slot, 1/rate, overlap)
-    for o, d in enumerate(demands):
-        first = max(0, math.floor(d.arrival_s / slot_s))
-        last = min(slots - 1, math.ceil(d.deadline_s / slot_s) - 1)
-        key = _job_key(d.job)
-        for k, (_, speed) in enumerate(types):
-            if speed[key] <= 0:
-                continue
-            for t in range(first, last + 1):
-                overlap = min(d.deadline_s, (t + 1) * slot_s) - max(d.arrival_s, t * slot_s)
-                if overlap > 0:
-                    y_index.append((o, k, t, 1.0 / speed[key], overlap))
-    n_vars = n_machine_vars + len(y_index)
-
-    cost = np.zeros(n_vars)
-    integrality = np.zeros(n_vars, dtype=np.int8)
-    for k, (kind, _) in enumerate(types):
-        for t in range(slots):
-            base = index_m(k, t)
-            cost[base + 2] = kind.price_per_s
-            if not kind.interruptible:
-                cost[base + 1] = kind.price_per_s * TEARDOWN_S
-            if integral:
-                integrality[base] = integrality[base + 1] = 1
-
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    lower: list[float] = []
-    upper: list[float] = []
-
-    def row(entries: Sequence[tuple[int, float]], lo: float, hi: float) -> None:
-        r = len(lower)
-        for c, v in entries:
-            rows.append(r)
-            cols.append(c)
-            vals.append(v)
-        lower.append(lo)
-        upper.append(hi)
-
-    inf = math.inf
-    # 1. demand
-    per_order: list[list[tuple[int, float]]] = [[] for _ in demands]
-    per_type_slot: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    for j, (o, k, t, inv_rate, overlap) in enumerate(y_index):
-        col = n_machine_vars + j
-        per_order[o].append((col, 1.0))
-        per_type_slot.setdefault((k, t), []).append((col, inv_rate))
-        if window_rows:  # 6. a machine is alive to render
-            images = demands[o].images
-            row([(col, max(inv_rate / overlap, 1.0 / images)), (index_m(k, t), -1.0)], -inf, 0.0)
-    for o, d in enumerate(demands):
-        row(per_order[o], d.images, d.images)
-
-    for k, (kind, _) in enumerate(types):
-        pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
-        cumulative: list[tuple[int, float]] = []
-        started_before: list[tuple[int, float]] = []
-        for t in range(slots):
-            m, s, u = index_m(k, t), index_m(k, t) + 1, index_m(k, t) + 2
-            # 2. flow
-            previous = [(index_m(k, t - 1), -1.0)] if t else []
-            row([(m, 1.0), (s, -1.0), *previous], -inf, 0.0)
-            # 3. billed while alive all slot
-            if t + 1 < slots:
-                m2, s2 = index_m(k, t + 1), index_m(k, t + 1) + 1
-                row([(u, 1.0), (m2, -slot_s), (s2, slot_s), (s, slot_s)], 0.0, inf)
-            # 4. availability
-            avail = slot_s if pool is None else pool.available_seconds(t * slot_s, (t + 1) * slot_s)
-            row([(u, 1.0), (m, -avail)], -inf, 0.0)
-            # 5. render within billed time, start-ups billed
-            render = per_type_slot.get((k, t), [])
-            row([*render, (u, -1.0)], -inf, 0.0)
-            cumulative += [*render, (u, -1.0)]
-            boot = float(kind.offer.startup_s)
-            row([*cumulative, *started_before], -inf, 0.0)
-            started_before.append((s, boot))
-        row([*cumulative, *started_before], -inf, 0.0)
-
-    if one_host_per_offer:  # 7. one host per offer: its machines are held one after another
-        by_offer: dict[str, list[int]] = {}
-        for k, (kind, _) in enumerate(types):
-            by_offer.setdefault(kind.offer.offer_id, []).append(k)
-        for kinds in by_offer.values():
-            for t in range(slots):
-                row([(index_m(k, t) + 2, 1.0) for k in kinds], -inf, slot_s)
-        # 8. ... and renders one order only inside its window: at most the overlap per slot
-        per_host_order: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
-        overlap_of: dict[tuple[str, int, int], float] = {}
-        for j, (o, k, t, inv_rate, overlap) in enumerate(y_index):
-            host = (types[k][0].offer.offer_id, o, t)
-            per_host_order.setdefault(host, []).append((n_machine_vars + j, inv_rate))
-            overlap_of[host] = overlap
-        for host, entries in per_host_order.items():
-            row(entries, -inf, overlap_of[host])
-
-    matrix = coo_array((vals, (rows, cols)), shape=(len(lower), n_vars)).tocsr()
+    program = _Program(demands, types, slot_s)
+    cost, integrality = program.objective(integral)
+    program.demand_rows(window_rows)  # 1 and 6
+    program.machine_rows(market)  # 2 to 5
+    if one_host_per_offer:
+        program.host_rows()  # 7 and 8
     result = milp(
         cost,
-        constraints=LinearConstraint(matrix, np.array(lower), np.array(upper)),
+        constraints=program.constraint(),
         integrality=integrality,
         bounds=Bounds(0, np.inf),
         options={
@@ -304,8 +205,9 @@ def solve(
         },
     )
     seconds = time.perf_counter() - started
+    n_vars, n_rows, n_types = program.n_vars, len(program.lower), len(types)
     if result.x is None:
-        return Bound(math.nan, False, math.nan, integral, seconds, n_vars, len(lower),
+        return Bound(math.nan, False, math.nan, integral, seconds, n_vars, n_rows,
                      n_types, str(result.message))  # fmt: skip
     value = float(result.fun)
     dual = getattr(result, "mip_dual_bound", None)
@@ -317,7 +219,148 @@ def solve(
         integral=integral,
         seconds=seconds,
         variables=n_vars,
-        rows=len(lower),
+        rows=n_rows,
         types=n_types,
         message=str(result.message),
     )
+
+
+class _Program:
+    """The mixed-integer program of the module docstring, built row by row. Variable layout:
+    per (type k, slot t): m, s, u; then the y's, one per (order, type, slot) that can render."""
+
+    def __init__(
+        self,
+        demands: Sequence[Demand],
+        types: list[tuple[_Type, dict[tuple[str, int, int, int], float]]],
+        slot_s: float,
+    ) -> None:
+        self.demands = demands
+        self.types = types
+        self.slot_s = slot_s
+        self.slots = max(1, math.ceil(max(d.deadline_s for d in demands) / slot_s))
+        self.n_machine_vars = len(types) * self.slots * 3
+        # (order, type, slot, 1/rate, overlap)
+        self.y_index: list[tuple[int, int, int, float, float]] = [
+            (o, k, t, 1.0 / speed[_job_key(d.job)], overlap)
+            for o, d in enumerate(demands)
+            for k, (_, speed) in enumerate(types)
+            if speed[_job_key(d.job)] > 0
+            for t, overlap in self._overlaps(d)
+        ]
+        self.n_vars = self.n_machine_vars + len(self.y_index)
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.lower: list[float] = []
+        self.upper: list[float] = []
+        self.per_type_slot: dict[tuple[int, int], list[tuple[int, float]]] = {}
+
+    def _overlaps(self, d: Demand) -> list[tuple[int, float]]:
+        """The slots that overlap the order's window, with how many seconds they overlap."""
+        slot_s = self.slot_s
+        first = max(0, math.floor(d.arrival_s / slot_s))
+        last = min(self.slots - 1, math.ceil(d.deadline_s / slot_s) - 1)
+        overlaps = [
+            (t, min(d.deadline_s, (t + 1) * slot_s) - max(d.arrival_s, t * slot_s))
+            for t in range(first, last + 1)
+        ]
+        return [(t, overlap) for t, overlap in overlaps if overlap > 0]
+
+    def index_m(self, k: int, t: int) -> int:
+        return (k * self.slots + t) * 3
+
+    def row(self, entries: Sequence[tuple[int, float]], lo: float, hi: float) -> None:
+        r = len(self.lower)
+        for c, v in entries:
+            self.rows.append(r)
+            self.cols.append(c)
+            self.vals.append(v)
+        self.lower.append(lo)
+        self.upper.append(hi)
+
+    def objective(self, integral: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Billed seconds at the type's price, on-demand teardowns; m and s integral."""
+        cost = np.zeros(self.n_vars)
+        integrality = np.zeros(self.n_vars, dtype=np.int8)
+        for k, (kind, _) in enumerate(self.types):
+            for t in range(self.slots):
+                base = self.index_m(k, t)
+                cost[base + 2] = kind.price_per_s
+                if not kind.interruptible:
+                    cost[base + 1] = kind.price_per_s * TEARDOWN_S
+                if integral:
+                    integrality[base] = integrality[base + 1] = 1
+        return cost, integrality
+
+    def demand_rows(self, window_rows: bool) -> None:
+        """1. every order delivered; 6. (with ``window_rows``) a machine alive to render."""
+        per_order: list[list[tuple[int, float]]] = [[] for _ in self.demands]
+        for j, (o, k, t, inv_rate, overlap) in enumerate(self.y_index):
+            col = self.n_machine_vars + j
+            per_order[o].append((col, 1.0))
+            self.per_type_slot.setdefault((k, t), []).append((col, inv_rate))
+            if window_rows:
+                images = self.demands[o].images
+                entries = [(col, max(inv_rate / overlap, 1.0 / images)), (self.index_m(k, t), -1.0)]
+                self.row(entries, -math.inf, 0.0)
+        for o, d in enumerate(self.demands):
+            self.row(per_order[o], d.images, d.images)
+
+    def machine_rows(self, market: Market) -> None:
+        """2 to 5 for every type: flow, billing, availability, rendering and start-ups."""
+        for k, (kind, _) in enumerate(self.types):
+            pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
+            cumulative: list[tuple[int, float]] = []
+            started_before: list[tuple[int, float]] = []
+            for t in range(self.slots):
+                avail = (
+                    self.slot_s
+                    if pool is None
+                    else pool.available_seconds(t * self.slot_s, (t + 1) * self.slot_s)
+                )
+                self._slot_rows(k, t, avail, cumulative)
+                self.row([*cumulative, *started_before], -math.inf, 0.0)
+                started_before.append((self.index_m(k, t) + 1, float(kind.offer.startup_s)))
+            self.row([*cumulative, *started_before], -math.inf, 0.0)
+
+    def _slot_rows(self, k: int, t: int, avail: float, cumulative: list[tuple[int, float]]) -> None:
+        """2 to 5 for type ``k`` in slot ``t``; ``cumulative`` gains the slot's render − u."""
+        inf, slot_s = math.inf, self.slot_s
+        m, s, u = self.index_m(k, t), self.index_m(k, t) + 1, self.index_m(k, t) + 2
+        # 2. flow
+        previous = [(self.index_m(k, t - 1), -1.0)] if t else []
+        self.row([(m, 1.0), (s, -1.0), *previous], -inf, 0.0)
+        # 3. billed while alive all slot
+        if t + 1 < self.slots:
+            m2, s2 = self.index_m(k, t + 1), self.index_m(k, t + 1) + 1
+            self.row([(u, 1.0), (m2, -slot_s), (s2, slot_s), (s, slot_s)], 0.0, inf)
+        # 4. availability
+        self.row([(u, 1.0), (m, -avail)], -inf, 0.0)
+        # 5. render within billed time, start-ups billed
+        render = self.per_type_slot.get((k, t), [])
+        self.row([*render, (u, -1.0)], -inf, 0.0)
+        cumulative += [*render, (u, -1.0)]
+
+    def host_rows(self) -> None:
+        """7. one host per offer: its machines are held one after another; 8. and it renders
+        one order only inside its window: at most the overlap per slot."""
+        by_offer: dict[str, list[int]] = {}
+        for k, (kind, _) in enumerate(self.types):
+            by_offer.setdefault(kind.offer.offer_id, []).append(k)
+        for kinds in by_offer.values():
+            for t in range(self.slots):
+                self.row([(self.index_m(k, t) + 2, 1.0) for k in kinds], -math.inf, self.slot_s)
+        per_host_order: dict[tuple[str, int, int], list[tuple[int, float]]] = {}
+        overlap_of: dict[tuple[str, int, int], float] = {}
+        for j, (o, k, t, inv_rate, overlap) in enumerate(self.y_index):
+            host = (self.types[k][0].offer.offer_id, o, t)
+            per_host_order.setdefault(host, []).append((self.n_machine_vars + j, inv_rate))
+            overlap_of[host] = overlap
+        for host, entries in per_host_order.items():
+            self.row(entries, -math.inf, overlap_of[host])
+
+    def constraint(self) -> LinearConstraint:
+        shape = (len(self.lower), self.n_vars)
+        matrix = coo_array((self.vals, (self.rows, self.cols)), shape=shape).tocsr()
+        return LinearConstraint(matrix, np.array(self.lower), np.array(self.upper))

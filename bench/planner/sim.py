@@ -268,29 +268,13 @@ class Simulation:
         heapq.heappush(self._events, (t, kind, self._seq, ref))
 
     def run(self) -> SimResult:
-        for spec in self.specs:
-            self._push(spec.arrival_s, _ARRIVAL, spec)
-        for pool in self.market.pools:
-            for t in pool.drops_between(0.0, self.horizon):
-                self._push(t, _DROP, pool.name)
+        self._seed_events()
         while self._events:
             t, kind, _, ref = heapq.heappop(self._events)
             if t > self.horizon:
                 break
             self.now = t
-            if kind == _ARRIVAL:
-                assert isinstance(ref, OrderSpec)
-                self._arrive(ref)
-            elif kind == _TICK:
-                self._tick()
-            elif kind == _BATCH_DONE:
-                assert isinstance(ref, tuple)
-                self._batch_done(*ref)
-            elif kind == _READY:
-                assert isinstance(ref, SimMachine)
-                self._feed(ref)
-            elif kind == _DROP:
-                self._drop(str(ref))
+            self._handle(kind, ref)
             if not self._arrivals_left and not self.open and not self._live():
                 break
         for machine in self._live():
@@ -305,6 +289,29 @@ class Simulation:
             rent_reasons=self.rent_reasons,
             end_s=self.now,
         )
+
+    def _seed_events(self) -> None:
+        """What is known from the start: every arrival, and every pool's capacity drops."""
+        for spec in self.specs:
+            self._push(spec.arrival_s, _ARRIVAL, spec)
+        for pool in self.market.pools:
+            for t in pool.drops_between(0.0, self.horizon):
+                self._push(t, _DROP, pool.name)
+
+    def _handle(self, kind: int, ref: object) -> None:
+        if kind == _ARRIVAL:
+            assert isinstance(ref, OrderSpec)
+            self._arrive(ref)
+        elif kind == _TICK:
+            self._tick()
+        elif kind == _BATCH_DONE:
+            assert isinstance(ref, tuple)
+            self._batch_done(*ref)
+        elif kind == _READY:
+            assert isinstance(ref, SimMachine)
+            self._feed(ref)
+        elif kind == _DROP:
+            self._drop(str(ref))
 
     def _live(self) -> list[SimMachine]:
         return [m for m in self.machines if m.live]

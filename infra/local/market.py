@@ -718,6 +718,29 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each fault field: whether a value is valid, what it must be (for the error), and the value
+# MachineFaults gets. Checked in this order, so the first bad field named is always the same.
+_FAULT_FIELDS: dict[str, tuple[Callable[[object], bool], str, Callable[[Any], Any]]] = {
+    **{
+        name: (_is_number, "a number", float)
+        for name in ("startup_delay_s", "images_per_s", "error_rate")
+    },
+    **{
+        name: (lambda v: v is None or _is_int(v), "an integer or null", lambda v: v)
+        for name in ("crash_after_images", "oom_above_batch")
+    },
+    "crash_on_call": (lambda v: isinstance(v, bool), "a boolean", lambda v: v),
+    **{
+        name: (lambda v: v is None or isinstance(v, str), "a string or null", lambda v: v)
+        for name in ("fail_prompt", "crash_prompt")
+    },
+}
+
+
 def parse_faults(body: dict[str, Any]) -> tuple[MachineFaults, int]:
     """A MachineFaults (every field optional) plus ``count`` from a control request body."""
     known = {f.name for f in fields(MachineFaults)} | {"count"}
@@ -725,29 +748,13 @@ def parse_faults(body: dict[str, Any]) -> tuple[MachineFaults, int]:
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)}")
     values: dict[str, Any] = {}
-    for name in ("startup_delay_s", "images_per_s", "error_rate"):
+    for name, (valid, kind, convert) in _FAULT_FIELDS.items():
         if name in body:
-            if not _is_number(body[name]):
-                raise BadRequest(f"{name} must be a number")
-            values[name] = float(body[name])
-    for name in ("crash_after_images", "oom_above_batch"):
-        if name in body:
-            value = body[name]
-            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise BadRequest(f"{name} must be an integer or null")
-            values[name] = value
-    if "crash_on_call" in body:
-        if not isinstance(body["crash_on_call"], bool):
-            raise BadRequest("crash_on_call must be a boolean")
-        values["crash_on_call"] = body["crash_on_call"]
-    for name in ("fail_prompt", "crash_prompt"):
-        if name in body:
-            value = body[name]
-            if value is not None and not isinstance(value, str):
-                raise BadRequest(f"{name} must be a string or null")
-            values[name] = value
+            if not valid(body[name]):
+                raise BadRequest(f"{name} must be {kind}")
+            values[name] = convert(body[name])
     count = body.get("count", 1)
-    if not (isinstance(count, int) and not isinstance(count, bool)) or not 1 <= count <= 1000:
+    if not _is_int(count) or not 1 <= count <= 1000:
         raise BadRequest("count must be an integer between 1 and 1000")
     try:
         return MachineFaults(**values), count

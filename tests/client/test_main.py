@@ -13,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from subconscious_cli.main import _Progress, format_order, main, parse_deadline, progress_line
+from subconscious_cli.formatting import Progress, format_order, progress_line
+from subconscious_cli.main import main, parse_deadline
 from tests.client.fakes import (
     API,
     KEY,
@@ -354,7 +355,7 @@ def test_progress_redraws_in_place_on_a_tty() -> None:
             return True
 
     stream = Tty()
-    progress = _Progress(stream)
+    progress = Progress(stream)
     progress(order_json("rendering", 10, spend_usd="10.00"))
     progress(order_json("rendering", 10, spend_usd="10.00"))
     progress(order_json("completed", 100, spend_usd="0.5", eta=None))

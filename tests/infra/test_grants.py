@@ -83,38 +83,58 @@ def _resource_key(synth: Synth, resource: Any) -> str:
         stack._logical_id(stack.images.images): "image",
         stack._logical_id(stack.images.history): "history",
     }
+    key = None
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
         logical, _ = resource["Fn::GetAtt"]
-        kind = synth.template["Resources"][logical]["Type"]
-        props = synth.template["Resources"][logical]["Properties"]
-        if kind == "AWS::DynamoDB::Table":
-            return f"table:{props['TableName']}"
-        if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_QUEUE:
-            return "work-queue"
-        if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_DLQ:
-            return "dead-letters"
-        if kind == "AWS::Logs::LogGroup":
-            return "logs"
-        if logical in buckets and buckets[logical] == "history":
-            return "history-bucket"
+        key = _attribute_key(synth, logical, buckets)
     if isinstance(resource, dict) and "Ref" in resource:
-        kind = synth.template["Resources"][resource["Ref"]]["Type"]
-        if kind == "AWS::SecretsManager::Secret":
-            return "provider-keys"
-        if kind == "AWS::StepFunctions::StateMachine":
-            return "state-machine"
+        key = _ref_key(synth, resource["Ref"])
     if isinstance(resource, dict) and "Fn::Join" in resource:
-        parts = resource["Fn::Join"][1]
-        if parts[-1] == f":execution:{d.STATE_MACHINE}:*":
-            return "executions"
-        first = parts[0]
-        if isinstance(first, dict) and "Fn::GetAtt" in first and first["Fn::GetAtt"][0] in buckets:
-            bucket = buckets[first["Fn::GetAtt"][0]]
-            if bucket == "image" and parts[1:] == ["/images/*"]:
-                return "image-objects"
-            if bucket == "history" and parts[1:] == ["/market/*"]:
-                return "history-objects"
-    raise AssertionError(f"unexpected resource in a function role: {resource}")
+        key = _join_key(resource["Fn::Join"][1], buckets)
+    if key is None:
+        raise AssertionError(f"unexpected resource in a function role: {resource}")
+    return key
+
+
+def _attribute_key(synth: Synth, logical: str, buckets: dict[str, str]) -> str | None:
+    """A grant on ``{"Fn::GetAtt": [logical, ...]}``: a table, a queue, logs or a bucket."""
+    kind = synth.template["Resources"][logical]["Type"]
+    props = synth.template["Resources"][logical]["Properties"]
+    if kind == "AWS::DynamoDB::Table":
+        return f"table:{props['TableName']}"
+    if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_QUEUE:
+        return "work-queue"
+    if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_DLQ:
+        return "dead-letters"
+    if kind == "AWS::Logs::LogGroup":
+        return "logs"
+    if logical in buckets and buckets[logical] == "history":
+        return "history-bucket"
+    return None
+
+
+def _ref_key(synth: Synth, logical: str) -> str | None:
+    """A grant on ``{"Ref": logical}``: the provider keys' secret or the state machine."""
+    kind = synth.template["Resources"][logical]["Type"]
+    if kind == "AWS::SecretsManager::Secret":
+        return "provider-keys"
+    if kind == "AWS::StepFunctions::StateMachine":
+        return "state-machine"
+    return None
+
+
+def _join_key(parts: list[Any], buckets: dict[str, str]) -> str | None:
+    """A grant on an ``Fn::Join``: the state machine's executions or a bucket's objects."""
+    if parts[-1] == f":execution:{d.STATE_MACHINE}:*":
+        return "executions"
+    first = parts[0]
+    if isinstance(first, dict) and "Fn::GetAtt" in first and first["Fn::GetAtt"][0] in buckets:
+        bucket = buckets[first["Fn::GetAtt"][0]]
+        if bucket == "image" and parts[1:] == ["/images/*"]:
+            return "image-objects"
+        if bucket == "history" and parts[1:] == ["/market/*"]:
+            return "history-objects"
+    return None
 
 
 def _grants(synth: Synth, function_name: str) -> dict[str, set[str]]:

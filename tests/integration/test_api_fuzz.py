@@ -156,14 +156,7 @@ def from_schema(schema: dict[str, Any], world: World, name: str = "") -> st.Sear
         return st.sampled_from(schema["enum"])
     kind = schema.get("type")
     if kind == "object":
-        properties: dict[str, Any] = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        return st.fixed_dictionaries(
-            {k: from_schema(v, world, k) for k, v in properties.items() if k in required},
-            optional={
-                k: from_schema(v, world, k) for k, v in properties.items() if k not in required
-            },
-        )
+        return _object_strategy(schema, world)
     if kind == "array":
         return st.lists(
             from_schema(schema["items"], world, name),
@@ -171,33 +164,9 @@ def from_schema(schema: dict[str, Any], world: World, name: str = "") -> st.Sear
             max_size=min(schema.get("maxItems", 5), 5),
         )
     if kind == "string":
-        if name == "quote_id" and world.quote_ids:
-            return st.sampled_from(world.quote_ids) | _TEXT.filter(bool)
-        if name == "option_id" and world.option_ids:
-            return st.sampled_from(world.option_ids) | _TEXT.filter(bool)
-        if schema.get("format") == "date-time":
-            future = st.datetimes(
-                min_value=datetime(2030, 1, 1),  # noqa: DTZ001 (hypothesis wants naive bounds)
-                max_value=datetime(2100, 1, 1),  # noqa: DTZ001
-                timezones=st.just(UTC),
-            )
-            return future.map(datetime.isoformat) | _PRINTABLE
-        if "pattern" in schema:
-            return st.from_regex(schema["pattern"], fullmatch=True)
-        return st.text(
-            min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 60), 60)
-        )
+        return _string_strategy(schema, world, name)
     if kind == "integer":
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if low is None and high is None:
-            return _PLAUSIBLE_INTS | st.integers()
-        bounded = st.integers(
-            min_value=None if low is None else int(low),
-            max_value=None if high is None else int(high),
-        )
-        if name == "count":  # keep jobs small: an accepted 10 000-image order queues 1 250 tasks
-            return st.integers(min_value=1, max_value=40) | bounded
-        return bounded
+        return _integer_strategy(schema, name)
     if kind == "number":
         return st.floats(
             min_value=schema.get("minimum"), max_value=schema.get("maximum"), allow_nan=False
@@ -205,6 +174,48 @@ def from_schema(schema: dict[str, Any], world: World, name: str = "") -> st.Sear
     if kind == "null":
         return st.none()
     return JSON_VALUES
+
+
+def _object_strategy(schema: dict[str, Any], world: World) -> st.SearchStrategy[Any]:
+    properties: dict[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    return st.fixed_dictionaries(
+        {k: from_schema(v, world, k) for k, v in properties.items() if k in required},
+        optional={k: from_schema(v, world, k) for k, v in properties.items() if k not in required},
+    )
+
+
+def _string_strategy(schema: dict[str, Any], world: World, name: str) -> st.SearchStrategy[Any]:
+    """Ids of quotes and options that exist, future times, or text the schema allows."""
+    if name == "quote_id" and world.quote_ids:
+        return st.sampled_from(world.quote_ids) | _TEXT.filter(bool)
+    if name == "option_id" and world.option_ids:
+        return st.sampled_from(world.option_ids) | _TEXT.filter(bool)
+    if schema.get("format") == "date-time":
+        future = st.datetimes(
+            min_value=datetime(2030, 1, 1),  # noqa: DTZ001 (hypothesis wants naive bounds)
+            max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+            timezones=st.just(UTC),
+        )
+        return future.map(datetime.isoformat) | _PRINTABLE
+    if "pattern" in schema:
+        return st.from_regex(schema["pattern"], fullmatch=True)
+    return st.text(
+        min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 60), 60)
+    )
+
+
+def _integer_strategy(schema: dict[str, Any], name: str) -> st.SearchStrategy[Any]:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is None and high is None:
+        return _PLAUSIBLE_INTS | st.integers()
+    bounded = st.integers(
+        min_value=None if low is None else int(low),
+        max_value=None if high is None else int(high),
+    )
+    if name == "count":  # keep jobs small: an accepted 10 000-image order queues 1 250 tasks
+        return st.integers(min_value=1, max_value=40) | bounded
+    return bounded
 
 
 @st.composite
@@ -250,43 +261,60 @@ def bodies(
     kind = draw(st.sampled_from(kinds))
     if kind == "valid":
         return _as_json(draw(valid)), False
-    if kind == "real" and operation is not None and operation.path == "/v1/orders":
+    if kind == "real":
+        return _real_body(draw, operation, world)
+    if kind in _BASE64_BODIES:
+        return _base64_body(draw, kind, valid), True
+    return _bad_body(draw, kind, valid), False
+
+
+_BASE64_BODIES = {"base64", "bad-base64", "binary", "other-encoding"}
+
+
+def _real_body(
+    draw: st.DrawFn, operation: Operation | None, world: World
+) -> tuple[str | None, bool]:
+    if operation is not None and operation.path == "/v1/orders":
         # an option of a quote that exists: the first acceptance wins, later ones conflict
         quote_id = draw(st.sampled_from(world.quote_ids))
         option_id = draw(st.sampled_from(world.options[quote_id]))
         return _as_json({"quote_id": quote_id, "option_id": option_id}), False
-    if kind == "real":
-        return (
-            (_as_json(quote_body()), False)
-            if operation and operation.body_schema
-            else (None, False)
-        )
+    return (_as_json(quote_body()), False) if operation and operation.body_schema else (None, False)
+
+
+def _bad_body(draw: st.DrawFn, kind: str, valid: st.SearchStrategy[Any]) -> str | None:
+    """A body sent as it is (not base64) that the API must refuse or survive."""
     if kind == "broken":
-        return _as_json(draw(broken(draw(valid)))), False
+        return _as_json(draw(broken(draw(valid))))
     if kind == "none":
-        return None, False
+        return None
     if kind == "json":
-        return _as_json(draw(JSON_VALUES)), False
+        return _as_json(draw(JSON_VALUES))
     if kind == "text":
-        return draw(st.text(max_size=200)), False
+        return draw(st.text(max_size=200))
     if kind == "huge":
         size = draw(st.sampled_from([MAX_BODY - 100, MAX_BODY + 1, 5 * MAX_BODY]))
-        return _as_json({"job": job(prompts=[{"text": "x" * size, "count": 1}])}), False
+        return _as_json({"job": job(prompts=[{"text": "x" * size, "count": 1}])})
     if kind == "surrogate":  # a lone surrogate is valid JSON, and not encodable as UTF-8
         text = _as_json(draw(valid))
-        return text.replace('"', '"\\ud800', 1) if '"' in text else '"\\udfff"', False
+        return text.replace('"', '"\\ud800', 1) if '"' in text else '"\\udfff"'
     if kind == "nested":
         depth = draw(st.sampled_from([50, 1000, 100_000]))
-        return "[" * depth + "]" * depth, False
+        return "[" * depth + "]" * depth
+    raise ValueError(f"no such body kind: {kind}")
+
+
+def _base64_body(draw: st.DrawFn, kind: str, valid: st.SearchStrategy[Any]) -> str:
+    """A body API Gateway marks base64: valid, binary, in another encoding, or not base64."""
     if kind == "base64":
-        return base64.b64encode(_as_json(draw(valid)).encode()).decode(), True
+        return base64.b64encode(_as_json(draw(valid)).encode()).decode()
     if kind == "binary":
-        return base64.b64encode(draw(st.binary(max_size=64))).decode(), True
+        return base64.b64encode(draw(st.binary(max_size=64))).decode()
     if kind == "other-encoding":  # JSON, but not in UTF-8
         encoding = draw(st.sampled_from(["utf-16", "utf-32-be", "utf-8-sig", "latin-1"]))
         raw = _as_json(draw(valid)).encode(encoding, errors="replace")
-        return base64.b64encode(raw).decode(), True
-    return draw(st.sampled_from(["%%%", "YQ", "not base64!", "\u00e9"])), True
+        return base64.b64encode(raw).decode()
+    return draw(st.sampled_from(["%%%", "YQ", "not base64!", "\u00e9"]))
 
 
 def _order_id(draw: st.DrawFn, world: World, odd: bool) -> str:
@@ -366,7 +394,14 @@ def requests(draw: st.DrawFn, world: World) -> Request:
             "huge": "k" * 10_000,
         }[key]
 
-    odd_headers = odd("headers")
+    _add_headers(draw, request, odd("headers"))
+    return request
+
+
+def _add_headers(draw: st.DrawFn, request: Request, odd_headers: bool) -> None:
+    """The operation's own headers (as the schema allows, or odd text, or absent), and with
+    ``odd_headers`` perhaps an unknown header or one sent twice."""
+    operation = request.operation
     for parameter in operation.parameters if operation else ():
         if parameter["in"] == "header":
             choice = draw(st.sampled_from(["text", "absent"])) if odd_headers else "schema"
@@ -381,7 +416,6 @@ def requests(draw: st.DrawFn, world: World) -> Request:
     if odd_headers and draw(st.booleans()):  # a header sent twice: API Gateway keeps both
         name = draw(st.sampled_from(["Content-Type", "Idempotency-Key", "x-api-key"]))
         request.multi_headers[name] = draw(st.lists(_PRINTABLE, min_size=2, max_size=3))
-    return request
 
 
 def send(request: Request) -> tuple[int, Any]:

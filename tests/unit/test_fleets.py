@@ -85,48 +85,70 @@ limits_strategy = st.builds(
 )
 
 
+_Fit = tuple[Offer, float, float, float]  # offer, images/s, ready after, guard
+
+
 def brute_force(job: JobSpec, offers: list[Offer], limits: Limits, window_s: float) -> int | None:
     """The module's conservative cost, minimised by trying every subset: written from its
     docstring, sharing none of its code."""
-    images = job.total_images
-    fit = []
-    for o in offers:
-        speed = RATES.speed(o, job)
-        ready = DISPATCH_LATENCY_S + o.startup_s
-        if usable(o, job) and ready < window_s:
-            fit.append((o, speed.images_per_s, ready, max(TICK_S, speed.batch_s)))
+    fit = _fit(job, offers, window_s)
     # thresholds rounded up to a minute and to 15 s
     sigmas = {math.ceil(ready / 60) * 60 for _, _, ready, _ in fit}
     sigmas = {sigma for sigma in sigmas if sigma < window_s}
     gammas = {math.ceil(g / 15) * 15 for *_, g in fit}
     gammas = {g for g in gammas if window_s * (1 - SAFETY_SHARE) > g}
+    costs = [
+        _cheapest_at(job.total_images, fleet, limits, window_s, sigma, gamma)
+        for k in range(1, min(limits.max_machines, len(fit)) + 1)
+        for fleet in itertools.combinations(fit, k)
+        for sigma, gamma in itertools.product(sigmas, gammas)
+        if not any(ready > sigma or g > gamma for _, _, ready, g in fleet)
+    ]
+    return min((c for c in costs if c is not None), default=None)
+
+
+def _fit(job: JobSpec, offers: list[Offer], window_s: float) -> list[_Fit]:
+    """The offers that can run the job and be ready inside the window."""
+    fit: list[_Fit] = []
+    for o in offers:
+        speed = RATES.speed(o, job)
+        ready = DISPATCH_LATENCY_S + o.startup_s
+        if usable(o, job) and ready < window_s:
+            fit.append((o, speed.images_per_s, ready, max(TICK_S, speed.batch_s)))
+    return fit
+
+
+def _cheapest_at(
+    images: int,
+    fleet: tuple[_Fit, ...],
+    limits: Limits,
+    window_s: float,
+    sigma: float,
+    gamma: float,
+) -> int | None:
+    """The fleet's cheapest cost over the speed grid, for one start-up and guard threshold."""
+    need = images * window_s / ((window_s - sigma) * (window_s * 0.85 - gamma))
+    need *= 1 + 1e-9
     best: int | None = None
-    for k in range(1, min(limits.max_machines, len(fit)) + 1):
-        for fleet in itertools.combinations(fit, k):
-            for sigma, gamma in itertools.product(sigmas, gammas):
-                if any(ready > sigma or g > gamma for _, _, ready, g in fleet):
-                    continue
-                need = images * window_s / ((window_s - sigma) * (window_s * 0.85 - gamma))
-                need *= 1 + 1e-9
-                for octave in range(fleets.OCTAVES):
-                    unit = 2**octave * images / (window_s * 0.85 - TICK_S) / fleets.UNITS
-                    units = sum(math.floor(rate / unit) for _, rate, _, _ in fleet)
-                    for j in range(fleets.STEPS):
-                        speed = need * 2**octave * fleets.GRID**j
-                        if units < math.ceil(speed / unit):
-                            continue
-                        busy = images / speed
-                        cost = sum(
-                            cost_for(
-                                o.provider,
-                                price_micros_per_hour(o, False),
-                                o.startup_s + busy + TEARDOWN_S,
-                            )
-                            for o, *_ in fleet
-                        )
-                        if cost > limits.max_spend_micros_per_hour * (busy + TEARDOWN_S) / 3600:
-                            continue
-                        best = cost if best is None else min(best, cost)
+    for octave in range(fleets.OCTAVES):
+        unit = 2**octave * images / (window_s * 0.85 - TICK_S) / fleets.UNITS
+        units = sum(math.floor(rate / unit) for _, rate, _, _ in fleet)
+        for j in range(fleets.STEPS):
+            speed = need * 2**octave * fleets.GRID**j
+            if units < math.ceil(speed / unit):
+                continue
+            busy = images / speed
+            cost = sum(
+                cost_for(
+                    o.provider,
+                    price_micros_per_hour(o, False),
+                    o.startup_s + busy + TEARDOWN_S,
+                )
+                for o, *_ in fleet
+            )
+            if cost > limits.max_spend_micros_per_hour * (busy + TEARDOWN_S) / 3600:
+                continue
+            best = cost if best is None else min(best, cost)
     return best
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from enum import Enum
 
 from subconscious.dal.work_queue import Delivery
 from subconscious.errors import (
@@ -28,8 +26,9 @@ from subconscious.errors import (
     SpendCapReached,
     TaskCrashedMachine,
 )
-from subconscious.logic.lifecycle import close_if_settled, retry_or_give_up
-from subconscious.logic.throughput import learn_from_run, predicted_seconds
+from subconscious.logic.batch_storage import BatchStorage
+from subconscious.logic.lifecycle import retry_or_give_up
+from subconscious.logic.throughput import learn_from_run
 from subconscious.market.base import Provider, run_label
 from subconscious.market.static import StaticProvider
 from subconscious.models import (
@@ -40,16 +39,14 @@ from subconscious.models import (
     RenderRun,
     RenderTask,
     RunStatus,
-    image_key,
 )
 from subconscious.money import cost_micros
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind, kind_for
+from subconscious.planner.workers import WorkerKind
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 from subconscious.services import Services
 from subconscious.settings import Settings
 
-_MILLI = Decimal("0.001")
 _MACHINE_USER = "subc"
 _MIN_SECRET_BYTES = 16
 _WAIT_FOR_ACCEPT_S = 30  # a task whose order is still being accepted comes back later
@@ -213,6 +210,15 @@ def wait_ready(
 
 
 # --- Render ---
+class Verdict(Enum):
+    """What a render slice does with a task it received."""
+
+    RENDER = "render"
+    LATER = "later"  # the order is still being accepted
+    ELSEWHERE = "elsewhere"  # it failed on this machine: another takes it
+    DROP = "drop"  # gone, cancelled, finished: no GPU time on work nobody will pay for
+
+
 @dataclass
 class SliceResult:
     more: bool
@@ -224,91 +230,134 @@ def render_slice(services: Services, run_id: str, slice_s: int) -> SliceResult:
     """Render tasks from the queue for at most ``slice_s`` seconds (a Lambda has 15 minutes;
     the state machine loops). Ends the run's work when the queue stays empty or the run's spend
     cap is reached. A batch's images are stored while the next batch renders."""
-    settings = services.settings
     run = _run(services, run_id)
     stopped = _stopped(services, run_id)  # before touching the machine: it may not answer
     if stopped is not None:
         return stopped
     machine = _live_machine(services, run)
     client = _client(services, run, machine)
-    # Worst case of one task: every txt2img attempt times out, then its images are stored.
-    task_worst_s = int(settings.renderer_request_timeout_s * TXT2IMG_ATTEMPTS) + 30
-    # A task is started only if it can end inside the slice (settings keep slice + one task
-    # under the Lambda timeout).
-    end = time.monotonic() + slice_s
-    visibility = task_worst_s * (_RECEIVE_AT_ONCE + 1)
-    storage = _Storage(services, run)
-    held: list[Delivery] = []
-    current: list[Delivery] = []
-    avoid_id = _avoidable(services, run)  # the id retries that failed here keep off
-    idle_polls = 0
-    result = SliceResult(more=True, images=0, reason="slice over")
-    try:
-        while time.monotonic() < end:
-            storage.collect(keep=1)  # at most one batch stores behind the renderer
-            if _spent(run) >= run.spend_cap_micros:
-                logger.warning("run reached its spend cap", run_id=run_id, cap=run.spend_cap_micros)
-                result = SliceResult(more=False, images=0, reason="spend cap")
-                break
-            if idle_polls >= settings.idle_polls_before_teardown:
-                # nothing this machine may render: the queue is empty, or all that is left
-                # failed here before (another machine, or the next one rented, takes it)
-                result = SliceResult(more=False, images=0, reason="queue empty")
-                break
-            if not held:
-                stopped = _stopped(services, run_id)
+    return _Slice(services, run, machine, client, slice_s).render()
+
+
+class _Slice:
+    """One slice of rendering on one machine: the deliveries it holds, the batches storing
+    behind the renderer, and how long the queue has had nothing for it."""
+
+    def __init__(
+        self,
+        services: Services,
+        run: RenderRun,
+        machine: Machine,
+        client: A1111Client,
+        slice_s: int,
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.run = run
+        self.machine = machine
+        self.client = client
+        # Worst case of one task: every txt2img attempt times out, then its images are stored.
+        self.task_worst_s = int(self.settings.renderer_request_timeout_s * TXT2IMG_ATTEMPTS) + 30
+        # A task is started only if it can end inside the slice (settings keep slice + one task
+        # under the Lambda timeout).
+        self.end = time.monotonic() + slice_s
+        self.visibility = self.task_worst_s * (_RECEIVE_AT_ONCE + 1)
+        self.storage = BatchStorage(services, run)
+        self.held: list[Delivery] = []
+        self.current: list[Delivery] = []
+        self.avoid_id = _avoidable(services, run)  # the id retries that failed here keep off
+        self.idle_polls = 0
+
+    def render(self) -> SliceResult:
+        """The slice, start to end: whatever fails, every task not yet stored goes back."""
+        services = self.services
+        try:
+            result = self._loop()
+            self.storage.collect(keep=0)
+        except Exception:
+            # This machine (or our storage) failed: hand back at once every task not yet stored.
+            self._hand_back(self.current + self.held + self.storage.abandon())
+            raise
+        finally:
+            self.storage.close()
+            self.client.close()
+            services.runs.save(self.storage.run)
+        self._hand_back(self.held)  # received but not started before the slice ended
+        result.images = self.storage.images
+        return result
+
+    def _loop(self) -> SliceResult:
+        while time.monotonic() < self.end:
+            self.storage.collect(keep=1)  # at most one batch stores behind the renderer
+            ended = self._ended()
+            if ended is not None:
+                return ended
+            if not self.held:
+                stopped = _stopped(self.services, self.run.run_id)
                 if stopped is not None:
-                    result = stopped
-                    break
-                held = services.queue.receive(_RECEIVE_AT_ONCE, settings.sqs_wait_s, visibility)
-                if not held:
-                    idle_polls += 1
+                    return stopped
+                self.held = self.services.queue.receive(
+                    _RECEIVE_AT_ONCE, self.settings.sqs_wait_s, self.visibility
+                )
+                if not self.held:
+                    self.idle_polls += 1
                     continue
-            delivery = held.pop(0)
-            current = [delivery]  # handed back by the except below if this step fails
-            task = delivery.task
-            verdict = _verdict(services, task, avoid_id)
-            idle_polls = idle_polls + 1 if verdict == "elsewhere" else 0
-            if verdict == "render":
-                # the message stays hidden while this batch renders and the one behind stores
-                services.queue.set_visibility(delivery, task_worst_s * 2)
-                started = time.monotonic()
-                try:
-                    rendered = render_task(client, task)
-                except RendererError as error:
-                    current = []  # settled (queued again or given up) before any raise
-                    _task_failed(services, run, machine, delivery, error)
-                else:
-                    storage.submit(delivery, rendered, time.monotonic() - started)
-            elif verdict == "later":
-                # a fresh, delayed copy: handing the message back would count each wait
-                # towards the dead-letter limit, and the task would be given up untried
-                services.queue.send([task], delay_s=_WAIT_FOR_ACCEPT_S)
-                services.queue.delete(delivery)
-            elif verdict == "elsewhere":
-                # it failed on this machine before: another machine takes it. A fresh copy,
-                # not the same message handed back: each receive here would count towards
-                # the dead-letter queue's limit, and a task waiting for another machine
-                # would be given up without being tried.
-                services.queue.send([task], delay_s=_ELSEWHERE_S)
-                services.queue.delete(delivery)
-            else:
-                services.queue.delete(delivery)
-            current = []
-        storage.collect(keep=0)
-    except Exception:
-        # This machine (or our storage) failed: hand back at once every task not yet stored.
-        for delivery in current + held + storage.abandon():
-            services.queue.set_visibility(delivery, 0)
-        raise
-    finally:
-        storage.close()
-        client.close()
-        services.runs.save(storage.run)
-    for delivery in held:  # received but not started before the slice ended
-        services.queue.set_visibility(delivery, 0)
-    result.images = storage.images
-    return result
+            self._take(self.held.pop(0))
+        return SliceResult(more=True, images=0, reason="slice over")
+
+    def _ended(self) -> SliceResult | None:
+        """The slice's end where the run spent its cap or has had nothing to render."""
+        run = self.run
+        if _spent(run) >= run.spend_cap_micros:
+            logger.warning("run reached its spend cap", run_id=run.run_id, cap=run.spend_cap_micros)
+            return SliceResult(more=False, images=0, reason="spend cap")
+        if self.idle_polls >= self.settings.idle_polls_before_teardown:
+            # nothing this machine may render: the queue is empty, or all that is left
+            # failed here before (another machine, or the next one rented, takes it)
+            return SliceResult(more=False, images=0, reason="queue empty")
+        return None
+
+    def _take(self, delivery: Delivery) -> None:
+        """One delivery, rendered here, sent back for later or for another machine, or
+        dropped."""
+        queue = self.services.queue
+        self.current = [delivery]  # handed back by render() if this step fails
+        task = delivery.task
+        verdict = _verdict(self.services, task, self.avoid_id)
+        self.idle_polls = self.idle_polls + 1 if verdict is Verdict.ELSEWHERE else 0
+        if verdict is Verdict.RENDER:
+            self._render(delivery)
+        elif verdict is Verdict.LATER:
+            # a fresh, delayed copy: handing the message back would count each wait
+            # towards the dead-letter limit, and the task would be given up untried
+            queue.send([task], delay_s=_WAIT_FOR_ACCEPT_S)
+            queue.delete(delivery)
+        elif verdict is Verdict.ELSEWHERE:
+            # it failed on this machine before: another machine takes it. A fresh copy,
+            # not the same message handed back: each receive here would count towards
+            # the dead-letter queue's limit, and a task waiting for another machine
+            # would be given up without being tried.
+            queue.send([task], delay_s=_ELSEWHERE_S)
+            queue.delete(delivery)
+        else:
+            queue.delete(delivery)
+        self.current = []
+
+    def _render(self, delivery: Delivery) -> None:
+        # the message stays hidden while this batch renders and the one behind stores
+        self.services.queue.set_visibility(delivery, self.task_worst_s * 2)
+        started = time.monotonic()
+        try:
+            rendered = render_task(self.client, delivery.task)
+        except RendererError as error:
+            self.current = []  # settled (queued again or given up) before any raise
+            _task_failed(self.services, self.run, self.machine, delivery, error)
+        else:
+            self.storage.submit(delivery, rendered, time.monotonic() - started)
+
+    def _hand_back(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.services.queue.set_visibility(delivery, 0)
 
 
 def _preempted(services: Services, run: RenderRun) -> bool:
@@ -337,18 +386,18 @@ def _spent(run: RenderRun) -> int:
     return cost_micros(run.usd_per_hour, elapsed)
 
 
-def _verdict(services: Services, task: RenderTask, machine_id: str | None) -> str:
+def _verdict(services: Services, task: RenderTask, machine_id: str | None) -> Verdict:
     """render, later (the order is still being accepted), elsewhere (it failed on this
     machine) or drop (gone, cancelled, finished: no GPU time on work nobody will pay for)."""
     order = services.orders.get(task.tenant_id, task.order_id)
     if order is None or order.state not in OPEN_STATES:
         logger.info("dropped task of a closed order", order_id=task.order_id, task=task.task_id)
-        return "drop"
+        return Verdict.DROP
     if order.state is OrderState.QUOTED:
-        return "later"
+        return Verdict.LATER
     if machine_id is not None and machine_id in task.avoid_machines:
-        return "elsewhere"
-    return "render"
+        return Verdict.ELSEWHERE
+    return Verdict.RENDER
 
 
 def _avoidable(services: Services, run: RenderRun) -> str | None:
@@ -401,97 +450,6 @@ def _renders(services: Services, run: RenderRun, machine: Machine, task: RenderT
     finally:
         client.close()
     return True
-
-
-class _Storage:
-    """Stores rendered batches in the background: images to S3 in parallel, then recorded and
-    counted, then the task's message deleted (only then: invariant 2)."""
-
-    def __init__(self, services: Services, run: RenderRun) -> None:
-        self._services = services
-        self.run = run
-        self.images = 0
-        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
-        self._uploads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
-        self._pending: deque[tuple[Delivery, Future[int]]] = deque()
-
-    def submit(self, delivery: Delivery, rendered: list[RenderedImage], seconds: float) -> None:
-        future = self._finisher.submit(self._store, delivery.task, rendered, seconds)
-        self._pending.append((delivery, future))
-
-    def collect(self, keep: int) -> None:
-        while len(self._pending) > keep:
-            delivery, future = self._pending[0]
-            stored = future.result()  # raises what storing raised
-            self._pending.popleft()
-            self._services.queue.delete(delivery)
-            self.images += stored
-
-    def abandon(self) -> list[Delivery]:
-        """Deliveries whose storing did not finish (to hand back to the queue)."""
-        deliveries = []
-        while self._pending:
-            delivery, future = self._pending.popleft()
-            try:
-                future.result()
-            except Exception:
-                deliveries.append(delivery)
-                continue
-            self._services.queue.delete(delivery)  # stored after all: nothing to redo
-        return deliveries
-
-    def close(self) -> None:
-        self._finisher.shutdown(wait=True)
-        self._uploads.shutdown(wait=True)
-
-    def _store(self, task: RenderTask, rendered: list[RenderedImage], seconds: float) -> int:
-        services = self._services
-
-        def upload(image: RenderedImage) -> str:
-            key = image_key(task.tenant_id, task.order_id, task.prompt_index, image.seed)
-            metadata = {"order": task.order_id, "prompt-index": str(task.prompt_index)}
-            services.bucket.put_png(key, image.png, {**metadata, "seed": str(image.seed)})
-            return key
-
-        # S3 puts in parallel (the slow part); then each image recorded and counted, one
-        # transaction after the other. Stored first, counted second: a crash in between
-        # re-renders, never loses an image.
-        keys = list(self._uploads.map(upload, rendered))
-        new_images = 0
-        for image, key in zip(rendered, keys, strict=True):
-            new_images += services.images.record(
-                task.tenant_id,
-                task.order_id,
-                prompt_index=task.prompt_index,
-                prompt=task.prompt,
-                seed=image.seed,
-                width=task.width,
-                height=task.height,
-                key=key,
-            )
-        # The order pays for the images it gains; re-rendering a duplicate delivery is ours.
-        batch_cost = cost_micros(self.run.usd_per_hour, int(seconds) + 1)
-        spend = -(-batch_cost * new_images // len(rendered)) if rendered else 0
-        updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
-        if updated.state is OrderState.ACCEPTED:
-            services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
-        close_if_settled(services, task.tenant_id, updated)
-        predicted = predicted_seconds(
-            self.run.offer.gpu,
-            task,
-            len(rendered),
-            kind_for(self.run.offer.provider, self._services.settings.worker),
-            compiled=task.cfg_scale > 1
-            and f"{task.width}x{task.height}x{task.batch_size}" in self.run.compile_shapes,
-        )
-        self.run = self.run.model_copy(
-            update={
-                "images": self.run.images + len(rendered),
-                "render_seconds": self.run.render_seconds + Decimal(f"{seconds:.3f}"),
-                "predicted_seconds": self.run.predicted_seconds + predicted.quantize(_MILLI),
-            }
-        )
-        return len(rendered)
 
 
 def render_task(client: A1111Client, task: RenderTask) -> list[RenderedImage]:

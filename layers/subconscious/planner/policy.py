@@ -508,8 +508,17 @@ def _rent_until(
         return [Wait(f"{why}: no offer fits within the caps")]
     if why == "safety net":  # needed as soon as it boots: never compiles
         return decisions
-    # compile where it pays and the whole planned fleet still keeps every promise with the
-    # compiling machines ready that much later
+    return _with_compiling(state, orders, decisions, planned)
+
+
+def _with_compiling(
+    state: PlanState,
+    orders: list[OpenOrder],
+    decisions: list[Decision],
+    planned: list[LiveMachine],
+) -> list[Decision]:
+    """The rentals, each compiling where it pays and the whole planned fleet still keeps every
+    promise with the compiling machines ready that much later."""
     compiled: list[Decision] = []
     for rent in decisions:
         assert isinstance(rent, Rent)

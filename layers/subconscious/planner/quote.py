@@ -211,41 +211,92 @@ def plan_quote(
     plans = frontier(job, offers, rates, limits, every_alone)
     if not plans:
         raise NoCapacity("no GPU on the market can run this job right now")
-    spot = spot_cost_micros(job, offers, rates, outlook)
-    images = job.total_images
-    budget = constraints.max_price_per_image_usd
-    budget_micros = None if budget is None else to_micros(budget)
-    deadline = constraints.deadline
+    quoting = _Quoting(
+        job,
+        constraints,
+        offers,
+        now,
+        margin_percent,
+        rates,
+        machines,
+        limits,
+        spot=spot_cost_micros(job, offers, rates, outlook),
+        promised=edf(backlog),  # sorted once; each check slots the new order in
+    )
+    met = quoting.on_time(quoting.candidates(plans, every_alone))
+    if not met:
+        quoting.earliest(plans)
+    quoting.waits(plans)
+    if not quoting.options:
+        raise NoCapacity("no plan fits beside the work already promised; try later")
+    return quoting.options
 
-    def price(plan: Plan, by: datetime) -> int:
+
+class _Quoting:
+    """One quote's steps, sharing what every step needs: the job, the market, the promises
+    already made, and the options offered so far (each later option is offered only if it
+    beats those)."""
+
+    def __init__(
+        self,
+        job: JobSpec,
+        constraints: Constraints,
+        offers: Sequence[Offer],
+        now: datetime,
+        margin_percent: int,
+        rates: Rates,
+        machines: Sequence[LiveMachine],
+        limits: Limits,
+        *,
+        spot: int | None,
+        promised: list[OpenOrder],
+    ) -> None:
+        self.job = job
+        self.offers = offers
+        self.now = now
+        self.margin_percent = margin_percent
+        self.rates = rates
+        self.machines = machines
+        self.limits = limits
+        self.spot = spot
+        self.promised = promised
+        self.images = job.total_images
+        budget = constraints.max_price_per_image_usd
+        self.budget_micros = None if budget is None else to_micros(budget)
+        self.deadline = constraints.deadline
+        self.options: list[QuoteOption] = []
+
+    def price(self, plan: Plan, by: datetime) -> int:
         """Per image, margin included; interruptible pricing where the window allows it."""
-        on_demand = ceil_div(plan.cost_micros * (100 + margin_percent), 100 * images)
-        slack = (by - plan.completes(now)).total_seconds()
-        if spot is None or slack < SPOT_SLACK_S or plan.machines > 1:
+        margin, images = self.margin_percent, self.images
+        on_demand = ceil_div(plan.cost_micros * (100 + margin), 100 * images)
+        slack = (by - plan.completes(self.now)).total_seconds()
+        if self.spot is None or slack < SPOT_SLACK_S or plan.machines > 1:
             return on_demand
         # never below what on-demand would cost us plus half our margin: the safety net may
         # have to hedge with on-demand machines, dearer cards than this plan's
-        floor = ceil_div(plan.cost_micros * (200 + margin_percent), 200 * images)
-        with_margin = ceil_div(spot * (100 + margin_percent), 100 * images)
+        floor = ceil_div(plan.cost_micros * (200 + margin), 200 * images)
+        with_margin = ceil_div(self.spot * (100 + margin), 100 * images)
         return min(on_demand, max(floor, with_margin))
 
-    promised = edf(backlog)  # sorted once; each check slots the new order in
+    def within_budget(self, per_image: int) -> bool:
+        return self.budget_micros is None or per_image <= self.budget_micros
 
-    def keeps(promise: datetime, plan: Plan) -> bool:
-        new = OpenOrder("quote", job, images, promise)
-        at = bisect.bisect_right(promised, (new.deadline, new.order_id), key=_edf_key)
-        orders = [*promised[:at], new, *promised[at:]]
-        return keepable(orders, machines, offers, rates, now, limits, plan.offers)
+    def keeps(self, promise: datetime, plan: Plan) -> bool:
+        """Whether promising ``plan`` by ``promise`` still keeps every earlier promise."""
+        new = OpenOrder("quote", self.job, self.images, promise)
+        at = bisect.bisect_right(self.promised, (new.deadline, new.order_id), key=_edf_key)
+        orders = [*self.promised[:at], new, *self.promised[at:]]
+        return keepable(
+            orders, self.machines, self.offers, self.rates, self.now, self.limits, plan.offers
+        )
 
-    options: list[QuoteOption] = []
-
-    def add(label: str, plan: Plan, by: datetime, per_image: int) -> None:
-        meets_budget = budget_micros is None or per_image <= budget_micros
-        meets_deadline = deadline is None or by <= deadline
+    def add(self, label: str, plan: Plan, by: datetime, per_image: int) -> None:
+        now = self.now
         digest = hashlib.sha256(
             f"{label}/{plan.offer.provider}/{plan.offer.offer_id}/{now.isoformat()}".encode()
         )
-        options.append(
+        self.options.append(
             QuoteOption(
                 option_id=f"opt-{digest.hexdigest()[:12]}",
                 label=label,
@@ -255,70 +306,87 @@ def plan_quote(
                 start_at=now,
                 completes_at=by,
                 price_per_image_usd=to_usd(per_image),
-                total_usd=to_usd(per_image * images),
-                meets_deadline=meets_deadline,
-                meets_budget=meets_budget,
+                total_usd=to_usd(per_image * self.images),
+                meets_deadline=self.deadline is None or by <= self.deadline,
+                meets_budget=self.within_budget(per_image),
             )
         )
 
-    # The cheapest plan meeting the deadline; promised by the deadline itself. Against a
-    # deadline the candidates are every offer alone and the exact cheapest fleet, so a market
-    # that gains an offer never quotes the same terms higher (a rule-of-thumb fleet could).
-    if deadline is None:
-        candidates = plans
-    else:
-        window_s = (deadline - now).total_seconds()
+    def candidates(self, plans: list[Plan], every_alone: list[Plan]) -> list[Plan]:
+        """The plans to meet the deadline with. Against a deadline these are every offer
+        alone and the exact cheapest fleet, so a market that gains an offer never quotes the
+        same terms higher (a rule-of-thumb fleet could)."""
+        deadline, now = self.deadline, self.now
+        if deadline is None:
+            return plans
         alone = _unbeaten([p for p in every_alone if p.completes(now) <= deadline])
         below = min((p.cost_micros for p in alone), default=math.inf)
-        # the fleet is sized for what the live machines leave of the caps
+        exact = self.exact_fleet((deadline - now).total_seconds(), below)
+        return [*alone, *([exact] if exact else [])]
+
+    def exact_fleet(self, window_s: float, below: float) -> Plan | None:
+        """The cheapest fleet for the window, sized for what the live machines leave of the
+        caps, on the offers they do not already hold."""
+        machines, limits = self.machines, self.limits
         taken = {m.offer.offer_id for m in machines}
         left = Limits(
             limits.max_machines - len(machines),
             limits.max_spend_micros_per_hour
             - sum(price_micros_per_hour(m.offer, m.interruptible) for m in machines),
         )
-        free = [o for o in offers if o.offer_id not in taken]
-        exact = None
-        if left.max_machines > 0 and left.max_spend_micros_per_hour > 0:
-            exact = fleet_plan(job, free, rates, left, window_s, below)
-        candidates = [*alone, *([exact] if exact else [])]
-    on_time = sorted(
-        (
-            (price(p, deadline or p.completes(now)), p.seconds, p)
-            for p in candidates
-            if deadline is None or p.completes(now) <= deadline
-        ),
-        key=lambda item: item[:2],
-    )
-    best_on_time = next((i for i in on_time if keeps(deadline or i[2].completes(now), i[2])), None)
-    if best_on_time is not None:
-        per_image, _, plan = best_on_time
-        by = deadline or plan.completes(now)
-        within = budget_micros is None or per_image <= budget_micros
-        add("requested" if within else "cheapest", plan, by, per_image)
-    if best_on_time is None or not options[-1].meets_budget:
-        # The earliest plan within budget, promised when it completes.
+        if left.max_machines <= 0 or left.max_spend_micros_per_hour <= 0:
+            return None
+        free = [o for o in self.offers if o.offer_id not in taken]
+        return fleet_plan(self.job, free, self.rates, left, window_s, below)
+
+    def on_time(self, candidates: list[Plan]) -> bool:
+        """Offer the cheapest candidate meeting the deadline, promised by the deadline itself
+        (``requested``, or ``cheapest`` where over budget); True where that option is within
+        budget, so no later-but-affordable one is needed."""
+        deadline, now = self.deadline, self.now
+        on_time = sorted(
+            (
+                (self.price(p, deadline or p.completes(now)), p.seconds, p)
+                for p in candidates
+                if deadline is None or p.completes(now) <= deadline
+            ),
+            key=lambda item: item[:2],
+        )
+        best = next((i for i in on_time if self.keeps(deadline or i[2].completes(now), i[2])), None)
+        if best is None:
+            return False
+        per_image, _, plan = best
+        within = self.within_budget(per_image)
+        self.add(
+            "requested" if within else "cheapest", plan, deadline or plan.completes(now), per_image
+        )
+        return within
+
+    def earliest(self, plans: list[Plan]) -> None:
+        """Offer the earliest plan within budget, promised when it completes."""
+        now = self.now
         affordable = [
-            (price(p, p.completes(now)), p)
+            (self.price(p, p.completes(now)), p)
             for p in plans
-            if budget_micros is None or price(p, p.completes(now)) <= budget_micros
+            if self.within_budget(self.price(p, p.completes(now)))
         ]
         for per_image, plan in sorted(affordable, key=lambda cp: (cp[1].seconds, cp[0])):
-            if keeps(plan.completes(now), plan):
-                add("earliest", plan, plan.completes(now), per_image)
-                break
-    cheapest_so_far = min((to_micros(o.price_per_image_usd) for o in options), default=None)
-    for days, label in WAIT_OPTIONS:
-        by = now + timedelta(days=days)
-        if deadline is not None and by <= deadline:
-            continue  # the requested window is already this long
+            if self.keeps(plan.completes(now), plan):
+                self.add("earliest", plan, plan.completes(now), per_image)
+                return
+
+    def waits(self, plans: list[Plan]) -> None:
+        """Offer "cheaper if you can wait" options, each only where cheaper than every option
+        already given."""
+        cheapest = min((to_micros(o.price_per_image_usd) for o in self.options), default=None)
         plan = min(plans, key=lambda p: (p.cost_micros, p.seconds))
-        per_image = price(plan, by)
-        if cheapest_so_far is not None and per_image >= cheapest_so_far:
-            continue  # not cheaper than an option already given
-        if keeps(by, plan):
-            add(label, plan, by, per_image)
-            cheapest_so_far = per_image
-    if not options:
-        raise NoCapacity("no plan fits beside the work already promised; try later")
-    return options
+        for days, label in WAIT_OPTIONS:
+            by = self.now + timedelta(days=days)
+            if self.deadline is not None and by <= self.deadline:
+                continue  # the requested window is already this long
+            per_image = self.price(plan, by)
+            if cheapest is not None and per_image >= cheapest:
+                continue  # not cheaper than an option already given
+            if self.keeps(by, plan):
+                self.add(label, plan, by, per_image)
+                cheapest = per_image

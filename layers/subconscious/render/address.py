@@ -37,20 +37,31 @@ _METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     """Why the render step may not connect to ``address``, or None if it may."""
-    embedded: IPAddress | None = None
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket
             return refusal(address.ipv4_mapped, allow_private=allow_private)
-        if address.sixtofour is not None:  # 2002:AABB:CCDD:: routes to a.b.c.d
-            embedded = address.sixtofour
-        elif address in _NAT64:  # a NAT64 gateway (a VPC's) forwards to a.b.c.d
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if embedded is not None:
-        inner = refusal(embedded, allow_private=allow_private)
-        if inner is not None:
-            return f"{inner} (embedded {embedded})"
-        if address in _NAT64:
-            return None  # 64:ff9b::/96 sits inside ::/8, which ipaddress calls reserved
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            inner = refusal(embedded, allow_private=allow_private)
+            if inner is not None:
+                return f"{inner} (embedded {embedded})"
+            if address in _NAT64:
+                return None  # 64:ff9b::/96 sits inside ::/8, which ipaddress calls reserved
+    return _kind_refusal(address, allow_private=allow_private)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one routes to, where it embeds one."""
+    if address.sixtofour is not None:  # 2002:AABB:CCDD:: routes to a.b.c.d
+        return address.sixtofour
+    if address in _NAT64:  # a NAT64 gateway (a VPC's) forwards to a.b.c.d
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _kind_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
+    """The address's own kind, refused even where private addresses are allowed. The order
+    matters: ::1 is loopback and also inside ::/8, which ipaddress calls reserved."""
     if address.is_unspecified:
         return "unspecified"
     if address.is_multicast:
@@ -63,6 +74,11 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         return "reserved"
     if allow_private:
         return None
+    return _public_refusal(address)
+
+
+def _public_refusal(address: IPAddress) -> str | None:
+    """Where only public addresses are allowed: private and not-global ones refused."""
     if address.is_private or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local):
         return "private"
     if not address.is_global:  # 100.64.0.0/10 (carrier-grade NAT) is neither private nor global
