@@ -15,7 +15,7 @@ import os
 import time
 from datetime import datetime
 
-from infra.local.market import MachineFaults
+from infra.local.emulated_market import MachineFaults
 from infra.local.stack import running
 from subconscious.services import services
 from subconscious_cli.client import Client

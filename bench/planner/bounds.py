@@ -71,7 +71,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from bench.planner.market import Market
+from bench.planner.simulated_market import Market
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import TEARDOWN_S, Rates, price_micros_per_hour, usable
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from bench.planner.baselines import Naive, greedy
 from bench.planner.bounds import Bound, Demand, solve
-from bench.planner.market import Market, MarketOffer, load_market
 from bench.planner.quoting import choose, quote, timed_quote
 from bench.planner.sim import START, SimResult, at, simulate
+from bench.planner.simulated_market import Market, MarketOffer, load_market
 from bench.planner.traces import load_pools
 from bench.planner.workloads import DAY, HOUR, WORKLOADS, OrderSpec, generate, make_job
 from subconscious.models import Constraints, JobSpec, Offer

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from bench.planner.market import Market
 from bench.planner.quoting import Acceptance, accept, choose, timed_quote
+from bench.planner.simulated_market import Market
 from bench.planner.workloads import OrderSpec
 from subconscious.models import Constraints, Offer
 from subconscious.money import MICROS_PER_USD

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
 from subconscious.logic.auth import guard_request, with_json_content_type
-from subconscious.logic.market import market_view
+from subconscious.logic.market_view import market_view
 from subconscious.logic.quotes import create_quote
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
 from subconscious.models.market_view import MarketView

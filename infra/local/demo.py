@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from infra.local.market import MachineFaults
+from infra.local.emulated_market import MachineFaults
 from infra.local.stack import running
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from infra.local.market import (
+from infra.local.emulated_market import (
     DEFAULT_CSV,
     EmulatedMarket,
     MachineNotFound,

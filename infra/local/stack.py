@@ -35,8 +35,8 @@ from urllib.parse import parse_qsl, urlsplit
 from infra import definitions as d
 from infra.local.ec2 import LOCAL_INSTANCE_TYPES, Ec2Bridge, patch_spot_prices, unpatch_spot_prices
 from infra.local.ec2 import load_prices as load_ec2_prices
+from infra.local.emulated_market import EmulatedMarket, MachineFaults, serve_market
 from infra.local.emulators import serve_runpod, serve_tensordock, serve_vast
-from infra.local.market import EmulatedMarket, MachineFaults, serve_market
 from infra.local.resources import create_resources
 from infra.local.spot import SpotMarket
 

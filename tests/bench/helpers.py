@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from bench.planner.market import Market, MarketOffer
 from bench.planner.quoting import Acceptance
 from bench.planner.sim import SimDecision
+from bench.planner.simulated_market import Market, MarketOffer
 from bench.planner.traces import Pool
 from bench.planner.workloads import OrderSpec, make_job
 from subconscious.models import JobSpec, Offer

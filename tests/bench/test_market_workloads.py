@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from bench.planner.market import load_market, spot_ratio
+from bench.planner.simulated_market import load_market, spot_ratio
 from bench.planner.workloads import DAY, HOUR, WORKLOADS, generate
 from subconscious.models import ModelFamily
 from tests.bench.helpers import pool

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.market import MachineFaults
+from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
 from subconscious import services as services_module
 from tests.e2e.fault_report import RESULTS_ENV, load, table

@@ -26,8 +26,8 @@ import boto3
 import pytest
 
 from infra import definitions as d
+from infra.local.emulated_market import MachineFaults
 from infra.local.emulators import VAST_FIRST_ASK_ID, VAST_PORTLESS_ASK_OFFSET
-from infra.local.market import MachineFaults
 from infra.local.stack import REGION, LocalStack
 from subconscious.models import RenderRun, RunStatus
 from subconscious.money import cost_micros, to_usd

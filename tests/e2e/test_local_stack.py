@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.market import MachineFaults
+from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
 from subconscious import services as services_module
 from subconscious.render.png import png_size

@@ -10,7 +10,7 @@ import pytest
 
 from infra.local.resources import Created
 from subconscious.logic import render_run
-from subconscious.logic.market import market_view
+from subconscious.logic.market_view import market_view
 from subconscious.logic.throughput import current_model, learn_from_run, predicted_seconds, prior
 from subconscious.models import ModelFamily, RenderTask, RunStatus, Sampler
 from subconscious.services import Services

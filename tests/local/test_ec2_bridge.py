@@ -23,7 +23,7 @@ from infra.local.ec2 import (
     patch_spot_prices,
     unpatch_spot_prices,
 )
-from infra.local.market import MachineNotFound, NoSpotCapacity
+from infra.local.emulated_market import MachineNotFound, NoSpotCapacity
 
 REGION = "us-east-1"
 USER_DATA = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.market import BidTooLow, EmulatedMarket, MachineFaults, NoSpotCapacity
+from infra.local.emulated_market import BidTooLow, EmulatedMarket, MachineFaults, NoSpotCapacity
 from infra.local.spot import (
     SPOT_PROVIDERS,
     TRACES_DIR,

@@ -1,4 +1,4 @@
-"""The emulated market adapter against mocked HTTP (shapes of infra/local/market.py)."""
+"""The emulated market adapter against mocked HTTP (shapes of infra/local/emulated_market.py)."""
 
 from __future__ import annotations
 

@@ -245,7 +245,7 @@ def test_lean_with_tensordock_needs_its_image() -> None:
 
 
 def test_the_market_view_prices_an_image_at_the_rate_quotes_count_on() -> None:
-    from subconscious.logic.market import reference_job, usd_per_image
+    from subconscious.logic.market_view import reference_job, usd_per_image
 
     card = offer()
     lean_rate = LEAN.speed(card, reference_job(ModelFamily.SD15)).images_per_s

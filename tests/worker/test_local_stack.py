@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.market import EmulatedMarket, MachineFaults
+from infra.local.emulated_market import EmulatedMarket, MachineFaults
 from subconscious.models import Sampler
 from subconscious.render.a1111 import A1111Client
 from tests.worker.conftest import READY_TIMEOUT_S

@@ -22,8 +22,8 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from infra.local.emulated_market import EmulatedMarket, MachineNotFound
 from infra.local.http_base import MethodHandler
-from infra.local.market import EmulatedMarket, MachineNotFound
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,13 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.local.emulated_market import (
+    BidTooLow,
+    EmulatedMarket,
+    MachineNotFound,
+    NoSpotCapacity,
+    OfferNotFound,
+)
 from infra.local.emulators.common import (
     A1111_PORT,
     MAX_BID,
@@ -66,13 +73,6 @@ from infra.local.emulators.common import (
     is_json_number,
     json_number,
     json_object,
-)
-from infra.local.market import (
-    BidTooLow,
-    EmulatedMarket,
-    MachineNotFound,
-    NoSpotCapacity,
-    OfferNotFound,
 )
 
 RUNPOD_CLOUDS = {

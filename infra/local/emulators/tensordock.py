@@ -29,6 +29,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
+from infra.local.emulated_market import EmulatedMarket, MachineNotFound
 from infra.local.emulators.common import (
     A1111_PORT,
     VAST_PROVIDER_NAME,
@@ -43,7 +44,6 @@ from infra.local.emulators.common import (
     market_status,
     serve,
 )
-from infra.local.market import EmulatedMarket, MachineNotFound
 
 TENSORDOCK_PROVIDER_NAME = "TensorDock"
 # TensorDock hosts built from other providers' rows: their GPU price times this markup.

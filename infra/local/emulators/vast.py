@@ -36,6 +36,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
+from infra.local.emulated_market import EmulatedMarket, MachineNotFound, OfferNotFound, SpotRefused
 from infra.local.emulators.common import (
     A1111_PORT,
     MAX_BID,
@@ -54,7 +55,6 @@ from infra.local.emulators.common import (
     market_status,
     serve,
 )
-from infra.local.market import EmulatedMarket, MachineNotFound, OfferNotFound, SpotRefused
 
 VAST_FIRST_ASK_ID = 31_000_001
 VAST_FIRST_INSTANCE_ID = 41_000_001

@@ -1,4 +1,4 @@
-"""The emulated market of the local stack (``infra/local/market.py``), over its HTTP API."""
+"""The local stack's emulated market (``infra/local/emulated_market.py``), over its HTTP API."""
 
 from __future__ import annotations
 

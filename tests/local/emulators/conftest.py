@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket, MachineFaults
 from infra.local.emulators import EmulatorServer, serve_tensordock, serve_vast
-from infra.local.market import EmulatedMarket, MachineFaults
 from infra.local.spot import SpotMarket, SpotTrace
 from tests.local.emulators.helpers import TD_TOKEN, VAST_KEY, FakeClock
 

@@ -10,8 +10,8 @@ from typing import Protocol
 import httpx
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket
 from infra.local.emulators import EmulatorServer
-from infra.local.market import EmulatedMarket
 from subconscious.errors import MachineGone, OutOfCapacity
 from subconscious.market.tensordock import TensorDockProvider
 from subconscious.market.vast import VastProvider

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket
 from infra.local.emulators import EmulatorServer, serve_tensordock, serve_vast
-from infra.local.market import EmulatedMarket
 from subconscious.errors import MachineGone, OfferGone, OutOfCapacity, ProviderError
 from subconscious.models import MachineStatus
 from tests.local.emulators.helpers import (

@@ -10,8 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket
 from infra.local.emulators import EmulatorServer, RunPodEmulatorServer, serve_runpod
-from infra.local.market import EmulatedMarket
 from subconscious.errors import (
     MachineGone,
     OutOfCapacity,

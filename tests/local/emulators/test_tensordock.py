@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket
 from infra.local.emulators import EmulatorServer
-from infra.local.market import EmulatedMarket
 from subconscious.errors import ProviderAuthError
 from tests.local.emulators.helpers import (
     API_AUTH,

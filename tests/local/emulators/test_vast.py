@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.local.emulated_market import EmulatedMarket, MachineFaults
 from infra.local.emulators import EmulatorServer, serve_vast
-from infra.local.market import EmulatedMarket, MachineFaults
 from infra.local.spot import SpotMarket, SpotTrace
 from subconscious.errors import MachineGone, OfferGone, OutOfCapacity, ProviderAuthError
 from subconscious.models import MachineStatus, Offer

@@ -1,6 +1,6 @@
 """The simulated market: offers from the price file, interruptible capacity from the traces.
 
-Offers are the local stack's (``infra.local.market.load_offers``: one single-GPU offer per
+Offers are the local stack's (``infra.local.emulated_market.load_offers``: one single-GPU offer per
 (provider, GPU) of Vast.ai and RunPod, most recent price of the file; its behaviour is not
 changed here), turned into planner :class:`Offer` objects with:
 
@@ -33,7 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.planner.traces import Pool
-from infra.local.market import DEFAULT_CSV, load_offers
+from infra.local.emulated_market import DEFAULT_CSV, load_offers
 from subconscious.market.runpod import STARTUP_S as RUNPOD_STARTUP_S
 from subconscious.market.vast import STARTUP_S as VAST_STARTUP_S
 from subconscious.models import Offer

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.local.market import (
+from infra.local.emulated_market import (
     EmulatedMarket,
     MachineFaults,
     MachineNotFound,
@@ -268,7 +268,7 @@ def test_http_api(
     server: MarketServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="infra.local.market")
+    caplog.set_level(logging.DEBUG, logger="infra.local.emulated_market")
     seen: list[str] = []
     with httpx.Client(base_url=server.url, timeout=10) as client:
 
