@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from subconscious.market.fake import FakeProvider
 from subconscious.models import Offer
 from subconscious.services import Services
 from subconscious.settings import load_settings
+from tests import builders
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -55,14 +55,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def offer(
     offer_id: str = "o-4090", gpu: str = "RTX 4090", usd_per_hour: str = "0.40", memory: int = 24
 ) -> Offer:
-    return Offer(
-        provider="fake",
-        offer_id=offer_id,
-        gpu=gpu,
-        gpu_memory_gb=memory,
-        usd_per_hour=Decimal(usd_per_hour),
-        startup_s=60,
-    )
+    return builders.offer(offer_id, gpu, usd_per_hour, provider="fake", startup_s=60, memory=memory)
 
 
 @pytest.fixture

@@ -12,30 +12,17 @@ from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.market_view import market_view
 from subconscious.logic.throughput import current_model, learn_from_run, predicted_seconds, prior
-from subconscious.models import ModelFamily, RenderTask, RunStatus, Sampler
+from subconscious.models import ModelFamily, RenderTask, RunStatus
 from subconscious.services import Services
 from subconscious.throughput_model import Correction
+from tests import builders
 from tests.integration.workflow import new_run
 
 SD15 = (ModelFamily.SD15, 512, 512, 20, 8)
 
 
 def task(batch: int = 8) -> RenderTask:
-    return RenderTask(
-        tenant_id="t",
-        order_id="o",
-        prompt_index=0,
-        prompt="p",
-        negative_prompt="",
-        seed=1,
-        batch_size=batch,
-        width=512,
-        height=512,
-        steps=20,
-        cfg_scale=Decimal(7),
-        sampler=Sampler.EULER_A,
-        model_family=ModelFamily.SD15,
-    )
+    return builders.render_task(1, batch, tenant_id="t", order_id="o", prompt="p")
 
 
 def _finished_run(svc: Services, speedup: Decimal, images: int = 400) -> str:

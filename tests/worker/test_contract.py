@@ -18,8 +18,9 @@ from PIL import Image
 
 from subconscious.errors import RendererOutOfMemory
 from subconscious.logic.render_run import render_task
-from subconscious.models import ModelFamily, RenderTask, Sampler
+from subconscious.models import RenderTask, Sampler
 from subconscious.render.a1111 import A1111Client
+from tests import builders
 from tests.worker.conftest import AUTH, OOM_ABOVE, WorkerProcess
 
 pytestmark = pytest.mark.worker
@@ -28,23 +29,18 @@ TXT2IMG = "/sdapi/v1/txt2img"
 
 
 def task(seed: int, batch_size: int, width: int = 64, height: int = 64, **extra: Any) -> RenderTask:
-    fields: dict[str, Any] = {
-        "tenant_id": "t-1",
-        "order_id": "o-1",
-        "prompt_index": 0,
-        "prompt": "a red fox in snow",
-        "negative_prompt": "blurry",
-        "seed": seed,
-        "batch_size": batch_size,
-        "width": width,
-        "height": height,
-        "steps": 3,
-        "cfg_scale": Decimal("7.5"),
-        "sampler": Sampler.DPM_2M_KARRAS,
-        "model_family": ModelFamily.SD15,
+    return builders.render_task(
+        seed,
+        batch_size,
+        width=width,
+        height=height,
+        prompt="a red fox in snow",
+        negative_prompt="blurry",
+        steps=3,
+        cfg_scale=Decimal("7.5"),
+        sampler=Sampler.DPM_2M_KARRAS,
         **extra,
-    }
-    return RenderTask(**fields)
+    )
 
 
 def a1111_client(worker: WorkerProcess, auth: tuple[str, str] | None = AUTH) -> A1111Client:

@@ -181,7 +181,7 @@ class PublicOnlyBackend(httpcore.NetworkBackend):
 def guarded_transport(*, allow_private: bool, retries: int = 1) -> httpx.HTTPTransport:
     """httpx's own transport (TLS, pooling, connect retries) on a :class:`PublicOnlyBackend`.
     httpx takes no network backend, so it is set on the pool it builds before any connection
-    exists; ``test_machine_address`` fails if an httpx upgrade stops honouring it."""
+    exists; ``tests/unit/render/test_address.py`` fails if an httpx upgrade stops honouring it."""
     transport = httpx.HTTPTransport(retries=retries)
     pool = transport._pool
     if not isinstance(pool, httpcore.ConnectionPool):  # pragma: no cover - no proxy is given

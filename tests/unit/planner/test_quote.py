@@ -19,6 +19,7 @@ from subconscious.planner.costs import Rates, fleet_cost_micros
 from subconscious.planner.policy import Limits, OpenOrder, keepable
 from subconscious.planner.quote import fleet_plan, frontier, plan_quote, singles
 from subconscious.throughput_model import ThroughputModel
+from tests import builders
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 END_OF_DAY = NOW.replace(hour=23, minute=59)
@@ -41,15 +42,8 @@ def offer(
     startup_s: int = 300,
     memory: int = 24,
 ) -> Offer:
-    return Offer(
-        provider=provider,
-        offer_id=offer_id,
-        gpu=gpu,
-        gpu_memory_gb=memory,
-        usd_per_hour=Decimal(price),
-        interruptible=bid is not None,
-        min_bid_usd_per_hour=Decimal(bid) if bid else None,
-        startup_s=startup_s,
+    return builders.offer(
+        offer_id, gpu, price, bid=bid, provider=provider, startup_s=startup_s, memory=memory
     )
 
 

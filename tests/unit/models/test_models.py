@@ -30,6 +30,7 @@ from subconscious.models import (
     image_key,
     sources_of,
 )
+from tests import builders
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -443,21 +444,7 @@ def test_image_key(prompt_index: int, seed: int, key: str) -> None:
 
 
 def render_task(seed: int, batch_size: int) -> RenderTask:
-    return RenderTask(
-        tenant_id="t-1",
-        order_id="o-1",
-        prompt_index=2,
-        prompt="a fox",
-        negative_prompt="",
-        seed=seed,
-        batch_size=batch_size,
-        width=512,
-        height=512,
-        steps=20,
-        cfg_scale=Decimal(7),
-        sampler=Sampler.EULER_A,
-        model_family=ModelFamily.SD15,
-    )
+    return builders.render_task(seed, batch_size, prompt_index=2)
 
 
 def test_render_task_seeds_and_id() -> None:

@@ -56,7 +56,7 @@ from subconscious.market.ec2 import (
 )
 from subconscious.models import MachineStatus, Offer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ec2"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ec2"
 REGION = "us-east-1"
 API_AUTH = "subc:0123456789abcdef0123456789abcdef"
 PASSWORD = API_AUTH.partition(":")[2]
@@ -1101,7 +1101,7 @@ def test_importing_the_module_leaves_boto3_alone() -> None:
         "import sys; import subconscious.market.ec2; "
         "sys.exit(1 if 'boto3' in sys.modules or 'botocore' in sys.modules else 0)"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": f"{root / 'layers'}"}
     done = subprocess.run([sys.executable, "-c", code], env=env, check=False)
     assert done.returncode == 0

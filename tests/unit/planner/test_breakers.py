@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from subconscious.models import Offer
 from subconscious.planner.breakers import BreakerLimits, FailedRun, held_off
+from tests import builders
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 LIMITS = BreakerLimits(host_holdoff_s=3600, failures_to_pause=3, pause_s=900)
 
 
 def offer(provider: str, offer_id: str) -> Offer:
-    return Offer(
-        provider=provider,
-        offer_id=offer_id,
-        gpu="RTX 4090",
-        gpu_memory_gb=24,
-        usd_per_hour=Decimal("0.40"),
-    )
+    return builders.offer(offer_id, "RTX 4090", "0.40", provider=provider, startup_s=180)
 
 
 def failed(provider: str, offer_id: str, ago_s: int, served: bool = True) -> FailedRun:

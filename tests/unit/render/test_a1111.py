@@ -22,14 +22,15 @@ from subconscious.errors import (
     RendererOutOfMemory,
     RendererUnavailable,
 )
-from subconscious.models import ModelFamily, RenderTask, Sampler
+from subconscious.models import RenderTask, Sampler
 from subconscious.render.a1111 import (
     SMALL_ANSWER_BYTES,
     A1111Client,
     RenderedImage,
     txt2img_answer_cap,
 )
-from tests.unit.pngs import b64_png, make_png
+from tests import builders
+from tests.unit.render.pngs import b64_png, make_png
 
 BASE = "http://gpu.test:7860"
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -43,20 +44,16 @@ OOM_BODY = {
 
 
 def task(seed: int = 1000, batch_size: int = 2, width: int = 512, height: int = 512) -> RenderTask:
-    return RenderTask(
-        tenant_id="t-1",
-        order_id="o-1",
-        prompt_index=0,
-        prompt="a red fox in snow",
-        negative_prompt="blurry",
-        seed=seed,
-        batch_size=batch_size,
+    return builders.render_task(
+        seed,
+        batch_size,
         width=width,
         height=height,
+        prompt="a red fox in snow",
+        negative_prompt="blurry",
         steps=25,
         cfg_scale=Decimal("7.5"),
         sampler=Sampler.DPM_2M_KARRAS,
-        model_family=ModelFamily.SD15,
     )
 
 

@@ -33,6 +33,7 @@ from subconscious.planner.workers import (
 )
 from subconscious.settings import Settings
 from subconscious.throughput_model import Correction, ThroughputModel
+from tests import builders
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 MODEL = ThroughputModel()
@@ -50,16 +51,7 @@ SDXL = JobSpec.model_validate(
 
 
 def offer(gpu: str = "H100 SXM", memory: int = 80, bid: str | None = None) -> Offer:
-    return Offer(
-        provider="vast",
-        offer_id=f"o-{gpu}",
-        gpu=gpu,
-        gpu_memory_gb=memory,
-        usd_per_hour=Decimal("2.00"),
-        interruptible=bid is not None,
-        min_bid_usd_per_hour=Decimal(bid) if bid else None,
-        startup_s=300,
-    )
+    return builders.offer(f"o-{gpu}", gpu, "2.00", bid=bid, memory=memory)
 
 
 def test_the_lean_worker_renders_at_the_prior_automatic1111_slower_and_compiled_faster() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,6 +35,7 @@ from subconscious.planner.policy import (
 )
 from subconscious.planner.policy import _virtual as virtual
 from subconscious.throughput_model import ThroughputModel
+from tests import builders
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 RATES = Rates(ThroughputModel())
@@ -50,13 +50,8 @@ def offer(
     startup_s: int = 300,
     memory: int = 24,
 ) -> Offer:
-    return Offer(
-        provider=provider,
-        offer_id=offer_id,
-        gpu=gpu,
-        gpu_memory_gb=memory,
-        usd_per_hour=Decimal(price),
-        startup_s=startup_s,
+    return builders.offer(
+        offer_id, gpu, price, provider=provider, startup_s=startup_s, memory=memory
     )
 
 

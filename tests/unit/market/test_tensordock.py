@@ -30,7 +30,7 @@ from subconscious.market import tensordock
 from subconscious.market.tensordock import API_BASE, TensorDockProvider
 from subconscious.models import Machine, MachineStatus, Offer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tensordock"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tensordock"
 TOKEN = "td-token-3f9a7c1e5b2d4f6a"
 API_AUTH = "subc:0123456789abcdef0123456789abcdef"
 PASSWORD = API_AUTH.partition(":")[2]

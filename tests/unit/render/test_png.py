@@ -10,7 +10,7 @@ from PIL import Image
 
 from subconscious.errors import BadImage
 from subconscious.render.png import check_png, png_size
-from tests.unit.pngs import SIGNATURE, chunk, make_png
+from tests.unit.render.pngs import SIGNATURE, chunk, make_png
 
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (64, 64), (512, 768), (1024, 512)])

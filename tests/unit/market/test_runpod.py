@@ -37,7 +37,7 @@ from subconscious.market.runpod import (
 )
 from subconscious.models import Machine, MachineStatus, Offer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runpod"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "runpod"
 API_KEY = "rpa_TESTKEY0123456789"
 API_AUTH = "subc:s3cret-per-run"  # the credential the pod fixtures echo back in ``env``
 IMAGE = "ghcr.io/example/a1111:1.10"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from subconscious.errors import RendererError, RendererOutOfMemory
 from subconscious.logic.render_run import render_task
-from subconscious.models import ModelFamily, RenderTask, Sampler
+from subconscious.models import RenderTask
 from subconscious.render.a1111 import A1111Client, RenderedImage
+from tests import builders
 
 
 class FakeClient(A1111Client):
@@ -33,21 +32,7 @@ class FakeClient(A1111Client):
 
 
 def task(seed: int, batch_size: int) -> RenderTask:
-    return RenderTask(
-        tenant_id="t-1",
-        order_id="o-1",
-        prompt_index=3,
-        prompt="a fox",
-        negative_prompt="",
-        seed=seed,
-        batch_size=batch_size,
-        width=512,
-        height=512,
-        steps=20,
-        cfg_scale=Decimal(7),
-        sampler=Sampler.EULER_A,
-        model_family=ModelFamily.SD15,
-    )
+    return builders.render_task(seed, batch_size, prompt_index=3)
 
 
 def test_a_batch_that_fits_is_one_call() -> None:

@@ -9,7 +9,15 @@ from subconscious.models import Constraints
 from subconscious.planner.forecast import SpotOutlook, outlook
 from subconscious.planner.policy import Limits
 from subconscious.planner.quote import plan_quote, spot_cost_micros
-from tests.unit.test_quote import END_OF_DAY, MARGIN, MARKET, NOW, RATES, founding_job, offer
+from tests.unit.planner.test_quote import (
+    END_OF_DAY,
+    MARGIN,
+    MARKET,
+    NOW,
+    RATES,
+    founding_job,
+    offer,
+)
 
 
 def test_shares_count_the_snapshots_listing_a_card_in_which_it_took_bids() -> None:

@@ -28,7 +28,7 @@ from subconscious.market.base import Provider, run_label
 from subconscious.market.vast import STARTUP_S, VastProvider
 from subconscious.models import Machine, MachineStatus, Offer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vast"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "vast"
 BASE = "https://console.vast.ai/api/v0"
 KEY = "vk-7d1c0ffee2b94f6aa8e3-secret"
 AUTH = "subc:pw-Xq81-never-logged"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from subconscious.planner.policy import (
     keepable,
 )
 from subconscious.throughput_model import ThroughputModel
+from tests import builders
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 RATES = Rates(ThroughputModel())
@@ -42,15 +42,8 @@ def offer(
     startup_s: int = 300,
     provider: str = "vast",
 ) -> Offer:
-    return Offer(
-        provider=provider,
-        offer_id=offer_id,
-        gpu=gpu,
-        gpu_memory_gb=memory,
-        usd_per_hour=Decimal(price),
-        interruptible=bid is not None,
-        min_bid_usd_per_hour=Decimal(bid) if bid else None,
-        startup_s=startup_s,
+    return builders.offer(
+        offer_id, gpu, price, bid=bid, memory=memory, startup_s=startup_s, provider=provider
     )
 
 
