@@ -33,9 +33,10 @@ from subconscious.models import (
     RenderTask,
 )
 from subconscious.models.job import MAX_SEED
+from subconscious.models.servers import WorkerKind
 from subconscious.money import to_usd
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind, server_factor
+from subconscious.planner.workers import server_factor
 from subconscious.services import Services
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.

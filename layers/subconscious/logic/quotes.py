@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
+from subconscious.models.spot import SpotOutlook
 from subconscious.observability import logger
-from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.quote import plan_quote
 from subconscious.services import Services
 

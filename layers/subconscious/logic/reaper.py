@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from subconscious.errors import SubconsciousError
 from subconscious.models import RunStatus
+from subconscious.models.labels import run_id_of
 from subconscious.observability import logger
-from subconscious.planner.reaper import Action, judge, run_id_of
+from subconscious.planner.reaper import Action, judge
 from subconscious.services import Services
 
 
@@ -35,7 +36,7 @@ def reap(services: Services, now: datetime | None = None) -> ReapReport:
             continue
         statuses: dict[str, RunStatus | None] = {}
         for machine in machines:
-            run_id = run_id_of(machine)
+            run_id = run_id_of(machine.label)
             if run_id is not None and run_id not in statuses:
                 run = services.runs.get(run_id)
                 statuses[run_id] = run.status if run else None

@@ -30,7 +30,7 @@ from subconscious.errors import (
 )
 from subconscious.logic.lifecycle import close_if_settled, retry_or_give_up
 from subconscious.logic.throughput import learn_from_run, predicted_seconds
-from subconscious.market.base import Provider, run_label
+from subconscious.market.base import Provider
 from subconscious.market.static import StaticProvider
 from subconscious.models import (
     OPEN_STATES,
@@ -42,9 +42,11 @@ from subconscious.models import (
     RunStatus,
     image_key,
 )
+from subconscious.models.labels import run_label
+from subconscious.models.servers import WorkerKind
 from subconscious.money import cost_micros
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind, kind_for
+from subconscious.planner.workers import kind_for
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 from subconscious.services import Services
 from subconscious.settings import Settings

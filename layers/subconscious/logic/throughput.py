@@ -8,9 +8,10 @@ from functools import cache, lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import RenderRun, RenderTask
+from subconscious.models.servers import WorkerKind
 from subconscious.observability import logger
 from subconscious.planner.costs import Rates
-from subconscious.planner.workers import WorkerKind, server_factor
+from subconscious.planner.workers import server_factor
 from subconscious.services import Services
 from subconscious.throughput_model import Correction, ThroughputModel
 

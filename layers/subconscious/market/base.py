@@ -1,7 +1,8 @@
 """The provider interface every marketplace adapter implements.
 
-Machines we rent carry a label ``subc-<run id>``: Teardown terminates every machine with its
-run's label, and the reaper (later) terminates labelled machines no live run owns.
+Machines we rent carry a label ``subc-<run id>`` (``models/labels.py``): Teardown terminates
+every machine with its run's label, and the reaper terminates labelled machines no live run
+owns.
 """
 
 from __future__ import annotations
@@ -12,13 +13,6 @@ from decimal import Decimal
 from typing import Protocol
 
 from subconscious.models import Machine, Offer
-
-LABEL_PREFIX = "subc-"
-
-
-def run_label(run_id: str) -> str:
-    return f"{LABEL_PREFIX}{run_id}"
-
 
 _WORKER_KEY = re.compile(r"WORKER_[A-Z0-9_]+")
 _WORKER_VALUE = re.compile(r"[A-Za-z0-9._/:,-]*")

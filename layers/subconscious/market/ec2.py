@@ -88,8 +88,9 @@ from subconscious.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import worker_environment
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -15,19 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from pydantic import BaseModel, SecretStr
-
 from subconscious.errors import MachineGone, OfferGone
 from subconscious.models import Machine, MachineStatus, Offer
-
-
-class StaticServer(BaseModel):
-    url: str
-    gpu: str
-    gpu_memory_gb: int = 24
-    # What an hour of this server is worth to the planner (0 for a customer's own server).
-    usd_per_hour: Decimal = Decimal(0)
-    api_auth: SecretStr | None = None  # "user:password" of its --api-auth, if it has one
+from subconscious.models.servers import StaticServer
 
 
 class StaticProvider:

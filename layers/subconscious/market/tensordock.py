@@ -61,9 +61,10 @@ from subconscious.errors import (
     ProviderAuthError,
     ProviderError,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 from subconscious.observability import logger
 
 API_BASE = "https://dashboard.tensordock.com/api/v2"
