@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.errors import SubconsciousError
 from subconscious.models import RunStatus
 from subconscious.models.labels import run_id_of
 from subconscious.observability import logger
 from subconscious.planner.reaper import Action, judge
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 @dataclass

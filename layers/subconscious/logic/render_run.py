@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from subconscious.dal.work_queue import Delivery
 from subconscious.errors import (
@@ -47,8 +48,10 @@ from subconscious.money import cost_micros
 from subconscious.observability import logger
 from subconscious.planner.workers import kind_for
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
-from subconscious.services import Services
 from subconscious.settings import Settings
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 _MILLI = Decimal("0.001")
 _MACHINE_USER = "subc"
