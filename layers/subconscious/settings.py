@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from subconscious.market.static import StaticServer
-from subconscious.planner.workers import WorkerKind
+from subconscious.models.servers import StaticServer, WorkerKind
 
 # Settings that may come from the Secrets Manager secret (a non-empty value there wins).
 SECRET_FIELDS = ("machine_auth_secret", "vast_api_key", "runpod_api_key", "tensordock_api_token")

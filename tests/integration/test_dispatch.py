@@ -16,9 +16,9 @@ from subconscious.logic import render_run
 from subconscious.logic.dispatch import tick
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
-from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Order, OrderRequest, QuoteOption, QuoteRequest, RunStatus
+from subconscious.models.labels import run_label
 from subconscious.money import to_micros
 from subconscious.services import Services
 from tests.conftest import install_services, load_event

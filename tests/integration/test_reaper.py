@@ -9,9 +9,9 @@ from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic.reaper import reap
-from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import RunStatus
+from subconscious.models.labels import run_label
 from subconscious.services import Services
 from tests.conftest import load_event
 from tests.integration.workflow import new_run

@@ -17,9 +17,9 @@ from subconscious.errors import MachineGone, MachineNotReady, RendererUnavailabl
 from subconscious.logic import render_run
 from subconscious.logic.orders import cancel_order, render_tasks
 from subconscious.logic.throughput import predicted_seconds
-from subconscious.market.base import run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RenderTask, RunStatus
+from subconscious.models.labels import run_label
 from subconscious.services import Services
 from tests.integration.workflow import (
     duplicate_first_task,

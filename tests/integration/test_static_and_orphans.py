@@ -13,8 +13,9 @@ from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.reaper import reap
 from subconscious.market.fake import FakeProvider
-from subconscious.market.static import StaticProvider, StaticServer
+from subconscious.market.static import StaticProvider
 from subconscious.models import OrderState
+from subconscious.models.servers import StaticServer
 from subconscious.services import Services
 from tests.integration.workflow import new_run, place_order, renderer
 

@@ -14,7 +14,7 @@ from typing import Any
 from subconscious import aws
 from subconscious.dal._dynamo import epoch
 from subconscious.models import Offer
-from subconscious.planner.forecast import SpotOutlook
+from subconscious.models.spot import SpotOutlook
 from subconscious.throughput_model import Correction
 
 _META = "#meta"  # one row per provider: when it was last fetched, and how that went

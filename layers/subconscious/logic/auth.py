@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subconscious.errors import (
     InvalidJson,
@@ -18,7 +18,9 @@ from subconscious.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 _MAX_KEY_LENGTH = 200
 KEY_HEADER = "x-api-key"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from subconscious.dal.work_queue import Delivery
 from subconscious.logic.lifecycle import close_if_settled
@@ -19,7 +20,9 @@ from subconscious.models import OrderState, RenderRun, RenderTask, image_key
 from subconscious.money import cost_micros
 from subconscious.planner.workers import kind_for
 from subconscious.render.a1111 import RenderedImage
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 _MILLI = Decimal("0.001")
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -31,7 +31,9 @@ from subconscious.planner.breakers import BreakerLimits, FailedRun, HeldOff, hel
 from subconscious.planner.costs import Rates, price_micros_per_hour
 from subconscious.planner.policy import PlanState, Release, Rent, decide
 from subconscious.planner.workers import compile_seconds, shape
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 LEASE = "dispatch"
 

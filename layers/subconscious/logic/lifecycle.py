@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.models import EndReason, Order, OrderState, RenderTask
 from subconscious.observability import logger
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 # A dead-letter sweep reads at most this many messages a tick (10 per call): the rest wait for
 # the next tick, so one sweep stays well inside the dispatch Lambda's minute.

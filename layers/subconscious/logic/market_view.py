@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
+from typing import TYPE_CHECKING
 
 from subconscious.catalogue import canonical
 from subconscious.logic.throughput import current_rates
@@ -13,8 +14,10 @@ from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.market_view import GpuGroup, MarketOffer, MarketView, ProviderFreshness
 from subconscious.money import MICROS_PER_USD, to_usd
 from subconscious.planner.costs import Rates
-from subconscious.services import Services
 from subconscious.throughput_model import REFERENCE_PIXELS, REFERENCE_STEPS
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 @cache  # asked twice per offer of the market view: validated once per family

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -33,10 +33,13 @@ from subconscious.models import (
     RenderTask,
 )
 from subconscious.models.job import MAX_SEED
+from subconscious.models.servers import WorkerKind
 from subconscious.money import to_usd
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind, server_factor
-from subconscious.services import Services
+from subconscious.planner.workers import server_factor
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 # Tasks are sized for a typical 24 GB card; a smaller card splits a batch on out-of-memory.
 TASK_GPU_MEMORY_GB = 24

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 def limits(services: Services) -> Limits:

@@ -6,13 +6,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.errors import SubconsciousError
 from subconscious.market.base import Provider
 from subconscious.models import Offer
 from subconscious.observability import logger
 from subconscious.planner.forecast import outlook
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 @dataclass

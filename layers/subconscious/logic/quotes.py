@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.logic.planning import backlog, limits, machines, open_orders
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
+from subconscious.models.spot import SpotOutlook
 from subconscious.observability import logger
-from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.quote import plan_quote
-from subconscious.services import Services
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 def market_offers(services: Services) -> list[Offer]:

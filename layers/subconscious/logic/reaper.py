@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from subconscious.errors import SubconsciousError
 from subconscious.market.base import Provider
 from subconscious.models import Machine, RunStatus
+from subconscious.models.labels import run_id_of
 from subconscious.observability import logger
-from subconscious.planner.reaper import Action, Verdict, judge, run_id_of
-from subconscious.services import Services
+from subconscious.planner.reaper import Action, Verdict, judge
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 
 @dataclass
@@ -83,7 +87,7 @@ def _run_statuses(services: Services, machines: list[Machine]) -> dict[str, RunS
     """The status of each run the machines' labels name; None for a run with no record."""
     statuses: dict[str, RunStatus | None] = {}
     for machine in machines:
-        run_id = run_id_of(machine)
+        run_id = run_id_of(machine.label)
         if run_id is not None and run_id not in statuses:
             run = services.runs.get(run_id)
             statuses[run_id] = run.status if run else None

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from subconscious.dal.work_queue import Delivery
 from subconscious.errors import (
@@ -29,8 +30,7 @@ from subconscious.errors import (
 from subconscious.logic.batch_storage import BatchStorage
 from subconscious.logic.lifecycle import retry_or_give_up
 from subconscious.logic.throughput import learn_from_run
-from subconscious.market.base import Provider, run_label
-from subconscious.market.static import StaticProvider
+from subconscious.market.base import Capability, Provider
 from subconscious.models import (
     OPEN_STATES,
     Machine,
@@ -40,12 +40,15 @@ from subconscious.models import (
     RenderTask,
     RunStatus,
 )
+from subconscious.models.labels import run_label
+from subconscious.models.servers import WorkerKind
 from subconscious.money import cost_micros
 from subconscious.observability import logger
-from subconscious.planner.workers import WorkerKind
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
-from subconscious.services import Services
 from subconscious.settings import Settings
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 _MACHINE_USER = "subc"
 _MIN_SECRET_BYTES = 16
@@ -147,14 +150,14 @@ def _client(
         timeout_s=timeout_s or services.settings.renderer_request_timeout_s,
         # a rented machine must be public; the operator's own static servers may be private
         allow_private=services.settings.allow_private_machine_addresses
-        or isinstance(_provider(services, run), StaticProvider),
+        or _provider(services, run).supports(Capability.OPERATOR_ADDRESSES),
     )
 
 
 def _credential(services: Services, run: RenderRun, machine: Machine) -> tuple[str, str] | None:
     """A rented machine's per-run credential; a static server's own (it was set up by hand)."""
     provider = _provider(services, run)
-    if isinstance(provider, StaticProvider):
+    if provider.supports(Capability.OWN_CREDENTIALS):
         return provider.credential(machine.machine_id)
     return machine_credential(services, run.run_id)
 
@@ -403,7 +406,7 @@ def _verdict(services: Services, task: RenderTask, machine_id: str | None) -> Ve
 def _avoidable(services: Services, run: RenderRun) -> str | None:
     """The id a failed task's retries avoid on this run's machine: none for a server the
     operator runs by hand, which keeps its id from run to run and has no other to go to."""
-    if isinstance(_provider(services, run), StaticProvider):
+    if _provider(services, run).supports(Capability.LASTING_MACHINES):
         return None
     return run.machine_id
 

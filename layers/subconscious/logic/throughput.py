@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 from subconscious.catalogue import canonical
 from subconscious.models import RenderRun, RenderTask
+from subconscious.models.servers import WorkerKind
 from subconscious.observability import logger
 from subconscious.planner.costs import Rates
-from subconscious.planner.workers import WorkerKind, server_factor
-from subconscious.services import Services
+from subconscious.planner.workers import server_factor
 from subconscious.throughput_model import Correction, ThroughputModel
+
+if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.services import Services
 
 _ATTEMPTS = 5  # a conditional write lost to another run's record is retried on fresh data
 

@@ -1,7 +1,8 @@
 """The provider interface every marketplace adapter implements.
 
-Machines we rent carry a label ``subc-<run id>``: Teardown terminates every machine with its
-run's label, and the reaper (later) terminates labelled machines no live run owns.
+Machines we rent carry a label ``subc-<run id>`` (``models/labels.py``): Teardown terminates
+every machine with its run's label, and the reaper terminates labelled machines no live run
+owns.
 """
 
 from __future__ import annotations
@@ -9,16 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from subconscious.models import Machine, Offer
-
-LABEL_PREFIX = "subc-"
-
-
-def run_label(run_id: str) -> str:
-    return f"{LABEL_PREFIX}{run_id}"
-
 
 _WORKER_KEY = re.compile(r"WORKER_[A-Z0-9_]+")
 _WORKER_VALUE = re.compile(r"[A-Za-z0-9._/:,-]*")
@@ -34,8 +29,40 @@ def worker_environment(worker_env: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
+class Capability(StrEnum):
+    """What a provider may do beyond the interface, declared by the adapter
+    (:meth:`Provider.supports`) rather than discovered from its class, so the render steps
+    ask the provider and a new adapter (or a test's fake) opts in by saying so. Like SkyPilot's
+    provisioners' ``supports()``."""
+
+    # Its machines' addresses come from the operator, not from a marketplace: they may be
+    # private or loopback (never link-local: render/address.py still refuses those).
+    OPERATOR_ADDRESSES = "operator_addresses"
+    # Its machines carry their own ``user:password`` (:meth:`Provider.credential`) instead of
+    # the per-run credential we derive and launch them with.
+    OWN_CREDENTIALS = "own_credentials"
+    # Its machines outlive runs and keep their ids from run to run, and there is no other to
+    # go to: a failed task's retries cannot avoid one.
+    LASTING_MACHINES = "lasting_machines"
+
+
 class Provider(Protocol):
+    """Adapters subclass it explicitly, so they inherit the defaults of the optional parts
+    (``supports``, ``credential``)."""
+
     name: str
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this provider declares ``capability``. A marketplace declares none."""
+        del capability
+        return False
+
+    def credential(self, machine_id: str) -> tuple[str, str] | None:
+        """The machine's own ``(user, password)`` (None: it has none). Only for a provider
+        that declares ``Capability.OWN_CREDENTIALS``; the others' machines use the run's."""
+        # (more than a bare raise, so mypy does not take the default for an abstract method)
+        declared = "declares" if self.supports(Capability.OWN_CREDENTIALS) else "does not declare"
+        raise NotImplementedError(f"{self.name} {declared} own credentials but gives none")
 
     def list_offers(self) -> list[Offer]: ...
 

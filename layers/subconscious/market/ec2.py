@@ -88,8 +88,9 @@ from subconscious.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import Provider, worker_environment
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ _MESSAGE_LIMIT = 200
 PROPAGATION_WAITS_S = (1.0, 2.0, 4.0)
 
 
-class EC2Provider:
+class EC2Provider(Provider):
     name = "ec2"
     # "running" is the instance: the image is pulled and started after it, which the offer's
     # start-up estimate covers (logic/render_run.py adds it to the serve deadline)

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 
 from subconscious.errors import MachineGone, OfferGone, ProviderError
+from subconscious.market.base import Provider
 from subconscious.models import Machine, MachineStatus, Offer
 
 
-class EmulatedProvider:
+class EmulatedProvider(Provider):
     name = "emulated"
 
     def __init__(self, base_url: str, http: httpx.Client | None = None) -> None:

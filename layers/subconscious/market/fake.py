@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from subconscious.errors import MachineGone, OfferGone
+from subconscious.market.base import Provider
 from subconscious.models import Machine, MachineStatus, Offer
 
 
-class FakeProvider:
+class FakeProvider(Provider):
     def __init__(self, offers: list[Offer], name: str = "fake", url: str | None = None) -> None:
         self.name = name
         self.offers = offers

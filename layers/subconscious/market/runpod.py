@@ -92,9 +92,10 @@ from subconscious.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import Provider, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 from subconscious.observability import logger
 
 REST_URL = "https://api.runpod.io/v2"
@@ -163,7 +164,7 @@ _REST_ERRORS: dict[int, type[ProviderError]] = {
 _MESSAGE_CHARS = 300  # enough to read, not enough to carry a stray blob into logs
 
 
-class RunPodProvider:
+class RunPodProvider(Provider):
     name = "runpod"
 
     def __init__(

@@ -15,23 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from pydantic import BaseModel, SecretStr
-
 from subconscious.errors import MachineGone, OfferGone
+from subconscious.market.base import Capability, Provider
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.servers import StaticServer
 
 
-class StaticServer(BaseModel):
-    url: str
-    gpu: str
-    gpu_memory_gb: int = 24
-    # What an hour of this server is worth to the planner (0 for a customer's own server).
-    usd_per_hour: Decimal = Decimal(0)
-    api_auth: SecretStr | None = None  # "user:password" of its --api-auth, if it has one
-
-
-class StaticProvider:
+class StaticProvider(Provider):
     name = "static"
+    # An operator's server: its address, its credential and its id are the operator's.
+    CAPABILITIES = frozenset(
+        {Capability.OPERATOR_ADDRESSES, Capability.OWN_CREDENTIALS, Capability.LASTING_MACHINES}
+    )
 
     def __init__(self, servers: list[StaticServer]) -> None:
         self._servers = {f"static-{i}": s for i, s in enumerate(servers)}
@@ -83,6 +78,9 @@ class StaticProvider:
 
     def machines(self, label: str | None = None) -> list[Machine]:
         return []
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.CAPABILITIES
 
     def credential(self, machine_id: str) -> tuple[str, str] | None:
         server = self._servers.get(machine_id)

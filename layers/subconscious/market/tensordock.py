@@ -61,9 +61,10 @@ from subconscious.errors import (
     ProviderAuthError,
     ProviderError,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import Provider, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 from subconscious.observability import logger
 
 API_BASE = "https://dashboard.tensordock.com/api/v2"
@@ -222,7 +223,7 @@ def _json_or_none(response: httpx.Response) -> Any:
         return None
 
 
-class TensorDockProvider:
+class TensorDockProvider(Provider):
     name = "tensordock"
     # "running" is the VM; cloud-init then installs Docker, pulls the image and starts it, so
     # the render run's serve deadline counts the offer's start-up on top (logic/render_run.py)

@@ -86,9 +86,10 @@ from subconscious.errors import (
     ProviderAuthError,
     ProviderError,
 )
-from subconscious.market.base import LABEL_PREFIX, worker_environment
+from subconscious.market.base import Provider, worker_environment
 from subconscious.market.http import DEFAULT_TIMEOUT, ProviderHttp
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import LABEL_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ _FAILED_START_WORDS = (
 )
 
 
-class VastProvider:
+class VastProvider(Provider):
     name = "vast"
 
     def __init__(

@@ -20,8 +20,9 @@ from functools import lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
+from subconscious.models.servers import WorkerKind
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.workers import WorkerKind, kind_for, server_factor
+from subconscious.planner.workers import kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
 # Billing increments (seconds): Vast.ai bills by the second; RunPod pods and TensorDock are

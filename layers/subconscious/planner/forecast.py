@@ -10,45 +10,13 @@ listed keeps today's view (share 1), and so does a quote with no history at all.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from subconscious.catalogue import canonical
 from subconscious.models import Offer
-
-
-@dataclass(frozen=True)
-class SpotOutlook:
-    # canonical GPU -> share of the snapshots listing it in which it was interruptible;
-    # a share, not money, so a float
-    shares: Mapping[str, float] = field(default_factory=dict)
-    snapshots: int = 0
-    computed_at: datetime | None = None
-
-    def share(self, gpu: str) -> float:
-        return self.shares.get(canonical(gpu), 1.0)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "shares": dict(sorted(self.shares.items())),
-                "snapshots": self.snapshots,
-                "computed_at": self.computed_at.isoformat() if self.computed_at else None,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SpotOutlook:
-        doc = json.loads(text)
-        at = doc.get("computed_at")
-        return cls(
-            shares={str(k): float(v) for k, v in doc["shares"].items()},
-            snapshots=int(doc["snapshots"]),
-            computed_at=datetime.fromisoformat(at) if at else None,
-        )
+from subconscious.models.spot import SpotOutlook
 
 
 def outlook(

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
+from subconscious.models.servers import WorkerKind
 from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
 from subconscious.planner.workers import (
     MAX_COMPILE_SHAPES,
-    WorkerKind,
     compile_pays,
     compile_seconds,
     kind_for,

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from subconscious.catalogue import canonical
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
+from subconscious.models.spot import SpotOutlook
 from subconscious.money import ceil_div, to_micros, to_usd
 from subconscious.planner.costs import (
     Rates,
@@ -42,7 +43,6 @@ from subconscious.planner.costs import (
     usable,
 )
 from subconscious.planner.fleets import cheapest_fleet
-from subconscious.planner.forecast import SpotOutlook
 from subconscious.planner.policy import (
     DISPATCH_LATENCY_S,
     SAFETY_SHARE,

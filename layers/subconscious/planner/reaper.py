@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from subconscious.market.base import LABEL_PREFIX
 from subconscious.models import LIVE_RUN_STATUSES, Machine, MachineStatus, RunStatus
+from subconscious.models.labels import run_id_of
 
 
 class Action(StrEnum):
@@ -34,12 +34,6 @@ class Verdict:
     reason: str
 
 
-def run_id_of(machine: Machine) -> str | None:
-    if not machine.label.startswith(LABEL_PREFIX):
-        return None
-    return machine.label[len(LABEL_PREFIX) :]
-
-
 def judge(
     machines: list[Machine],
     run_status: Mapping[str, RunStatus | None],
@@ -51,7 +45,7 @@ def judge(
     label (None: no such run); ``first_seen_orphaned``: machine id → when first seen orphaned."""
     verdicts = []
     for machine in machines:
-        run_id = run_id_of(machine)
+        run_id = run_id_of(machine.label)
         if run_id is None:
             continue  # not ours: never touched
         if machine.status is MachineStatus.TERMINATED:

@@ -27,15 +27,9 @@ Static servers are automatic1111 by definition, whatever ``SUBC_WORKER`` says.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 
 from subconscious.models import JobSpec, ModelFamily
-
-
-class WorkerKind(StrEnum):
-    AUTOMATIC1111 = "automatic1111"
-    LEAN = "lean"
-
+from subconscious.models.servers import WorkerKind
 
 COMPILED_OVER_EAGER = {ModelFamily.SD15: 1.41, ModelFamily.SDXL: 1.29}
 COMPILE_S = {ModelFamily.SD15: 80, ModelFamily.SDXL: 240}

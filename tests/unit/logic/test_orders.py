@@ -20,7 +20,7 @@ from subconscious.logic.orders import (
 from subconscious.logic.throughput import prior
 from subconscious.models import Constraints, EndReason, JobSpec, ModelFamily, Order, OrderState
 from subconscious.models.job import MAX_SEED
-from subconscious.planner.workers import WorkerKind
+from subconscious.models.servers import WorkerKind
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from subconscious.errors import MachineGone, OfferGone, ProviderError
-from subconscious.market.base import LABEL_PREFIX, run_label
 from subconscious.market.fake import FakeProvider
 from subconscious.models import MachineStatus
+from subconscious.models.labels import LABEL_PREFIX, run_label
 from tests.conftest import offer
 
 

@@ -9,7 +9,8 @@ from pydantic import SecretStr
 
 from subconscious import services as services_module
 from subconscious.errors import MachineGone, OfferGone
-from subconscious.market.static import StaticProvider, StaticServer
+from subconscious.market.static import StaticProvider
+from subconscious.models.servers import StaticServer
 from tests.conftest import offer
 
 

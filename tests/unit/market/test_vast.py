@@ -24,9 +24,10 @@ from subconscious.errors import (
     ProviderRateLimited,
 )
 from subconscious.market import vast as vast_module
-from subconscious.market.base import Provider, run_label
+from subconscious.market.base import Provider
 from subconscious.market.vast import STARTUP_S, VastProvider
 from subconscious.models import Machine, MachineStatus, Offer
+from subconscious.models.labels import run_label
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "vast"
 BASE = "https://console.vast.ai/api/v0"

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from subconscious.models import Constraints
-from subconscious.planner.forecast import SpotOutlook, outlook
+from subconscious.models.spot import SpotOutlook
+from subconscious.planner.forecast import outlook
 from subconscious.planner.policy import Limits
 from subconscious.planner.quote import plan_quote, spot_cost_micros
 from tests.unit.planner.test_quote import (

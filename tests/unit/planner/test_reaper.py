@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from subconscious.models import Machine, MachineStatus, RunStatus
-from subconscious.planner.reaper import Action, judge, run_id_of
+from subconscious.models.labels import run_id_of
+from subconscious.planner.reaper import Action, judge
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=5)
@@ -26,8 +27,8 @@ def machine(
 
 
 def test_run_id_comes_from_our_label_only() -> None:
-    assert run_id_of(machine("subc-r-1")) == "r-1"
-    assert run_id_of(machine("someone-elses")) is None
+    assert run_id_of(machine("subc-r-1").label) == "r-1"
+    assert run_id_of(machine("someone-elses").label) is None
 
 
 def test_a_live_run_keeps_its_machine() -> None:

@@ -11,6 +11,7 @@ import pytest
 from subconscious.logic.planning import machine
 from subconscious.logic.throughput import predicted_seconds
 from subconscious.models import JobSpec, ModelFamily, Offer, RenderRun, RenderTask, RunStatus
+from subconscious.models.servers import WorkerKind
 from subconscious.planner.costs import Rates
 from subconscious.planner.policy import (
     DISPATCH_LATENCY_S,
@@ -23,7 +24,6 @@ from subconscious.planner.policy import (
 )
 from subconscious.planner.workers import (
     COMPILE_S,
-    WorkerKind,
     compile_pays,
     compile_seconds,
     kind_for,

@@ -19,8 +19,9 @@ from pydantic import SecretStr
 from subconscious.errors import RendererUnavailable, UnsafeMachineAddress
 from subconscious.logic import render_run
 from subconscious.market.fake import FakeProvider
-from subconscious.market.static import StaticProvider, StaticServer
+from subconscious.market.static import StaticProvider
 from subconscious.models import Machine, MachineStatus, RenderRun
+from subconscious.models.servers import StaticServer
 from subconscious.render import address
 from subconscious.render.a1111 import A1111Client
 from subconscious.services import build
