@@ -1,7 +1,7 @@
-"""``python -m worker``: see :mod:`worker.server`."""
+"""``python -m worker``: see :mod:`worker.cli`."""
 
 import sys
 
-from worker.server import main
+from worker.cli import main
 
 sys.exit(main())

@@ -12,15 +12,13 @@ import base64
 import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Literal
 
 from PIL import Image, PngImagePlugin
 
 from worker.engine import Pixels
+from worker.protocol import FORMATS, ImageFormat
 
-ImageFormat = Literal["png", "jpg", "webp"]
-# automatic1111's samples_format values, normalised.
-FORMATS: dict[str, ImageFormat] = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
+__all__ = ["FORMATS", "EncoderPool", "ImageFormat", "encode", "encode_b64"]
 PNG_COMPRESS_LEVEL = 6  # Pillow's default, which automatic1111 uses
 
 

@@ -3,7 +3,7 @@ the worker: the image copies this file next to the ``worker`` package."""
 
 import sys
 
-from worker.server import main
+from worker.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,10 @@ let the local stack rehearse the failures a rented GPU produces: slow model load
 random errors, CUDA out-of-memory on big batches, a machine that dies on its first
 generation, and prompts that always fail (an HTTP 500) or always kill the process.
 
+What it says is :mod:`worker.protocol`, the module the GPU worker's server speaks too (request
+model and validation, ``info`` and infotext, model listing, options, progress, error bodies,
+Basic auth); this module only draws the images, keeps the time and injects the faults.
+
     python -m infra.local.renderer --port 7860 [--startup-delay-s 2] [--crash-after-images 10]
         [--crash-on-call] [--fail-prompt TEXT] [--crash-prompt TEXT]
 """
@@ -16,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import functools
-import hmac
 import io
 import json
 import math
@@ -31,31 +33,59 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from types import FrameType
-from typing import Any, NoReturn, TypeGuard
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from infra.local.http_base import MethodHandler
+from worker.protocol import (
+    BASIC_CHALLENGE,
+    LOADING_BODY,
+    JsonDict,
+    ModelInfo,
+    RequestInvalid,
+    Txt2ImgRequest,
+    basic_auth_failure,
+    check_settings,
+    default_options,
+    exception_body,
+    idle_job,
+    make_info,
+    make_infotext,
+    parse_credentials,
+    parse_json_body,
+    parse_options_body,
+    parse_txt2img,
+    pick_seed,
+    progress_body,
+    txt2img_body,
+)
 
 DEFAULT_MODEL_TITLE = "sd15-placeholder.safetensors [0000000000]"
+PLACEHOLDER_SHA256 = "0" * 64
+VERSION = "placeholder"
 AUTH_ENV = "RENDERER_API_AUTH"
 CRASH_EXIT_CODE = 17
-SEED_SPACE = 2**32 - 1
-MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_BODY_BYTES = 8 * 1024 * 1024
 # Short slices let an interrupt cut a batch short and keep progress's sampling_step moving.
 SLEEP_SLICE_S = 0.01
 
-JsonDict = dict[str, Any]
-
 
 # --------------------------------------------------------------------------- errors
+
+
+CUDA_OUT_OF_MEMORY = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity; 20.12 GiB "
+    "already allocated; 1.20 GiB free; 21.00 GiB reserved in total by PyTorch) If reserved "
+    "memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.  See "
+    "documentation for Memory Management and PYTORCH_CUDA_ALLOC_CONF"
+)
 
 
 class ApiError(Exception):
@@ -76,186 +106,10 @@ class HTTPException(Exception):
     """Named like FastAPI's: api_middleware reports the class name, so it must match."""
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status}: {detail}")
+        super().__init__(f"{int(status)}: {detail}")
         self.status = status
         self.detail = detail
         self.headers = headers or {}
-
-
-def a1111_error(exc: BaseException) -> JsonDict:
-    """The body api_middleware's handle_exception sends for any exception."""
-    return {
-        "error": type(exc).__name__,
-        "detail": getattr(exc, "detail", ""),
-        "body": "",
-        "errors": str(exc),
-    }
-
-
-def _field_error(field: str | None, msg: str, kind: str) -> JsonDict:
-    loc: list[str] = ["body"] if field is None else ["body", field]
-    return {"loc": loc, "msg": msg, "type": kind}
-
-
-def _unprocessable(errors: list[JsonDict]) -> ApiError:
-    return ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": errors})
-
-
-# --------------------------------------------------------------------------- request parsing
-
-
-@dataclass(frozen=True)
-class Txt2ImgRequest:
-    """The fields of StableDiffusionTxt2ImgProcessingAPI we honour, with its defaults."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    styles: list[str] | None = None
-    seed: int = -1
-    subseed: int = -1
-    subseed_strength: float = 0.0
-    sampler_name: str | None = None
-    scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 50
-    cfg_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    restore_faces: bool | None = None
-    tiling: bool | None = None
-    enable_hr: bool = False
-    denoising_strength: float | None = None
-    override_settings: dict[str, Any] | None = None
-    override_settings_restore_afterwards: bool = True
-    script_name: str | None = None
-    script_args: list[Any] | None = None
-    alwayson_scripts: dict[str, Any] | None = None
-    save_images: bool = False
-    send_images: bool = True
-
-    @property
-    def image_count(self) -> int:
-        return self.batch_size * self.n_iter
-
-    @property
-    def sampler(self) -> str:
-        return self.sampler_name or "Euler a"
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# (check, message, pydantic v1 error type) per kind of field, as FastAPI reports them.
-_CHECKS: dict[str, tuple[Callable[[object], bool], str, str]] = {
-    "int": (_is_int, "value is not a valid integer", "type_error.integer"),
-    "float": (_is_number, "value is not a valid float", "type_error.float"),
-    "str": (lambda v: isinstance(v, str), "str type expected", "type_error.str"),
-    "bool": (
-        lambda v: isinstance(v, bool),
-        "value could not be parsed to a boolean",
-        "type_error.bool",
-    ),
-    "dict": (lambda v: isinstance(v, dict), "value is not a valid dict", "type_error.dict"),
-    "list": (lambda v: isinstance(v, list), "value is not a valid list", "type_error.list"),
-}
-
-# name -> (kind, nullable)
-_FIELDS: dict[str, tuple[str, bool]] = {
-    "prompt": ("str", False),
-    "negative_prompt": ("str", False),
-    "styles": ("list", True),
-    "seed": ("int", False),
-    "subseed": ("int", False),
-    "subseed_strength": ("float", False),
-    "sampler_name": ("str", True),
-    "scheduler": ("str", True),
-    "batch_size": ("int", False),
-    "n_iter": ("int", False),
-    "steps": ("int", False),
-    "cfg_scale": ("float", False),
-    "width": ("int", False),
-    "height": ("int", False),
-    "restore_faces": ("bool", True),
-    "tiling": ("bool", True),
-    "enable_hr": ("bool", False),
-    "denoising_strength": ("float", True),
-    "override_settings": ("dict", True),
-    "override_settings_restore_afterwards": ("bool", False),
-    "script_name": ("str", True),
-    "script_args": ("list", True),
-    "alwayson_scripts": ("dict", True),
-    "save_images": ("bool", False),
-    "send_images": ("bool", False),
-}
-
-
-def parse_json_body(raw: bytes) -> object:
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _unprocessable(
-            [_field_error(None, f"JSON decode error: {exc}", "value_error.jsondecode")]
-        ) from exc
-
-
-def parse_txt2img(body: object) -> Txt2ImgRequest:
-    """Validate like pydantic would, reporting every bad field at once; extra keys are ignored."""
-    if not isinstance(body, dict):
-        raise _unprocessable([_field_error(None, "value is not a valid dict", "type_error.dict")])
-    errors: list[JsonDict] = []
-    values: JsonDict = {}
-    for name, (kind, nullable) in _FIELDS.items():
-        if name not in body:
-            continue
-        value = body[name]
-        if value is None:
-            if nullable:
-                values[name] = None
-            else:
-                errors.append(
-                    _field_error(
-                        name, "none is not an allowed value", "type_error.none.not_allowed"
-                    )
-                )
-            continue
-        check, msg, err_type = _CHECKS[kind]
-        if not check(value):
-            errors.append(_field_error(name, msg, err_type))
-            continue
-        values[name] = float(value) if kind == "float" else value
-    for side in ("width", "height"):
-        value = values.get(side)
-        if _is_int(value) and not (MIN_SIDE <= value <= MAX_SIDE and value % 8 == 0):
-            errors.append(
-                _field_error(
-                    side,
-                    f"ensure this value is a multiple of 8 between {MIN_SIDE} and {MAX_SIDE}",
-                    "value_error.number.not_multiple",
-                )
-            )
-    for positive in ("batch_size", "n_iter", "steps"):
-        value = values.get(positive)
-        if _is_int(value) and value < 1:
-            errors.append(
-                _field_error(
-                    positive,
-                    "ensure this value is greater than or equal to 1",
-                    "value_error.number.not_ge",
-                )
-            )
-    if _is_int(values.get("seed")) and values["seed"] < -1:
-        errors.append(
-            _field_error("seed", "ensure this value is greater than or equal to -1", "value_error")
-        )
-    if errors:
-        raise _unprocessable(errors)
-    return Txt2ImgRequest(**values)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -395,57 +249,6 @@ class RendererConfig:
     model_title: str = DEFAULT_MODEL_TITLE
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    title: str
-    model_name: str
-    hash: str
-    filename: str
-
-    @classmethod
-    def from_title(cls, title: str) -> ModelInfo:
-        # automatic1111 titles read "<file name> [<short hash>]".
-        name, short_hash = title, "0000000000"
-        if title.endswith("]") and " [" in title:
-            name, _, bracket = title.rpartition(" [")
-            short_hash = bracket[:-1] or short_hash
-        stem = name.rsplit("/", 1)[-1]
-        for suffix in (".safetensors", ".ckpt"):
-            stem = stem.removesuffix(suffix)
-        filename = name if name.startswith("/") else f"/models/{name}"
-        return cls(title=title, model_name=stem, hash=short_hash, filename=filename)
-
-    @property
-    def aliases(self) -> set[str]:
-        """Names set_config accepts for this checkpoint (sd_models.checkpoint_aliases)."""
-        return {self.title, self.model_name, self.filename.rsplit("/", 1)[-1], self.hash}
-
-
-def _quote(value: str) -> str:
-    # generation_parameters_copypaste.quote: JSON-quote values that would break the k: v list.
-    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ",\n:") else value
-
-
-def make_infotext(
-    req: Txt2ImgRequest, seed: int, model: ModelInfo, prompt: str, negative_prompt: str
-) -> str:
-    """The text automatic1111 writes under each image (create_infotext)."""
-    params = {
-        "Steps": str(req.steps),
-        "Sampler": _quote(req.sampler),
-        "CFG scale": f"{req.cfg_scale:g}",
-        "Seed": str(seed),
-        "Size": f"{req.width}x{req.height}",
-        "Model hash": model.hash,
-        "Model": _quote(model.model_name),
-    }
-    if req.scheduler:
-        params["Schedule type"] = _quote(req.scheduler)
-    tail = ", ".join(f"{k}: {v}" for k, v in params.items())
-    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
-    return f"{prompt}{negative}\n{tail}"
-
-
 class Renderer:
     """Everything the HTTP handler calls; one instance per process."""
 
@@ -457,7 +260,7 @@ class Renderer:
         crash: Callable[[], NoReturn] | None = None,
     ) -> None:
         self.config = config
-        self.model = ModelInfo.from_title(config.model_title)
+        self.model = ModelInfo.from_title(config.model_title, sha256=PLACEHOLDER_SHA256)
         self._clock = clock
         self._crash = crash or _crash_process
         self._ready_at = clock() + config.startup_delay_s
@@ -467,15 +270,8 @@ class Renderer:
         self._state_lock = threading.Lock()
         self._interrupted = threading.Event()
         self._produced = 0
-        self._job: JsonDict = _idle_job()
-        self._options: JsonDict = {
-            "sd_model_checkpoint": self.model.title,
-            "sd_checkpoint_hash": "0" * 64,
-            "samples_format": "png",
-            "CLIP_stop_at_last_layers": 1,
-            "sd_vae": "Automatic",
-            "jpeg_quality": 80,
-        }
+        self._job: JsonDict = idle_job()
+        self._options: JsonDict = default_options(self.model)
 
     # ---- readiness and metadata
 
@@ -485,63 +281,30 @@ class Renderer:
 
     def _require_ready(self) -> None:
         if not self.ready:
-            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "model loading"})
+            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, LOADING_BODY)
 
     def sd_models(self) -> list[JsonDict]:
         self._require_ready()
-        return [
-            {
-                "title": self.model.title,
-                "model_name": self.model.model_name,
-                "hash": self.model.hash,
-                "sha256": "0" * 64,
-                "filename": self.model.filename,
-                "config": None,
-            }
-        ]
+        return [self.model.listing()]
 
     def options(self) -> JsonDict:
         with self._state_lock:
             return dict(self._options)
 
     def set_options(self, body: object) -> None:
-        if not isinstance(body, dict):
-            raise _unprocessable(
-                [_field_error(None, "value is not a valid dict", "type_error.dict")]
-            )
-        checkpoint = body.get("sd_model_checkpoint")
-        if checkpoint is not None and checkpoint not in self.model.aliases:
-            raise RuntimeError(f"model {checkpoint!r} not found")
+        settings = parse_options_body(body)
+        checked = check_settings(settings, self.model)
         with self._state_lock:
-            self._options.update(body)
-            if checkpoint is not None:
-                # load_model stores the canonical title whichever alias was asked for.
-                self._options["sd_model_checkpoint"] = self.model.title
+            self._options.update(settings)
+            self._options.update(checked)
 
     # ---- progress and interrupt
 
     def progress(self) -> JsonDict:
         with self._state_lock:
             job = dict(self._job)
-        time_start = job.pop("time_start")
-        state = {"skipped": False, "interrupted": self._interrupted.is_set(), **job}
-        if state["job_count"] == 0:
-            progress, eta_relative = 0.0, 0.0
-        else:
-            # Same arithmetic as progressapi, so ETAs look like the real thing.
-            progress = 0.01 + state["job_no"] / state["job_count"]
-            if state["sampling_steps"] > 0:
-                progress += state["sampling_step"] / state["sampling_steps"] / state["job_count"]
-            elapsed = self._clock() - time_start
-            eta_relative = elapsed / progress - elapsed
-            progress = min(progress, 1.0)
-        return {
-            "progress": progress,
-            "eta_relative": eta_relative,
-            "state": state,
-            "current_image": None,
-            "textinfo": None,
-        }
+        job["interrupted"] = self._interrupted.is_set()
+        return progress_body(job, self._clock())
 
     def interrupt(self) -> None:
         self._interrupted.set()
@@ -552,47 +315,39 @@ class Renderer:
         req = parse_txt2img(body)
         self._require_ready()
         with self._queue_lock:
-            if self.config.crash_on_call:
-                _log("crash-on-call: a txt2img arrived, exiting abruptly")
-                self._crash()
-            if self.config.crash_prompt and self.config.crash_prompt in req.prompt:
-                _log("crash-prompt matched: exiting abruptly")
-                self._crash()
-            if self.config.fail_prompt and self.config.fail_prompt in req.prompt:
-                raise RuntimeError(
-                    "injected failure (--fail-prompt): "
-                    "Expected all tensors to be on the same device"
-                )
-            if self.config.oom_above_batch is not None and req.batch_size > (
-                self.config.oom_above_batch
-            ):
-                raise OutOfMemoryError(
-                    "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total "
-                    "capacity; 20.12 GiB already allocated; 1.20 GiB free; 21.00 GiB reserved in "
-                    "total by PyTorch) If reserved memory is >> allocated memory try setting "
-                    "max_split_size_mb to avoid fragmentation.  See documentation for Memory "
-                    "Management and PYTORCH_CUDA_ALLOC_CONF"
-                )
-            if self.config.error_rate > 0 and self._rng.random() < self.config.error_rate:
-                raise RuntimeError(
-                    f"injected failure (--error-rate {self.config.error_rate:g}): "
-                    "Expected all tensors to be on the same device"
-                )
+            # As automatic1111 does, settings are checked (an unknown checkpoint refused) before
+            # generating; the placeholder draws PNGs whatever samples_format says.
+            check_settings(req.override_settings or {}, self.model)
+            self._inject_faults(req)
             return self._generate(req)
 
+    def _inject_faults(self, req: Txt2ImgRequest) -> None:
+        config = self.config
+        if config.crash_on_call:
+            _log("crash-on-call: a txt2img arrived, exiting abruptly")
+            self._crash()
+        if config.crash_prompt and config.crash_prompt in req.prompt:
+            _log("crash-prompt matched: exiting abruptly")
+            self._crash()
+        if config.fail_prompt and config.fail_prompt in req.prompt:
+            raise RuntimeError(
+                "injected failure (--fail-prompt): Expected all tensors to be on the same device"
+            )
+        if config.oom_above_batch is not None and req.batch_size > config.oom_above_batch:
+            raise OutOfMemoryError(CUDA_OUT_OF_MEMORY)
+        if config.error_rate > 0 and self._rng.random() < config.error_rate:
+            raise RuntimeError(
+                f"injected failure (--error-rate {config.error_rate:g}): "
+                "Expected all tensors to be on the same device"
+            )
+
     def _generate(self, req: Txt2ImgRequest) -> JsonDict:
-        seed = self._rng.randrange(SEED_SPACE) if req.seed == -1 else req.seed
-        subseed = seed if req.subseed == -1 else req.subseed
-        count = req.image_count
-        all_seeds = [seed + i for i in range(count)]
-        all_subseeds = [subseed + i for i in range(count)]
-        all_prompts = [req.prompt] * count
-        all_negative = [req.negative_prompt] * count
+        seed = pick_seed(req.seed, self._rng)
+        subseed = pick_seed(req.subseed, self._rng)
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         images: list[str] = []
         infotexts: list[str] = []
         start = self._clock()
-        per_image_s = 1.0 / self.config.images_per_s
         self._interrupted.clear()
         self._set_job(
             job="scripts_txt2img",
@@ -607,60 +362,45 @@ class Renderer:
             for batch in range(req.n_iter):
                 if self._interrupted.is_set():
                     break
-                self._set_job(job_no=batch, sampling_step=0)
-                # Deadlines are absolute so drawing time is absorbed, not added, per batch.
-                batch_start = start + batch * req.batch_size * per_image_s
-                batch_end = batch_start + req.batch_size * per_image_s
-                self._sample(batch_start, batch_end, req.steps)
-                # As in automatic1111, an interrupted batch is still decoded and returned.
-                for index in range(batch * req.batch_size, (batch + 1) * req.batch_size):
-                    infotext = make_infotext(
-                        req, all_seeds[index], self.model, all_prompts[index], all_negative[index]
-                    )
-                    png = build_png(req.prompt, all_seeds[index], req.width, req.height, infotext)
-                    infotexts.append(infotext)
-                    if req.send_images:
-                        images.append(base64.b64encode(png).decode("ascii"))
-                    self._count_produced()
+                self._run_batch(req, batch, seed, start, images, infotexts)
         finally:
             with self._state_lock:
-                self._job = _idle_job()
-        info = {
-            "prompt": req.prompt,
-            "all_prompts": all_prompts,
-            "negative_prompt": req.negative_prompt,
-            "all_negative_prompts": all_negative,
-            "seed": seed,
-            "all_seeds": all_seeds,
-            "subseed": subseed,
-            "all_subseeds": all_subseeds,
-            "subseed_strength": req.subseed_strength,
-            "width": req.width,
-            "height": req.height,
-            "sampler_name": req.sampler,
-            "cfg_scale": req.cfg_scale,
-            "steps": req.steps,
-            "batch_size": req.batch_size,
-            "n_iter": req.n_iter,
-            "restore_faces": bool(req.restore_faces),
-            "face_restoration_model": None,
-            "sd_model_name": self.model.model_name,
-            "sd_model_hash": self.model.hash,
-            "sd_vae_name": None,
-            "sd_vae_hash": None,
-            "seed_resize_from_w": -1,
-            "seed_resize_from_h": -1,
-            "denoising_strength": req.denoising_strength,
-            "extra_generation_params": {},
-            "index_of_first_image": 0,
-            "infotexts": infotexts,
-            "styles": req.styles or [],
-            "job_timestamp": stamp,
-            "clip_skip": 1,
-            "is_using_inpainting_conditioning": False,
-            "version": "placeholder",
-        }
-        return {"images": images, "parameters": asdict(req), "info": json.dumps(info)}
+                self._job = idle_job()
+        info = make_info(
+            req,
+            seed=seed,
+            subseed=subseed,
+            model=self.model,
+            infotexts=infotexts,
+            job_timestamp=stamp,
+            version=VERSION,
+        )
+        return txt2img_body(req, images, info)
+
+    def _run_batch(
+        self,
+        req: Txt2ImgRequest,
+        batch: int,
+        seed: int,
+        start: float,
+        images: list[str],
+        infotexts: list[str],
+    ) -> None:
+        per_image_s = 1.0 / self.config.images_per_s
+        self._set_job(job_no=batch, sampling_step=0)
+        # Deadlines are absolute so drawing time is absorbed, not added, per batch.
+        batch_start = start + batch * req.batch_size * per_image_s
+        batch_end = batch_start + req.batch_size * per_image_s
+        self._sample(batch_start, batch_end, req.steps)
+        # As in automatic1111, an interrupted batch is still decoded and returned.
+        for index in range(batch * req.batch_size, (batch + 1) * req.batch_size):
+            image_seed = seed + index
+            infotext = make_infotext(req, image_seed, self.model)
+            png = build_png(req.prompt, image_seed, req.width, req.height, infotext)
+            infotexts.append(infotext)
+            if req.send_images:
+                images.append(base64.b64encode(png).decode("ascii"))
+            self._count_produced()
 
     def _sample(self, batch_start: float, batch_end: float, steps: int) -> None:
         span = max(batch_end - batch_start, 1e-9)
@@ -687,18 +427,6 @@ class Renderer:
             self._crash()
 
 
-def _idle_job() -> JsonDict:
-    return {
-        "job": "",
-        "job_count": 0,
-        "job_timestamp": "0",
-        "job_no": 0,
-        "sampling_step": 0,
-        "sampling_steps": 0,
-        "time_start": 0.0,
-    }
-
-
 def _crash_process() -> NoReturn:
     # A dying GPU box does not say goodbye: no response, no cleanup, a non-zero status.
     sys.stderr.flush()
@@ -718,33 +446,6 @@ _ROUTES: dict[str, dict[str, Route]] = {
     "/sdapi/v1/txt2img": {"POST": Renderer.txt2img},
 }
 _JSON_BODY_ROUTES = {("POST", "/sdapi/v1/options"), ("POST", "/sdapi/v1/txt2img")}
-
-
-def parse_credentials(value: str | None) -> tuple[str, str] | None:
-    """``user:pass`` as automatic1111's --api-auth takes it; empty or unset means no auth."""
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep:
-        raise ValueError(f"{AUTH_ENV} must look like user:password")
-    return user, password
-
-
-def check_basic_auth(header: str | None, credentials: tuple[str, str]) -> None:
-    if not header or not header.lower().startswith("basic "):
-        raise HTTPException(401, "Not authenticated", {"WWW-Authenticate": "Basic"})
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            401, "Invalid authentication credentials", {"WWW-Authenticate": "Basic"}
-        ) from exc
-    user, _, password = decoded.partition(":")
-    # Both compared in constant time so neither half leaks through timing.
-    user_ok = hmac.compare_digest(user.encode(), credentials[0].encode())
-    password_ok = hmac.compare_digest(password.encode(), credentials[1].encode())
-    if not (user_ok and password_ok):
-        raise HTTPException(401, "Incorrect username or password", {"WWW-Authenticate": "Basic"})
 
 
 class RendererHTTPServer(ThreadingHTTPServer):
@@ -772,18 +473,26 @@ class _Handler(MethodHandler):
         headers: dict[str, str] = {}
         try:
             raw = self._read_body()
-            if server.credentials is not None:
-                check_basic_auth(self.headers.get("Authorization"), server.credentials)
+            self._authenticate(server.credentials)
             status, payload = HTTPStatus.OK, self._route(server.renderer, method, path, raw)
         except ApiError as exc:
             status, payload, headers = HTTPStatus(exc.status), exc.payload, exc.headers
+        except RequestInvalid as exc:
+            status, payload = HTTPStatus.UNPROCESSABLE_ENTITY, exc.body
         except HTTPException as exc:
-            status, payload, headers = HTTPStatus(exc.status), a1111_error(exc), exc.headers
+            status, payload, headers = HTTPStatus(exc.status), exception_body(exc), exc.headers
         except Exception as exc:
-            status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, a1111_error(exc)
+            status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, exception_body(exc)
             _log(f"API error: {method} {path}: {type(exc).__name__}: {exc}")
         self._send_json(status, payload, headers)
         _log(f"{method} {path} {status.value} {(time.monotonic() - started) * 1000:.1f}ms")
+
+    def _authenticate(self, credentials: tuple[str, str] | None) -> None:
+        if credentials is None:
+            return
+        failure = basic_auth_failure(self.headers.get("Authorization"), credentials)
+        if failure is not None:
+            raise HTTPException(HTTPStatus.UNAUTHORIZED, failure, BASIC_CHALLENGE)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -803,10 +512,11 @@ class _Handler(MethodHandler):
     def _route(renderer: Renderer, method: str, path: str, raw: bytes) -> object:
         handlers = _ROUTES.get(path.rstrip("/") or "/")
         if handlers is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, {"detail": "Not Found"})
+            # automatic1111's handler turns routing's HTTPException into its error shape too.
+            raise HTTPException(HTTPStatus.NOT_FOUND, "Not Found")
         route = handlers.get(method)
         if route is None:
-            raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, {"detail": "Method Not Allowed"})
+            raise HTTPException(HTTPStatus.METHOD_NOT_ALLOWED, "Method Not Allowed")
         body = parse_json_body(raw) if (method, path.rstrip("/")) in _JSON_BODY_ROUTES else None
         return route(renderer, body)
 
@@ -941,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         credentials = parse_credentials(os.environ.get(AUTH_ENV))
     except ValueError as exc:
-        _log(str(exc))
+        _log(f"{AUTH_ENV}: {exc}")
         return 2
     signal.signal(signal.SIGTERM, _raise_exit)
     server = RendererHTTPServer((args.host, args.port), Renderer(config), credentials)

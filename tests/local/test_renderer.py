@@ -143,7 +143,11 @@ def test_sd_models_answers_503_while_the_model_loads_then_200(
     ]
 
 
-def test_txt2img_returns_pngs_of_the_requested_size_with_consecutive_seeds(
+# Sizes, seeds, infotexts, 422s, 401s, options and models: tests/contract runs those against
+# this server and the worker's alike.
+
+
+def test_txt2img_images_are_build_pngs_drawing_and_the_same_seed_draws_the_same_bytes(
     start_renderer: StartRenderer,
 ) -> None:
     renderer = start_renderer()
@@ -154,42 +158,15 @@ def test_txt2img_returns_pngs_of_the_requested_size_with_consecutive_seeds(
     assert response.status_code == 200
     body = response.json()
     info = _info(response)
-    assert len(body["images"]) == 4
-    assert info["all_seeds"] == [1234, 1235, 1236, 1237]
-    assert info["all_subseeds"] == [1234, 1235, 1236, 1237]
-    assert info["seed"] == 1234
-    assert info["all_prompts"] == ["a red fox in snow"] * 4
-    assert (info["width"], info["height"], info["batch_size"], info["n_iter"]) == (320, 192, 2, 2)
-    assert info["sd_model_hash"] == "0000000000"
-    assert body["parameters"]["seed"] == 1234
-    assert body["parameters"]["send_images"] is True
     for image_b64, infotext, seed in zip(
         body["images"], info["infotexts"], info["all_seeds"], strict=True
     ):
-        image = _decode(image_b64)
-        assert image.format == "PNG"
-        assert image.size == (320, 192)
-        assert image.mode == "RGB"
-        assert image.info["parameters"] == infotext
-        assert f"Seed: {seed}, Size: 320x192" in infotext
         # The server's bytes are exactly what the helper draws for the same inputs.
         assert base64.b64decode(image_b64) == build_png(
             "a red fox in snow", seed, 320, 192, infotext
         )
     assert len(set(body["images"])) == 4
     assert again.json()["images"] == body["images"]
-
-
-def test_seed_minus_one_picks_a_random_seed_and_counts_up_from_it(
-    start_renderer: StartRenderer,
-) -> None:
-    with start_renderer().client() as client:
-        response = _txt2img(client, seed=-1, batch_size=3)
-    info = _info(response)
-    seed = info["seed"]
-    assert 0 <= seed < 2**32 - 1
-    assert info["all_seeds"] == [seed, seed + 1, seed + 2]
-    assert response.json()["parameters"]["seed"] == -1
 
 
 def test_basic_auth_is_required_when_configured_and_never_logged(
@@ -216,29 +193,6 @@ def test_basic_auth_is_required_when_configured_and_never_logged(
     assert f"GET {SD_MODELS} 401" in log
     assert f"GET {SD_MODELS} 200" in log
     assert "s3cret" not in log
-
-
-@pytest.mark.parametrize(
-    ("body", "loc"),
-    [
-        ({"prompt": "x", "width": "abc"}, ["body", "width"]),
-        ({"prompt": "x", "width": 100}, ["body", "width"]),
-        ({"prompt": "x", "height": 4096}, ["body", "height"]),
-        ({"prompt": "x", "batch_size": 0}, ["body", "batch_size"]),
-        ({"prompt": 5}, ["body", "prompt"]),
-        (["not", "an", "object"], ["body"]),
-    ],
-)
-def test_bad_requests_get_fastapi_style_422(
-    start_renderer: StartRenderer, body: object, loc: list[str]
-) -> None:
-    with start_renderer().client() as client:
-        response = client.post(TXT2IMG, json=body)
-        not_json = client.post(TXT2IMG, content=b"{nope", headers={"Content-Type": "text/plain"})
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == loc
-    assert not_json.status_code == 422
-    assert not_json.json()["detail"][0]["loc"] == ["body"]
 
 
 def test_batches_above_the_oom_limit_fail_and_smaller_ones_still_work(
@@ -393,35 +347,6 @@ def test_interrupt_ends_the_generation_early_and_progress_tracks_it(
     assert time.monotonic() - started < 1.5
     assert idle["progress"] == 0
     assert idle["state"]["job_count"] == 0
-
-
-def test_options_report_the_checkpoint_and_reject_unknown_ones(
-    start_renderer: StartRenderer,
-) -> None:
-    with start_renderer().client() as client:
-        options = client.get("/sdapi/v1/options").json()
-        unknown = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "sdxl.safetensors"})
-        known = client.post(
-            "/sdapi/v1/options",
-            json={"sd_model_checkpoint": "sd15-placeholder", "CLIP_stop_at_last_layers": 2},
-        )
-        after = client.get("/sdapi/v1/options").json()
-        missing = client.get("/sdapi/v2/nothing")
-    assert options["sd_model_checkpoint"] == DEFAULT_MODEL_TITLE
-    assert options["samples_format"] == "png"
-    assert unknown.status_code == 500
-    assert unknown.json() == {
-        "error": "RuntimeError",
-        "detail": "",
-        "body": "",
-        "errors": "model 'sdxl.safetensors' not found",
-    }
-    assert known.status_code == 200
-    assert known.json() is None
-    assert after["sd_model_checkpoint"] == DEFAULT_MODEL_TITLE
-    assert after["CLIP_stop_at_last_layers"] == 2
-    assert missing.status_code == 404
-    assert missing.json() == {"detail": "Not Found"}
 
 
 def test_sigterm_stops_the_server_promptly_even_mid_generation(

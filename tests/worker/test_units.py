@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from worker.cli import config_from, parse_args
 from worker.encode import EncoderPool, encode
-from worker.protocol import ModelInfo, Txt2ImgRequest, make_infotext, progress_body
-from worker.server import Shape, config_from, parse_args, parse_credentials
+from worker.protocol import (
+    ModelInfo,
+    Txt2ImgRequest,
+    make_infotext,
+    parse_credentials,
+    progress_body,
+)
+from worker.server import Shape
 
 pytestmark = pytest.mark.worker
 
