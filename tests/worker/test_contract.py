@@ -28,18 +28,15 @@ TXT2IMG = "/sdapi/v1/txt2img"
 
 
 def task(seed: int, batch_size: int, width: int = 64, height: int = 64, **extra: Any) -> RenderTask:
-    return builders.render_task(
-        seed,
-        batch_size,
-        width=width,
-        height=height,
-        prompt="a red fox in snow",
-        negative_prompt="blurry",
-        steps=3,
-        cfg_scale=Decimal("7.5"),
-        sampler=Sampler.DPM_2M_KARRAS,
+    fields: dict[str, Any] = {
+        "prompt": "a red fox in snow",
+        "negative_prompt": "blurry",
+        "steps": 3,
+        "cfg_scale": Decimal("7.5"),
+        "sampler": Sampler.DPM_2M_KARRAS,
         **extra,
-    )
+    }
+    return builders.render_task(seed, batch_size, width=width, height=height, **fields)
 
 
 def a1111_client(worker: WorkerProcess, auth: tuple[str, str] | None = AUTH) -> A1111Client:
