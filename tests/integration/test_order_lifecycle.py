@@ -25,6 +25,7 @@ from subconscious.errors import (
     TaskCrashedMachine,
 )
 from subconscious.logic import lifecycle, render_run
+from subconscious.logic import orders as order_logic
 from subconscious.logic.dispatch import breakers, tick
 from subconscious.logic.orders import Acceptance, _accept, accept_quote, order_out, render_tasks
 from subconscious.logic.quotes import create_quote
@@ -562,3 +563,57 @@ def test_a_provider_whose_running_is_the_vm_gets_its_start_up_on_top_of_the_serv
         assert render_run.wait_ready(svc, run.run_id, 900, now=later) == {"ready": False}
         with pytest.raises(MachineNotReady, match="within 180s"):
             render_run.wait_ready(svc, run.run_id, 900, now=start + timedelta(seconds=181))
+
+
+def _quote_and_key(svc: Services) -> tuple[str, str, order_logic.Acceptance]:
+    from subconscious.logic.quotes import create_quote
+
+    quote = create_quote(
+        svc,
+        TENANT,
+        QuoteRequest.model_validate({"job": {"prompts": [{"text": "a", "count": 8}]}}),
+    )
+    acceptance = order_logic.Acceptance(
+        tenant_id=TENANT,
+        idempotency_key="k-resume-0001",
+        request=OrderRequest(quote_id=quote.quote_id, option_id=quote.options[0].option_id),
+    )
+    return quote.quote_id, order_logic.order_id_for(quote.quote_id), acceptance
+
+
+def test_an_interrupted_acceptance_finishes_even_after_the_quote_expired(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, order_id, acceptance = _quote_and_key(svc)
+    original = order_logic.render_tasks
+
+    def crash(*args: Any) -> Any:
+        raise RuntimeError("Lambda died between writing the order and queueing")
+
+    monkeypatch.setattr(order_logic, "render_tasks", crash)
+    with pytest.raises(RuntimeError):
+        order_logic._accept(svc, acceptance)
+    monkeypatch.setattr(order_logic, "render_tasks", original)
+    later = datetime.now(UTC) + timedelta(hours=2)  # the quote expired meanwhile
+
+    order = order_logic._accept(svc, acceptance, now=later)
+
+    assert order.order_id == order_id
+    assert order.state is OrderState.ACCEPTED
+    assert svc.queue.depth() == (1, 0)
+
+
+def test_an_order_cancelled_during_acceptance_is_not_reported_accepted(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, order_id, acceptance = _quote_and_key(svc)
+    queue = svc.queue
+    send = queue.send
+
+    def send_then_cancel(tasks: Any) -> None:
+        send(tasks)
+        svc.orders.transition(TENANT, order_id, OrderState.CANCELLED)
+
+    monkeypatch.setattr(queue, "send", send_then_cancel)
+    order = order_logic._accept(svc, acceptance)
+    assert order.state is OrderState.CANCELLED

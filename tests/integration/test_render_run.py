@@ -11,9 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from infra.local.resources import Created
-from subconscious.errors import MachineGone, MachineNotReady, RendererUnavailable
+from subconscious.errors import (
+    ConfigurationError,
+    MachineGone,
+    MachineNotReady,
+    RendererUnavailable,
+)
 from subconscious.logic import render_run
 from subconscious.logic.orders import cancel_order, render_tasks
 from subconscious.logic.throughput import predicted_seconds
@@ -21,6 +27,7 @@ from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RenderTask, RunStatus
 from subconscious.models.labels import run_label
 from subconscious.services import Services
+from tests.conftest import with_settings
 from tests.integration.workflow import (
     duplicate_first_task,
     image_rows,
@@ -310,3 +317,26 @@ def test_a_run_stopped_while_booting_ends_without_touching_its_machine(
 
     assert (result.more, result.reason, result.images) == (False, "stop requested", 0)
     assert queue_depth(svc) == (1, 0)
+
+
+def test_a_duplicate_delivery_costs_the_order_nothing(
+    svc: Services, aws: Created, market: FakeProvider
+) -> None:
+    order = place_order(svc, TENANT, [8, 8])
+    duplicate_first_task(svc, aws.queue_url)
+    with renderer("--images-per-s", "400") as url:
+        market.url = url
+        run = new_run(svc)
+        render_run.provision(svc, run.run_id)
+        render_run.render_slice(svc, run.run_id, slice_s=30)
+
+    charged = svc.orders.get(TENANT, order.order_id)
+    assert charged is not None
+    one_batch = 112  # 1 s at $0.40/h, rounded up: what 8 new images cost
+    assert charged.spend_micros == one_batch  # the re-render of the duplicate is not billed
+
+
+def test_a_short_machine_secret_is_refused(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = with_settings(svc, machine_auth_secret=SecretStr("short"))
+    with pytest.raises(ConfigurationError):
+        render_run.machine_credential(svc, "r-1")

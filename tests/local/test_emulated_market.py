@@ -365,3 +365,27 @@ def test_a_machine_gets_no_credential_of_ours(
     assert b"AWS_SECRET_ACCESS_KEY" not in names
     assert b"SUBC_MACHINE_AUTH_SECRET" not in names
     assert b"RENDERER_API_AUTH" in names
+
+
+def test_emulated_prices_never_pass_through_float() -> None:
+    import httpx
+
+    from subconscious.market.emulated import EmulatedProvider
+
+    body = {
+        "offers": [
+            {
+                "offer_id": "x",
+                "gpu": "RTX 4090",
+                "gpu_count": 1,
+                "gpu_memory_gb": 24,
+                "usd_per_hour": 0.1,
+                "startup_s": 1,
+            }
+        ]
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    provider = EmulatedProvider(
+        "http://m", http=httpx.Client(base_url="http://m", transport=transport)
+    )
+    assert provider.list_offers()[0].usd_per_hour == Decimal("0.1")

@@ -16,6 +16,7 @@ from subconscious.http_errors import (
     error_response,
     field_path,
     openapi_responses,
+    proxy_response,
     status_of,
 )
 
@@ -182,3 +183,10 @@ def test_openapi_responses_list_every_route_answer_with_the_error_schema() -> No
         assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     # a route's own reason for a status every route has is added, not substituted
     assert answers[422]["description"] == f"{EVERY_ROUTE[422]}; unknown option"
+
+
+def test_an_unexpected_error_before_routing_is_a_json_500() -> None:
+    response = proxy_response(RuntimeError("DynamoDB throttled the key lookup"))
+    assert response["statusCode"] == 500
+    assert '"internal_error"' in response["body"]
+    assert "throttled" not in response["body"]

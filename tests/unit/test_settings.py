@@ -57,3 +57,9 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValidationError):
         settings.presign_expiry_s = 61  # type: ignore[misc]
+
+
+def test_settings_refuse_a_slice_that_cannot_end_inside_the_lambda() -> None:
+    with pytest.raises(ValueError, match="exceeds the render step"):
+        Settings(render_slice_s=800, renderer_request_timeout_s=60)
+    assert Settings(render_slice_s=540, renderer_request_timeout_s=75).render_slice_s == 540
