@@ -417,8 +417,6 @@ class MemoryQueue:
         self._lock = threading.RLock()
 
     def send(self, tasks: Sequence[RenderTask], delay_s: int = 0) -> None:
-        if not 0 <= delay_s <= 900:
-            raise ValueError("DelaySeconds must be between 0 and 900")
         for task in tasks:
             self.send_raw(task.model_dump_json(), delay_s)
 
@@ -574,7 +572,8 @@ class MemoryPrices:
 
     def save_outlook(self, outlook: SpotOutlook) -> None:
         with self._lock:
-            self._items[(_FORECAST, "spot")] = {"doc": outlook.to_json()}
+            row = {"provider": _FORECAST, "offer_id": "spot", "doc": outlook.to_json()}
+            self._items[(_FORECAST, "spot")] = row
 
     def load_outlook(self) -> SpotOutlook | None:
         with self._lock:

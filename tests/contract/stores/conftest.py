@@ -1,7 +1,7 @@
 """One store per backend: ``backend`` is ``memory`` (the twins) or ``moto`` (the boto3 stores
 over in-process moto), and every case in this package runs on both.
 
-moto's resources are created once per module (creating them per test costs half a second)
+moto's resources are created once for the package (creating them costs half a second)
 and emptied between tests; Step Functions executions cannot be deleted, so cases name their
 runs uniquely."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from moto import mock_aws
 from infra import definitions as d
 from infra.local.resources import Created, create_resources
 from subconscious import services as services_module
+from subconscious.aws import AwsClients
 from subconscious.models import (
     Constraints,
     JobSpec,
@@ -46,30 +48,41 @@ def _settings(created: Created | None) -> Settings:
     return Settings(**{k.removeprefix("SUBC_").lower(): v for k, v in created.settings.items()})
 
 
-@pytest.fixture(scope="module")
-def _moto() -> Iterator[Created]:
+@dataclass(frozen=True)
+class _Moto:
+    created: Created
+    clients: AwsClients  # shared by the package's cases: making clients costs more than a case
+
+
+@pytest.fixture(scope="package")
+def _moto() -> Iterator[_Moto]:
     with mock_aws():
-        yield create_resources(lambda service: boto3.client(service, region_name="us-east-1"))
+        created = create_resources(lambda service: boto3.client(service, region_name="us-east-1"))
+        yield _Moto(created, AwsClients())
 
 
-def _empty(created: Created) -> None:
-    """Every table, bucket and queue as created (what a fresh ``aws`` fixture would give)."""
-    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+def _empty(clients: AwsClients) -> None:
+    """Every table and bucket as created (what a fresh ``aws`` fixture would give)."""
     for spec in d.TABLES:
-        table = dynamodb.Table(spec.name)
+        table = clients.table(spec.name)
         keys = [k for k in (spec.partition_key, spec.sort_key) if k]
+        items = table.scan(
+            ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
+            ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(keys)},
+        )
         with table.batch_writer() as batch:
-            for item in table.scan()["Items"]:
+            for item in items["Items"]:
                 batch.delete_item(Key={k: item[k] for k in keys})
-    s3 = boto3.resource("s3", region_name="us-east-1")
+    s3 = clients.client("s3")
     for bucket in (d.IMAGES_BUCKET, d.HISTORY_BUCKET):
-        s3.Bucket(bucket).objects.all().delete()
+        for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=listed["Key"])
 
 
-def _fresh_queues() -> dict[str, str]:
+def _fresh_queues(clients: AwsClients) -> dict[str, str]:
     """A new work queue and dead-letter queue, as ``create_resources`` makes them (SQS allows
     one purge a minute, so each case gets its own pair)."""
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs = clients.client("sqs")
     name = unique(d.WORK_QUEUE)
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -96,10 +109,10 @@ def stores(backend: str, request: pytest.FixtureRequest) -> Services:
     """Every store of one backend, as ``Services`` holds them (typed by the Protocols)."""
     if backend == "memory":
         return memory_services(Settings())
-    created: Created = request.getfixturevalue("_moto")
-    _empty(created)
-    built = services_module.build(_settings(created).model_copy(update=_fresh_queues()))
-    return built
+    moto: _Moto = request.getfixturevalue("_moto")
+    _empty(moto.clients)
+    settings = _settings(moto.created).model_copy(update=_fresh_queues(moto.clients))
+    return services_module.build(settings, aws=moto.clients)
 
 
 def raw_message(stores: Services, backend: str, body: str) -> None:
@@ -113,6 +126,19 @@ def raw_message(stores: Services, backend: str, body: str) -> None:
     else:
         assert isinstance(stores.queue, WorkQueue)
         stores.queue._sqs.send_message(QueueUrl=stores.queue.url, MessageBody=body)
+
+
+def read_object(stores: Services, backend: str, key: str) -> tuple[bytes, str, dict[str, str]]:
+    """(body, content type, metadata) of an image the bucket holds."""
+    from subconscious.dal.memory import MemoryBucket
+
+    if backend == "memory":
+        assert isinstance(stores.bucket, MemoryBucket)
+        stored = stores.bucket.objects[key]
+        return stored.body, stored.content_type, stored.metadata
+    assert isinstance(stores.aws, AwsClients)
+    got = stores.aws.client("s3").get_object(Bucket=stores.settings.images_bucket, Key=key)
+    return got["Body"].read(), got["ContentType"], got["Metadata"]
 
 
 def unique(prefix: str) -> str:

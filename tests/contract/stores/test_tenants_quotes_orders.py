@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
 from subconscious.dal._dynamo import is_condition_failure
 from subconscious.errors import BadRequest, QuoteAlreadyAccepted
@@ -85,7 +86,7 @@ def test_add_spend_accumulates_and_needs_the_order(stores: Services) -> None:
     assert stores.orders.add_spend("t-1", "o-1", 150).spend_micros == 150
     after = stores.orders.add_spend("t-1", "o-1", 50)
     assert after.spend_micros == 200 and after.state is OrderState.QUOTED
-    with pytest.raises(Exception) as missing:
+    with pytest.raises(ClientError) as missing:
         stores.orders.add_spend("t-1", "o-404", 1)
     assert is_condition_failure(missing.value)
 
