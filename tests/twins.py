@@ -69,3 +69,11 @@ def memory_services(settings: Settings | None = None, *providers: Provider) -> S
     return services_module.build(
         settings, providers={p.name: p for p in providers}, **memory_adapters(settings)
     )
+
+
+def install_memory_services(*providers: Provider) -> Services:
+    """Twins over this test's environment's settings, with ``providers`` given, installed as
+    what the handlers get (``tests/conftest.py``'s ``install_services``, without moto)."""
+    built = memory_services(None, *providers)
+    services_module.use(built)
+    return built

@@ -22,6 +22,7 @@ from subconscious.market.fake import FakeProvider
 from subconscious.models import OrderState, RenderTask, RunStatus
 from subconscious.services import Services
 from tests.integration.workflow import (
+    boto_queue,
     duplicate_first_task,
     image_rows,
     new_run,
@@ -44,9 +45,10 @@ def a1111(market: FakeProvider) -> Iterator[str]:
 def _drain(svc: Services) -> list[dict[str, Any]]:
     """Every message now visible in the work queue (received, so hidden afterwards)."""
     messages: list[dict[str, Any]] = []
-    while batch := svc.queue._sqs.receive_message(
-        QueueUrl=svc.queue.url, MaxNumberOfMessages=10
-    ).get("Messages", []):
+    queue = boto_queue(svc)
+    while batch := queue._sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
         messages += batch
     return messages
 

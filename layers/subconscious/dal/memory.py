@@ -538,9 +538,12 @@ class MemoryBucket:
         self.objects[key] = StoredObject(body, "image/png", dict(metadata))
 
     def presign(self, key: str, expires_s: int) -> str:
+        signed_at = f"{now():%Y%m%dT%H%M%SZ}"
+        credential = url_quote(f"memory/{signed_at[:8]}/us-east-1/s3/aws4_request", safe="")
         return (
             f"https://{self.bucket}.s3.amazonaws.com/{url_quote(key)}"
-            f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires={expires_s}"
+            f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}"
+            f"&X-Amz-Date={signed_at}&X-Amz-Expires={expires_s}"
             "&X-Amz-SignedHeaders=host&X-Amz-Signature=memory"
         )
 

@@ -45,7 +45,8 @@ NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 def _settings(created: Created | None) -> Settings:
     if created is None:
         return Settings()
-    return Settings(**{k.removeprefix("SUBC_").lower(): v for k, v in created.settings.items()})
+    named = {k.removeprefix("SUBC_").lower(): v for k, v in created.settings.items()}
+    return Settings().model_copy(update=named)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def _acceptance(key: str, option: str = "opt-1") -> dict[str, Any]:
 def test_an_acceptance_runs_once_per_key(stores: Services) -> None:
     calls: list[str] = []
 
-    @idempotent_function(  # type: ignore[misc]
+    @idempotent_function(  # type: ignore[untyped-decorator]
         data_keyword_argument="acceptance",
         persistence_store=stores.idempotency.persistence,
         config=stores.idempotency.config,

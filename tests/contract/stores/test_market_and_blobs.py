@@ -3,7 +3,7 @@ render runs' executions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,7 +31,9 @@ def test_put_png_and_presign(stores: Services, backend: str) -> None:
     query = parse_qs(url.query)
     assert query["X-Amz-Expires"] == ["3600"]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
-    assert query["X-Amz-Signature"]
+    assert query["X-Amz-Signature"] and query["X-Amz-Credential"]
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert abs(signed_at - datetime.now(UTC)) < timedelta(seconds=30)
 
 
 def test_price_cache_reads_the_latest_good_fetch(stores: Services) -> None:
