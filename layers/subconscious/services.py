@@ -17,15 +17,20 @@ from subconscious.aws import AwsClients
 from subconscious.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from subconscious.dal.blobs import ImageBucket
-    from subconscious.dal.executions import RunExecutions
-    from subconscious.dal.images import ImageStore
-    from subconscious.dal.orders import OrderStore
-    from subconscious.dal.prices import MarketHistory, PriceCache, ThroughputCorrections
-    from subconscious.dal.quotes import QuoteStore
-    from subconscious.dal.runs import RunStore
-    from subconscious.dal.tenants import TenantStore
-    from subconscious.dal.work_queue import WorkQueue
+    from subconscious.dal.interfaces import (
+        IdempotencyProtocol,
+        ImageBucketProtocol,
+        ImageStoreProtocol,
+        MarketHistoryProtocol,
+        OrderStoreProtocol,
+        PriceCacheProtocol,
+        QuoteStoreProtocol,
+        RunExecutionsProtocol,
+        RunStoreProtocol,
+        TenantStoreProtocol,
+        ThroughputCorrectionsProtocol,
+        WorkQueueProtocol,
+    )
     from subconscious.market.base import Provider
 
 
@@ -80,15 +85,8 @@ class Idempotency:
     @property
     def config(self) -> Any:
         with self._lock:
-            if self._config is None:  # powertools' idempotency is imported by the API only
-                from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-
-                self._config = IdempotencyConfig(
-                    event_key_jmespath="[tenant_id, idempotency_key]",
-                    payload_validation_jmespath="request",
-                    expires_after_seconds=24 * 3600,
-                    use_local_cache=False,
-                )
+            if self._config is None:
+                self._config = idempotency_config()
             return self._config
 
     @property
@@ -103,25 +101,40 @@ class Idempotency:
             return self._persistence
 
 
+def idempotency_config() -> Any:
+    """What an acceptance's idempotency covers and for how long (the twin uses it too)."""
+    # powertools' idempotency is imported by the API only
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    return IdempotencyConfig(
+        event_key_jmespath="[tenant_id, idempotency_key]",
+        payload_validation_jmespath="request",
+        expires_after_seconds=24 * 3600,
+        use_local_cache=False,
+    )
+
+
 @dataclass(frozen=True)
 class Services:
-    """Every adapter one process uses. Build it with :func:`build`."""
+    """Every adapter one process uses, each behind its interface (``dal/interfaces.py``):
+    the boto3-backed stores, or their in-memory twins (``dal/memory.py``). Build it with
+    :func:`build`."""
 
     settings: Settings
-    tenants: TenantStore
-    quotes: QuoteStore
-    orders: OrderStore
-    images: ImageStore
-    runs: RunStore
-    queue: WorkQueue
+    tenants: TenantStoreProtocol
+    quotes: QuoteStoreProtocol
+    orders: OrderStoreProtocol
+    images: ImageStoreProtocol
+    runs: RunStoreProtocol
+    queue: WorkQueueProtocol
     # Tasks SQS gave up delivering: the dispatch tick settles them.
-    dead_letters: WorkQueue
-    bucket: ImageBucket
-    prices: PriceCache
-    corrections: ThroughputCorrections
-    history: MarketHistory
-    executions: RunExecutions
-    idempotency: Idempotency
+    dead_letters: WorkQueueProtocol
+    bucket: ImageBucketProtocol
+    prices: PriceCacheProtocol
+    corrections: ThroughputCorrectionsProtocol
+    history: MarketHistoryProtocol
+    executions: RunExecutionsProtocol
+    idempotency: IdempotencyProtocol
     providers_by_name: Providers = field(repr=False)
     aws: AwsClients = field(repr=False)
 
@@ -141,7 +154,8 @@ def build(
     **adapters: Any,
 ) -> Services:
     """Services from ``settings``: the boto3-backed stores, unless ``adapters`` names some
-    (``orders=twin``); ``providers`` are used instead of building those names."""
+    (``orders=twin``: anything satisfying that field's Protocol, such as the twins of
+    ``dal/memory.py``); ``providers`` are used instead of building those names."""
     from subconscious.dal.blobs import ImageBucket
     from subconscious.dal.executions import RunExecutions
     from subconscious.dal.images import ImageStore

@@ -12,6 +12,7 @@ from infra import definitions as d
 from infra.local.stack import context_for
 from subconscious.logic import render_run
 from subconscious.logic.dispatch import emit_fleet_metrics, tick
+from subconscious.market.fake import FakeProvider
 from subconscious.models import RenderRun
 from subconscious.observability import (
     LIVE_MACHINES,
@@ -21,8 +22,9 @@ from subconscious.observability import (
     metrics,
 )
 from subconscious.services import Services
-from tests.conftest import load_event, offer
+from tests.conftest import install_services, load_event, offer
 from tests.integration.workflow import place_order
+from tests.twins import install_memory_services
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DISPATCH = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-dispatch")
@@ -42,6 +44,16 @@ def _run(run_id: str, usd: str, launched_min_ago: int | None, ended: bool = Fals
         machine_launched_at=launched,
         machine_ended_at=NOW if ended else None,
     )
+
+
+@pytest.fixture(params=["moto", "twins"])
+def svc(request: pytest.FixtureRequest, market: FakeProvider) -> Services:
+    """Each case twice: over moto (the ``aws`` fixture) and over the in-memory twins of
+    ``dal/memory.py`` (``tests/twins.py``), to show a test written on ``svc`` runs on both."""
+    if request.param == "twins":
+        return install_memory_services(market)
+    request.getfixturevalue("aws")
+    return install_services(market)
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,14 @@ from subconscious.models import (
 from subconscious.render.a1111 import A1111Client
 from subconscious.services import Services
 from tests.conftest import with_settings
-from tests.integration.workflow import image_rows, new_run, place_order, queue_depth, renderer
+from tests.integration.workflow import (
+    boto_queue,
+    image_rows,
+    new_run,
+    place_order,
+    queue_depth,
+    renderer,
+)
 
 TENANT = "tenant-a"
 
@@ -362,7 +369,9 @@ def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_mac
     done = svc.orders.get("tenant-b", healthy.order_id)
     assert done is not None and done.state is OrderState.COMPLETED
     # the poison task came back as two halves that avoid this machine
-    left = svc.queue._sqs.receive_message(QueueUrl=svc.queue.url, MaxNumberOfMessages=10)
+    left = boto_queue(svc)._sqs.receive_message(
+        QueueUrl=boto_queue(svc).url, MaxNumberOfMessages=10
+    )
     retried = [RenderTask.model_validate_json(m["Body"]) for m in left.get("Messages", [])]
     assert sorted((t.batch_size, t.attempts) for t in retried) == [(1, 1), (1, 1)]
     assert all(t.avoid_machines for t in retried)
@@ -413,7 +422,9 @@ def test_a_preempted_interruptible_machine_spends_no_attempt_of_the_task_it_was_
         with pytest.raises(MachineGone, match="preempted"):
             render_run.render_slice(svc, run.run_id, slice_s=30)
 
-    left = svc.queue._sqs.receive_message(QueueUrl=svc.queue.url, MaxNumberOfMessages=10)
+    left = boto_queue(svc)._sqs.receive_message(
+        QueueUrl=boto_queue(svc).url, MaxNumberOfMessages=10
+    )
     [task] = [RenderTask.model_validate_json(m["Body"]) for m in left["Messages"]]
     assert (task.batch_size, task.attempts, task.avoid_machines) == (8, 0, ())
     assert _get(svc, order).images_failed == 0
@@ -436,8 +447,8 @@ def test_a_task_kept_off_a_machine_goes_back_as_a_fresh_message(
             result = render_run.render_slice(svc, run.run_id, slice_s=30)
             assert (result.images, result.reason) == (0, "queue empty")
 
-    [message] = svc.queue._sqs.receive_message(
-        QueueUrl=svc.queue.url, MessageSystemAttributeNames=["ApproximateReceiveCount"]
+    [message] = boto_queue(svc)._sqs.receive_message(
+        QueueUrl=boto_queue(svc).url, MessageSystemAttributeNames=["ApproximateReceiveCount"]
     )["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"
     assert RenderTask.model_validate_json(message["Body"]).avoid_machines == (machine_id,)

@@ -29,6 +29,7 @@ from subconscious.models.labels import run_label
 from subconscious.services import Services
 from tests.conftest import with_settings
 from tests.integration.workflow import (
+    boto_queue,
     duplicate_first_task,
     image_rows,
     new_run,
@@ -51,9 +52,10 @@ def a1111(market: FakeProvider) -> Iterator[str]:
 def _drain(svc: Services) -> list[dict[str, Any]]:
     """Every message now visible in the work queue (received, so hidden afterwards)."""
     messages: list[dict[str, Any]] = []
-    while batch := svc.queue._sqs.receive_message(
-        QueueUrl=svc.queue.url, MaxNumberOfMessages=10
-    ).get("Messages", []):
+    queue = boto_queue(svc)
+    while batch := queue._sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
         messages += batch
     return messages
 

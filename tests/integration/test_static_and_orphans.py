@@ -17,7 +17,7 @@ from subconscious.market.static import StaticProvider
 from subconscious.models import OrderState
 from subconscious.models.servers import StaticServer
 from subconscious.services import Services
-from tests.integration.workflow import new_run, place_order, renderer
+from tests.integration.workflow import boto_queue, new_run, place_order, renderer
 
 TENANT = "tenant-a"
 
@@ -81,7 +81,7 @@ def test_a_task_that_failed_on_a_static_server_is_rendered_there_again(
 
     order = place_order(svc, TENANT, [8])
     [task] = render_tasks(TENANT, order)
-    svc.queue._sqs.purge_queue(QueueUrl=svc.queue.url)
+    boto_queue(svc)._sqs.purge_queue(QueueUrl=boto_queue(svc).url)
     svc.queue.send([task.model_copy(update={"attempts": 1, "avoid_machines": ("static-0",)})])
     run = new_run(svc).model_copy(update={"offer": static_server.list_offers()[0]})
     svc.runs.save(run)

@@ -16,7 +16,7 @@ from subconscious.models import ModelFamily, RenderTask, RunStatus
 from subconscious.services import Services
 from subconscious.throughput_model import Correction
 from tests import builders
-from tests.integration.workflow import new_run
+from tests.integration.workflow import boto_corrections, new_run
 
 SD15 = (ModelFamily.SD15, 512, 512, 20, 8)
 
@@ -133,7 +133,7 @@ def test_factors_are_kept_per_server_and_per_model_version(
 
     render_run.record(svc, _finished_run(svc, Decimal(2)))
     assert svc.corrections.load()["RTX 4090"].runs == 1
-    table = svc.corrections._table
+    table = boto_corrections(svc)._table
     # what automatic1111's runs taught does not move the lean worker's rates
     monkeypatch.setenv("SUBC_WORKER", "lean")
     monkeypatch.setenv("SUBC_WORKER_CHECKPOINT", "runwayml/stable-diffusion-v1-5")

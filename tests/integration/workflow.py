@@ -17,12 +17,27 @@ from typing import Any
 import boto3
 import httpx
 
+from subconscious.dal.prices import ThroughputCorrections
+from subconscious.dal.work_queue import WorkQueue
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
 from subconscious.models import Order, OrderRequest, QuoteRequest, RenderRun
 from subconscious.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def boto_queue(svc: Services) -> WorkQueue:
+    """The SQS-backed work queue behind ``svc`` (for tests that read SQS as it holds them:
+    they run over moto, not over the twins)."""
+    assert isinstance(svc.queue, WorkQueue)
+    return svc.queue
+
+
+def boto_corrections(svc: Services) -> ThroughputCorrections:
+    """The DynamoDB-backed corrections behind ``svc`` (tests that read its table)."""
+    assert isinstance(svc.corrections, ThroughputCorrections)
+    return svc.corrections
 
 
 def place_order(svc: Services, tenant: str, counts: list[int], **job: Any) -> Order:
@@ -116,7 +131,7 @@ def renderer(*args: str) -> Iterator[str]:
 def duplicate_first_task(svc: Services, queue_url: str) -> None:
     """SQS is at-least-once: deliver an order's first task (prompt 0) twice, and hide its
     second task meanwhile so the order is still open when the duplicate is rendered."""
-    sqs = svc.queue._sqs
+    sqs = boto_queue(svc)._sqs
     received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     first, second = sorted(received, key=lambda m: '"prompt_index":1' in m["Body"])
     sqs.send_message(QueueUrl=queue_url, MessageBody=first["Body"])

@@ -32,5 +32,9 @@ class RunExecutions:
         return bool(status == "RUNNING")
 
     def arn_for(self, run_id: str) -> str:
-        """An execution's ARN follows from its state machine and name: known before it starts."""
-        return self.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        return execution_arn(self.arn, run_id)
+
+
+def execution_arn(state_machine_arn: str, run_id: str) -> str:
+    """An execution's ARN follows from its state machine and name: known before it starts."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"

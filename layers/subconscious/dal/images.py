@@ -50,7 +50,7 @@ class ImageStore:
         at = now().isoformat()
         item = {
             "order": self._pk(tenant_id, order_id),
-            "image": f"{prompt_index:03d}#{seed:010d}",
+            "image": image_sort_key(prompt_index, seed),
             "prompt_index": prompt_index,
             "prompt": prompt,
             "seed": seed,
@@ -67,7 +67,7 @@ class ImageStore:
         delivered or given up, never both, whatever order the two race in."""
         item = {
             "order": self._pk(tenant_id, order_id),
-            "image": f"{prompt_index:03d}#{seed:010d}",
+            "image": image_sort_key(prompt_index, seed),
             "prompt_index": prompt_index,
             "seed": seed,
             "failed": True,
@@ -120,28 +120,40 @@ class ImageStore:
         if token:
             kwargs["ExclusiveStartKey"] = self._decode_token(tenant_id, order_id, token)
         page = self._table.query(**kwargs)
-        records = [
-            StoredImage(
-                prompt_index=int(i["prompt_index"]),
-                prompt=str(i["prompt"]),
-                seed=int(i["seed"]),
-                width=int(i["width"]),
-                height=int(i["height"]),
-                key=str(i["key"]),
-            )
-            for i in page.get("Items", [])
-        ]
+        records = [stored_image(i) for i in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        next_token = (
-            base64.urlsafe_b64encode(str(last["image"]).encode()).decode() if last else None
-        )
-        return records, next_token
+        return records, encode_token(str(last["image"])) if last else None
 
     def _decode_token(self, tenant_id: str, order_id: str, token: str) -> dict[str, str]:
-        try:
-            image = base64.urlsafe_b64decode(token.encode()).decode()
-        except (ValueError, UnicodeDecodeError) as error:
-            raise BadRequest("next_token is not a token this API gave out") from error
-        if "#" not in image or not image.replace("#", "").isdigit():
-            raise BadRequest("next_token is not a token this API gave out")
-        return {"order": self._pk(tenant_id, order_id), "image": image}
+        return {"order": self._pk(tenant_id, order_id), "image": decode_token(token)}
+
+
+# Shared with the in-memory twin (dal/memory.py), so both read rows and tokens alike.
+def image_sort_key(prompt_index: int, seed: int) -> str:
+    return f"{prompt_index:03d}#{seed:010d}"
+
+
+def stored_image(item: dict[str, Any]) -> StoredImage:
+    return StoredImage(
+        prompt_index=int(item["prompt_index"]),
+        prompt=str(item["prompt"]),
+        seed=int(item["seed"]),
+        width=int(item["width"]),
+        height=int(item["height"]),
+        key=str(item["key"]),
+    )
+
+
+def encode_token(image: str) -> str:
+    return base64.urlsafe_b64encode(image.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    """The image sort key a page token stands for; BadRequest for anything we did not give."""
+    try:
+        image = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("next_token is not a token this API gave out") from error
+    if "#" not in image or not image.replace("#", "").isdigit():
+        raise BadRequest("next_token is not a token this API gave out")
+    return image

@@ -36,27 +36,10 @@ class PriceCache:
 
     def replace(self, provider: str, offers: list[Offer], at: datetime, ttl: timedelta) -> None:
         """This provider's offers as of ``at``. Older rows are ignored on read (and expire)."""
-        expires = epoch(at + ttl)
         with self._table.batch_writer() as batch:
-            for offer in offers:
-                batch.put_item(
-                    Item={
-                        "provider": provider,
-                        "offer_id": offer.offer_id,
-                        "fetched_at": at.isoformat(),
-                        "doc": offer.model_dump_json(),
-                        "ttl": expires,
-                    }
-                )
-        self._table.put_item(
-            Item={
-                "provider": provider,
-                "offer_id": _META,
-                "fetched_at": at.isoformat(),
-                "attempted_at": at.isoformat(),
-                "ok": True,
-            }
-        )
+            for row in offer_rows(provider, offers, at, epoch(at + ttl)):
+                batch.put_item(Item=row)
+        self._table.put_item(Item=meta_row(provider, at))
 
     def mark_failed(self, provider: str, at: datetime, error: str) -> None:
         """Keep the last good offers (their age shows), record the failed attempt."""
@@ -80,23 +63,7 @@ class PriceCache:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        meta = next((i for i in items if i["offer_id"] == _META), None)
-        if meta is None:
-            return None, []
-        fetched = str(meta["fetched_at"]) if meta.get("fetched_at") else None
-        freshness = Freshness(
-            provider=provider,
-            fetched_at=datetime.fromisoformat(fetched) if fetched else None,
-            attempted_at=datetime.fromisoformat(str(meta["attempted_at"])),
-            ok=bool(meta.get("ok")),
-            error=str(meta["error"]) if meta.get("error") and not meta.get("ok") else None,
-        )
-        offers = [
-            Offer.model_validate_json(i["doc"])
-            for i in items
-            if i["offer_id"] != _META and i.get("fetched_at") == fetched
-        ]
-        return freshness, offers
+        return read_rows(provider, items)
 
     def save_outlook(self, outlook: SpotOutlook) -> None:
         self._table.put_item(
@@ -106,6 +73,53 @@ class PriceCache:
     def load_outlook(self) -> SpotOutlook | None:
         item = self._table.get_item(Key={"provider": _FORECAST, "offer_id": "spot"}).get("Item")
         return SpotOutlook.from_json(str(item["doc"])) if item else None
+
+
+# Shared with the in-memory twin (dal/memory.py): the rows a provider's partition holds.
+def offer_rows(
+    provider: str, offers: list[Offer], at: datetime, expires: int
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "provider": provider,
+            "offer_id": offer.offer_id,
+            "fetched_at": at.isoformat(),
+            "doc": offer.model_dump_json(),
+            "ttl": expires,
+        }
+        for offer in offers
+    ]
+
+
+def meta_row(provider: str, at: datetime) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "offer_id": _META,
+        "fetched_at": at.isoformat(),
+        "attempted_at": at.isoformat(),
+        "ok": True,
+    }
+
+
+def read_rows(provider: str, items: list[dict[str, Any]]) -> tuple[Freshness | None, list[Offer]]:
+    """The freshness and the offers of the latest good fetch, from a partition's rows."""
+    meta = next((i for i in items if i["offer_id"] == _META), None)
+    if meta is None:
+        return None, []
+    fetched = str(meta["fetched_at"]) if meta.get("fetched_at") else None
+    freshness = Freshness(
+        provider=provider,
+        fetched_at=datetime.fromisoformat(fetched) if fetched else None,
+        attempted_at=datetime.fromisoformat(str(meta["attempted_at"])),
+        ok=bool(meta.get("ok")),
+        error=str(meta["error"]) if meta.get("error") and not meta.get("ok") else None,
+    )
+    offers = [
+        Offer.model_validate_json(i["doc"])
+        for i in items
+        if i["offer_id"] != _META and i.get("fetched_at") == fetched
+    ]
+    return freshness, offers
 
 
 class ThroughputCorrections:
@@ -162,11 +176,7 @@ class MarketHistory:
 
     def append(self, offers: list[Offer], at: datetime) -> str:
         """One snapshot object: ``market/date=YYYY-MM-DD/<time>.jsonl.gz``, one offer a line."""
-        lines = (
-            json.dumps({"at": at.isoformat(), **json.loads(o.model_dump_json())}) for o in offers
-        )
-        body = gzip.compress("\n".join(lines).encode() + b"\n")
-        key = f"market/date={at:%Y-%m-%d}/{at:%H%M%S}.jsonl.gz"
+        key, body = snapshot_object(offers, at)
         self._s3.put_object(
             Bucket=self.bucket,
             Key=key,
@@ -179,11 +189,8 @@ class MarketHistory:
     def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]:
         """Up to ``per_day`` snapshots of the day of ``until`` and of each of the ``days`` days
         before it (evenly spread over each day's objects), oldest first."""
-        for back in range(days, -1, -1):
-            day = until - timedelta(days=back)
-            keys = sorted(self._keys(f"market/date={day:%Y-%m-%d}/"))
-            step = max(1, math.ceil(len(keys) / per_day)) if per_day > 0 else len(keys) + 1
-            for key in keys[::step]:
+        for prefix in day_prefixes(until, days):
+            for key in spread(sorted(self._keys(prefix)), per_day):
                 yield self._read(key)
 
     def _keys(self, prefix: str) -> Iterator[str]:
@@ -195,11 +202,33 @@ class MarketHistory:
                 yield str(item["Key"])
 
     def _read(self, key: str) -> list[Offer]:
-        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        offers = []
-        for line in gzip.decompress(body).decode().splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                doc.pop("at", None)
-                offers.append(Offer.model_validate(doc))
-        return offers
+        return read_snapshot(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+
+# Shared with the in-memory twin (dal/memory.py): the objects' names, sampling and format.
+def snapshot_object(offers: list[Offer], at: datetime) -> tuple[str, bytes]:
+    """One snapshot's key and gzip JSON-lines body."""
+    lines = (json.dumps({"at": at.isoformat(), **json.loads(o.model_dump_json())}) for o in offers)
+    body = gzip.compress("\n".join(lines).encode() + b"\n")
+    return f"market/date={at:%Y-%m-%d}/{at:%H%M%S}.jsonl.gz", body
+
+
+def day_prefixes(until: datetime, days: int) -> list[str]:
+    """The key prefix of the day of ``until`` and of each of the ``days`` before, oldest first."""
+    return [f"market/date={until - timedelta(days=back):%Y-%m-%d}/" for back in range(days, -1, -1)]
+
+
+def spread(keys: list[str], per_day: int) -> list[str]:
+    """Up to ``per_day`` of one day's sorted keys, evenly spread."""
+    step = max(1, math.ceil(len(keys) / per_day)) if per_day > 0 else len(keys) + 1
+    return keys[::step]
+
+
+def read_snapshot(body: bytes) -> list[Offer]:
+    offers = []
+    for line in gzip.decompress(body).decode().splitlines():
+        if line.strip():
+            doc = json.loads(line)
+            doc.pop("at", None)
+            offers.append(Offer.model_validate(doc))
+    return offers
