@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from subconscious.aws import AwsClients
+from subconscious.dal.idempotency import idempotency_config, persistence_layer
 from subconscious.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -93,25 +94,10 @@ class Idempotency:
     def persistence(self) -> Any:
         with self._lock:
             if self._persistence is None:
-                from subconscious.dal.idempotency import persistence_layer
-
                 self._persistence = persistence_layer(
                     self._table_name, self._clients.client("dynamodb")
                 )
             return self._persistence
-
-
-def idempotency_config() -> Any:
-    """What an acceptance's idempotency covers and for how long (the twin uses it too)."""
-    # powertools' idempotency is imported by the API only
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-
-    return IdempotencyConfig(
-        event_key_jmespath="[tenant_id, idempotency_key]",
-        payload_validation_jmespath="request",
-        expires_after_seconds=24 * 3600,
-        use_local_cache=False,
-    )
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         RenderRun,
         RenderTask,
     )
-    from subconscious.planner.forecast import SpotOutlook
+    from subconscious.models.spot import SpotOutlook
     from subconscious.throughput_model import Correction
 
 

@@ -79,8 +79,8 @@ from subconscious.models import (
     RunStatus,
     sources_of,
 )
+from subconscious.models.spot import SpotOutlook
 from subconscious.observability import logger
-from subconscious.planner.forecast import SpotOutlook
 from subconscious.throughput_model import Correction
 
 
@@ -708,7 +708,7 @@ class MemoryIdempotency:
     def config(self) -> Any:
         with self._lock:
             if self._config is None:
-                from subconscious.services import idempotency_config
+                from subconscious.dal.idempotency import idempotency_config
 
                 self._config = idempotency_config()
             return self._config

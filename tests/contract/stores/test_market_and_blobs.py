@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
-from subconscious.planner.forecast import SpotOutlook
+from subconscious.models.spot import SpotOutlook
 from subconscious.services import Services
 from subconscious.throughput_model import Correction
 
