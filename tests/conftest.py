@@ -22,6 +22,7 @@ from subconscious.models import Offer
 from subconscious.services import Services
 from subconscious.settings import load_settings
 from tests import builders
+from tests.twins import install_memory_services
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -80,8 +81,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
 
 
 @pytest.fixture
-def svc(aws: Created, market: FakeProvider) -> Services:
-    return install_services(market)
+def svc(request: pytest.FixtureRequest, market: FakeProvider) -> Services:
+    """The services a test works on. Logic tests get the in-memory twins (``dal/memory.py``,
+    held to moto's behaviour by ``tests/contract/stores``); a test that also takes ``aws``
+    (it reads or writes AWS itself) or is marked ``moto`` (handler tests) gets moto's."""
+    if "aws" in request.fixturenames or request.node.get_closest_marker("moto"):
+        request.getfixturevalue("aws")
+        return install_services(market)
+    return install_memory_services(market)
 
 
 def install_services(*providers: Provider) -> Services:

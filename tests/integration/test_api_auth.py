@@ -27,6 +27,9 @@ from tests.integration.api_helpers import (
     writes,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 UNKNOWN_KEY = "sk_test_nobody_0123456789"
 ROUTES = ["post-quote", "post-order", "get-order", "get-images", "delete-order"]
 BAD_KEYS = {

@@ -41,6 +41,9 @@ from tests.integration.api_helpers import (
     quote_body,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 TOO_BIG = "x" * (64 * 1024 + 1)  # Settings.max_body_bytes + 1
 IDEM = {"Idempotency-Key": "idem-key-status"}

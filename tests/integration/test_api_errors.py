@@ -27,6 +27,9 @@ from tests.integration.api_helpers import (
     writes,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 SECRET = "db password hunter2 at /work/main/layers"
 
 

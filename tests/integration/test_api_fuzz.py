@@ -46,6 +46,9 @@ from tests.integration.api_helpers import (
     quote_body,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 OPENAPI = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
 SCHEMAS: dict[str, Any] = OPENAPI["components"]["schemas"]
 MAX_EXAMPLES = 800

@@ -14,6 +14,9 @@ from subconscious.models import image_key
 from subconscious.services import Services
 from tests.integration.api_helpers import TENANT_A, assert_error, call, place_order
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 PRESIGN_EXPIRY_S = 3600  # Settings.presign_expiry_s default
 # (prompt_index, prompt, seed): two prompts, five images, stored out of order
 IMAGES = [

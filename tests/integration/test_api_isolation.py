@@ -23,6 +23,9 @@ from tests.integration.api_helpers import (
     writes,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 
 @pytest.fixture
 def a_order(svc: Services, api_key: str) -> dict[str, Any]:

@@ -3,6 +3,8 @@ tenant_id must never label the next request's log lines."""
 
 from __future__ import annotations
 
+import pytest
+
 from infra.local.resources import Created
 from tests.integration.api_helpers import (
     TENANT_A,
@@ -12,6 +14,9 @@ from tests.integration.api_helpers import (
     captured_logs,
     quote_body,
 )
+
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
 
 
 def test_a_refused_request_after_a_tenants_request_carries_no_tenant(

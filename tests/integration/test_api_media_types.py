@@ -25,6 +25,9 @@ from tests.integration.api_helpers import (
     writes,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 NOTHING = Writes(quotes=0, orders=0, images=0, idempotency=0, queued=0)
 
 UNSUPPORTED = [

@@ -31,6 +31,9 @@ from tests.integration.api_helpers import (
     writes,
 )
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 BATCH = 8  # SD 1.5 at 512x512 on the 24 GB card tasks are sized for
 
 

@@ -13,6 +13,9 @@ from subconscious.errors import Unauthorized
 from subconscious.logic.auth import allow_policy
 from subconscious.services import Services
 
+# handler tests: the API over moto's resources, as in AWS (tests/conftest.py's svc)
+pytestmark = pytest.mark.moto
+
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/POST/v1/quotes"
 FUNCTION = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-authorizer")
 

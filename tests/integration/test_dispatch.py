@@ -130,8 +130,9 @@ def test_tick_skips_while_another_holds_the_lease(svc: Services, aws: Created) -
     assert _executions(aws) == []
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_a_run_whose_execution_ended_is_closed_and_its_machines_given_back(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     place_order(svc, TENANT, [8])
     (run_id,) = tick(svc).started_runs
@@ -149,7 +150,7 @@ def test_a_run_whose_execution_ended_is_closed_and_its_machines_given_back(
     assert len(report.started_runs) == 1  # the work still waits: a new run replaces it
 
 
-def test_a_run_that_never_started_its_execution_is_closed(svc: Services, aws: Created) -> None:
+def test_a_run_that_never_started_its_execution_is_closed(svc: Services) -> None:
     stale = new_run(svc)
     svc.runs.save(stale.model_copy(update={"started_at": datetime.now(UTC) - timedelta(hours=1)}))
     report = tick(svc)
@@ -165,7 +166,7 @@ def test_no_budget_left_rents_nothing(svc: Services, aws: Created) -> None:
     assert _executions(aws) == []
 
 
-def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:
+def test_handler_takes_the_scheduled_event(svc: Services) -> None:
     place_order(svc, TENANT, [8])
     function = next(f for f in d.FUNCTIONS if f.name == "subc-dispatch")
     result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
@@ -173,8 +174,9 @@ def test_handler_takes_the_scheduled_event(svc: Services, aws: Created) -> None:
     assert len(result["started_runs"]) == 1
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_dispatch_gives_back_the_machines_of_a_run_whose_teardown_gave_up(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     place_order(svc, TENANT, [8])
     (run_id,) = tick(svc).started_runs
@@ -195,7 +197,7 @@ def test_dispatch_gives_back_the_machines_of_a_run_whose_teardown_gave_up(
     assert market.live == {} or all(m.label != run_label(run_id) for m in market.live.values())
 
 
-def test_a_tick_that_lost_its_lease_does_not_rent(svc: Services, aws: Created) -> None:
+def test_a_tick_that_lost_its_lease_does_not_rent(svc: Services) -> None:
     place_order(svc, TENANT, [8])
     now = datetime.now(UTC)
     assert svc.runs.acquire_lease("dispatch", "slow-tick", 30, at=now)
@@ -209,7 +211,7 @@ def test_a_tick_that_lost_its_lease_does_not_rent(svc: Services, aws: Created) -
 
 
 def test_starting_a_run_never_overwrites_what_its_steps_wrote(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     place_order(svc, TENANT, [8])
     (run_id,) = tick(svc).started_runs
@@ -238,9 +240,7 @@ def test_a_tight_promise_rents_several_machines_sharing_the_budget(
     assert sum(r.spend_cap_micros for r in live) <= to_micros(order.total_usd)
 
 
-def test_a_machine_the_backlog_no_longer_needs_is_asked_to_stop(
-    svc: Services, aws: Created
-) -> None:
+def test_a_machine_the_backlog_no_longer_needs_is_asked_to_stop(svc: Services) -> None:
     now = datetime.now(UTC)
     _accept_requested(svc, 40, now, timedelta(days=2))
     cheap, dear = new_run(svc, "o-3090"), new_run(svc, "o-h100")
@@ -255,7 +255,7 @@ def test_a_machine_the_backlog_no_longer_needs_is_asked_to_stop(
     assert any(d.startswith("trim: H100") for d in report.decisions)
 
 
-def test_no_work_seen_stops_no_run(svc: Services, aws: Created) -> None:
+def test_no_work_seen_stops_no_run(svc: Services) -> None:
     # queue depth is approximate: a tick that sees no work leaves runs to end themselves
     run = new_run(svc, "o-3090")
     svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))
@@ -266,7 +266,7 @@ def test_no_work_seen_stops_no_run(svc: Services, aws: Created) -> None:
     assert not svc.runs.stop_requested(run.run_id)
 
 
-def test_a_run_asked_to_stop_is_not_counted_again(svc: Services, aws: Created) -> None:
+def test_a_run_asked_to_stop_is_not_counted_again(svc: Services) -> None:
     place_order(svc, TENANT, [8])
     run = new_run(svc, "o-3090")
     svc.runs.save(run.model_copy(update={"status": RunStatus.RENDERING}))

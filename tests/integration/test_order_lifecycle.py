@@ -150,7 +150,8 @@ def test_some_images_delivered_then_the_rest_dead_lettered_is_partial_and_charge
     assert order_out(ended).charge_usd == ended.price_per_image_usd * 8 < ended.total_usd
 
 
-def test_an_image_ends_once_delivered_or_given_up_never_both(svc: Services, aws: Created) -> None:
+@pytest.mark.moto  # reads or writes AWS itself
+def test_an_image_ends_once_delivered_or_given_up_never_both(svc: Services) -> None:
     order = place_order(svc, TENANT, [4])
     [task] = render_tasks(TENANT, order)
     _deliver(svc, order, task.model_copy(update={"batch_size": 2}))  # seeds 0 and 1 delivered
@@ -178,7 +179,7 @@ def test_an_image_ends_once_delivered_or_given_up_never_both(svc: Services, aws:
     ],
 )
 def test_an_order_past_its_time_expires_as_its_late_work_says(
-    svc: Services, aws: Created, late_work: str, past_deadline: timedelta, state: OrderState
+    svc: Services, late_work: str, past_deadline: timedelta, state: OrderState
 ) -> None:
     deadline = datetime.now(UTC) + timedelta(hours=3)
     request = QuoteRequest.model_validate(
@@ -207,7 +208,8 @@ def test_an_order_past_its_time_expires_as_its_late_work_says(
     assert lifecycle.sweep(svc, deadline - timedelta(minutes=1)).ended == {}
 
 
-def test_an_acceptance_abandoned_in_quoted_fails(svc: Services, aws: Created) -> None:
+@pytest.mark.moto  # reads or writes AWS itself
+def test_an_acceptance_abandoned_in_quoted_fails(svc: Services) -> None:
     order = place_order(svc, TENANT, [8])
     _back_to_quoted(order)
     assert lifecycle.sweep(svc, order.created_at + timedelta(minutes=59)).ended == {}
@@ -219,7 +221,7 @@ def test_an_acceptance_abandoned_in_quoted_fails(svc: Services, aws: Created) ->
 
 
 def test_concurrent_acceptances_with_different_keys_make_one_order_and_one_set_of_tasks(
-    svc: Services, aws: Created
+    svc: Services,
 ) -> None:
     request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 20}]}})
     quote = create_quote(svc, TENANT, request)
@@ -257,7 +259,8 @@ def test_concurrent_acceptances_with_different_keys_make_one_order_and_one_set_o
     assert waiting + in_flight == len(render_tasks(TENANT, orders[0]))
 
 
-def test_a_retry_of_the_winning_acceptance_resumes_it(svc: Services, aws: Created) -> None:
+@pytest.mark.moto  # reads or writes AWS itself
+def test_a_retry_of_the_winning_acceptance_resumes_it(svc: Services) -> None:
     """A crash after the order was written: the same key finishes it, another key cannot."""
     winner = _winner(svc)
     order = _accept(svc, winner)
@@ -282,9 +285,7 @@ def _failed_run(svc: Services, offer_id: str, served: bool) -> RenderRun:
     return failed
 
 
-def test_a_host_that_failed_is_not_rented_again_but_the_next_one_is(
-    svc: Services, aws: Created
-) -> None:
+def test_a_host_that_failed_is_not_rented_again_but_the_next_one_is(svc: Services) -> None:
     # before: three failed runs in an hour stopped rendering for every tenant
     for _ in range(3):
         _failed_run(svc, "o-3090", served=True)
@@ -298,7 +299,7 @@ def test_a_host_that_failed_is_not_rented_again_but_the_next_one_is(
     assert any("held off" in d for d in report.decisions)
 
 
-def test_a_provider_whose_launches_keep_failing_is_paused(svc: Services, aws: Created) -> None:
+def test_a_provider_whose_launches_keep_failing_is_paused(svc: Services) -> None:
     for offer_id in ("o-3090", "o-4090", "o-h100"):
         _failed_run(svc, offer_id, served=False)
     place_order(svc, TENANT, [8])
@@ -344,6 +345,7 @@ def test_a_machine_running_without_an_address_is_given_up_at_the_serve_deadline(
         render_run.wait_ready(svc, run.run_id, 900, now=start + timedelta(seconds=121))
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_machine_renders_on(
     svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,7 +379,7 @@ def test_a_task_that_fails_on_a_healthy_machine_is_retried_elsewhere_and_the_mac
     assert all(t.avoid_machines for t in retried)
 
 
-def test_a_task_out_of_attempts_is_given_up_and_its_order_ends(svc: Services, aws: Created) -> None:
+def test_a_task_out_of_attempts_is_given_up_and_its_order_ends(svc: Services) -> None:
     order = place_order(svc, TENANT, [1])
     [task] = render_tasks(TENANT, order)
     last = task.model_copy(update={"attempts": svc.settings.task_max_attempts - 1})
@@ -400,6 +402,7 @@ def test_an_unreadable_dead_letter_never_stops_the_sweep(svc: Services, aws: Cre
     assert boto3.client("sqs").receive_message(QueueUrl=aws.dlq_url).get("Messages", []) == []
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_a_preempted_interruptible_machine_spends_no_attempt_of_the_task_it_was_rendering(
     svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -464,7 +467,7 @@ def test_delayed_retries_count_as_waiting_work(svc: Services, aws: Created) -> N
 
 
 def test_a_host_that_cannot_render_the_task_size_is_replaced_and_held_off(
-    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+    svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A card too small for SDXL at batch 1 passes the tiny readiness probe; the health check
     after a failed task uses the task's own size, so the host is blamed, not every task."""
@@ -514,9 +517,8 @@ def test_a_machine_killed_by_a_task_that_killed_another_is_not_the_hosts_fault(
     assert breakers(svc, datetime.now(UTC)).hosts == frozenset()
 
 
-def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(
-    svc: Services, aws: Created
-) -> None:
+@pytest.mark.moto  # reads or writes AWS itself
+def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(svc: Services) -> None:
     winner = _winner(svc)
     order = _accept(svc, winner)
     _back_to_quoted(order, images_done=3)
@@ -526,7 +528,7 @@ def test_resuming_an_acceptance_keeps_what_happened_to_its_order_meanwhile(
     assert _get(svc, order).images_done == 3  # the resume did not write the order afresh
 
 
-def test_the_winners_own_retry_gets_its_order_not_a_conflict(svc: Services, aws: Created) -> None:
+def test_the_winners_own_retry_gets_its_order_not_a_conflict(svc: Services) -> None:
     winner = _winner(svc)
     order = _accept(svc, winner)  # accepted, but its recorded answer was lost in a crash
     assert _accept(svc, winner).order_id == order.order_id
@@ -547,7 +549,7 @@ def test_a_dead_lettered_task_of_an_order_still_being_accepted_is_queued_again(
 
 
 def test_a_failing_sweep_never_stops_the_tick_from_renting(
-    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+    svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     place_order(svc, TENANT, [8])
 
@@ -593,7 +595,7 @@ def _quote_and_key(svc: Services) -> tuple[str, str, order_logic.Acceptance]:
 
 
 def test_an_interrupted_acceptance_finishes_even_after_the_quote_expired(
-    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+    svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, order_id, acceptance = _quote_and_key(svc)
     original = order_logic.render_tasks
@@ -615,7 +617,7 @@ def test_an_interrupted_acceptance_finishes_even_after_the_quote_expired(
 
 
 def test_an_order_cancelled_during_acceptance_is_not_reported_accepted(
-    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+    svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, order_id, acceptance = _quote_and_key(svc)
     queue = svc.queue

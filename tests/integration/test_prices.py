@@ -13,7 +13,6 @@ import pytest
 
 from functions.prices.handler import lambda_handler
 from infra import definitions as d
-from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic.prices import current_offers, refresh
 from subconscious.market.fake import FakeProvider
@@ -34,7 +33,7 @@ def _second_provider(svc: Services) -> FakeProvider:
 
 
 def test_refresh_caches_each_provider_and_one_failure_spares_the_others(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     other = _second_provider(svc)
     now = datetime.now(UTC)
@@ -51,8 +50,9 @@ def test_refresh_caches_each_provider_and_one_failure_spares_the_others(
     assert [o.offer_id for o in kept] == ["o-a100"]
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_snapshots_land_in_the_history_as_gzip_json_lines(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     at = datetime(2026, 11, 26, 12, 5, tzinfo=UTC)
     key = refresh(svc, at).history_key
@@ -65,7 +65,7 @@ def test_snapshots_land_in_the_history_as_gzip_json_lines(
 
 
 def test_quotes_use_fresh_cached_prices_and_ask_live_when_stale(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     now = datetime.now(UTC)
     refresh(svc, now)
@@ -79,7 +79,7 @@ def test_quotes_use_fresh_cached_prices_and_ask_live_when_stale(
 
 
 def test_market_route_groups_offers_by_gpu_with_cost_per_image(
-    svc: Services, aws: Created, market: FakeProvider, api_key: str
+    svc: Services, market: FakeProvider, api_key: str
 ) -> None:
     refresh(svc)
     status, body = call("GET", "/v1/market", key=api_key)
@@ -98,21 +98,19 @@ def test_market_route_groups_offers_by_gpu_with_cost_per_image(
     )
 
 
-def test_market_route_needs_a_key(svc: Services, aws: Created) -> None:
+def test_market_route_needs_a_key(svc: Services) -> None:
     status, _ = call("GET", "/v1/market", key=None)
     assert status == 401
 
 
-def test_handler_takes_the_scheduled_event(
-    svc: Services, aws: Created, market: FakeProvider
-) -> None:
+def test_handler_takes_the_scheduled_event(svc: Services, market: FakeProvider) -> None:
     function = next(f for f in d.FUNCTIONS if f.name == "subc-prices")
     result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))
     assert result["offers"] == {"fake": 3}
 
 
 def test_a_provider_that_just_failed_is_not_asked_again_live(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     now = datetime.now(UTC)
     market.fail_offers = True
@@ -130,7 +128,7 @@ def test_a_provider_that_just_failed_is_not_asked_again_live(
 
 
 def test_market_route_marks_a_stale_provider_and_hides_its_offers(
-    svc: Services, aws: Created, market: FakeProvider, api_key: str
+    svc: Services, market: FakeProvider, api_key: str
 ) -> None:
     old = datetime.now(UTC) - timedelta(seconds=svc.settings.price_max_age_s + 60)
     refresh(svc, old)
@@ -141,7 +139,7 @@ def test_market_route_marks_a_stale_provider_and_hides_its_offers(
 
 
 def test_a_misconfigured_provider_does_not_stop_the_others(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     object.__setattr__(
         svc, "settings", svc.settings.model_copy(update={"providers": ("vast", "fake")})
@@ -150,7 +148,7 @@ def test_a_misconfigured_provider_does_not_stop_the_others(
     assert refresh(svc).offers == {"fake": 3}
 
 
-def test_a_known_start_up_time_replaces_the_adapters_estimate(svc: Services, aws: Created) -> None:
+def test_a_known_start_up_time_replaces_the_adapters_estimate(svc: Services) -> None:
     _second_provider(svc)
     settings = svc.settings.model_copy(update={"startup_s_by_provider": {"other": 7}})
     object.__setattr__(svc, "settings", settings)
@@ -161,7 +159,7 @@ def test_a_known_start_up_time_replaces_the_adapters_estimate(svc: Services, aws
 
 
 def test_the_spot_outlook_is_read_back_from_the_history_hourly(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     start = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
     bids = offer("o-3090", "RTX 3090", "0.20").model_copy(
@@ -185,7 +183,7 @@ def test_the_spot_outlook_is_read_back_from_the_history_hourly(
     assert refresh(svc, now + timedelta(hours=1)).outlook_snapshots == 11
 
 
-def test_the_history_sample_is_spread_over_each_day(svc: Services, aws: Created) -> None:
+def test_the_history_sample_is_spread_over_each_day(svc: Services) -> None:
     start = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
     for minute in range(0, 24 * 60, 60):  # 24 snapshots
         svc.history.append([offer()], start + timedelta(minutes=minute))
@@ -195,7 +193,7 @@ def test_the_history_sample_is_spread_over_each_day(svc: Services, aws: Created)
 
 
 def test_an_unreadable_history_keeps_the_old_outlook_and_the_fresh_prices(
-    svc: Services, aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
+    svc: Services, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     refresh(svc, now)
@@ -214,9 +212,8 @@ def test_an_unreadable_history_keeps_the_old_outlook_and_the_fresh_prices(
     assert freshness is not None and freshness.fetched_at == now + timedelta(hours=2)
 
 
-def test_an_unreadable_outlook_never_fails_a_quote(
-    svc: Services, aws: Created, market: FakeProvider
-) -> None:
+@pytest.mark.moto  # reads or writes AWS itself
+def test_an_unreadable_outlook_never_fails_a_quote(svc: Services, market: FakeProvider) -> None:
     from subconscious.logic.quotes import create_quote
     from subconscious.models import QuoteRequest
 

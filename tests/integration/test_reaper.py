@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 from functions.reaper.handler import lambda_handler
 from infra import definitions as d
-from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic.reaper import reap
 from subconscious.market.fake import FakeProvider
@@ -18,7 +17,7 @@ from tests.integration.workflow import new_run
 
 
 def test_orphans_are_reaped_after_grace_and_live_runs_are_left_alone(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     live = new_run(svc)
     svc.runs.save(live.model_copy(update={"status": RunStatus.RENDERING}))
@@ -44,7 +43,7 @@ def test_orphans_are_reaped_after_grace_and_live_runs_are_left_alone(
 
 
 def test_a_second_sighting_does_not_restart_the_grace_period(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     run = new_run(svc)
     svc.runs.save(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
@@ -57,7 +56,7 @@ def test_a_second_sighting_does_not_restart_the_grace_period(
 
 
 def test_a_sighting_is_forgotten_once_its_machine_is_gone(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     run = new_run(svc)
     svc.runs.save(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
@@ -69,17 +68,13 @@ def test_a_sighting_is_forgotten_once_its_machine_is_gone(
     assert svc.runs.orphans_first_seen("fake") == {}
 
 
-def test_a_provider_that_is_down_is_reported_not_fatal(
-    svc: Services, aws: Created, market: FakeProvider
-) -> None:
+def test_a_provider_that_is_down_is_reported_not_fatal(svc: Services, market: FakeProvider) -> None:
     market.fail_machines = True
     report = reap(svc)
     assert report.failed_providers == ["fake"]
 
 
-def test_handler_takes_the_scheduled_event(
-    svc: Services, aws: Created, market: FakeProvider
-) -> None:
+def test_handler_takes_the_scheduled_event(svc: Services, market: FakeProvider) -> None:
     market.launch(market.offers[0], label="subc-r-gone", api_auth="u:p")
     function = next(f for f in d.FUNCTIONS if f.name == "subc-reaper")
     result = lambda_handler(load_event("schedule_dispatch.json"), context_for(function))

@@ -66,6 +66,7 @@ def _provisioned(svc: Services, **kwargs: Any) -> str:
     return run.run_id
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_run_renders_an_order_to_completion(svc: Services, a1111: str) -> None:
     order = place_order(svc, TENANT, [10, 6])
     run_id = _provisioned(svc)
@@ -108,6 +109,7 @@ def test_duplicate_delivery_stores_and_counts_each_image_once(
     assert len(s3_keys()) == 8  # the re-render overwrote the same keys
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_message_is_kept_until_its_images_are_in_s3(
     svc: Services, a1111: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +141,7 @@ def test_message_is_kept_until_its_images_are_in_s3(
     assert (done.images_done, done.state) == (8, OrderState.COMPLETED)
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_tasks_of_a_cancelled_order_are_not_rendered(svc: Services, a1111: str) -> None:
     order = place_order(svc, TENANT, [16])
     cancel_order(svc, TENANT, order.order_id)
@@ -153,6 +156,7 @@ def test_tasks_of_a_cancelled_order_are_not_rendered(svc: Services, a1111: str) 
     assert done is not None and done.state is OrderState.CANCELLED
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_a_dead_renderer_hands_tasks_back_and_raises(svc: Services, market: FakeProvider) -> None:
     place_order(svc, TENANT, [8, 8])
     with renderer("--images-per-s", "400", "--crash-after-images", "4") as url:

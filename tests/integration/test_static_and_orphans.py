@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 
-from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.reaper import reap
 from subconscious.market.fake import FakeProvider
@@ -32,7 +31,7 @@ def static_server(svc: Services) -> Iterator[StaticProvider]:
 
 
 def test_a_static_server_renders_and_is_never_stopped(
-    svc: Services, aws: Created, static_server: StaticProvider
+    svc: Services, static_server: StaticProvider
 ) -> None:
     order = place_order(svc, TENANT, [8])
     offer = static_server.list_offers()[0]
@@ -52,7 +51,7 @@ def test_a_static_server_renders_and_is_never_stopped(
 
 
 def test_a_machine_whose_run_was_killed_without_teardown_is_reaped(
-    svc: Services, aws: Created, market: FakeProvider
+    svc: Services, market: FakeProvider
 ) -> None:
     run = new_run(svc)
     render_run.provision(svc, run.run_id)
@@ -72,8 +71,9 @@ def test_a_machine_whose_run_was_killed_without_teardown_is_reaped(
     assert machine_id not in market.live
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_a_task_that_failed_on_a_static_server_is_rendered_there_again(
-    svc: Services, aws: Created, static_server: StaticProvider
+    svc: Services, static_server: StaticProvider
 ) -> None:
     """A hand-run server keeps its id from run to run and has no other to go to: a retry never
     avoids it (it would bounce for ever and its order would expire with nothing wrong)."""

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from infra.local.resources import Created
 from subconscious.logic import render_run
 from subconscious.logic.market_view import market_view
 from subconscious.logic.throughput import current_model, learn_from_run, predicted_seconds, prior
@@ -43,7 +42,7 @@ def _finished_run(svc: Services, speedup: Decimal, images: int = 400) -> str:
     return run.run_id
 
 
-def test_a_faster_run_than_predicted_raises_the_gpus_rate(svc: Services, aws: Created) -> None:
+def test_a_faster_run_than_predicted_raises_the_gpus_rate(svc: Services) -> None:
     before = current_model(svc).images_per_second("RTX 4090", *SD15)
     assert before == prior().images_per_second("RTX 4090", *SD15)
 
@@ -61,7 +60,7 @@ def test_a_faster_run_than_predicted_raises_the_gpus_rate(svc: Services, aws: Cr
     )
 
 
-def test_runs_keep_moving_the_factor_towards_what_they_measure(svc: Services, aws: Created) -> None:
+def test_runs_keep_moving_the_factor_towards_what_they_measure(svc: Services) -> None:
     for _ in range(6):
         render_run.record(svc, _finished_run(svc, Decimal("0.5")))
     factor = svc.corrections.load()["RTX 4090"]
@@ -69,7 +68,7 @@ def test_runs_keep_moving_the_factor_towards_what_they_measure(svc: Services, aw
     assert Decimal("0.5") < factor.factor < Decimal("0.7")  # converging on the measured half
 
 
-def test_the_market_view_prices_images_at_the_corrected_rate(svc: Services, aws: Created) -> None:
+def test_the_market_view_prices_images_at_the_corrected_rate(svc: Services) -> None:
     from subconscious.logic.prices import refresh
 
     refresh(svc)
@@ -84,14 +83,14 @@ def test_the_market_view_prices_images_at_the_corrected_rate(svc: Services, aws:
     assert price_4090() < before
 
 
-def test_a_failed_run_teaches_nothing(svc: Services, aws: Created) -> None:
+def test_a_failed_run_teaches_nothing(svc: Services) -> None:
     run_id = _finished_run(svc, Decimal("0.5"))
     render_run.record(svc, run_id, {"Error": "RendererUnavailable", "Cause": "gone"})
     assert svc.corrections.load() == {}
 
 
 def test_a_correction_that_cannot_be_stored_does_not_fail_the_runs_record(
-    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+    svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def denied(*_: object) -> None:
         raise RuntimeError("AccessDenied")
@@ -103,13 +102,13 @@ def test_a_correction_that_cannot_be_stored_does_not_fail_the_runs_record(
     assert stored is not None and stored.status is RunStatus.SUCCEEDED
 
 
-def test_a_run_that_rendered_nothing_teaches_nothing(svc: Services, aws: Created) -> None:
+def test_a_run_that_rendered_nothing_teaches_nothing(svc: Services) -> None:
     run = new_run(svc, "o-4090")
     assert learn_from_run(svc, run) is None
     assert svc.corrections.load() == {}
 
 
-def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services, aws: Created) -> None:
+def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services) -> None:
     first = svc.corrections.replace("RTX 4090", Correction(), Correction(Decimal("1.1"), 1))
     assert first
     # a writer that read before the first write loses, and must read again
@@ -125,8 +124,9 @@ def test_a_correction_written_meanwhile_is_not_overwritten(svc: Services, aws: C
     assert learned is not None and learned.runs == 3
 
 
+@pytest.mark.moto  # reads or writes AWS itself
 def test_factors_are_kept_per_server_and_per_model_version(
-    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+    svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from subconscious import services as services_module
     from subconscious.dal.prices import ThroughputCorrections
