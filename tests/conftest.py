@@ -73,7 +73,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
     with mock_aws():
         # boto3.client() below and in tests shares the process's parsed service models too
         boto3.DEFAULT_SESSION = aws_module.session()
-        created = create_resources(aws_module.client)
+        created = create_resources(aws_module.AwsClients().client)
         for name, value in created.settings.items():
             monkeypatch.setenv(name, value)
         services_module.reset()

@@ -48,15 +48,19 @@ def session() -> Any:
     return boto3.session.Session(botocore_session=core)
 
 
-def client(service: str) -> Any:
-    """A new client for ``service`` (SigV4 presigning for S3)."""
+def _client_config(service: str) -> Any:
     config = _config()
     if service == "s3":
         from botocore.config import Config
 
         # SigV4 presigned links (botocore would sign SigV2 in us-east-1; AWS deprecated it)
         config = config.merge(Config(signature_version="s3v4"))
-    return session().client(service, config=config)
+    return config
+
+
+def client(service: str) -> Any:
+    """A new client for ``service`` (SigV4 presigning for S3)."""
+    return session().client(service, config=_client_config(service))
 
 
 def table(name: str) -> Any:
@@ -84,20 +88,42 @@ class _Lazy:
 
 
 class AwsClients:
-    """One process's clients: each service's client and each table created once, on first use."""
+    """One process's clients: each service's client created once, on first use, all from one
+    session; every table a view of one DynamoDB resource (a ``Table`` costs nothing, a
+    resource as much as a client)."""
 
     def __init__(self) -> None:
         self._made: dict[tuple[str, str], _Lazy] = {}
         self._lock = threading.Lock()
+        # creating clients is not thread-safe on one session: every creation takes this lock
+        self._creating = threading.RLock()
+        self._session: Any = None
+        self._dynamodb: Any = None
 
     def client(self, service: str) -> Any:
-        return self._lazy(("client", service), lambda: client(service))
+        return self._lazy(("client", service), lambda: self._client(service))
 
     def table(self, name: str) -> Any:
-        return self._lazy(("table", name), lambda: table(name))
+        return self._lazy(("table", name), lambda: self._resource().Table(name))
 
     def _lazy(self, key: tuple[str, str], create: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._made:
                 self._made[key] = _Lazy(create)
             return self._made[key]
+
+    def _shared_session(self) -> Any:
+        with self._creating:
+            if self._session is None:
+                self._session = session()
+            return self._session
+
+    def _client(self, service: str) -> Any:
+        with self._creating:
+            return self._shared_session().client(service, config=_client_config(service))
+
+    def _resource(self) -> Any:
+        with self._creating:
+            if self._dynamodb is None:
+                self._dynamodb = self._shared_session().resource("dynamodb", config=_config())
+            return self._dynamodb
