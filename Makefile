@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo local test faults lint types openapi lock clean synth layer bench-planner
+.PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner
 
 $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,11 +20,17 @@ demo: $(STAMP)
 local: $(STAMP)
 	$(BIN)/python -m infra.local.stack
 
-## make test: lint, format check, types, then the tests with branch coverage, in
-## PYTEST_WORKERS processes (pytest-xdist; every test that binds a port asks for a free one).
-PYTEST_WORKERS ?= 2
-test: lint types
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+## make test: lint and format check, then types and the tests side by side (mypy is one process
+## on one core for about 90 s, cold; the tests keep the other busy), the tests with branch
+## coverage in PYTEST_WORKERS pytest-xdist processes. Four on two cores: half the suite waits on
+## local-stack processes and deadlines, not on the CPU; worksteal keeps the long e2e tests from
+## queueing behind one worker. Every test that binds a port asks for a free one.
+PYTEST_WORKERS ?= 4
+test: lint
+	$(MAKE) --no-print-directory -j2 types pytest
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
 
 ## make faults: only the fault suite (one local stack per failure scenario, also part of
 ## make test), then its table of scenarios → figures (FAULTS_ARGS="--update docs/reliability.md"
