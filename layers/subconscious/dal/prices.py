@@ -114,12 +114,22 @@ def read_rows(provider: str, items: list[dict[str, Any]]) -> tuple[Freshness | N
         ok=bool(meta.get("ok")),
         error=str(meta["error"]) if meta.get("error") and not meta.get("ok") else None,
     )
+    # A refresh overwrites each offer's row in place, then the meta row. A read between the two
+    # sees rows newer than the meta: they are the market's newer answer, not strangers, and
+    # keeping only rows equal to the meta's time would drop every overwritten offer (a quote
+    # during a refresh saw none). Rows older than the meta are offers the market no longer lists.
     offers = [
         Offer.model_validate_json(i["doc"])
         for i in items
-        if i["offer_id"] != _META and i.get("fetched_at") == fetched
+        if i["offer_id"] != _META and _not_older(i.get("fetched_at"), freshness.fetched_at)
     ]
     return freshness, offers
+
+
+def _not_older(row_fetched_at: Any, meta_fetched_at: datetime | None) -> bool:
+    if not row_fetched_at or meta_fetched_at is None:
+        return False
+    return datetime.fromisoformat(str(row_fetched_at)) >= meta_fetched_at
 
 
 class ThroughputCorrections:
