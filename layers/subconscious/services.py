@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from subconscious.aws import AwsClients
-from subconscious.dal.idempotency import idempotency_config, persistence_layer
+from subconscious.dal.idempotency import Idempotency, persistence_layer
 from subconscious.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -70,34 +70,6 @@ class Providers:
             except (ConfigurationError, SubconsciousError) as error:
                 logger.error("provider not available", provider=name, error=str(error))
         return built
-
-
-class Idempotency:
-    """Where order acceptances remember their answer (powertools' DynamoDB persistence layer),
-    and the config whose Lambda context sizes an in-progress lock."""
-
-    def __init__(self, table_name: str, clients: AwsClients) -> None:
-        self._table_name = table_name
-        self._clients = clients
-        self._config: Any = None
-        self._persistence: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def config(self) -> Any:
-        with self._lock:
-            if self._config is None:
-                self._config = idempotency_config()
-            return self._config
-
-    @property
-    def persistence(self) -> Any:
-        with self._lock:
-            if self._persistence is None:
-                self._persistence = persistence_layer(
-                    self._table_name, self._clients.client("dynamodb")
-                )
-            return self._persistence
 
 
 @dataclass(frozen=True)
@@ -173,7 +145,9 @@ def build(
         "executions": lambda: RunExecutions(
             s.render_run_state_machine_arn, client=clients.client("stepfunctions")
         ),
-        "idempotency": lambda: Idempotency(s.idempotency_table, clients),
+        "idempotency": lambda: Idempotency(
+            lambda: persistence_layer(s.idempotency_table, clients.client("dynamodb"))
+        ),
     }
     unknown = set(adapters) - set(parts)
     if unknown:

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from subconscious.models import ModelFamily, RenderTask, Sampler
+from subconscious.models import RenderTask, Sampler
 from subconscious.render.a1111 import A1111Client
+from tests import builders
 from tests.contract.conftest import AUTH, Server
 from worker.protocol import SEED_SPACE
 
@@ -45,20 +46,16 @@ def a1111_client(server: Server, auth: tuple[str, str] | None = AUTH) -> A1111Cl
 
 
 def task(seed: int, batch_size: int, width: int = 64, height: int = 64) -> RenderTask:
-    return RenderTask(
-        tenant_id="t-1",
-        order_id="o-1",
-        prompt_index=0,
-        prompt="a red fox in snow",
-        negative_prompt="blurry",
-        seed=seed,
-        batch_size=batch_size,
+    return builders.render_task(
+        seed,
+        batch_size,
         width=width,
         height=height,
+        prompt="a red fox in snow",
+        negative_prompt="blurry",
         steps=3,
         cfg_scale=Decimal("7.5"),
         sampler=Sampler.DPM_2M_KARRAS,
-        model_family=ModelFamily.SD15,
     )
 
 

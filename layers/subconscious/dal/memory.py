@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from subconscious.dal._dynamo import epoch, now
 from subconscious.dal.executions import execution_arn
+from subconscious.dal.idempotency import Idempotency
 from subconscious.dal.images import (
     StoredImage,
     decode_token,
@@ -696,26 +697,8 @@ def _takeable(old: DataRecord, at: float) -> bool:
     return in_progress and lock is not None and lock < int(at * 1000)
 
 
-class MemoryIdempotency:
+class MemoryIdempotency(Idempotency):
     """The services' idempotency: the API's config over an in-memory persistence layer."""
 
     def __init__(self) -> None:
-        self._config: Any = None
-        self._persistence: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def config(self) -> Any:
-        with self._lock:
-            if self._config is None:
-                from subconscious.dal.idempotency import idempotency_config
-
-                self._config = idempotency_config()
-            return self._config
-
-    @property
-    def persistence(self) -> Any:
-        with self._lock:
-            if self._persistence is None:
-                self._persistence = MemoryPersistenceLayer()
-            return self._persistence
+        super().__init__(MemoryPersistenceLayer)

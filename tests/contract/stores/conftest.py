@@ -26,17 +26,16 @@ from subconscious.aws import AwsClients
 from subconscious.models import (
     Constraints,
     JobSpec,
-    ModelFamily,
     Offer,
     Order,
     OrderState,
     Quote,
     RenderRun,
     RenderTask,
-    Sampler,
 )
 from subconscious.services import Services
 from subconscious.settings import Settings
+from tests import builders
 from tests.twins import memory_services
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -206,18 +205,4 @@ def run(run_id: str | None = None, **overrides: Any) -> RenderRun:
 
 
 def task(seed: int = 1000, order_id: str = "o-1") -> RenderTask:
-    return RenderTask(
-        tenant_id="t-1",
-        order_id=order_id,
-        prompt_index=0,
-        prompt="a fox",
-        negative_prompt="",
-        seed=seed,
-        batch_size=1,
-        width=512,
-        height=512,
-        steps=20,
-        cfg_scale=Decimal(7),
-        sampler=Sampler.EULER_A,
-        model_family=ModelFamily.SD15,
-    )
+    return builders.render_task(seed, 1, order_id=order_id)

@@ -10,6 +10,7 @@ from subconscious.dal import interfaces as i
 from subconscious.dal import memory as m
 from subconscious.dal.blobs import ImageBucket
 from subconscious.dal.executions import RunExecutions
+from subconscious.dal.idempotency import Idempotency, persistence_layer
 from subconscious.dal.images import ImageStore
 from subconscious.dal.orders import OrderStore
 from subconscious.dal.prices import MarketHistory, PriceCache, ThroughputCorrections
@@ -17,7 +18,7 @@ from subconscious.dal.quotes import QuoteStore
 from subconscious.dal.runs import RunStore
 from subconscious.dal.tenants import TenantStore
 from subconscious.dal.work_queue import WorkQueue
-from subconscious.services import Idempotency, Services
+from subconscious.services import Services
 
 
 def _static_checks(client: object, orders: m.MemoryOrders) -> None:
@@ -38,7 +39,7 @@ def _static_checks(client: object, orders: m.MemoryOrders) -> None:
     executions: list[i.RunExecutionsProtocol] = [m.MemoryExecutions(), RunExecutions("a", client)]
     idempotency: list[i.IdempotencyProtocol] = [
         m.MemoryIdempotency(),
-        Idempotency("t", AwsClients()),
+        Idempotency(lambda: persistence_layer("t", AwsClients().client("dynamodb"))),
     ]
     del tenants, quotes, order_stores, images, runs, queues, buckets, prices
     del corrections, history, executions, idempotency
