@@ -14,7 +14,8 @@ arrives, a dispatch tick.
   :class:`PlanState` (open orders with the images not yet rendered, live machines, the offers
   listed now, the rates, the limits) and its decisions take effect at once. A ``Rent`` of an
   offer already rented, or interruptible while its pool has no capacity, is refused and
-  counted in ``invalid_decisions``.
+  counted in ``invalid_decisions``; so is a rent of an offer not listed then (generated
+  markets list and delist offers). An interruptible machine pays the bid listed at its rent.
 * **Machines.** Billed from the rent; ready after the offer's ``startup_s``; then render batch by
   batch, each time taking the open order with the earliest deadline that the card can run
   (``usable``), ``min(speed.batch, images not yet taken)`` images at ``rates.speed(offer,
@@ -399,7 +400,11 @@ class Simulation:
 
     def _rent(self, decision: Rent | DedicatedRent) -> None:
         listed = self.market.by_id.get(decision.offer.offer_id)
-        if listed is None or decision.offer.offer_id in self.taken:
+        if (
+            listed is None
+            or decision.offer.offer_id in self.taken
+            or not listed.listed_at(self.now)
+        ):
             self.invalid += 1
             return
         if decision.interruptible and not self.market.spot_available(
@@ -407,7 +412,7 @@ class Simulation:
         ):
             self.invalid += 1
             return
-        offer = listed.spot if decision.interruptible else listed.on_demand
+        offer = self.market.offer_at(listed.on_demand.offer_id, self.now, decision.interruptible)
         dedicated = decision.order_id if isinstance(decision, DedicatedRent) else None
         machine = SimMachine(
             machine_id=f"m{len(self.machines):05d}",
