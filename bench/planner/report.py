@@ -532,7 +532,8 @@ def diagnosis(run: WorkloadRun) -> str:
     for order in [o for o in run.policy.orders if o.over_quote][:15]:
         out.append(
             f"  over quote {order.order_id}: {order.images} imgs, cost "
-            f"${order.allocated_micros / MICROS_PER_USD:.5f} vs quoted "
+            f"${order.cost_micros / MICROS_PER_USD:.5f} (AWS "
+            f"${order.aws_micros / MICROS_PER_USD:.5f}) vs quoted "
             f"${order.acceptance.quoted_micros / MICROS_PER_USD:.5f} "
             f"({order.acceptance.label}, slack "
             f"{(order.deadline_s - order.spec.arrival_s) / HOUR:.1f} h)"
