@@ -96,6 +96,9 @@ def run_market(job: MarketJob) -> dict[str, Any]:
         "naive_orders_over_quote": naive.orders_over_quote,
         "greedy_deadline_attainment": greedy_run.deadline_attainment if policy.orders else None,
         "policy_cost_per_image_usd": report._round(policy.cost_per_image_usd),
+        "policy_aws_share_of_cost": _ratio(
+            policy.aws_micros, policy.cost_micros + policy.aws_micros
+        ),
         "accepted": len(policy.orders),
         "declined": len(policy.declined),
         "preemptions": policy.preemptions,
@@ -292,8 +295,11 @@ def plot(rows: Sequence[dict[str, Any]], prefix: Path) -> list[Path]:
                 ax.hlines(limit, x - 0.4, x + 0.4, colors="C2", linestyles=style)
         ax.set_xticks(range(len(PLOTTED)), ["policy ÷ naive", "policy ÷ greedy",
                                             "optimum ratio (small)"])  # fmt: skip
-        ax.set_title(f"{workload}: {len(mine)} markets (star: shipped traces; green: targets, "
-                     "solid worst, dashed median)", fontsize=9)  # fmt: skip
+        over = sum(1 for r in mine if (r.get("orders_over_quote") or 0) > 0)
+        late = sum(1 for r in mine if (r.get("deadline_attainment") or 1.0) < 1.0)
+        ax.set_title(f"{workload}: {len(mine)} markets, {over} with orders over quote, {late} "
+                     "with late orders\n(star: shipped traces; green: targets, solid worst, "
+                     "dashed median)", fontsize=9)  # fmt: skip
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
         path = prefix.with_name(f"{prefix.stem}-{workload}{prefix.suffix or '.png'}")
