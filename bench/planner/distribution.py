@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,21 @@ def run_market(job: MarketJob) -> dict[str, Any]:
 def run_all(jobs: Sequence[MarketJob], processes: int) -> list[dict[str, Any]]:
     """Every job, ``processes`` at a time (the slow ones first), rows in the jobs' order."""
     order = sorted(range(len(jobs)), key=lambda i: (not jobs[i].full_lp, i))
+    rows: dict[int, dict[str, Any]] = {}
+
+    def progress(index: int, row: dict[str, Any]) -> None:
+        rows[index] = row
+        print(f"[{len(rows)}/{len(jobs)}] {row['workload']} {row['market']}: "
+              f"{row['seconds']} s", file=sys.stderr, flush=True)  # fmt: skip
+
     if processes <= 1 or len(jobs) <= 1:
-        rows = {i: run_market(jobs[i]) for i in order}
+        for i in order:
+            progress(i, run_market(jobs[i]))
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
-            done = pool.map(run_market, [jobs[i] for i in order])
-            rows = dict(zip(order, done, strict=True))
+            futures = {pool.submit(run_market, jobs[i]): i for i in order}
+            for future in as_completed(futures):
+                progress(futures[future], future.result())
     return [rows[i] for i in range(len(jobs))]
 
 
