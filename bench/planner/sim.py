@@ -523,8 +523,9 @@ class Simulation:
 
     def _allocate(self) -> None:
         for machine in self.machines:
-            aws = serving_micros(images=0, width=512, height=512,
-                                 machine_seconds=machine.held_s, machines=1)  # fmt: skip
+            startup = min(machine.held_s, float(machine.offer.startup_s))
+            aws = serving_micros(images=0, width=512, height=512, machine_seconds=machine.held_s,
+                                 machines=1, startup_seconds=startup)  # fmt: skip
             for order_id, micros in self._split(machine, machine.cost_micros).items():
                 self.orders[order_id].allocated_micros += micros
             for order_id, micros in self._split(machine, aws).items():

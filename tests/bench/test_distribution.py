@@ -123,3 +123,24 @@ def test_over_quote_counts_the_aws_cost_of_serving(monkeypatch: pytest.MonkeyPat
     assert {c["machines"] for c in calls} == {0, 1}
     assert not result.orders[0].over_quote
     assert run(done.allocated_micros + 10).orders[0].over_quote  # GPU alone fits, AWS does not
+
+
+def test_the_aws_parts_add_up_to_the_charge_for_the_whole_run() -> None:
+    from bench.planner.aws import serving_micros
+
+    machines = [(3_600.0, 300.0), (900.0, 240.0)]
+    parts = sum(
+        serving_micros(
+            images=0,
+            width=512,
+            height=512,
+            machine_seconds=held,
+            machines=1,
+            startup_seconds=startup,
+        )
+        for held, startup in machines
+    ) + serving_micros(images=500, width=512, height=512, machine_seconds=0.0, machines=0)
+    whole = serving_micros(images=500, width=512, height=512, machine_seconds=4_500.0,
+                           machines=2, startup_seconds=540.0)  # fmt: skip
+    assert whole > 0
+    assert abs(parts - whole) <= 3 + whole // 50  # rounding, and slices rounded per machine
