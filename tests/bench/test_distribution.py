@@ -144,3 +144,16 @@ def test_the_aws_parts_add_up_to_the_charge_for_the_whole_run() -> None:
                            machines=2, startup_seconds=540.0)  # fmt: skip
     assert whole > 0
     assert abs(parts - whole) <= 3 + whole // 50  # rounding, and slices rounded per machine
+
+
+def test_aws_weighs_most_on_the_cheapest_cards() -> None:
+    from bench.planner.aws import share_rows
+
+    rows = {(r["gpu"], r["model"]): r for r in share_rows(100)}
+    assert len(rows) == 8
+    for model in ("sd15", "sdxl"):
+        v100, h100 = rows[("V100 16GB", model)], rows[("H100 SXM", model)]
+        assert 0 < float(h100["aws_share"]) < float(v100["aws_share"]) < 1  # type: ignore[arg-type]
+    assert float(rows[("RTX 4090", "sdxl")]["aws_usd_per_image"]) > 2 * float(  # type: ignore[arg-type]
+        rows[("RTX 4090", "sd15")]["aws_usd_per_image"]  # type: ignore[arg-type]
+    )  # an SDXL PNG is four times the pixels
