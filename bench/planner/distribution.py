@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.planner.baselines import Naive, greedy
+from bench.planner.bounds import solve
 from bench.planner.market_family import build_market, describe, draw_knobs
 from bench.planner.sim import simulate
 from bench.planner.simulated_market import Market, load_market
@@ -114,7 +115,7 @@ def run_market(job: MarketJob) -> dict[str, Any]:
             row["optimum_ratio_small"] = round(outcome[0], 4)
             row["small_solved_optimal"] = outcome[2]
     if job.full_lp and policy.orders:
-        bound = report.solve(report.demands(policy), market, rates, slot_s=report.FULL_SLOT_S,
+        bound = solve(report.demands(policy), market, rates, slot_s=report.FULL_SLOT_S,
                              integral=False, time_limit_s=report.FULL_TIME_LIMIT_S)  # fmt: skip
         images = policy.images_delivered
         if images and not math.isnan(bound.cost_micros) and bound.cost_micros > 0:
@@ -301,7 +302,7 @@ def plot(rows: Sequence[dict[str, Any]], prefix: Path) -> list[Path]:
                         color="C3" if shipped else "C0", alpha=0.9 if shipped else 0.55,
                         markersize=11 if shipped else 5)  # fmt: skip
             for limit, stat in _lines(workload, key):
-                style = "-" if stat == "worst" else "--"
+                style: Literal["solid", "dashed"] = "solid" if stat == "worst" else "dashed"
                 ax.hlines(limit, x - 0.4, x + 0.4, colors="C2", linestyles=style)
         ax.set_xticks(range(len(PLOTTED)), ["policy ÷ naive", "policy ÷ greedy",
                                             "optimum ratio (small)"])  # fmt: skip
