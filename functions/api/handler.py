@@ -3,6 +3,7 @@ function, return a model. Errors are mapped in ``subconscious.http_errors``."""
 
 from __future__ import annotations
 
+import pathlib
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -13,7 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
-from subconscious.logic.auth import guard_request, with_json_content_type
+from subconscious.logic.auth import guard_request, is_public_request, with_json_content_type
+from subconscious.logic.console import console_response
 from subconscious.logic.market_view import market_view
 from subconscious.logic.quotes import create_quote
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
@@ -35,6 +37,8 @@ OrderId = Annotated[str, Path(pattern=r"^o-[0-9a-f]{32}$", description="order id
 # makes each route give each one, and the fuzz test fails on any answer a route gives that is
 # not listed here.
 _NO_ORDER = "`not_found`: no such order for this API key"
+# The web console's page and assets (GET /console, /console/<name>), shipped in this asset.
+CONSOLE_DIR = pathlib.Path(__file__).resolve().parent / "console"
 _documented = http_errors.openapi_responses
 
 
@@ -141,6 +145,13 @@ def delete_order(order_id: OrderId) -> OrderOut:
     correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
 )
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The console's static files need no key (the page asks for one); they are not routes of
+    # the JSON API and not in its OpenAPI document.
+    if is_public_request(event):
+        try:
+            return console_response(services(), CONSOLE_DIR, str(event["path"]))
+        except Exception as error:
+            return http_errors.proxy_response(error)
     # Size, key, media type and JSON shape are checked before the router: powertools validates
     # a body before any middleware runs, and a caller without a key must learn nothing but 401.
     try:

@@ -9,7 +9,7 @@ Secrets Manager: ``SUBC_PROVIDER_SECRETS_ARN`` names a JSON secret whose keys ar
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(default=900, ge=60)
     images_page_size: int = Field(default=100, ge=1, le=1000)
     margin_percent: int = Field(default=30, ge=0, le=500)
+    # Where the web console (GET /console) may load thumbnails and image bytes from: the
+    # origins of the presigned links (its Content-Security-Policy's img-src and connect-src),
+    # as JSON, e.g. ["https://subc-images-1-us-east-1.s3.amazonaws.com"]. Empty: the origin of
+    # a link the bucket presigns (offline signing), the moto endpoint on the local stack.
+    console_image_origins: tuple[
+        Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")], ...
+    ] = ()
 
     # Secrets Manager secret (ARN or name) holding SECRET_FIELDS, read by load_settings().
     provider_secrets_arn: str = ""

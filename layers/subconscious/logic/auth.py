@@ -18,6 +18,7 @@ from subconscious.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from subconscious.logic.console import is_console_path
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
     from subconscious.services import Services
@@ -36,6 +37,13 @@ def authenticate(services: Services, api_key: str | None) -> str:
     if tenant is None:
         raise Unauthorized(f"a valid API key is required (header {KEY_HEADER})")
     return tenant
+
+
+def is_public_request(event: dict[str, Any]) -> bool:
+    """The web console's page and assets (``GET /console...``): served without a key, as they
+    hold no one's data (the page asks for a key and sends it with its own calls). Every other
+    request goes through :func:`guard_request`."""
+    return is_console_path(str(event.get("httpMethod", "")), str(event.get("path", "")))
 
 
 def guard_request(services: Services, event: dict[str, Any]) -> str:
