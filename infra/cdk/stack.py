@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import ArnFormat, Aws, CfnElement, CfnOutput, Stack
 from constructs import Construct
 
@@ -57,6 +59,9 @@ class SubconsciousStack(Stack):
                     function.add_environment(key, value)
         render_run = RenderRun(self, "RenderRun", functions=functions.functions)
         machine = render_run.state_machine
+        functions.function(f"{d.PREFIX}-api").add_environment(
+            "SUBC_CONSOLE_IMAGE_ORIGINS", json.dumps(images.image_origins)
+        )
         dispatch = functions.function(f"{d.PREFIX}-dispatch")
         dispatch.add_environment("SUBC_RENDER_RUN_STATE_MACHINE_ARN", machine.state_machine_arn)
         executions = self.format_arn(

@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from infra import definitions as d
-from infra.cdk.api import routes
+from infra.cdk.api import PUBLIC_ROUTES, routes
 from infra.cdk.work_queue import WorkQueue
 from subconscious.observability import (
     METRICS_NAMESPACE,
@@ -405,6 +405,47 @@ def test_alarms_watch_the_dlq_failed_runs_machine_age_and_spend(synth: Synth) ->
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
 
 
+def _methods_by_route(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each API method's properties by (path, METHOD), the path rebuilt from its resources."""
+    resources = synth.resources("AWS::ApiGateway::Resource")
+
+    def path_of(ref: Any) -> str:
+        if not isinstance(ref, dict) or "Ref" not in ref:
+            return ""  # the API's root resource (Fn::GetAtt RootResourceId)
+        resource = resources[ref["Ref"]]["Properties"]
+        return f"{path_of(resource['ParentId'])}/{resource['PathPart']}"
+
+    return {
+        (path_of(m["Properties"]["ResourceId"]), m["Properties"]["HttpMethod"]): m["Properties"]
+        for m in synth.resources("AWS::ApiGateway::Method").values()
+    }
+
+
+def test_only_the_console_s_static_files_are_served_without_the_authorizer(
+    synth: Synth,
+) -> None:
+    methods = _methods_by_route(synth)
+    api_function = synth.logical_id_of_function(f"{P}-api")
+    assert PUBLIC_ROUTES == [("/console", "GET"), ("/console/{asset}", "GET")]
+    for route in PUBLIC_ROUTES:
+        props = methods[route]
+        assert props["AuthorizationType"] == "NONE" and "AuthorizerId" not in props
+        assert api_function in json.dumps(props["Integration"]["Uri"])
+    assert methods[PUBLIC_ROUTES[1]]["RequestParameters"] == {"method.request.path.asset": True}
+    # the page's thumbnails: its policy names the images bucket's endpoints, and the bucket
+    # lets the page read them (GET only) for the zip download
+    api = next(
+        f["Properties"]
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == f"{P}-api"
+    )
+    origins = json.dumps(api["Environment"]["Variables"]["SUBC_CONSOLE_IMAGE_ORIGINS"])
+    images = synth.stack._logical_id(synth.stack.images.images)
+    assert ".s3.amazonaws.com" in origins and images in origins and "RegionalDomainName" in origins
+    (rule,) = synth.template["Resources"][images]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["GET"]
+
+
 def test_api_routes_need_the_key_authorizer_and_the_stage_is_throttled_and_logged(
     synth: Synth,
 ) -> None:
@@ -414,11 +455,12 @@ def test_api_routes_need_the_key_authorizer_and_the_stage_is_throttled_and_logge
     assert f"{synth.logical_id_of_function(f'{P}-authorizer')}" in json.dumps(
         authorizer["Properties"]["AuthorizerUri"]
     )
-    methods = synth.resources("AWS::ApiGateway::Method").values()
-    assert len(list(methods)) == len(routes())
+    methods = _methods_by_route(synth)
+    # every route of the JSON API, and the console's static files (public: see below)
+    assert set(methods) == set(routes()) | set(PUBLIC_ROUTES)
     api_function = synth.logical_id_of_function(f"{P}-api")
-    for method in methods:
-        props = method["Properties"]
+    for route in routes():
+        props = methods[route]
         assert props["AuthorizationType"] == "CUSTOM"
         assert props["AuthorizerId"] == {"Ref": authorizer_id}
         assert props["RequestParameters"]["method.request.header.x-api-key"] is True
