@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner
+.PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner \
+	console-screenshots
 
 $(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,8 +31,19 @@ PYTEST_WORKERS ?= 4
 test: lint
 	$(MAKE) --no-print-directory -j2 types pytest
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
+
+## The web console's browser test (tests/e2e/test_console.py) drives Debian's Chromium through
+## Playwright (never `playwright install`: no browser download); apt-get runs only when it is missing.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no apt-get here: install Chromium at $(CHROMIUM), or the browser test is skipped"; fi
+
+## make console-screenshots: the browser test alone, its screenshots into docs/console/.
+console-screenshots: $(STAMP) $(CHROMIUM)
+	SUBC_CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -n 0 -p no:cacheprovider tests/e2e/test_console.py
 
 ## make faults: only the fault suite (one local stack per failure scenario, also part of
 ## make test), then its table of scenarios → figures (FAULTS_ARGS="--update docs/reliability.md"

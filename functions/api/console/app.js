@@ -579,8 +579,8 @@ async function openMarket() {
       cell(row, group.gpu);
       cell(row, String(group.offers.length), "num");
       cell(row, usd(minOf(group.offers.map((o) => o.usd_per_hour)), 3), "num");
-      cell(row, usd(minOf(group.offers.map((o) => o.usd_per_image_sd15))), "num");
-      cell(row, usd(minOf(group.offers.map((o) => o.usd_per_image_sdxl))), "num");
+      cell(row, usd(minOf(group.offers.map((o) => o.usd_per_image_sd15)), 6), "num");
+      cell(row, usd(minOf(group.offers.map((o) => o.usd_per_image_sdxl)), 6), "num");
       cell(row, [...new Set(group.offers.map((o) => o.provider))].sort().join(", "));
       body.append(row);
     }

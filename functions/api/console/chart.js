@@ -4,7 +4,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const W = 760;
 const H = 320;
-const M = { left: 70, right: 24, top: 20, bottom: 44 };
+const M = { left: 96, right: 24, top: 20, bottom: 44 };
 
 function el(name, attributes = {}, text) {
   const node = document.createElementNS(SVG, name);
@@ -65,10 +65,12 @@ export function drawChart(container, options, { deadline, budget, onPick }) {
   svg.append(el("line", { x1: M.left, y1: H - M.bottom, x2: W - M.right, y2: H - M.bottom, class: "axis" }));
   svg.append(el("line", { x1: M.left, y1: M.top, x2: M.left, y2: H - M.bottom, class: "axis" }));
   const yStep = niceStep(y1, 5);
-  for (let v = 0; v <= y1 + 1e-12; v += yStep) {
+  const places = Math.min(8, Math.max(2, Math.ceil(-Math.log10(yStep))));
+  for (let i = 0; i * yStep <= y1 * (1 + 1e-9); i++) {
+    const v = i * yStep;
     svg.append(el("line", { x1: M.left, y1: py(v), x2: W - M.right, y2: py(v), class: "grid-line" }));
     svg.append(el("text", { x: M.left - 8, y: py(v) + 4, class: "tick", "text-anchor": "end" },
-      `$${v.toFixed(yStep < 0.001 ? 4 : yStep < 0.01 ? 3 : 2)}`));
+      `$${v.toFixed(places)}`));
   }
   const hour = 3600e3;
   const steps = [60e3, 5 * 60e3, 15 * 60e3, 30 * 60e3, hour, 2 * hour, 3 * hour, 6 * hour, 12 * hour, 24 * hour];
@@ -85,7 +87,7 @@ export function drawChart(container, options, { deadline, budget, onPick }) {
   // the customer's terms
   if (deadlineMs !== null) {
     svg.append(el("line", { x1: px(deadlineMs), y1: M.top, x2: px(deadlineMs), y2: H - M.bottom, class: "term" }));
-    svg.append(el("text", { x: px(deadlineMs) - 6, y: H - M.bottom - 8, class: "term-label", "text-anchor": "end" },
+    svg.append(el("text", { x: px(deadlineMs) - 6, y: M.top + 12, class: "term-label", "text-anchor": "end" },
       "your deadline"));
   }
   if (budget !== null) {
@@ -100,7 +102,8 @@ export function drawChart(container, options, { deadline, budget, onPick }) {
     const g = el("g", { class: `point ${ok ? "ok" : "outside"}`, tabindex: 0, "data-option": option.option_id });
     g.append(el("circle", { cx: px(xs[i]), cy: py(ys[i]), r: 7 }));
     const right = px(xs[i]) > W - 160;
-    g.append(el("text", { x: px(xs[i]) + (right ? -11 : 11), y: py(ys[i]) - 9, class: "point-label",
+    const high = py(ys[i]) < M.top + 40; // below the point, clear of the deadline's label
+    g.append(el("text", { x: px(xs[i]) + (right ? -11 : 11), y: py(ys[i]) + (high ? 20 : -9), class: "point-label",
       "text-anchor": right ? "end" : "start" }, `${option.label} $${option.price_per_image_usd}`));
     g.append(el("title", {}, `${option.label}: ${option.machines}× ${option.gpu} (${option.provider}), `
       + `$${option.price_per_image_usd}/image, done ${new Date(xs[i]).toLocaleString()}`));
