@@ -24,8 +24,9 @@ import pytest
 
 from infra.local import demo
 from infra.local.emulated_market import MachineFaults
+from infra.local.stack import LocalStack
+from subconscious import services as services_module
 from subconscious.render.png import png_size
-from tests.e2e.conftest import StartStack
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Everything that would reach outside 127.0.0.1 is off: the test runs offline.
@@ -53,6 +54,24 @@ pytestmark = [
         "chromium); run it, or install it, to run the browser tests",
     ),
 ]
+
+
+@pytest.fixture
+def stack() -> Iterator[LocalStack]:
+    """The local stack with its own settings (not the fault suite's short deadlines): a
+    healthy market whose machines render fast, so the pipeline, not the GPU, sets the pace."""
+    saved = dict(os.environ)
+    local = LocalStack(
+        dispatch_every_s=0.5,
+        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=400),
+    ).start()
+    try:
+        yield local
+    finally:
+        local.stop(drain_s=30)
+        os.environ.clear()
+        os.environ.update(saved)
+        services_module.reset()
 
 
 @pytest.fixture
@@ -86,9 +105,8 @@ def _order_state(page: Any) -> str:
 
 
 def test_the_founding_example_in_the_console_from_quote_to_gallery_and_download(
-    start_stack: StartStack, browser: Any, shots: Path, tmp_path: Path
+    stack: LocalStack, browser: Any, shots: Path, tmp_path: Path
 ) -> None:
-    stack = start_stack(default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=400))
     context = browser.new_context(
         viewport={"width": 1280, "height": 900}, accept_downloads=True, timezone_id="UTC"
     )
