@@ -13,7 +13,9 @@ const POLL_MS = 1500;
 const GALLERY_MS = 5000;
 const GALLERY_PAGE = 48;
 
-const state = { quote: null, timer: null, orderId: null, gallery: new Map(), galleryDone: -1, galleryAt: 0 };
+const state = {
+  quote: null, timer: null, generation: 0, orderId: null, gallery: new Map(), galleryDone: -1, galleryAt: 0,
+};
 
 // ---------- formatting ----------
 
@@ -105,10 +107,12 @@ function show(view) {
 function stopPolling() {
   clearTimeout(state.timer);
   state.timer = null;
+  state.generation += 1; // a tick still awaiting its answer does not schedule another
 }
 
 function poll(fn) {
   stopPolling();
+  const generation = state.generation;
   const tick = async () => {
     let again = false;
     try {
@@ -117,7 +121,7 @@ function poll(fn) {
       showError(error);
       again = !(error instanceof ApiError && error.status === 401);
     }
-    if (again && state.timer !== null) state.timer = setTimeout(tick, POLL_MS);
+    if (again && generation === state.generation) state.timer = setTimeout(tick, POLL_MS);
   };
   state.timer = setTimeout(tick, 0);
 }
