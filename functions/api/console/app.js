@@ -14,7 +14,8 @@ const GALLERY_MS = 5000;
 const GALLERY_PAGE = 48;
 
 const state = {
-  quote: null, timer: null, generation: 0, orderId: null, gallery: new Map(), galleryDone: -1, galleryAt: 0,
+  quote: null, timer: null, generation: 0, orderId: null,
+  gallery: new Map(), galleryDone: -1, galleryAt: 0, galleryFull: false,
 };
 
 // ---------- formatting ----------
@@ -397,6 +398,7 @@ async function openOrder(orderId) {
     state.gallery = new Map();
     state.galleryDone = -1;
     state.galleryAt = 0;
+    state.galleryFull = false;
     $("#gallery").replaceChildren();
   }
   $("#order-id").textContent = orderId;
@@ -406,10 +408,14 @@ async function openOrder(orderId) {
     renderOrder(order);
     const open = OPEN.has(order.state);
     // the whole list is presigned anew on each read: while rendering, at most every few seconds
-    if (order.images_done !== state.galleryDone && (!open || Date.now() - state.galleryAt >= GALLERY_MS)) {
+    // (an order may count its last image a tick before it reads as ended: the full listing
+    // is owed once it has ended, whatever the count)
+    const stale = order.images_done !== state.galleryDone || (!open && !state.galleryFull);
+    if (stale && (!open || Date.now() - state.galleryAt >= GALLERY_MS)) {
       await refreshGallery(order);
       state.galleryDone = order.images_done;
       state.galleryAt = Date.now();
+      state.galleryFull = !open;
     }
     return open;
   });
