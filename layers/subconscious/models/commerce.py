@@ -55,6 +55,12 @@ class QuoteOut(Quote):
 class OrderRequest(StrictModel):
     quote_id: Annotated[str, Field(min_length=1, max_length=64)]
     option_id: Annotated[str, Field(min_length=1, max_length=64)]
+    accept_outside_terms: bool = Field(
+        default=False,
+        description="accept an option that misses the quote's deadline or budget "
+        "(meets_deadline or meets_budget false); without it such an option is refused "
+        "(422 `outside_terms`)",
+    )
 
 
 class OrderState(StrEnum):
@@ -144,6 +150,10 @@ class Order(BaseModel):
     promised_at: AwareDatetime = Field(
         description="completion time promised by the accepted option"
     )
+    held_until: AwareDatetime | None = Field(
+        default=None, description="set by dispatch while the order waits to share a start-up"
+    )
+    held_reason: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
 
@@ -194,13 +204,29 @@ class OrderOut(BaseModel):
     price_per_image_usd: Decimal
     total_usd: Decimal
     charge_usd: Decimal = Field(description="what the order costs: images delivered x price")
-    spend_usd: Decimal
     promised_at: AwareDatetime
     eta: AwareDatetime | None
+    held_until: AwareDatetime | None = Field(
+        default=None,
+        description="while the order waits to share a machine start-up with other orders: "
+        "when it starts at the latest; null otherwise",
+    )
+    held_reason: str | None = Field(
+        default=None, description="why the order is waiting, for people; null when it is not"
+    )
     end_reason: EndReason | None = Field(description="why the order ended; null while open")
     ended_at: AwareDatetime | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+
+class OrderPage(BaseModel):
+    """The caller's orders, newest first."""
+
+    orders: list[OrderOut]
+    next_token: str | None = Field(
+        default=None, description="pass as `next_token` for the next page; null on the last"
+    )
 
 
 class ImageOut(BaseModel):
