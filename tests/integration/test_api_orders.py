@@ -127,7 +127,9 @@ def test_order_happy_path(aws: Created, svc: Services, api_key: str) -> None:
         option["price_per_image_usd"]
     )
     assert decimal_string(order["total_usd"]) == decimal_string(option["total_usd"])
-    assert decimal_string(order["spend_usd"]) == 0
+    assert decimal_string(order["charge_usd"]) == 0
+    assert "spend_usd" not in order  # our GPU cost is not the customer's business
+    assert order["held_until"] is None and order["held_reason"] is None
     assert _time(order["promised_at"]) == _time(option["completes_at"])
     assert order["eta"] is not None
     # 20 images → 3 tasks (8, 8, 4), 5 images → 1 task

@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
 )
 from pydantic import ValidationError
 
+from subconscious.dal import orders as order_rows
 from subconscious.dal._dynamo import epoch, now
 from subconscious.dal.executions import execution_arn
 from subconscious.dal.idempotency import Idempotency
@@ -48,7 +49,6 @@ from subconscious.dal.images import (
     image_sort_key,
     stored_image,
 )
-from subconscious.dal import orders as order_rows
 from subconscious.dal.orders import _order
 from subconscious.dal.prices import (
     _FORECAST,

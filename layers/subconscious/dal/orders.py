@@ -25,7 +25,6 @@ from subconscious.models import (
     sources_of,
 )
 
-
 # The index that lists a tenant's orders by creation time (infra/definitions.py declares it).
 BY_CREATED = "by_created"
 # A listing reads at most this many pages of the index per request (a state filter may skip

@@ -29,6 +29,7 @@ from subconscious.models import (
     JobSpec,
     Order,
     OrderOut,
+    OrderPage,
     OrderRequest,
     OrderState,
     Quote,
@@ -308,6 +309,22 @@ def eta(
     )
     seconds = remaining / per_s
     return now + timedelta(seconds=float(seconds))
+
+
+def list_orders(
+    services: Services,
+    tenant_id: str,
+    *,
+    state: OrderState | None,
+    limit: int,
+    token: str | None,
+    now: datetime | None = None,
+) -> OrderPage:
+    """The caller's orders, newest first, a page at a time."""
+    now = now or datetime.now(UTC)
+    orders, next_token = services.orders.page(tenant_id, limit, token, state)
+    worker = services.settings.worker
+    return OrderPage(orders=[order_out(o, now, worker) for o in orders], next_token=next_token)
 
 
 def list_images(
