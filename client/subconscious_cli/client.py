@@ -189,15 +189,24 @@ class Client:
         return self._call("POST", "/v1/quotes", body=body)
 
     def order(
-        self, quote_id: str, option_id: str, idempotency_key: str | None = None
+        self,
+        quote_id: str,
+        option_id: str,
+        idempotency_key: str | None = None,
+        *,
+        accept_outside_terms: bool = False,
     ) -> dict[str, Any]:
         """Accept one option of a quote. Retried on transient failures under one idempotency
-        key, so a retry after a lost answer returns the same order instead of a second one."""
+        key, so a retry after a lost answer returns the same order instead of a second one.
+        An option that misses the quote's deadline or price cap needs ``accept_outside_terms``."""
         key = idempotency_key or f"subc-{uuid.uuid4()}"
+        body: dict[str, Any] = {"quote_id": quote_id, "option_id": option_id}
+        if accept_outside_terms:
+            body["accept_outside_terms"] = True
         return self._call(
             "POST",
             "/v1/orders",
-            body={"quote_id": quote_id, "option_id": option_id},
+            body=body,
             headers={"Idempotency-Key": key},
             retry=True,
             retry_codes=_ORDER_RETRY_CODES,

@@ -97,13 +97,13 @@ def format_quote(quote: dict[str, Any]) -> str:
 
 
 def progress_line(order: dict[str, Any], now: datetime | None = None) -> str:
-    """``[#####.....] 50/100 images  $0.12 spent  eta 14:05Z  state rendering``"""
+    """``[#####.....] 50/100 images  charge $0.12  eta 14:05Z  state rendering``"""
     done = int(order.get("images_done") or 0)
     total = int(order.get("images_total") or 0)
     filled = min(BAR_WIDTH, BAR_WIDTH * done // total) if total else 0
     bar = "#" * filled + "." * (BAR_WIDTH - filled)
     line = (
-        f"[{bar}] {done}/{total} images  {_usd(order.get('spend_usd'), cents=True)} spent  "
+        f"[{bar}] {done}/{total} images  charge {_usd(order.get('charge_usd'), cents=True)}  "
         f"eta {_when(order.get('eta'), now or datetime.now(UTC))}  state {order.get('state')}"
     )
     return line + _ending(order)
@@ -125,7 +125,7 @@ def format_order(order: dict[str, Any]) -> str:
             f"order {order.get('order_id')}  state {order.get('state')}",
             f"  images    {order.get('images_done')}/{order.get('images_total')}",
             f"  price     {_usd(order.get('price_per_image_usd'))}/image, "
-            f"total {_usd(order.get('total_usd'))}, spent {_usd(order.get('spend_usd'))}",
+            f"total {_usd(order.get('total_usd'))}, charge {_usd(order.get('charge_usd'))}",
             f"  promised  {_when(order.get('promised_at'))}  eta {_when(order.get('eta'))}",
             *(
                 [

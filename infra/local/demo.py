@@ -66,7 +66,10 @@ def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str,
         (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
         quote["options"][0],
     )
-    order = client.order(quote["quote_id"], option["option_id"])
+    outside = not (option["meets_deadline"] and option["meets_budget"])
+    if outside:  # the customer confirms it, as the CLI asks: the API wants it said
+        say(f"{who}: no option meets the terms; accepting {option['label']} explicitly")
+    order = client.order(quote["quote_id"], option["option_id"], accept_outside_terms=outside)
     say(f"{who}: order {order['order_id']} {order['state']}: {order['images_total']} images")
     return order, option
 
@@ -143,7 +146,7 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
                         say(
                             f"  {o['order_id'][:12]} {o['state']:<10} "
                             f"{o['images_done']:>5}/{o['images_total']} images, "
-                            f"spent ${o['spend_usd']}"
+                            f"charge ${o['charge_usd']}"
                         )
 
                 done = client.wait(
@@ -158,16 +161,19 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
         runs = stack.executions()
         market_providers, machines_by_provider = _market_summary(stack.providers, runs)
         market_providers = [p for p in stack.providers if p in {*seen, *market_providers}]
+        # our GPU cost, from the stack's own records (the customer's view never shows it)
+        spent = [stack.gpu_spend_usd(o["order_id"]) for o in finished]
     return {
         "images": len(valid),
         "dir": str(Path(args.out).resolve()),
         "orders": len(finished),
         "state": ",".join(sorted({o["state"] for o in finished})),
-        "spend_usd": str(sum(Decimal(o["spend_usd"]) for o in finished)),
+        "charge_usd": str(sum(Decimal(o["charge_usd"]) for o in finished)),
+        "spend_usd": str(sum(spent, Decimal(0))),
         "quoted_usd": str(sum(Decimal(option["total_usd"]) for _, option in placed)),
         "over_quote": sum(
-            Decimal(o["spend_usd"]) > Decimal(option["total_usd"])
-            for o, (_, option) in zip(finished, placed, strict=True)
+            cost > Decimal(option["total_usd"])
+            for cost, (_, option) in zip(spent, placed, strict=True)
         ),
         "render_runs": len(runs),
         "market_providers": market_providers,

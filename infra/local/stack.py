@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -453,6 +454,14 @@ class LocalStack:
         """RunPod pods rented from now on read RUNNING with no runtime (no ports) for ever,
         billed: a host whose driver cannot run the image's CUDA (runpod/runpodctl#253)."""
         self._runpod.never_start(on)
+
+    def gpu_spend_usd(self, order_id: str, tenant_id: str | None = None) -> Decimal:
+        """What the order cost us in GPU time so far (the customer's view never shows it)."""
+        from subconscious.money import to_usd
+        from subconscious.services import services
+
+        order = services().orders.get(tenant_id or self.tenant_id, order_id)
+        return to_usd(order.spend_micros) if order is not None else Decimal(0)
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")

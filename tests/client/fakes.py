@@ -72,7 +72,7 @@ def order_json(
         "images_done": done,
         "price_per_image_usd": "0.0123",
         "total_usd": "1.23",
-        "spend_usd": "0.123",
+        "charge_usd": "0.123",
         "promised_at": iso(now + timedelta(hours=2)),
         "eta": iso(now + timedelta(hours=1)),
         "created_at": iso(now),

@@ -52,11 +52,11 @@ def test_quote_posts_job_and_constraints_with_the_key(
 
 def test_fractional_json_numbers_become_decimals(api: respx.MockRouter, client: Client) -> None:
     api.get(f"{ORDERS}/{ORDER_ID}").respond(
-        200, content=b'{"state": "completed", "spend_usd": 0.1}'
+        200, content=b'{"state": "completed", "charge_usd": 0.1}'
     )
     order = client.status(ORDER_ID)
-    assert order["spend_usd"] == Decimal("0.1")
-    assert isinstance(order["spend_usd"], Decimal)
+    assert order["charge_usd"] == Decimal("0.1")
+    assert isinstance(order["charge_usd"], Decimal)
 
 
 def test_order_retries_a_503_under_the_same_idempotency_key(

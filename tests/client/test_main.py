@@ -300,9 +300,9 @@ def test_status_watch_logs_a_line_per_change_when_not_a_tty(
     assert code == 0
     lines = err.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("[#####.....] 50/100 images  $0.12 spent  eta ")
+    assert lines[0].startswith("[#####.....] 50/100 images  charge $0.12  eta ")
     assert lines[0].endswith("  state rendering")
-    assert lines[1] == "[##########] 100/100 images  $0.12 spent  eta -  state completed"
+    assert lines[1] == "[##########] 100/100 images  charge $0.12  eta -  state completed"
     assert "state completed" in out
 
 
@@ -318,12 +318,12 @@ def test_status_watch_gives_up_at_its_timeout(
 
 def test_progress_line_matches_the_documented_shape() -> None:
     now = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
-    order = order_json("rendering", 50, spend_usd="0.1234", eta="2025-06-01T14:05:00Z")
+    order = order_json("rendering", 50, charge_usd="0.1234", eta="2025-06-01T14:05:00Z")
     assert progress_line(order, now) == (
-        "[#####.....] 50/100 images  $0.12 spent  eta 14:05Z  state rendering"
+        "[#####.....] 50/100 images  charge $0.12  eta 14:05Z  state rendering"
     )
-    tiny = order_json("rendering", 1, spend_usd="0.000027", eta=None)
-    assert "$0.000027 spent" in progress_line(tiny, now)
+    tiny = order_json("rendering", 1, charge_usd="0.000027", eta=None)
+    assert "charge $0.000027" in progress_line(tiny, now)
     tomorrow = order_json("accepted", 0, total=0, eta="2025-06-02T01:00:00+00:00")
     assert "eta 2025-06-02 01:00Z" in progress_line(tomorrow, now)
 
@@ -356,9 +356,9 @@ def test_progress_redraws_in_place_on_a_tty() -> None:
 
     stream = Tty()
     progress = Progress(stream)
-    progress(order_json("rendering", 10, spend_usd="10.00"))
-    progress(order_json("rendering", 10, spend_usd="10.00"))
-    progress(order_json("completed", 100, spend_usd="0.5", eta=None))
+    progress(order_json("rendering", 10, charge_usd="10.00"))
+    progress(order_json("rendering", 10, charge_usd="10.00"))
+    progress(order_json("completed", 100, charge_usd="0.5", eta=None))
     progress.finish()
     text = stream.getvalue()
     assert text.count("\r") == 2
