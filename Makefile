@@ -17,8 +17,11 @@ demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo $(DEMO_ARGS)
 
 ## make local: run the local stack until Ctrl-C (prints the API URL and a key for `subconscious`).
+## Orders, images, queued work and the key are kept in LOCAL_STATE across restarts
+## (`make local LOCAL_STATE=` starts a fresh account; `rm -rf .local-state` forgets it all).
+LOCAL_STATE ?= .local-state
 local: $(STAMP)
-	$(BIN)/python -m infra.local.stack
+	$(BIN)/python -m infra.local.stack $(if $(LOCAL_STATE),--state-dir $(LOCAL_STATE))
 
 ## make test: lint and format check, then types and the tests side by side (mypy is one process
 ## on one core for about 90 s, cold; the tests keep the other busy), the tests with branch
