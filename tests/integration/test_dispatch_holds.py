@@ -4,6 +4,7 @@ and why (``held_until``, ``held_reason``), and stops saying it once the dispatch
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,12 @@ def test_a_tick_that_changes_nothing_writes_nothing(
     tick(svc, now=NOW)
     writes: list[str] = []
     original = svc.orders.set_hold
-    monkeypatch.setattr(svc.orders, "set_hold", lambda *a: writes.append(a[1]) or original(*a))
+
+    def counted(*args: Any) -> bool:
+        writes.append(str(args[1]))
+        return original(*args)
+
+    monkeypatch.setattr(svc.orders, "set_hold", counted)
 
     tick(svc, now=NOW + timedelta(minutes=1))
 

@@ -118,3 +118,14 @@ def test_a_hold_is_recorded_on_an_accepted_order_and_cleared_when_it_moves(
     rendering = stores.orders.get("t-1", _id(1))
     assert rendering is not None and (rendering.held_until, rendering.held_reason) == (None, None)
     assert not stores.orders.set_hold("t-1", _id(1), until, "waiting")
+
+
+def test_a_rare_state_is_found_behind_many_others(stores: Services) -> None:
+    # DynamoDB reads a bounded number of index pages per request (a page may come back short,
+    # even empty, with a token); following the tokens still finds every match, in order
+    _place(stores, "t-1", 1, 100)
+    assert stores.orders.transition("t-1", _id(1), OrderState.ACCEPTED)
+    for n in range(2, 30):
+        _place(stores, "t-1", n, 100 - n)
+    assert _walk(stores, "t-1", 1, OrderState.ACCEPTED) == [_id(1)]
+    assert len(_walk(stores, "t-1", 10, OrderState.QUOTED)) == 28
