@@ -195,6 +195,7 @@ class LocalStack:
             else f"sk_local_{secrets.token_urlsafe(24)}"
         )
         self.tenant_id = "t-local-demo"
+        self.other_tenants: list[str] = []  # add_tenant's
         self.loaded: dict[str, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -369,6 +370,7 @@ class LocalStack:
 
         key = f"sk_local_{secrets.token_urlsafe(24)}"
         services().tenants.add_key(tenant_id, key)
+        self.other_tenants.append(tenant_id)
         return key
 
     # --- the HTTP front (API Gateway's job) ---
@@ -478,13 +480,17 @@ class LocalStack:
         billed: a host whose driver cannot run the image's CUDA (runpod/runpodctl#253)."""
         self._runpod.never_start(on)
 
-    def gpu_spend_usd(self, order_id: str, tenant_id: str | None = None) -> Decimal:
-        """What the order cost us in GPU time so far (the customer's view never shows it)."""
+    def gpu_spend_usd(self, order_id: str) -> Decimal:
+        """What the order cost us in GPU time so far (the customer's view never shows it),
+        whichever of this stack's tenants placed it."""
         from subconscious.money import to_usd
         from subconscious.services import services
 
-        order = services().orders.get(tenant_id or self.tenant_id, order_id)
-        return to_usd(order.spend_micros) if order is not None else Decimal(0)
+        for tenant_id in (self.tenant_id, *self.other_tenants):
+            order = services().orders.get(tenant_id, order_id)
+            if order is not None:
+                return to_usd(order.spend_micros)
+        raise KeyError(f"no tenant of this stack has order {order_id}")
 
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")
