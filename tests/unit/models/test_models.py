@@ -340,6 +340,17 @@ def test_stored_quote_loads_after_its_deadline() -> None:
     assert reloaded.constraints.deadline == datetime(2020, 1, 1, tzinfo=UTC)
 
 
+def test_an_option_stored_before_expected_completion_reads_it_as_the_promise() -> None:
+    stored = option("opt-a", deadline=True, budget=True).model_dump(mode="json")
+    del stored["expected_completion_at"]
+    reloaded = QuoteOption.model_validate(stored)
+    assert reloaded.expected_completion_at == reloaded.completes_at == NOW + timedelta(hours=1)
+    sooner = QuoteOption.model_validate(
+        {**stored, "expected_completion_at": (NOW + timedelta(minutes=20)).isoformat()}
+    )
+    assert sooner.expected_completion_at == NOW + timedelta(minutes=20)
+
+
 def test_quote_feasible_and_option_lookup() -> None:
     a = option("opt-a", deadline=True, budget=False)
     b = option("opt-b", deadline=False, budget=True)
