@@ -344,14 +344,14 @@ class _Quoting:
             (DISPATCH_LATENCY_S + o.startup_s, self.rates.speed(o, self.job).images_per_s)
             for o in plan.offers
         )
+        # the machines ready first, k of them alone, would finish at (N + Σ r·ready) / Σ r;
+        # the fleet finishes at the least of these (a machine ready after that adds nothing)
         rate = weighted = 0.0
         finish = math.inf
-        for i, (at, per_s) in enumerate(ready):
+        for at, per_s in ready:
             rate += per_s
             weighted += per_s * at
-            finish = (self.images + weighted) / rate
-            if i + 1 == len(ready) or finish <= ready[i + 1][0]:
-                break  # done before the next machine is ready
+            finish = min(finish, (self.images + weighted) / rate)
         return min(by, self.now + timedelta(seconds=math.ceil(finish)))
 
     def options(self) -> list[QuoteOption]:

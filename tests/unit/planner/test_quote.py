@@ -17,7 +17,7 @@ from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import to_micros
 from subconscious.planner.costs import Rates, fleet_cost_micros
-from subconscious.planner.policy import DISPATCH_LATENCY_S, Limits, OpenOrder, keepable
+from subconscious.planner.policy import DISPATCH_LATENCY_S, Limits, OpenOrder, edf, keepable
 from subconscious.planner.quote import fleet_plan, frontier, plan_quote, singles
 from subconscious.throughput_model import ThroughputModel
 from tests import builders
@@ -127,6 +127,27 @@ def test_an_impossible_deadline_offers_the_earliest_within_budget_and_the_earlie
     assert all(p.cost_micros * (100 + MARGIN) > to_micros(budget) * 100 * 1000 for p in sooner)
 
 
+def test_the_earliest_within_budget_is_one_the_backlog_lets_us_promise() -> None:
+    on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
+    job, budget, limits = founding_job(), Decimal("0.0005"), Limits(max_machines=2)
+    backlog = [OpenOrder("b", founding_job(), 1000, NOW + timedelta(minutes=20))]
+    terms = Constraints(deadline=NOW + timedelta(minutes=2), max_price_per_image_usd=budget)
+    options = plan_quote(job, terms, on_demand, NOW, MARGIN, RATES, backlog=backlog, limits=limits)
+    assert labels(options) == ["earliest_in_budget", "earliest"]
+    in_budget = options[0]
+    # a quicker plan within budget exists, but promising it would break the earlier promise
+    quicker = [
+        p
+        for p in frontier(job, on_demand, RATES, limits)
+        if p.completes(NOW) < in_budget.completes_at
+        and p.cost_micros * (100 + MARGIN) <= to_micros(budget) * 100 * 1000
+    ]
+    assert quicker
+    for plan in quicker:
+        new = OpenOrder("quote", job, 1000, plan.completes(NOW))
+        assert not keepable(edf([new, *backlog]), [], on_demand, RATES, NOW, limits, plan.offers)
+
+
 def test_when_neither_term_can_be_met_the_quote_says_how_far_off_each_is() -> None:
     deadline = NOW + timedelta(minutes=2)
     options = quote(founding_job(), deadline=deadline, max_price_per_image_usd=Decimal("0.000001"))
@@ -176,6 +197,22 @@ def test_expected_completion_is_start_up_and_rendering_without_the_reserve() -> 
     expected_s = DISPATCH_LATENCY_S + MARKET[0].startup_s + render_s
     assert option.expected_completion_at == NOW + timedelta(seconds=math.ceil(expected_s))
     assert option.completes_at == single.completes(NOW) > option.expected_completion_at
+
+
+def test_a_fleet_is_expected_to_finish_when_its_machines_together_have_rendered_the_job() -> None:
+    job = founding_job()
+    [earliest] = [o for o in quote(job) if o.label == "earliest"]
+    [fleet] = [p for p in frontier(job, MARKET, RATES, Limits()) if p.machines == 3]
+
+    def rendered(seconds: float) -> float:  # each machine from when it is ready
+        return sum(
+            RATES.speed(o, job).images_per_s * max(0.0, seconds - DISPATCH_LATENCY_S - o.startup_s)
+            for o in fleet.offers
+        )
+
+    expected_s = (earliest.expected_completion_at - NOW).total_seconds()
+    assert rendered(expected_s - 1) < job.total_images <= rendered(expected_s)
+    assert earliest.completes_at == fleet.completes(NOW)
 
 
 def test_waiting_is_cheaper_where_interruptible_capacity_exists() -> None:
