@@ -312,6 +312,7 @@ def option(option_id: str, *, deadline: bool, budget: bool) -> QuoteOption:
         provider="fake",
         gpu="RTX 4090",
         start_at=NOW,
+        expected_completion_at=NOW + timedelta(minutes=40),
         completes_at=NOW + timedelta(hours=1),
         price_per_image_usd=Decimal("0.001"),
         total_usd=Decimal("0.004"),
