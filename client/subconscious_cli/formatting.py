@@ -19,7 +19,8 @@ QUOTE_COLUMNS = (
     "GPU",
     "PRICE/IMAGE",
     "TOTAL",
-    "COMPLETES AT",
+    "EXPECTED",  # our expected finish (no reserve); "-" from a server that does not say
+    "COMPLETES AT",  # the promise
     "DEADLINE",
     "BUDGET",
 )
@@ -81,6 +82,7 @@ def format_quote(quote: dict[str, Any]) -> str:
                 gpu,
                 _usd(option.get("price_per_image_usd")),
                 _usd(option.get("total_usd")),
+                _when(option.get("expected_completion_at")),
                 _when(option.get("completes_at")),
                 _yes(option.get("meets_deadline")),
                 _yes(option.get("meets_budget")),

@@ -60,7 +60,8 @@ def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str,
         say(
             f"{who}: option {option['label']}: ${option['price_per_image_usd']}/image, "
             f"total ${option['total_usd']}, on {option['machines']}× {option['gpu']} "
-            f"({option['provider']}), done by {option['completes_at']}"
+            f"({option['provider']}), done by {option['completes_at']} "
+            f"(expected {option.get('expected_completion_at', '-')})"
         )
     option = next(
         (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),

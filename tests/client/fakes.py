@@ -36,6 +36,7 @@ def quote_json(quote_id: str = "q-1", *, feasible: bool = True) -> dict[str, Any
                 **option,
                 "option_id": "opt-requested",
                 "label": "requested",
+                "expected_completion_at": iso(now + timedelta(minutes=40)),
                 "completes_at": iso(now + timedelta(hours=2)),
                 "price_per_image_usd": "0.000123",
                 "total_usd": "0.25",

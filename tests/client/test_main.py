@@ -110,6 +110,11 @@ def test_quote_body_is_built_from_the_flags(
     assert "$0.000123" in out
     assert "q-1" in out
     assert "2x RTX 3090 (spot)" in out
+    # our expected finish beside the promise; "-" where the server does not say
+    requested = next(line for line in out.splitlines() if "opt-requested" in line)
+    cheapest = next(line for line in out.splitlines() if "opt-cheapest" in line)
+    assert "EXPECTED" in out and "COMPLETES AT" in out
+    assert requested.count("Z") == 2 and " - " in cheapest
 
 
 def test_quote_defaults_send_a_random_seed_and_no_constraints(
