@@ -257,6 +257,8 @@ def write_manifest(directory: Path, order_id: str, files: dict[Path, ImageOut]) 
     """Rewrite ``directory/manifest.jsonl`` with one line per file of this order, keeping the
     lines of other orders downloaded into the same directory."""
     path = directory / MANIFEST
+    if not files and not path.exists():
+        return path
     kept: list[str] = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -280,6 +282,27 @@ def write_manifest(directory: Path, order_id: str, files: dict[Path, ImageOut]) 
     ]
     _write_atomically(path, "".join(f"{line}\n" for line in kept + ours).encode())
     return path
+
+
+class _Collected:
+    """A download's finished fetches: the files in place (with their images) and the errors."""
+
+    def __init__(self, on_file: Callable[[int], None] | None) -> None:
+        self.done: dict[Path, ImageOut] = {}
+        self.errors: list[BaseException] = []
+        self.pending: dict[Future[Path], ImageOut] = {}
+        self._on_file = on_file
+
+    def collect(self, finished: Iterable[Future[Path]]) -> None:
+        for future in finished:
+            image = self.pending.pop(future)
+            error = future.exception()
+            if error is not None:
+                self.errors.append(error)
+                continue
+            self.done[future.result()] = image
+            if self._on_file is not None:
+                self._on_file(len(self.done))
 
 
 class Client:
@@ -453,48 +476,28 @@ class Client:
             raise ValueError("workers must be at least 1")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        done: dict[Path, ImageOut] = {}
-        errors: list[BaseException] = []
-        pending: dict[Future[Path], ImageOut] = {}
-
-        def collect(finished: Iterable[Future[Path]]) -> None:
-            for future in finished:
-                image = pending.pop(future)
-                error = future.exception()
-                if error is None:
-                    done[future.result()] = image
-                    if on_file is not None:
-                        on_file(len(done))
-                else:
-                    errors.append(error)
-
+        got = _Collected(on_file)
         # A separate client with no default headers: presigned links carry their own
         # authorisation, and the API key must never travel to the storage host.
         try:
             with (
-                httpx.Client(
-                    timeout=self._timeout_s,
-                    follow_redirects=True,
-                    headers={"user-agent": _USER_AGENT},
-                    limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
-                ) as storage,
+                self._storage_client(workers) as storage,
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool,
             ):
                 for image in self.images(order_id):
-                    if errors:
+                    if got.errors:
                         break
-                    pending[pool.submit(self._fetch_image, storage, image, directory)] = image
+                    got.pending[pool.submit(self._fetch_image, storage, image, directory)] = image
                     # Bounded so pages are listed only as fast as images download, keeping
                     # links from expiring in a queue on a large order.
-                    if len(pending) >= 2 * workers:
-                        collect(wait(set(pending), return_when=FIRST_COMPLETED).done)
-                collect(wait(set(pending)).done)
+                    if len(got.pending) >= 2 * workers:
+                        got.collect(wait(set(got.pending), return_when=FIRST_COMPLETED).done)
+                got.collect(wait(set(got.pending)).done)
         finally:
-            if done or (directory / MANIFEST).exists():
-                write_manifest(directory, order_id, done)
-        if errors:
-            raise errors[0]
-        return sorted(done)
+            write_manifest(directory, order_id, got.done)
+        if got.errors:
+            raise got.errors[0]
+        return sorted(got.done)
 
     def run(
         self,
@@ -555,6 +558,14 @@ class Client:
         )
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _storage_client(self, workers: int) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout_s,
+            follow_redirects=True,
+            headers={"user-agent": _USER_AGENT},
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+        )
 
     def _fetch_image(self, storage: httpx.Client, image: ImageOut, directory: Path) -> Path:
         path = directory / image_name(image)
