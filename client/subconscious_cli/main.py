@@ -441,7 +441,9 @@ def _cmd_run(client: Client, args: argparse.Namespace) -> int:
         )
 
     def confirm(quote: QuoteOut, option: QuoteOption) -> bool:
-        return _agreed(args, f"option {option.option_id} {terms_missed(quote, option)}")
+        return _agreed(
+            args, f"option {option.option_id} ({option.label}) {terms_missed(quote, option)}"
+        )
 
     def on_order(order: OrderOut) -> None:
         print(f"ordered {order.order_id}", file=sys.stderr)
