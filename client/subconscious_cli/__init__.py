@@ -5,15 +5,9 @@
 shell over it; :mod:`subconscious_cli.models` types the API's answers.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("subconscious-client")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+source"
-
 from subconscious_cli.client import ApiError, Client, OutsideTerms
 from subconscious_cli.models import OrderOut, QuoteOption, QuoteOut, RunResult
+from subconscious_cli.version import __version__
 
 __all__ = [
     "ApiError",

@@ -28,7 +28,6 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from subconscious_cli import __version__
 from subconscious_cli.deadlines import parse_deadline
 from subconscious_cli.models import (
     TERMINAL_STATES,
@@ -41,6 +40,7 @@ from subconscious_cli.models import (
     QuoteOut,
     RunResult,
 )
+from subconscious_cli.version import __version__
 
 API_URL_ENV = "SUBCONSCIOUS_API_URL"
 API_KEY_ENV = "SUBCONSCIOUS_API_KEY"

@@ -24,7 +24,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from subconscious_cli import __version__
 from subconscious_cli.client import (
     API_KEY_ENV,
     API_URL_ENV,
@@ -48,6 +47,7 @@ from subconscious_cli.formatting import (
     print_json,
 )
 from subconscious_cli.models import OrderOut, QuoteOption, QuoteOut
+from subconscious_cli.version import __version__
 
 EXIT_UNFINISHED = 3
 SAMPLERS = (

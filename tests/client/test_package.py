@@ -57,7 +57,7 @@ def test_the_client_installs_offline_into_a_clean_venv_and_runs(tmp_path: Path) 
         return done
 
     run(sys.executable, "-m", "venv", venv)
-    pip = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
+    pip: list[str | Path] = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
     run(*pip, "install", "--quiet", "--no-index", "--find-links", WHEELS, source)
 
     helped = run(venv / "bin" / "subconscious", "--help").stdout
