@@ -373,7 +373,11 @@ def _download(client: Client, order: OrderOut, directory: Path, workers: int) ->
 
 def _report_download(order: OrderOut, paths: list[Path], directory: Path) -> int:
     """Exit 0 only when the order has ended and every image it delivered is here."""
-    print(f"{len(paths)} PNGs in {directory}, listed in {directory / MANIFEST}")
+    listed = f", listed in {directory / MANIFEST}" if paths else ""
+    print(f"{len(paths)} PNGs in {directory}{listed}")
+    if order.ended and not order.images_done:
+        _error(f"order {order.order_id} ended {order.state} ({order.end_reason}) with no images")
+        return 1
     if not order.ended:
         _error(
             f"order {order.order_id} is still {order.state} "

@@ -368,3 +368,14 @@ def test_an_injected_http_client_is_used_and_left_open(api: respx.MockRouter) ->
         with Client(API + "/", KEY, http=http) as client:
             assert client.status(ORDER_ID).order_id == ORDER_ID
         assert not http.is_closed
+
+
+def test_from_env_reads_url_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="SUBCONSCIOUS_API_KEY"):
+        Client.from_env()
+    monkeypatch.setenv("SUBCONSCIOUS_API_KEY", KEY)
+    with Client.from_env() as local:
+        assert repr(local) == "Client('http://127.0.0.1:8600')"
+    monkeypatch.setenv("SUBCONSCIOUS_API_URL", API + "/")
+    with Client.from_env() as remote:
+        assert repr(remote) == f"Client({API!r})"

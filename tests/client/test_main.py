@@ -465,7 +465,7 @@ def test_download_of_an_unfinished_order_warns_and_exits_3(
     mock_images(api, "accepted", [])
     code, out, err = run([*BASE, "download", ORDER_ID, str(tmp_path)], capsys)
     assert code == 3
-    assert out.startswith("0 PNGs in ")
+    assert out == f"0 PNGs in {tmp_path}\n"
     assert f"error: order {ORDER_ID} is still accepted (0/2 rendered)" in err
     assert "incomplete" in err
 
@@ -508,3 +508,18 @@ def test_help_and_unknown_commands_return_codes(capsys: pytest.CaptureFixture[st
     assert main(["--help"]) == 0
     assert main(["frobnicate"]) == 2
     capsys.readouterr()
+
+
+def test_download_of_an_order_that_ended_with_nothing_exits_1(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api.get(f"{API}/v1/orders/{ORDER_ID}").respond(
+        200, json=order_json("expired", 0, total=2, end_reason="deadline_passed")
+    )
+    api.get(f"{API}/v1/orders/{ORDER_ID}/images").respond(
+        200, json={"order_id": ORDER_ID, "images": [], "next_token": None}
+    )
+    code, _, err = run([*BASE, "download", ORDER_ID, str(tmp_path)], capsys)
+    assert code == 1
+    assert f"error: order {ORDER_ID} ended expired (deadline_passed) with no images" in err
+    assert list(tmp_path.iterdir()) == []
