@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -523,3 +524,25 @@ def test_download_of_an_order_that_ended_with_nothing_exits_1(
     assert code == 1
     assert f"error: order {ORDER_ID} ended expired (deadline_passed) with no images" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_deadline_is_echoed_with_the_zone_and_sent_in_utc(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        route = api.post(f"{API}/v1/quotes").respond(201, json=quote_json())
+        argv = [*BASE, "quote", "--prompt", "x", "--count", "1", "--deadline", "tomorrow 09:00"]
+        code, _, err = run(argv, capsys)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert code == 0
+    echoed = err.splitlines()[0]
+    assert echoed.startswith("deadline ")
+    assert " 09:00 E" in echoed  # EST or EDT, by the date
+    assert "(UTC-05:00)" in echoed or "(UTC-04:00)" in echoed
+    sent_deadline = datetime.fromisoformat(sent(route)["constraints"]["deadline"])
+    assert sent_deadline.utcoffset() == timedelta(0)
+    assert sent_deadline.hour in (13, 14)  # 09:00 in New York
