@@ -85,5 +85,7 @@ def describe(moment: datetime) -> str:
     local = moment.astimezone()
     offset = local.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else ""
-    utc = moment.astimezone(UTC)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} (UTC{offset}), {utc:%Y-%m-%d %H:%M}Z"
+    text = f"{local:%Y-%m-%d %H:%M} {local.tzname()} (UTC{offset})"
+    if local.utcoffset():
+        text += f", {moment.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+    return text

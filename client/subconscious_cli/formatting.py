@@ -77,7 +77,7 @@ def gpu_label(option: QuoteOption) -> str:
     return gpu + (" (spot)" if option.interruptible else "")
 
 
-def format_quote(quote: QuoteOut) -> str:
+def format_quote(quote: QuoteOut, *, hint: bool = True) -> str:
     rows = [
         [
             option.option_id,
@@ -98,7 +98,7 @@ def format_quote(quote: QuoteOut) -> str:
         lines.append(f"your deadline {describe(quote.constraints.deadline)}")
     if not quote.feasible_as_requested:
         lines.append("no option meets both the deadline and the budget as requested")
-    if rows:
+    if rows and hint:
         lines.append(f"accept with: subconscious order {quote.quote_id} [OPTION]")
     return "\n".join(lines)
 

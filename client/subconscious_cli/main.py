@@ -436,7 +436,7 @@ def _cmd_run(client: Client, args: argparse.Namespace) -> int:
 
     def show_quote(quote: QuoteOut, option: QuoteOption) -> None:
         _remember_quote(quote)
-        print(format_quote(quote), file=sys.stderr)
+        print(format_quote(quote, hint=False), file=sys.stderr)
         print(
             f"chosen: {option.option_id} ({option.label}) {gpu_label(option)}, "
             f"${option.price_per_image_usd}/image, ${option.total_usd} in all, "

@@ -78,6 +78,19 @@ def test_the_echo_shows_local_time_its_zone_and_utc() -> None:
     )
 
 
+def test_the_echo_in_utc_says_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert (
+            describe(datetime(2026, 1, 15, 22, 59, tzinfo=UTC))
+            == "2026-01-15 22:59 UTC (UTC+00:00)"
+        )
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 @pytest.mark.usefixtures("berlin")
 @pytest.mark.parametrize(
     ("text", "says"),

@@ -200,6 +200,7 @@ def test_cli_run_ends_with_images_and_manifest(
     assert err.startswith("deadline ")  # echoed with its zone before anything is ordered
     assert "chosen: opt-cheap (cheapest) RTX 4090, $0.01/image, $0.02 in all" in err
     assert f"ordered {ORDER_ID}" in err
+    assert "accept with:" not in err  # run accepts by itself
     assert f"2 PNGs in {out_dir}, listed in {out_dir / 'manifest.jsonl'}" in out
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "000-100.png",
