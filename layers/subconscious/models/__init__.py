@@ -9,7 +9,9 @@ from subconscious.models.commerce import (
     EndReason,
     ImageOut,
     ImagePage,
+    OperatorOrderOut,
     Order,
+    OrderCosts,
     OrderOut,
     OrderRequest,
     OrderState,
@@ -17,6 +19,7 @@ from subconscious.models.commerce import (
     QuoteOption,
     QuoteOut,
     QuoteRequest,
+    RunShare,
     sources_of,
 )
 from subconscious.models.job import (
@@ -39,6 +42,8 @@ from subconscious.models.work import (
     RenderTask,
     RunStatus,
     image_key,
+    order_key,
+    split_order_key,
 )
 
 __all__ = [
@@ -60,7 +65,9 @@ __all__ = [
     "MachineStatus",
     "ModelFamily",
     "Offer",
+    "OperatorOrderOut",
     "Order",
+    "OrderCosts",
     "OrderOut",
     "OrderRequest",
     "OrderState",
@@ -71,9 +78,12 @@ __all__ = [
     "QuoteRequest",
     "RenderRun",
     "RenderTask",
+    "RunShare",
     "RunStatus",
     "Sampler",
     "SeedPolicy",
     "image_key",
+    "order_key",
     "sources_of",
+    "split_order_key",
 ]

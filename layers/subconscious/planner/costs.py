@@ -27,7 +27,7 @@ from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.servers import WorkerKind
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.serving import images_usd, machine_usd
+from subconscious.planner.serving import MACHINE_USD_PER_S, images_usd, machine_usd
 from subconscious.planner.workers import kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
@@ -71,10 +71,21 @@ def cost_for(provider: str, price_micros_per_hour: int, seconds: float) -> int:
     return math.ceil(price_micros_per_hour * billed_seconds(provider, seconds) / 3600)
 
 
-def aws_machine_micros(held_s: float) -> int:
-    """What AWS charges for one rented machine held ``held_s`` (its start-up taken as the
-    whole ready timeout: the safe side), in micro-dollars, rounded up."""
-    return _up_micros(machine_usd(max(held_s, 0.0)))
+def aws_machine_micros(held_s: float, polls: int | None = None) -> int:
+    """What AWS charges for one rented machine held ``held_s`` (``polls``: how often WaitReady
+    polled it; unknown, its whole ready timeout: the safe side), in micro-dollars, rounded
+    up."""
+    return _up_micros(machine_usd(max(held_s, 0.0), polls))
+
+
+def aws_render_micros(seconds: float) -> int:
+    """What AWS charges for ``seconds`` of the render step (its Lambda waits on the GPU)."""
+    return _up_micros(MACHINE_USD_PER_S * Decimal(str(max(seconds, 0.0))))
+
+
+def aws_batch_micros(images: int, width: int, height: int, images_per_task: int) -> int:
+    """What AWS charges for ``images`` stored from one task of ``images_per_task``."""
+    return _up_micros(images_usd(images, width, height, images_per_task))
 
 
 def aws_images_micros(job: JobSpec, images: int) -> int:

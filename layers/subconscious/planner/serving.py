@@ -261,11 +261,12 @@ def serving_breakdown(
     return usage.priced()
 
 
-def machine_usd(held_seconds: float) -> Decimal:
-    """AWS's charges for renting one machine held ``held_seconds`` (start-up unknown). Summed
-    over a fleet's machines, never less than :func:`serving_breakdown` counts for the fleet
-    (each machine's slices rounded up on its own)."""
-    return machines_usage(held_seconds, 1).priced().total_usd
+def machine_usd(held_seconds: float, polls: int | None = None) -> Decimal:
+    """AWS's charges for renting one machine held ``held_seconds`` (``polls``: its WaitReady
+    polls; unknown, its whole ready timeout). Summed over a fleet's machines, never less than
+    :func:`serving_breakdown` counts for the fleet (each machine's slices rounded up on its
+    own)."""
+    return machines_usage(held_seconds, 1, polls=polls).priced().total_usd
 
 
 def images_usd(images: int, width: int, height: int, images_per_task: int = 1) -> Decimal:
