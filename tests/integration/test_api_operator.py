@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from subconscious.models.tenancy import Role
+from infra.local.stack import api_gateway_event
+from subconscious.logic.auth import guard_principal, guard_request
+from subconscious.models.tenancy import Principal, Role
 from subconscious.services import Services
 from tests.integration.api_helpers import (
     TENANT_A,
@@ -133,3 +135,14 @@ def test_no_customer_answer_carries_a_cost_or_margin(svc: Services, api_key: str
 def test_no_customer_answer_carries_our_spend(svc: Services, api_key: str) -> None:
     keys = set().union(*(_keys(a) for a in _customer_answers(api_key)))
     assert not {k for k in keys if "spend" in k.lower()}, keys
+
+
+def test_a_request_carries_its_keys_tenant_and_role(
+    svc: Services, api_key: str, operator_key: str
+) -> None:
+    def event(key: str) -> dict[str, Any]:
+        return api_gateway_event("GET", "/v1/market", {"x-api-key": key}, None)
+
+    assert guard_request(svc, event(api_key)) == TENANT_A
+    assert guard_principal(svc, event(api_key)) == Principal(TENANT_A, Role.CUSTOMER)
+    assert guard_principal(svc, event(operator_key)) == Principal(OPERATOR, Role.OPERATOR)
