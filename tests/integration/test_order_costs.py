@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from subconscious.dal.orders import OrderStore
 from subconscious.logic import render_run
 from subconscious.market.fake import FakeProvider
 from subconscious.models import Order
@@ -128,3 +129,31 @@ def test_a_runs_overhead_is_shared_among_its_orders_by_images(svc: Services, a11
     assert ran is not None
     over = 400_000 - ran.charged_gpu_micros  # one hour billed, less what the batches charged
     assert 0 <= shares[0].gpu_micros + shares[1].gpu_micros - over <= 2
+
+
+def test_a_store_failure_setting_a_runs_share_is_raised() -> None:
+    """Only "the map exists already" is expected of the first update; anything else is not
+    swallowed (the record step logs it and still closes the run)."""
+
+    class Down:
+        def update_item(self, **_: object) -> None:
+            raise RuntimeError("DynamoDB is down")
+
+    store = OrderStore("subc-orders", table=Down())
+    with pytest.raises(RuntimeError, match="down"):
+        store.set_run_cost("t", "o-1", "r-1", 1, 1)
+
+
+@pytest.mark.moto  # reads or writes AWS itself
+def test_a_failure_sharing_costs_never_fails_the_record(
+    svc: Services, a1111: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = place_order(svc, TENANT, [8])
+    run_id = _rendered_and_torn_down(svc, order)
+
+    def down(*_: object) -> None:
+        raise RuntimeError("DynamoDB is down")
+
+    monkeypatch.setattr(svc.orders, "set_run_cost", down)
+    assert render_run.record(svc, run_id) == {"status": "succeeded"}
+    assert not _order(svc, order.order_id).run_costs
