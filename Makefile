@@ -6,10 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner
 
-$(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
+# The client (client/pyproject.toml) is installed editable beside the server's package, and its
+# wheels (its dependencies at the lock's pins, and its build backend, which pip freeze leaves out
+# of the lock) are kept in $(WHEELS) so that tests/client/test_package.py can install it into a
+# clean venv offline, as a customer would with `pip install ./client`.
+WHEELS := build/wheels
+CLIENT_BACKEND := setuptools==84.2.1
+$(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . -e ./client
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --dest $(WHEELS) \
+	  --only-binary :all: -c requirements-lock.txt ./client $(CLIENT_BACKEND)
 	touch $(STAMP)
 
 ## make demo: the founding example on the local stack (quote, order, render, download).

@@ -28,6 +28,7 @@ from infra.local.emulated_market import MachineFaults
 from infra.local.stack import running
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client
+from subconscious_cli.models import OrderOut
 
 PROMPTS = [
     "a lighthouse at dawn, oil painting",
@@ -60,7 +61,8 @@ def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str,
         say(
             f"{who}: option {option['label']}: ${option['price_per_image_usd']}/image, "
             f"total ${option['total_usd']}, on {option['machines']}× {option['gpu']} "
-            f"({option['provider']}), done by {option['completes_at']}"
+            f"({option['provider']}), done by {option['completes_at']} "
+            f"(expected {option.get('expected_completion_at', '-')})"
         )
     option = next(
         (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
@@ -137,7 +139,7 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
                 order = placed[index][0]
                 last = [-1]
 
-                def progress(o: dict[str, Any], last: list[int] = last) -> None:
+                def progress(o: OrderOut, last: list[int] = last) -> None:
                     if o["images_done"] != last[0]:
                         last[0] = o["images_done"]
                         say(

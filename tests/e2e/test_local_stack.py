@@ -20,6 +20,7 @@ from infra.local.stack import LocalStack
 from subconscious import services as services_module
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client
+from subconscious_cli.models import OrderOut
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +49,7 @@ def client(stack: LocalStack) -> Iterator[Client]:
         yield api
 
 
-def _order(client: Client, counts: list[int]) -> dict[str, Any]:
+def _order(client: Client, counts: list[int]) -> OrderOut:
     job = {"prompts": [{"text": f"prompt {i}", "count": c} for i, c in enumerate(counts)]}
     quote = client.quote(job)
     return client.order(quote["quote_id"], quote["options"][0]["option_id"])
