@@ -13,11 +13,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
-from subconscious.logic.auth import guard_request, with_json_content_type
+from subconscious.logic.auth import guard_principal, with_json_content_type
 from subconscious.logic.market_view import market_view
+from subconscious.logic.order_costs import operator_order_out, visible_order
 from subconscious.logic.quotes import create_quote
 from subconscious.models import (
     ImagePage,
+    OperatorOrderOut,
     OrderOut,
     OrderPage,
     OrderRequest,
@@ -26,6 +28,7 @@ from subconscious.models import (
     QuoteRequest,
 )
 from subconscious.models.market_view import MarketView
+from subconscious.models.tenancy import Principal, Role
 from subconscious.observability import logger
 from subconscious.services import services
 
@@ -48,6 +51,10 @@ _documented = http_errors.openapi_responses
 
 def _tenant() -> str:
     return str(app.context["tenant_id"])
+
+
+def _principal() -> Principal:
+    return Principal(_tenant(), Role.of(app.context.get("role")))
 
 
 def _created(model: Any) -> Response[Any]:
@@ -125,12 +132,29 @@ def list_orders(
 
 @app.get(
     "/v1/orders/<order_id>",
-    summary="Order state, progress, spend and ETA",
+    summary="Order state, progress, charge and ETA",
+    description='An operator\'s key (its tenant record has role "operator") may name any '
+    "tenant with `tenant_id` and gets the order with `costs`: what serving it cost us beside "
+    "its quote. A customer's key gets its own orders, never `costs`; naming another tenant it "
+    "gets 404, as for an order that does not exist.",
     responses=_documented(200, "order", {404: _NO_ORDER}),
 )
-def get_order(order_id: OrderId) -> OrderOut:
+def get_order(
+    order_id: OrderId,
+    tenant_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="operator keys only: the tenant whose order this is",
+        ),
+    ] = None,
+) -> OperatorOrderOut | OrderOut:
     svc = services()
-    order = order_logic.get_order(svc, _tenant(), order_id)
+    principal = _principal()
+    owner, order = visible_order(svc, principal, order_id, tenant_id)
+    if principal.operator:
+        return operator_order_out(order, owner, worker=svc.settings.worker)
     return order_logic.order_out(order, worker=svc.settings.worker)
 
 
@@ -173,9 +197,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Size, key, media type and JSON shape are checked before the router: powertools validates
     # a body before any middleware runs, and a caller without a key must learn nothing but 401.
     try:
-        tenant_id = guard_request(services(), event)
+        principal = guard_principal(services(), event)
     except Exception as error:
         return http_errors.proxy_response(error)
-    app.append_context(tenant_id=tenant_id)
+    tenant_id = principal.tenant_id
+    app.append_context(tenant_id=tenant_id, role=principal.role.value)
     logger.append_keys(tenant_id=tenant_id)
     return app.resolve(with_json_content_type(event), context)

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from subconscious.models.tenancy import Principal, Role
+
 if TYPE_CHECKING:
     from subconscious.dal.images import StoredImage
     from subconscious.dal.prices import Freshness
@@ -33,7 +35,11 @@ if TYPE_CHECKING:
 class TenantStoreProtocol(Protocol):
     def tenant_for_key(self, api_key: str) -> str | None: ...
 
-    def add_key(self, tenant_id: str, api_key: str, name: str = "") -> None: ...
+    def principal_for_key(self, api_key: str) -> Principal | None: ...
+
+    def add_key(
+        self, tenant_id: str, api_key: str, name: str = "", role: Role = Role.CUSTOMER
+    ) -> None: ...
 
 
 @runtime_checkable
@@ -55,7 +61,13 @@ class OrderStoreProtocol(Protocol):
         self, tenant_id: str, order_id: str, target: OrderState, reason: EndReason | None = None
     ) -> bool: ...
 
-    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order: ...
+    def add_spend(
+        self, tenant_id: str, order_id: str, spend_micros: int, aws_micros: int = 0
+    ) -> Order: ...
+
+    def set_run_cost(
+        self, tenant_id: str, order_id: str, run_id: str, gpu_micros: int, aws_micros: int
+    ) -> None: ...
 
     def set_hold(
         self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None

@@ -63,7 +63,7 @@ from subconscious.dal.prices import (
     spread,
 )
 from subconscious.dal.runs import _LEASE_PREFIX, _ORPHAN_PREFIX, _STOP_KEEP, _STOP_PREFIX
-from subconscious.dal.tenants import hash_key
+from subconscious.dal.tenants import hash_key, principal_of
 from subconscious.dal.work_queue import _BATCH, Delivery
 from subconscious.errors import QuoteAlreadyAccepted
 from subconscious.models import (
@@ -82,6 +82,7 @@ from subconscious.models import (
     sources_of,
 )
 from subconscious.models.spot import SpotOutlook
+from subconscious.models.tenancy import Principal, Role
 from subconscious.observability import logger
 from subconscious.throughput_model import Correction
 
@@ -103,13 +104,16 @@ class MemoryTenants:
         self._keys: dict[str, dict[str, Any]] = {}
 
     def tenant_for_key(self, api_key: str) -> str | None:
-        item = self._keys.get(hash_key(api_key))
-        if not item or item.get("disabled"):
-            return None
-        return str(item["tenant_id"])
+        principal = self.principal_for_key(api_key)
+        return None if principal is None else principal.tenant_id
 
-    def add_key(self, tenant_id: str, api_key: str, name: str = "") -> None:
-        self._keys[hash_key(api_key)] = {"tenant_id": tenant_id, "name": name}
+    def principal_for_key(self, api_key: str) -> Principal | None:
+        return principal_of(self._keys.get(hash_key(api_key)))
+
+    def add_key(
+        self, tenant_id: str, api_key: str, name: str = "", role: Role = Role.CUSTOMER
+    ) -> None:
+        self._keys[hash_key(api_key)] = {"tenant_id": tenant_id, "name": name, "role": role.value}
 
     def disable(self, api_key: str) -> None:
         """What an operator does in the table (no code path disables a key)."""
@@ -222,14 +226,26 @@ class MemoryOrders:
         token_out = order_rows.encode_token(last["created_at"], last["order_id"]) if last else None
         return [_order(i) for i in kept], token_out
 
-    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order:
+    def add_spend(
+        self, tenant_id: str, order_id: str, spend_micros: int, aws_micros: int = 0
+    ) -> Order:
         with self.lock:
             item = self._items.get((tenant_id, order_id))
             if item is None:
                 raise condition_failed("UpdateItem")
             item["spend_micros"] = int(item.get("spend_micros", 0)) + spend_micros
+            item["aws_micros"] = int(item.get("aws_micros", 0)) + aws_micros
             item["updated_at"] = now().isoformat()
             return _order(item)
+
+    def set_run_cost(
+        self, tenant_id: str, order_id: str, run_id: str, gpu_micros: int, aws_micros: int
+    ) -> None:
+        with self.lock:
+            item = self._items.get((tenant_id, order_id))
+            if item is None:
+                raise condition_failed("UpdateItem")
+            item.setdefault("run_costs", {})[run_id] = {"gpu": gpu_micros, "aws": aws_micros}
 
     def open_orders(self) -> Iterator[tuple[str, Order]]:
         open_values = {s.value for s in OPEN_STATES}

@@ -22,6 +22,7 @@ from subconscious.models import (
     EndReason,
     Order,
     OrderState,
+    RunShare,
     sources_of,
 )
 
@@ -44,6 +45,11 @@ def _order(item: dict[str, Any]) -> Order:
             "images_done": int(item.get("images_done", 0)),
             "images_failed": int(item.get("images_failed", 0)),
             "spend_micros": int(item.get("spend_micros", 0)),
+            "aws_micros": int(item.get("aws_micros", 0)),
+            "run_costs": {
+                str(run): RunShare(gpu_micros=int(share["gpu"]), aws_micros=int(share["aws"]))
+                for run, share in (item.get("run_costs") or {}).items()
+            },
             "end_reason": EndReason(item["end_reason"]) if item.get("end_reason") else None,
             "ended_at": datetime.fromisoformat(ended_at) if ended_at else None,
             "updated_at": datetime.fromisoformat(item["updated_at"]),
@@ -225,17 +231,51 @@ class OrderStore:
             kwargs["ExclusiveStartKey"] = last
         return [_order(i) for i in items], _token_of(last)
 
-    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order:
-        """Charge GPU time to the order; returns it as it now stands. (Images are counted by
-        ImageStore.record, in the same transaction that records them.)"""
+    def add_spend(
+        self, tenant_id: str, order_id: str, spend_micros: int, aws_micros: int = 0
+    ) -> Order:
+        """Charge GPU time (and AWS's charges, an estimate) to the order; returns it as it now
+        stands. (Images are counted by ImageStore.record, in the same transaction that records
+        them.)"""
         item = self._table.update_item(
             Key={"tenant_id": tenant_id, "order_id": order_id},
-            UpdateExpression="ADD spend_micros :c SET updated_at = :now",
+            UpdateExpression="ADD spend_micros :c, aws_micros :a SET updated_at = :now",
             ConditionExpression="attribute_exists(order_id)",
-            ExpressionAttributeValues={":c": spend_micros, ":now": now().isoformat()},
+            ExpressionAttributeValues={
+                ":c": spend_micros,
+                ":a": aws_micros,
+                ":now": now().isoformat(),
+            },
             ReturnValues="ALL_NEW",
         )["Attributes"]
         return _order(item)
+
+    def set_run_cost(
+        self, tenant_id: str, order_id: str, run_id: str, gpu_micros: int, aws_micros: int
+    ) -> None:
+        """Set one finished run's overhead share on the order (SET, not ADD: a retried record
+        writes the same figures again). Two updates: DynamoDB sets a map's key only once the
+        map exists, and one expression may not touch both."""
+        key = {"tenant_id": tenant_id, "order_id": order_id}
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET run_costs = :empty",
+                ConditionExpression=(
+                    "attribute_exists(order_id) AND attribute_not_exists(run_costs)"
+                ),
+                ExpressionAttributeValues={":empty": {}},
+            )
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+        self._table.update_item(
+            Key=key,
+            UpdateExpression="SET run_costs.#r = :share",
+            ConditionExpression="attribute_exists(order_id)",
+            ExpressionAttributeNames={"#r": run_id},
+            ExpressionAttributeValues={":share": {"gpu": gpu_micros, "aws": aws_micros}},
+        )
 
     def open_orders(self) -> Iterator[tuple[str, Order]]:
         """Every (tenant, order) not yet finished. A scan: the open set is small, and this runs

@@ -9,7 +9,9 @@ from subconscious.models.commerce import (
     EndReason,
     ImageOut,
     ImagePage,
+    OperatorOrderOut,
     Order,
+    OrderCosts,
     OrderOut,
     OrderPage,
     OrderRequest,
@@ -18,6 +20,7 @@ from subconscious.models.commerce import (
     QuoteOption,
     QuoteOut,
     QuoteRequest,
+    RunShare,
     sources_of,
 )
 from subconscious.models.job import (
@@ -40,6 +43,8 @@ from subconscious.models.work import (
     RenderTask,
     RunStatus,
     image_key,
+    order_key,
+    split_order_key,
 )
 
 __all__ = [
@@ -61,7 +66,9 @@ __all__ = [
     "MachineStatus",
     "ModelFamily",
     "Offer",
+    "OperatorOrderOut",
     "Order",
+    "OrderCosts",
     "OrderOut",
     "OrderPage",
     "OrderRequest",
@@ -73,9 +80,12 @@ __all__ = [
     "QuoteRequest",
     "RenderRun",
     "RenderTask",
+    "RunShare",
     "RunStatus",
     "Sampler",
     "SeedPolicy",
     "image_key",
+    "order_key",
     "sources_of",
+    "split_order_key",
 ]

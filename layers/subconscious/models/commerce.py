@@ -157,6 +157,13 @@ def sources_of(target: OrderState) -> frozenset[OrderState]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
+class RunShare(BaseModel):
+    """One finished run's overhead charged to one order it rendered for."""
+
+    gpu_micros: int = Field(ge=0)
+    aws_micros: int = Field(ge=0)
+
+
 class Order(BaseModel):
     order_id: str
     quote_id: str
@@ -172,6 +179,12 @@ class Order(BaseModel):
     images_done: int = 0
     images_failed: int = Field(default=0, description="images given up after their attempts")
     spend_micros: int = 0
+    # What serving it costs us (operator only, never the customer's view): AWS's charges its
+    # batches brought as they were stored, and each finished run's overhead (start-up, idle,
+    # teardown, the provider's billing increments, AWS per machine) shared among the orders
+    # it rendered for, by run id (set once per run: a retried record cannot count it twice).
+    aws_micros: int = 0
+    run_costs: dict[str, RunShare] = Field(default_factory=dict)
     end_reason: EndReason | None = None
     ended_at: AwareDatetime | None = None
     promised_at: AwareDatetime = Field(
@@ -183,6 +196,17 @@ class Order(BaseModel):
     held_reason: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+    @property
+    def gpu_cost_micros(self) -> int:
+        """GPU time: its batches' rendering, and its share of each finished run's overhead."""
+        return self.spend_micros + sum(r.gpu_micros for r in self.run_costs.values())
+
+    @property
+    def aws_cost_micros(self) -> int:
+        """AWS's charges (an estimate: planner/serving.py): its images and its share of each
+        finished run's machine."""
+        return self.aws_micros + sum(r.aws_micros for r in self.run_costs.values())
 
     @property
     def images_settled(self) -> int:
@@ -254,6 +278,28 @@ class OrderPage(BaseModel):
     next_token: str | None = Field(
         default=None, description="pass as `next_token` for the next page; null on the last"
     )
+
+
+class OrderCosts(BaseModel):
+    """What an order costs us beside what it was quoted (the operator's view only)."""
+
+    quoted_total_usd: Decimal = Field(description="the accepted option's total")
+    gpu_cost_usd: Decimal = Field(
+        description="GPU time as the providers bill it (their billing increments), start-ups "
+        "and idle time of shared machines split by images rendered"
+    )
+    aws_cost_usd: Decimal = Field(
+        description="AWS's charges, estimated from list prices (docs/serving-costs.md)"
+    )
+    cost_usd: Decimal = Field(description="gpu_cost_usd + aws_cost_usd")
+    margin_usd: Decimal = Field(description="charge_usd (images delivered x price) - cost_usd")
+
+
+class OperatorOrderOut(OrderOut):
+    """An order as the operator sees it: the customer's view and what it costs us."""
+
+    tenant_id: str
+    costs: OrderCosts
 
 
 class ImageOut(BaseModel):

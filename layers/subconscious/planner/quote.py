@@ -119,7 +119,7 @@ def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
     guard = max(float(TICK_S), *(s.batch_s for s in speeds))
     start = DISPATCH_LATENCY_S + max(o.startup_s for o in offers)
     seconds = (start + busy + guard) / (1 - SAFETY_SHARE)
-    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
+    return Plan(tuple(offers), seconds, fleet_cost_micros(job, offers, speeds, images))
 
 
 def singles(
@@ -219,10 +219,10 @@ def spot_cost_micros(
         if o.min_bid_usd_per_hour is None or not usable(o, job):
             continue
         speed = rates.speed(o, job)
-        spot = job_cost_micros(o, speed, job.total_images, interruptible=True)
+        spot = job_cost_micros(job, o, speed, job.total_images, interruptible=True)
         share = 1.0 if outlook is None else outlook.share(o.gpu)
         if share < 1.0:
-            steady = job_cost_micros(o, speed, job.total_images, interruptible=False)
+            steady = job_cost_micros(job, o, speed, job.total_images, interruptible=False)
             spot = math.ceil(share * spot + (1 - share) * steady)
         costs.append(spot)
     return min(costs) if costs else None

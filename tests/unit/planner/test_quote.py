@@ -16,9 +16,10 @@ from subconscious.catalogue import canonical
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.money import to_micros
-from subconscious.planner.costs import Rates, fleet_cost_micros
+from subconscious.planner.costs import TEARDOWN_S, Rates, cost_for, fleet_cost_micros
 from subconscious.planner.policy import DISPATCH_LATENCY_S, Limits, OpenOrder, edf, keepable
 from subconscious.planner.quote import fleet_plan, frontier, plan_quote, singles
+from subconscious.planner.serving import serving_cost_usd
 from subconscious.throughput_model import ThroughputModel
 from tests import builders
 
@@ -108,7 +109,8 @@ def test_an_impossible_deadline_offers_the_earliest_which_is_within_budget() -> 
 
 def test_an_impossible_deadline_offers_the_earliest_within_budget_and_the_earliest() -> None:
     on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
-    budget = Decimal("0.0002")  # the 3090 and the 4090 alone, not the H100s
+    # the 3090 and the 4090 alone, not the H100s (prices count AWS: ~80 µ$ of ~220 an image)
+    budget = Decimal("0.0003")
     options = quote(
         founding_job(),
         on_demand,
@@ -421,7 +423,7 @@ def test_no_option_is_priced_below_the_plan_it_was_priced_on(
         # what renting that plan on-demand costs us, start-ups and billing increments included
         candidates = [
             fleet_cost_micros(
-                list(p.offers), [RATES.speed(o, job) for o in p.offers], job.total_images
+                job, list(p.offers), [RATES.speed(o, job) for o in p.offers], job.total_images
             )
             for p in plans
             if (p.machines, canonical(p.offer.gpu), p.offer.provider)
@@ -458,6 +460,24 @@ def test_adding_an_offer_never_raises_the_quoted_price(
     before, after = best(offers), best([*offers, extra])
     if before is not None:
         assert after is not None and after <= before
+
+
+def test_the_price_covers_the_gpu_and_what_aws_charges_for_serving() -> None:
+    """One machine, on-demand: the quoted total is at least its GPU time billed as its provider
+    bills plus AWS's charges (planner/serving.py) for that machine and the images, with the
+    margin on both."""
+    job = founding_job(per_prompt=10)  # 100 images, 512x512
+    market = [offer("only", price="0.22")]
+    option = quote(job, market)[0]
+    speed = RATES.speed(market[0], job)
+    held = market[0].startup_s + speed.seconds(job.total_images) + TEARDOWN_S
+    gpu = cost_for("vast", 220_000, held)
+    aws = serving_cost_usd(images=100, width=512, height=512, machine_seconds=held, machines=1)
+    assert aws > Decimal("0.005")  # not a rounding error: about a sixth of the GPU's cost here
+    floor = (gpu + to_micros(aws)) * (100 + MARGIN) // 100
+    assert to_micros(option.total_usd) >= floor
+    # and the AWS share is what lifted it: GPU time alone with the margin would be less
+    assert to_micros(option.total_usd) > gpu * (100 + MARGIN) // 100 + to_micros(aws)
 
 
 budget_strategy = st.none() | st.decimals("0.00002", "0.004", places=6)
