@@ -16,8 +16,10 @@ from subconscious.logic import orders as order_logic
 from subconscious.logic.auth import guard_request, with_json_content_type
 from subconscious.logic.market_view import market_view
 from subconscious.logic.quotes import create_quote
+from subconscious.logic.webhooks import secret_for
 from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
 from subconscious.models.market_view import MarketView
+from subconscious.models.webhooks import WebhookSecret
 from subconscious.observability import logger
 from subconscious.services import services
 
@@ -78,7 +80,8 @@ def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
             "`idempotency_key_reused`: the key was used with another request; "
             "`request_in_progress`: the same request is still running, retry shortly",
             410: "`quote_expired`: quote again",
-            422: "`option_id` is not an option of the quote",
+            422: "`option_id` is not an option of the quote; `webhook_url` is not an https URL "
+            "on a public address (or `webhook_events` came without it)",
         },
     ),
 )
@@ -133,6 +136,15 @@ def delete_order(order_id: OrderId) -> OrderOut:
     svc = services()
     order = order_logic.cancel_order(svc, _tenant(), order_id)
     return order_logic.order_out(order, worker=svc.settings.worker)
+
+
+@app.get(
+    "/v1/webhooks/secret",
+    summary="Your webhook signing secret (created on first call): verify each delivery with it",
+    responses=_documented(200, "the secret"),
+)
+def get_webhook_secret() -> WebhookSecret:
+    return secret_for(services(), _tenant())
 
 
 # clear_state: a warm Lambda keeps the logger between invocations, and the last caller's

@@ -17,6 +17,7 @@ from subconscious.models.commerce import (
     QuoteOption,
     QuoteOut,
     QuoteRequest,
+    WebhookEvent,
     sources_of,
 )
 from subconscious.models.job import (
@@ -74,6 +75,7 @@ __all__ = [
     "RunStatus",
     "Sampler",
     "SeedPolicy",
+    "WebhookEvent",
     "image_key",
     "sources_of",
 ]
