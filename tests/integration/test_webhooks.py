@@ -9,10 +9,7 @@ tenant's events; every attempt is recorded; nothing is POSTed from an API reques
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -21,7 +18,7 @@ import pytest
 from functions.webhooks.handler import lambda_handler as webhooks_handler
 from infra import definitions as d
 from infra.local.resources import Created
-from infra.local.stack import context_for
+from infra.local.stack import deliver_batch
 from subconscious.logic import lifecycle
 from subconscious.logic.orders import render_tasks
 from subconscious.market.fake import FakeProvider
@@ -39,6 +36,7 @@ from tests.integration.api_helpers import (
     order_body,
     queue_depth,
 )
+from tests.webhook_receiver import Receiver, receiving
 
 pytestmark = pytest.mark.moto
 WEBHOOKS_FUNCTION = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-webhooks")
@@ -53,52 +51,10 @@ def _local_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUBC_WEBHOOK_BACKOFF_S", "0")
 
 
-@dataclass
-class Receiver:
-    """A customer's webhook endpoint: answers each event's first attempt 500, then 200."""
-
-    url: str = ""
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answered: list[int] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def accepted(self) -> list[tuple[dict[str, str], bytes]]:
-        return [r for r, status in zip(self.received, self.answered, strict=True) if status == 200]
-
-
-def _serve(receiver: Receiver) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with receiver.lock:
-                seen = sum(
-                    1 for h, _ in receiver.received if h["webhook-id"] == headers["webhook-id"]
-                )
-                status = 500 if seen == 0 else 200
-                receiver.received.append((headers, body))
-                receiver.answered.append(status)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/subconscious"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def receivers() -> Iterator[tuple[Receiver, Receiver]]:
-    pair = (Receiver(), Receiver())
-    servers = [_serve(r) for r in pair]
-    yield pair
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with receiving() as mine, receiving() as theirs:
+        yield mine, theirs
 
 
 def _order(key: str, url: str | None, **extra: Any) -> dict[str, Any]:
@@ -142,35 +98,11 @@ def _drain_webhooks(aws: Created, rounds: int = 10) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs")
     responses = []
     for _ in range(rounds):
-        messages = sqs.receive_message(
-            QueueUrl=aws.webhook_queue_url,
-            MaxNumberOfMessages=10,
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
+        response = deliver_batch(sqs, aws.webhook_queue_url, webhooks_handler, WEBHOOKS_FUNCTION)
+        if response is None:
             break
-        event = {"Records": [_sqs_record(m) for m in messages]}
-        response = webhooks_handler(event, context_for(WEBHOOKS_FUNCTION))
         responses.append(response)
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        for m in messages:  # what the event source does with the records not reported failed
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=aws.webhook_queue_url, ReceiptHandle=m["ReceiptHandle"])
     return responses
-
-
-def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{d.WEBHOOK_QUEUE}",
-        "awsRegion": "us-east-1",
-    }
 
 
 def _secret(key: str) -> str:
