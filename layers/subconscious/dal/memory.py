@@ -723,9 +723,11 @@ class MemoryWebhooks:
         self._lock = threading.Lock()
 
     def secret(self, tenant_id: str, create: Callable[[], str]) -> str:
+        key = webhook_secret_key(tenant_id)
         with self._lock:
-            row = self.rows.setdefault(webhook_secret_key(tenant_id), {"secret": create()})
-            return str(row["secret"])
+            if key not in self.rows:
+                self.rows[key] = {"pk": key, "secret": create()}
+            return str(self.rows[key]["secret"])
 
     def add(self, record: WebhookRecord) -> bool:
         row = webhook_record_row(record)
