@@ -268,3 +268,12 @@ def test_https_only_and_public_only_unless_the_settings_allow(
         )
         assert_error(response, 422, "validation_error", ["webhook_url"])
     assert queue_depth(aws.queue_url) == 0
+
+
+def test_a_malformed_message_is_dropped_not_retried_into_the_dead_letters(
+    svc: Services, aws: Created
+) -> None:
+    boto3.client("sqs").send_message(QueueUrl=aws.webhook_queue_url, MessageBody='{"order": 1}')
+    (response,) = _drain_webhooks(aws)
+    assert response == {"batchItemFailures": []}
+    assert queue_depth(aws.webhook_queue_url) == 0
