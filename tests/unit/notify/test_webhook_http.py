@@ -31,6 +31,7 @@ def test_public_https_receivers_are_allowed(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "why"),
     [
+        ("https://[::1/x", "not a URL"),
         ("http://hooks.example.com/x", "https"),
         ("ftp://hooks.example.com/x", "https"),
         ("hooks.example.com/x", "https"),
