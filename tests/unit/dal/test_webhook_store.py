@@ -3,6 +3,7 @@ reads the winner's; any other error is raised, never taken for "already there"."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,9 +50,9 @@ def test_other_errors_are_raised(operation: str) -> None:
         body="{}",
         created_at=datetime(2030, 1, 1, tzinfo=UTC),
     )
-    call = {
+    calls: dict[str, Callable[[], object]] = {
         "secret": lambda: store.secret("tenant-a", lambda: "whsec_x"),
         "add": lambda: store.add(record),
-    }[operation]
+    }
     with pytest.raises(ClientError, match="ProvisionedThroughput"):
-        call()
+        calls[operation]()
