@@ -18,7 +18,7 @@ import pytest
 from functions.webhooks.handler import lambda_handler as webhooks_handler
 from infra import definitions as d
 from infra.local.resources import Created
-from infra.local.stack import deliver_batch
+from infra.local.stack import context_for, deliver_batch
 from subconscious.logic import lifecycle
 from subconscious.logic.orders import render_tasks
 from subconscious.market.fake import FakeProvider
@@ -26,7 +26,7 @@ from subconscious.models import Order
 from subconscious.models.webhooks import DeliveryState, WebhookEvent
 from subconscious.services import Services
 from subconscious.webhook_signing import WebhookVerificationError, verify
-from tests.conftest import install_services
+from tests.conftest import install_services, load_event
 from tests.integration.api_helpers import (
     TENANT_A,
     TENANT_B,
@@ -277,3 +277,12 @@ def test_a_malformed_message_is_dropped_not_retried_into_the_dead_letters(
     (response,) = _drain_webhooks(aws)
     assert response == {"batchItemFailures": []}
     assert queue_depth(aws.webhook_queue_url) == 0
+
+
+def test_the_sample_event_names_an_event_never_stored_and_is_acknowledged(
+    svc: Services, aws: Created
+) -> None:
+    response = webhooks_handler(
+        load_event("sqs_webhook_event.json"), context_for(WEBHOOKS_FUNCTION)
+    )
+    assert response == {"batchItemFailures": []}
