@@ -63,8 +63,9 @@ TABLES = (
         ttl_attribute="expiration",
         settings_field="idempotency_table",
     ),
-    # webhooks: each tenant's signing secret, each order's end event with every attempt
-    Table(f"{PREFIX}-webhooks", "pk", settings_field="webhooks_table"),
+    # webhooks: each tenant's signing secret, each order's end event with every attempt (events
+    # carry "expires": kept 30 days for support, then deleted; secrets do not)
+    Table(f"{PREFIX}-webhooks", "pk", ttl_attribute="expires", settings_field="webhooks_table"),
 )
 
 IMAGES_BUCKET = f"{PREFIX}-images"

@@ -4,16 +4,17 @@ attempt (one table, keyed ``pk``), and the SQS queue of events to deliver.
 Rows: ``secret#<tenant>`` holds the tenant's ``whsec_`` secret (created once, conditionally,
 so two first calls agree); ``event#<tenant>#<order>#<event>`` holds one event: its record as
 JSON (written once: a second emit of the same event finds it and adds nothing), its delivery
-state, and its attempts appended one by one.
+state, and its attempts appended one by one; it expires 30 days after the event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from subconscious import aws
-from subconscious.dal._dynamo import is_condition_failure
+from subconscious.dal._dynamo import epoch, is_condition_failure
 from subconscious.models.webhooks import (
     DeliveryAttempt,
     DeliveryState,
@@ -21,6 +22,9 @@ from subconscious.models.webhooks import (
     WebhookMessage,
     WebhookRecord,
 )
+
+# An event and its attempts are kept this long (DynamoDB's TTL deletes them, late), for support.
+EVENT_KEPT = timedelta(days=30)
 
 
 def secret_key(tenant_id: str) -> str:
@@ -39,6 +43,7 @@ def record_row(record: WebhookRecord) -> dict[str, Any]:
         "doc": fixed,
         "state": record.state.value,
         "attempts": [a.model_dump_json() for a in record.attempts],
+        "expires": epoch(record.created_at + EVENT_KEPT),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from subconscious.dal.webhooks import record_row
 from subconscious.models.webhooks import (
     DeliveryAttempt,
     DeliveryState,
@@ -57,3 +58,8 @@ def test_attempts_are_appended_in_order_with_the_state(stores: Services) -> None
     assert stored is not None
     assert stored.attempts == [first, second]
     assert stored.state is DeliveryState.FAILED
+
+
+def test_events_expire_after_thirty_days() -> None:
+    row = record_row(_record("o-1"))
+    assert row["expires"] == int((NOW + timedelta(days=30)).timestamp())
