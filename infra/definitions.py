@@ -18,12 +18,22 @@ STATE_MACHINE_FILE = Path(__file__).with_name("render_run.asl.json")
 
 
 @dataclass(frozen=True)
+class Index:
+    """A global secondary index (string keys, every attribute projected)."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     partition_key: str
     sort_key: str | None = None
     ttl_attribute: str | None = None
     settings_field: str = ""  # the Settings field that carries the table name
+    indexes: tuple[Index, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,14 @@ TABLES = (
         ttl_attribute="ttl",
         settings_field="quotes_table",
     ),
-    Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
+    # by_created: a tenant's orders newest first (GET /v1/orders; subconscious.dal.orders)
+    Table(
+        f"{PREFIX}-orders",
+        "tenant_id",
+        "order_id",
+        settings_field="orders_table",
+        indexes=(Index("by_created", "tenant_id", "created_at"),),
+    ),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
     # leases and stop requests carry "expires"; runs and orphan sightings do not
     Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table", ttl_attribute="expires"),

@@ -17,7 +17,15 @@ from subconscious.logic.auth import guard_request, with_json_content_type
 from subconscious.logic.market_view import market_view
 from subconscious.logic.quotes import create_quote
 from subconscious.logic.webhooks import secret_for
-from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
+from subconscious.models import (
+    ImagePage,
+    OrderOut,
+    OrderPage,
+    OrderRequest,
+    OrderState,
+    QuoteOut,
+    QuoteRequest,
+)
 from subconscious.models.market_view import MarketView
 from subconscious.models.webhooks import WebhookSecret
 from subconscious.observability import logger
@@ -80,8 +88,11 @@ def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
             "`idempotency_key_reused`: the key was used with another request; "
             "`request_in_progress`: the same request is still running, retry shortly",
             410: "`quote_expired`: quote again",
-            422: "`option_id` is not an option of the quote; `webhook_url` is not an https URL "
-            "on a public address (or `webhook_events` came without it)",
+            422: "`option_id` is not an option of the quote; "
+            "`outside_terms`: the option misses the quote's deadline or price cap (the message "
+            "says how) and `accept_outside_terms` was not true; nothing was ordered; "
+            "`webhook_url` is not an https URL on a public address (or `webhook_events` came "
+            "without it)",
         },
     ),
 )
@@ -95,6 +106,25 @@ def post_order(
     order_logic.register_lambda_context(services(), app.lambda_context)
     order = order_logic.accept_quote(services(), acceptance)
     return _created(order_logic.order_out(order, worker=services().settings.worker))
+
+
+@app.get(
+    "/v1/orders",
+    summary="Your orders, newest first",
+    responses=_documented(
+        200,
+        "a page of orders",
+        {400: "`bad_request`: `next_token` is not one this API gave out"},
+    ),
+)
+def list_orders(
+    state: Annotated[OrderState | None, Query(description="only orders in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    return order_logic.list_orders(
+        services(), _tenant(), state=state, limit=limit, token=next_token
+    )
 
 
 @app.get(

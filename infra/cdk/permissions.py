@@ -46,6 +46,11 @@ def _table(name: str, *actions: str) -> Access:
     return Access(f"table:{PREFIX}-{name}", tuple(f"dynamodb:{a}" for a in actions))
 
 
+def _index(table: str, index: str, *actions: str) -> Access:
+    """A global secondary index (``index:<table>/<index>``): a Query on one needs its own ARN."""
+    return Access(f"index:{PREFIX}-{table}/{index}", tuple(f"dynamodb:{a}" for a in actions))
+
+
 _SECRET = Access(PROVIDER_KEYS, ("secretsmanager:GetSecretValue",))
 # Whoever ends an order stores its webhook event and queues it (logic/webhooks.py announce).
 _ANNOUNCE = (_table("webhooks", "PutItem"), Access(WEBHOOK_QUEUE, ("sqs:SendMessage",)))
@@ -57,6 +62,7 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         _table("quotes", "GetItem", "PutItem"),  # logic.quotes, logic.orders
         # accept, read, cancel; a quote scans the open orders (the backlog it must keep)
         _table("orders", "GetItem", "PutItem", "UpdateItem", "Scan"),
+        _index("orders", "by_created", "Query"),  # GET /v1/orders: newest first
         _table("runs", "Scan"),  # a quote counts the live machines and the ones leaving
         _table("images", "Query"),  # list images
         _table("idempotency", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),  # powertools

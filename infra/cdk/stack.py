@@ -71,6 +71,13 @@ class SubconsciousStack(Stack):
         functions.grant(
             {
                 **{f"table:{name}": table.table_arn for name, table in state.tables.items()},
+                **{
+                    f"index:{spec.name}/{index.name}": (
+                        f"{state.tables[spec.name].table_arn}/index/{index.name}"
+                    )
+                    for spec in d.TABLES
+                    for index in spec.indexes
+                },
                 permissions.QUEUE: work.queue.queue_arn,
                 permissions.DEAD_LETTERS: work.dlq.queue_arn,
                 permissions.IMAGE_OBJECTS: images.images.arn_for_objects(f"{IMAGES_PREFIX}*"),

@@ -30,11 +30,28 @@ def create_resources(client: Callable[[str], Any]) -> Created:
         keys = [(table.partition_key, "HASH")]
         if table.sort_key:
             keys.append((table.sort_key, "RANGE"))
+        attributes = {k for k, _ in keys}
+        indexes = []
+        for index in table.indexes:
+            attributes |= {index.partition_key, index.sort_key}
+            indexes.append(
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            )
         dynamodb.create_table(
             TableName=table.name,
             BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+            AttributeDefinitions=[
+                {"AttributeName": k, "AttributeType": "S"} for k in sorted(attributes)
+            ],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         )
         if table.ttl_attribute:
             dynamodb.update_time_to_live(

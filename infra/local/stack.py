@@ -28,11 +28,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
+from infra.local import state as saved_state
 from infra.local.ec2 import LOCAL_INSTANCE_TYPES, Ec2Bridge, patch_spot_prices, unpatch_spot_prices
 from infra.local.ec2 import load_prices as load_ec2_prices
 from infra.local.emulated_market import EmulatedMarket, MachineFaults, serve_market
@@ -170,6 +173,7 @@ class LocalStack:
         api_port: int = 0,
         providers: tuple[str, ...] = LOCAL_PROVIDERS,
         spot_tick_s: float | None = SPOT_TICK_S,
+        state_dir: Path | None = None,
     ) -> None:
         # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
         # market's own simpler API).
@@ -182,8 +186,17 @@ class LocalStack:
         self.market = EmulatedMarket(default_faults=default_faults or MachineFaults(), spot=spot)
         self.extra_settings = settings or {}
         self.timer_enabled = timer
-        self.api_key = f"sk_local_{secrets.token_urlsafe(24)}"
+        # state_dir: keep tables, objects, queued work and the demo key across restarts
+        # (infra/local/state.py); None: a fresh account every start (make demo, the tests)
+        self.state_dir = state_dir
+        self.api_key = (
+            saved_state.api_key(state_dir)
+            if state_dir is not None
+            else f"sk_local_{secrets.token_urlsafe(24)}"
+        )
         self.tenant_id = "t-local-demo"
+        self.other_tenants: list[str] = []  # add_tenant's
+        self.loaded: dict[str, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
@@ -228,6 +241,7 @@ class LocalStack:
         patch_spot_prices(ec2_prices)
         self._ec2 = Ec2Bridge(self.market, ec2_prices, account=ACCOUNT, region=REGION).start()
         self._create_resources()
+        self._load_state()
         self._add_tenant()
         self._start_front()
         self._start_webhook_deliveries()
@@ -241,6 +255,8 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self.wait_for_runs(drain_s)
+        if self.state_dir is not None and self._moto is not None:
+            saved_state.save(self.state_dir, self._client, ACCOUNT, REGION)
         if self._ec2 is not None:
             self._ec2.stop()
         self.market.shutdown()  # kills any renderer still alive: nothing outlives the stack
@@ -272,8 +288,17 @@ class LocalStack:
 
         return boto3.client(service, region_name=REGION)
 
+    def _load_state(self) -> None:
+        """What the last stop saved in ``state_dir``, into the resources just created."""
+        if self.state_dir is None or not saved_state.has_state(self.state_dir):
+            return
+        urls = {d.WORK_QUEUE: self._queue_urls[0], d.WORK_DLQ: self._queue_urls[1]}
+        self.loaded = saved_state.load(self.state_dir, self._client, urls)
+        log.info("local state loaded from %s: %s", self.state_dir, self.loaded)
+
     def _create_resources(self) -> None:
         created = create_resources(self._client)
+        self._queue_urls = (created.queue_url, created.dlq_url)
         self.state_machine_arn = created.state_machine_arn
         self.webhook_queue_url = created.webhook_queue_url
         settings = {
@@ -352,6 +377,7 @@ class LocalStack:
 
         key = f"sk_local_{secrets.token_urlsafe(24)}"
         services().tenants.add_key(tenant_id, key)
+        self.other_tenants.append(tenant_id)
         return key
 
     # --- the HTTP front (API Gateway's job) ---
@@ -480,6 +506,18 @@ class LocalStack:
         billed: a host whose driver cannot run the image's CUDA (runpod/runpodctl#253)."""
         self._runpod.never_start(on)
 
+    def gpu_spend_usd(self, order_id: str) -> Decimal:
+        """What the order cost us in GPU time so far (the customer's view never shows it),
+        whichever of this stack's tenants placed it."""
+        from subconscious.money import to_usd
+        from subconscious.services import services
+
+        for tenant_id in (self.tenant_id, *self.other_tenants):
+            order = services().orders.get(tenant_id, order_id)
+            if order is not None:
+                return to_usd(order.spend_micros)
+        raise KeyError(f"no tenant of this stack has order {order_id}")
+
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")
         return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
@@ -607,6 +645,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the local stack until interrupted.")
     parser.add_argument("--port", type=int, default=8600, help="API port on 127.0.0.1")
     parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep orders, images, queued work and the key in this folder across restarts "
+        "(make local: .local-state); without it every start is a fresh account",
+    )
+    parser.add_argument(
         "--spot-tick-s",
         type=float,
         default=SPOT_TICK_S,
@@ -614,8 +659,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    stack = LocalStack(api_port=args.port, spot_tick_s=args.spot_tick_s).start()
-    # The key of a throwaway local tenant: shown once to the person who started the stack.
+    stack = LocalStack(
+        api_port=args.port, spot_tick_s=args.spot_tick_s, state_dir=args.state_dir
+    ).start()
+    if stack.loaded:
+        print(f"state loaded from {args.state_dir}: {stack.loaded}", flush=True)
+    # The key of the local tenant: shown to the person who started the stack (the same on
+    # every start with --state-dir; a throwaway one without).
     print(f"export SUBCONSCIOUS_API_URL={stack.api_url} SUBCONSCIOUS_API_KEY={stack.api_key}")
     print("local stack running; Ctrl-C stops it and every machine it started", flush=True)
     stopped = threading.Event()

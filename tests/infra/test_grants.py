@@ -32,6 +32,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         f"table:{P}-tenants": _ddb("GetItem"),
         f"table:{P}-quotes": _ddb("GetItem", "PutItem"),
         f"table:{P}-orders": _ddb("GetItem", "PutItem", "UpdateItem", "Scan"),
+        f"index:{P}-orders/by_created": _ddb("Query"),
         f"table:{P}-runs": _ddb("Scan"),
         f"table:{P}-images": _ddb("Query"),
         f"table:{P}-idempotency": _ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
@@ -106,7 +107,9 @@ def _resource_key(synth: Synth, resource: Any) -> str:
     if isinstance(resource, dict) and "Ref" in resource:
         key = _ref_key(synth, resource["Ref"])
     if isinstance(resource, dict) and "Fn::Join" in resource:
-        key = _join_key(resource["Fn::Join"][1], buckets)
+        key = _join_key(resource["Fn::Join"][1], buckets) or _index_key(
+            synth, resource["Fn::Join"][1]
+        )
     if key is None:
         raise AssertionError(f"unexpected resource in a function role: {resource}")
     return key
@@ -153,6 +156,17 @@ def _join_key(parts: list[Any], buckets: dict[str, str]) -> str | None:
         if bucket == "history" and parts[1:] == ["/market/*"]:
             return "history-objects"
     return None
+
+
+def _index_key(synth: Synth, parts: list[Any]) -> str | None:
+    """A grant on ``{"Fn::Join": ["", [<table>.Arn, "/index/<name>"]]}``: a table's index."""
+    first = parts[0]
+    if len(parts) != 2 or not isinstance(first, dict) or "Fn::GetAtt" not in first:
+        return None
+    resource = synth.template["Resources"][first["Fn::GetAtt"][0]]
+    if resource["Type"] != "AWS::DynamoDB::Table" or not str(parts[1]).startswith("/index/"):
+        return None
+    return f"index:{resource['Properties']['TableName']}/{str(parts[1]).removeprefix('/index/')}"
 
 
 def _grants(synth: Synth, function_name: str) -> dict[str, set[str]]:

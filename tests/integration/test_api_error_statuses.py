@@ -194,6 +194,15 @@ CASES: dict[tuple[str, str], dict[int, tuple[str, Case]]] = {
             ),
         ),
     },
+    ("GET", "/v1/orders"): {
+        **{s: ("", c) for s, c in _guarded("GET", "/v1/orders").items()},
+        400: ("bad_request", lambda c: call("GET", "/v1/orders?next_token=Zm9vYmFy", key=c.key)),
+        422: ("validation_error", lambda c: call("GET", "/v1/orders?state=done", key=c.key)),
+        500: (
+            "internal_error",
+            _failing(order_logic, "list_orders", lambda c: call("GET", "/v1/orders", key=c.key)),
+        ),
+    },
     ("GET", "/v1/orders/{order_id}"): {
         **{s: ("", c) for s, c in _guarded("GET", ORDER).items()},
         404: ("not_found", lambda c: call("GET", ORDER, key=c.key)),

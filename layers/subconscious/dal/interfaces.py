@@ -64,6 +64,14 @@ class OrderStoreProtocol(Protocol):
 
     def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order: ...
 
+    def set_hold(
+        self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None
+    ) -> bool: ...
+
+    def page(
+        self, tenant_id: str, limit: int, token: str | None, state: OrderState | None = None
+    ) -> tuple[list[Order], str | None]: ...
+
     def open_orders(self) -> Iterator[tuple[str, Order]]: ...
 
 

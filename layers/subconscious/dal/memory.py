@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
 )
 from pydantic import ValidationError
 
+from subconscious.dal import orders as order_rows
 from subconscious.dal._dynamo import epoch, now
 from subconscious.dal.executions import execution_arn
 from subconscious.dal.idempotency import Idempotency
@@ -158,6 +159,7 @@ class MemoryOrders:
                     "images_done": 0,
                     "spend_micros": 0,
                     "updated_at": order.updated_at.isoformat(),
+                    "created_at": order_rows.sort_time(order.created_at),
                     "accept_key": accept_key,
                     "doc": order.model_dump_json(),
                 }
@@ -194,7 +196,42 @@ class MemoryOrders:
             item.update(state=target.value, updated_at=at)
             if target in TERMINAL_STATES:
                 item.update(end_reason=(reason or USUAL_REASON[target]).value, ended_at=at)
+            item.pop("held_until", None)
+            item.pop("held_reason", None)
             return True
+
+    def set_hold(
+        self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None
+    ) -> bool:
+        with self.lock:
+            item = self._items.get((tenant_id, order_id))
+            if item is None or item["state"] != OrderState.ACCEPTED.value:
+                return False
+            if until is None:
+                item.pop("held_until", None)
+                item.pop("held_reason", None)
+            else:
+                item.update(held_until=until.isoformat(), held_reason=reason)
+            return True
+
+    def page(
+        self, tenant_id: str, limit: int, token: str | None, state: OrderState | None = None
+    ) -> tuple[list[Order], str | None]:
+        with self.lock:
+            rows = [
+                dict(i)
+                for (t, _), i in self._items.items()
+                if t == tenant_id and (state is None or i["state"] == state.value)
+            ]
+        rows.sort(key=lambda i: (i["created_at"], i["order_id"]), reverse=True)
+        if token:
+            after = order_rows.decode_token(token)
+            rows = [i for i in rows if (i["created_at"], i["order_id"]) < after]
+        kept = rows[:limit]
+        more = len(rows) > limit
+        last = kept[-1] if more else None
+        token_out = order_rows.encode_token(last["created_at"], last["order_id"]) if last else None
+        return [_order(i) for i in kept], token_out
 
     def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order:
         with self.lock:
