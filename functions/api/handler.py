@@ -17,6 +17,7 @@ from subconscious.logic.auth import guard_principal, with_json_content_type
 from subconscious.logic.market_view import market_view
 from subconscious.logic.order_costs import operator_order_out, visible_order
 from subconscious.logic.quotes import create_quote
+from subconscious.logic.webhooks import secret_for
 from subconscious.models import (
     ImagePage,
     OperatorOrderOut,
@@ -29,6 +30,7 @@ from subconscious.models import (
 )
 from subconscious.models.market_view import MarketView
 from subconscious.models.tenancy import Principal, Role
+from subconscious.models.webhooks import WebhookSecret
 from subconscious.observability import logger
 from subconscious.services import services
 
@@ -95,7 +97,9 @@ def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
             410: "`quote_expired`: quote again",
             422: "`option_id` is not an option of the quote; "
             "`outside_terms`: the option misses the quote's deadline or price cap (the message "
-            "says how) and `accept_outside_terms` was not true; nothing was ordered",
+            "says how) and `accept_outside_terms` was not true; nothing was ordered; "
+            "`webhook_url` is not an https URL on a public address (or `webhook_events` came "
+            "without it)",
         },
     ),
 )
@@ -186,6 +190,15 @@ def delete_order(order_id: OrderId) -> OrderOut:
     svc = services()
     order = order_logic.cancel_order(svc, _tenant(), order_id)
     return order_logic.order_out(order, worker=svc.settings.worker)
+
+
+@app.get(
+    "/v1/webhooks/secret",
+    summary="Your webhook signing secret (created on first call): verify each delivery with it",
+    responses=_documented(200, "the secret"),
+)
+def get_webhook_secret() -> WebhookSecret:
+    return secret_for(services(), _tenant())
 
 
 # clear_state: a warm Lambda keeps the logger between invocations, and the last caller's

@@ -28,6 +28,7 @@ HISTORY_BUCKET = "history-bucket"
 PROVIDER_KEYS = "provider-keys"
 STATE_MACHINE = "state-machine"
 EXECUTIONS = "executions"
+WEBHOOK_QUEUE = "webhook-queue"
 
 # Resources that can only be named with a wildcard, and why that is still least privilege.
 WILDCARDS = {
@@ -51,6 +52,8 @@ def _index(table: str, index: str, *actions: str) -> Access:
 
 
 _SECRET = Access(PROVIDER_KEYS, ("secretsmanager:GetSecretValue",))
+# Whoever ends an order stores its webhook event and queues it (logic/webhooks.py announce).
+_ANNOUNCE = (_table("webhooks", "PutItem"), Access(WEBHOOK_QUEUE, ("sqs:SendMessage",)))
 _RUN_STEP = (_table("runs", "GetItem", "PutItem"), _SECRET)
 
 ACCESS: dict[str, tuple[Access, ...]] = {
@@ -68,6 +71,9 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         Access(IMAGE_OBJECTS, ("s3:GetObject",)),  # presigned links are signed by this role
         Access(QUEUE, ("sqs:SendMessage",)),  # accepted orders' tasks
         _SECRET,  # a stale cache asks providers live
+        # a cancel announces the order's end; GET /v1/webhooks/secret reads or makes the secret
+        _table("webhooks", "GetItem", "PutItem"),
+        Access(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
     ),
     f"{PREFIX}-authorizer": (_table("tenants", "GetItem"),),
     f"{PREFIX}-dispatch": (
@@ -83,6 +89,7 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         Access(STATE_MACHINE, ("states:StartExecution",)),
         Access(EXECUTIONS, ("states:DescribeExecution",)),
         _SECRET,
+        *_ANNOUNCE,  # the sweep ends orders
     ),
     f"{PREFIX}-reaper": (_table("runs", "GetItem", "PutItem", "DeleteItem", "Scan"), _SECRET),
     f"{PREFIX}-prices": (
@@ -109,12 +116,28 @@ ACCESS: dict[str, tuple[Access, ...]] = {
             ),
         ),
         Access(IMAGE_OBJECTS, ("s3:PutObject",)),
+        *_ANNOUNCE,  # the last image stored, or a task given up, ends its order
     ),
     f"{PREFIX}-teardown": _RUN_STEP,
     f"{PREFIX}-record": (
         _table("runs", "GetItem", "PutItem"),
         # the run's measured rate moves its GPU's factor (logic/throughput.py learn_from_run)
         _table("prices", "Query", "PutItem"),
+    ),
+    f"{PREFIX}-webhooks": (
+        # the event and its attempts; the tenant's secret (made here if the API never was asked)
+        _table("webhooks", "GetItem", "PutItem", "UpdateItem"),
+        # what the SQS event source needs (CDK grants the same), and a failed attempt's backoff
+        Access(
+            WEBHOOK_QUEUE,
+            (
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+            ),
+        ),
     ),
 }
 

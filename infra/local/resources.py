@@ -21,6 +21,7 @@ class Created:
     dlq_url: str
     state_machine_arn: str
     settings: dict[str, str]  # SUBC_* variables naming what was created
+    webhook_queue_url: str = ""
 
 
 def create_resources(client: Callable[[str], Any]) -> Created:
@@ -75,6 +76,7 @@ def create_resources(client: Callable[[str], Any]) -> Created:
             ),
         },
     )["QueueUrl"]
+    webhook_queue_url = _create_webhook_queues(sqs, retention)
     role = client("iam").create_role(
         RoleName=f"{d.PREFIX}-local-lambda",
         AssumeRolePolicyDocument=json.dumps(
@@ -110,12 +112,31 @@ def create_resources(client: Callable[[str], Any]) -> Created:
         "SUBC_WORK_QUEUE_URL": queue_url,
         "SUBC_DEAD_LETTER_QUEUE_URL": dlq_url,
         "SUBC_RENDER_RUN_STATE_MACHINE_ARN": state_machine_arn,
+        "SUBC_WEBHOOK_QUEUE_URL": webhook_queue_url,
         "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
         "SUBC_HISTORY_BUCKET": d.HISTORY_BUCKET,
     }
     for table in d.TABLES:
         settings[f"SUBC_{table.settings_field.upper()}"] = table.name
-    return Created(queue_url, dlq_url, state_machine_arn, settings)
+    return Created(queue_url, dlq_url, state_machine_arn, settings, webhook_queue_url)
+
+
+def _create_webhook_queues(sqs: Any, retention: dict[str, str]) -> str:
+    dlq_url = sqs.create_queue(QueueName=d.WEBHOOK_DLQ, Attributes=retention)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url: str = sqs.create_queue(
+        QueueName=d.WEBHOOK_QUEUE,
+        Attributes={
+            **retention,
+            "VisibilityTimeout": str(d.WEBHOOK_QUEUE_VISIBILITY_S),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": d.WEBHOOK_MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
+    return url
 
 
 def render_run_definition(function_arns: dict[str, str]) -> str:

@@ -204,6 +204,7 @@ class LocalStack:
         self._ec2: Ec2Bridge | None = None
         self._front: ThreadingHTTPServer | None = None
         self.state_machine_arn = ""
+        self.webhook_queue_url = ""
         self.api_url = ""
         self.schedule_errors = 0
 
@@ -243,6 +244,7 @@ class LocalStack:
         self._load_state()
         self._add_tenant()
         self._start_front()
+        self._start_webhook_deliveries()
         if self.timer_enabled:
             self._start_timer()
         return self
@@ -298,6 +300,7 @@ class LocalStack:
         created = create_resources(self._client)
         self._queue_urls = (created.queue_url, created.dlq_url)
         self.state_machine_arn = created.state_machine_arn
+        self.webhook_queue_url = created.webhook_queue_url
         settings = {
             **created.settings,
             "SUBC_EMULATED_MARKET_URL": self._market_server.url,
@@ -333,6 +336,10 @@ class LocalStack:
             "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
             "SUBC_DISPATCH_LEASE_S": "30",
             "SUBC_REAPER_GRACE_S": "5",
+            # webhook receivers here are the developer's own http servers on loopback
+            "SUBC_ALLOW_HTTP_WEBHOOKS": "true",
+            "SUBC_ALLOW_PRIVATE_WEBHOOK_ADDRESSES": "true",
+            "SUBC_WEBHOOK_BACKOFF_S": "2",
             **self.extra_settings,
         }
         os.environ.update(settings)
@@ -411,6 +418,25 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self._front.server_address[1]}"
         thread = threading.Thread(target=self._front.serve_forever, name="api-front", daemon=True)
         thread.start()
+
+    # --- the webhook queue's event source (SQS → Lambda in AWS) ---
+    def _start_webhook_deliveries(self) -> None:
+        thread = threading.Thread(target=self._deliver_webhooks, name="webhooks", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _deliver_webhooks(self) -> None:
+        """Hand each batch of webhook events to the webhooks function, and delete the ones it
+        did not report failed, as the SQS event source mapping does."""
+        function = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-webhooks")
+        handler = resolve_handler(function.handler)
+        sqs = self._client("sqs")
+        while not self._stop.is_set():
+            try:
+                deliver_batch(sqs, self.webhook_queue_url, handler, function, wait_s=1)
+            except Exception:
+                log.exception("webhook delivery failed")
+                self._stop.wait(1)
 
     # --- the schedules (EventBridge's job) ---
     def start_schedules(self) -> None:
@@ -538,6 +564,54 @@ def api_gateway_event(
         "body": body,
         "isBase64Encoded": False,
     }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_name: str) -> dict[str, Any]:
+    """An SQS event source's event for messages received with all their attributes."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def deliver_batch(
+    sqs: Any,
+    queue_url: str,
+    handler: Callable[[dict[str, Any], Any], Any],
+    function: d.Function,
+    wait_s: int = 0,
+) -> dict[str, Any] | None:
+    """One poll of an SQS event source mapping with ``ReportBatchItemFailures``: receive up to
+    10 messages, invoke ``handler``, delete those not reported failed (a failed one comes back
+    when its visibility ends). The handler's answer; None when the queue had nothing."""
+    messages = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_s,
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", [])
+    if not messages:
+        return None
+    response: dict[str, Any] = handler(
+        sqs_event(messages, queue_url.rsplit("/", 1)[1]), context_for(function)
+    )
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    for m in messages:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return response
 
 
 def scheduled_event(function_name: str) -> dict[str, Any]:

@@ -23,6 +23,8 @@ def _ddb(*actions: str) -> set[str]:
 
 
 RUNS_STEP = {f"table:{P}-runs": _ddb("GetItem", "PutItem")}
+# Whoever ends an order stores its webhook event and queues it.
+ANNOUNCE = {f"table:{P}-webhooks": _ddb("PutItem"), "webhook-queue": {"sqs:SendMessage"}}
 # What each function's code path calls, on which resource (a union per function would let an
 # action granted on one table hide its absence on another: PutItem on runs vs images, ...).
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
@@ -38,6 +40,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "image-objects": {"s3:GetObject"},
         "work-queue": {"sqs:SendMessage"},
         **SECRET,
+        f"table:{P}-webhooks": _ddb("GetItem", "PutItem"),  # the secret; a cancel's event
+        "webhook-queue": {"sqs:SendMessage"},
     },
     f"{P}-authorizer": {f"table:{P}-tenants": _ddb("GetItem")},
     f"{P}-dispatch": {
@@ -50,6 +54,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "state-machine": {"states:StartExecution"},
         "executions": {"states:DescribeExecution"},
         **SECRET,
+        **ANNOUNCE,
     },
     f"{P}-reaper": {f"table:{P}-runs": _ddb("GetItem", "PutItem", "DeleteItem", "Scan"), **SECRET},
     f"{P}-prices": {
@@ -72,9 +77,20 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         },
         "image-objects": {"s3:PutObject"},
         **SECRET,
+        **ANNOUNCE,
     },
     f"{P}-teardown": {**RUNS_STEP, **SECRET},
     f"{P}-record": {**RUNS_STEP, f"table:{P}-prices": _ddb("Query", "PutItem")},
+    f"{P}-webhooks": {
+        f"table:{P}-webhooks": _ddb("GetItem", "PutItem", "UpdateItem"),
+        "webhook-queue": {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",  # a failed attempt's backoff
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+        },
+    },
 }
 
 
@@ -109,6 +125,8 @@ def _attribute_key(synth: Synth, logical: str, buckets: dict[str, str]) -> str |
         return "work-queue"
     if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_DLQ:
         return "dead-letters"
+    if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WEBHOOK_QUEUE:
+        return "webhook-queue"
     if kind == "AWS::Logs::LogGroup":
         return "logs"
     if logical in buckets and buckets[logical] == "history":

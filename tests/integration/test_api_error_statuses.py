@@ -141,6 +141,16 @@ CASES: dict[tuple[str, str], dict[int, tuple[str, Case]]] = {
             _failing(handler, "market_view", lambda c: call("GET", "/v1/market", key=c.key)),
         ),
     },
+    ("GET", "/v1/webhooks/secret"): {
+        **{s: ("", c) for s, c in _guarded("GET", "/v1/webhooks/secret").items()},
+        422: ("validation_error", lambda c: call("GET", "/v1/webhooks/secret", "[1]", key=c.key)),
+        500: (
+            "internal_error",
+            _failing(
+                handler, "secret_for", lambda c: call("GET", "/v1/webhooks/secret", key=c.key)
+            ),
+        ),
+    },
     ("POST", "/v1/quotes"): {
         **{s: ("", c) for s, c in _guarded("POST", "/v1/quotes").items()},
         422: (

@@ -8,7 +8,7 @@ structurally (no inheritance). ``tests/contract/stores`` runs the same cases aga
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
         RenderTask,
     )
     from subconscious.models.spot import SpotOutlook
+    from subconscious.models.webhooks import (
+        DeliveryAttempt,
+        DeliveryState,
+        WebhookEvent,
+        WebhookMessage,
+        WebhookRecord,
+    )
     from subconscious.throughput_model import Correction
 
 
@@ -203,3 +210,30 @@ class IdempotencyProtocol(Protocol):
 
     @property
     def persistence(self) -> Any: ...
+
+
+@runtime_checkable
+class WebhookStoreProtocol(Protocol):
+    def secret(self, tenant_id: str, create: Callable[[], str]) -> str: ...
+
+    def add(self, record: WebhookRecord) -> bool: ...
+
+    def get(self, tenant_id: str, order_id: str, event: WebhookEvent) -> WebhookRecord | None: ...
+
+    def record_attempt(
+        self, record: WebhookRecord, attempt: DeliveryAttempt, state: DeliveryState
+    ) -> None: ...
+
+
+@runtime_checkable
+class WebhookQueueProtocol(Protocol):
+    def send(self, message: WebhookMessage) -> None: ...
+
+    def retry_later(self, receipt: str, seconds: int) -> None: ...
+
+
+@runtime_checkable
+class WebhookHttpProtocol(Protocol):
+    """POSTs one signed webhook (``notify/webhook_http.py``); never raises for the receiver."""
+
+    def post(self, url: str, headers: Mapping[str, str], body: str) -> DeliveryAttempt: ...

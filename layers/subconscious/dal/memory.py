@@ -64,6 +64,10 @@ from subconscious.dal.prices import (
 )
 from subconscious.dal.runs import _LEASE_PREFIX, _ORPHAN_PREFIX, _STOP_KEEP, _STOP_PREFIX
 from subconscious.dal.tenants import hash_key, principal_of
+from subconscious.dal.webhooks import event_key as webhook_event_key
+from subconscious.dal.webhooks import record_of as webhook_record_of
+from subconscious.dal.webhooks import record_row as webhook_record_row
+from subconscious.dal.webhooks import secret_key as webhook_secret_key
 from subconscious.dal.work_queue import _BATCH, Delivery
 from subconscious.errors import QuoteAlreadyAccepted
 from subconscious.models import (
@@ -83,6 +87,13 @@ from subconscious.models import (
 )
 from subconscious.models.spot import SpotOutlook
 from subconscious.models.tenancy import Principal, Role
+from subconscious.models.webhooks import (
+    DeliveryAttempt,
+    DeliveryState,
+    WebhookEvent,
+    WebhookMessage,
+    WebhookRecord,
+)
 from subconscious.observability import logger
 from subconscious.throughput_model import Correction
 
@@ -755,3 +766,59 @@ class MemoryIdempotency(Idempotency):
 
     def __init__(self) -> None:
         super().__init__(MemoryPersistenceLayer)
+
+
+class MemoryWebhooks:
+    """Twin of :class:`~subconscious.dal.webhooks.WebhookStore` (rows shaped by its helpers)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def secret(self, tenant_id: str, create: Callable[[], str]) -> str:
+        key = webhook_secret_key(tenant_id)
+        with self._lock:
+            if key not in self.rows:
+                self.rows[key] = {"pk": key, "secret": create()}
+            return str(self.rows[key]["secret"])
+
+    def add(self, record: WebhookRecord) -> bool:
+        row = webhook_record_row(record)
+        with self._lock:
+            if row["pk"] in self.rows:
+                return False
+            self.rows[row["pk"]] = row
+            return True
+
+    def get(self, tenant_id: str, order_id: str, event: WebhookEvent) -> WebhookRecord | None:
+        with self._lock:
+            row = self.rows.get(webhook_event_key(tenant_id, order_id, event))
+            return webhook_record_of(copy.deepcopy(row)) if row else None
+
+    def record_attempt(
+        self, record: WebhookRecord, attempt: DeliveryAttempt, state: DeliveryState
+    ) -> None:
+        with self._lock:
+            row = self.rows.get(webhook_event_key(record.tenant_id, record.order_id, record.event))
+            if row is None:
+                raise condition_failed("UpdateItem")
+            row["attempts"] = [*row.get("attempts", []), attempt.model_dump_json()]
+            row["state"] = state.value
+
+
+class MemoryWebhookQueue:
+    """Twin of :class:`~subconscious.dal.webhooks.WebhookQueue`: what was sent, in order, and
+    the invisibility each failed delivery was given (by receipt)."""
+
+    def __init__(self) -> None:
+        self.sent: list[WebhookMessage] = []
+        self.delays: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def send(self, message: WebhookMessage) -> None:
+        with self._lock:
+            self.sent.append(message)
+
+    def retry_later(self, receipt: str, seconds: int) -> None:
+        with self._lock:
+            self.delays[receipt] = seconds

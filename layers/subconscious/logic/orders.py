@@ -20,6 +20,7 @@ from subconscious.errors import (
     RequestInProgress,
     ValidationFailed,
 )
+from subconscious.logic import webhooks
 from subconscious.logic.throughput import prior
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
@@ -125,6 +126,7 @@ def accept_quote(services: Services, acceptance: Acceptance) -> Order:
         IdempotencyValidationError,
     )
 
+    webhooks.check_request(services.settings, acceptance.request)  # 422 before anything is written
     try:
         order: Order = idempotent_accept(services)(services=services, acceptance=acceptance)
     except IdempotencyValidationError as error:
@@ -187,6 +189,8 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
         promised_at=option.completes_at,
         created_at=now,
         updated_at=now,
+        webhook_url=request.webhook_url,
+        webhook_events=request.webhook_events,
     )
     # The one conditional write that decides between concurrent acceptances (invariant 10):
     # only its winner, or a retry of the winner's request, goes on to queue tasks.
@@ -287,6 +291,7 @@ def order_out(
         ended_at=order.ended_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
+        webhook_url=order.webhook_url,
     )
 
 
@@ -369,4 +374,17 @@ def cancel_order(services: Services, tenant_id: str, order_id: str) -> Order:
         current = get_order(services, tenant_id, order_id)
         raise Conflict(f"order {order_id} is {current.state.value} and cannot be cancelled")
     logger.info("order cancelled", order_id=order_id, images_done=order.images_done)
+    announce_end(services, tenant_id, order)
     return get_order(services, tenant_id, order_id)
+
+
+def announce_end(services: Services, tenant_id: str, order: Order) -> None:
+    """After the transition that ended ``order`` (as read before it): queue its webhook event
+    if it asked for one, with the order as it ended (read again)."""
+    if order.webhook_url is None:
+        return  # the common case: no read, no write
+    ended = services.orders.get(tenant_id, order.order_id)
+    if ended is not None:
+        webhooks.announce(
+            services, tenant_id, ended, order_out(ended, worker=services.settings.worker)
+        )

@@ -21,6 +21,7 @@ from subconscious.models.commerce import (
     QuoteOut,
     QuoteRequest,
     RunShare,
+    WebhookEvent,
     sources_of,
 )
 from subconscious.models.job import (
@@ -84,6 +85,7 @@ __all__ = [
     "RunStatus",
     "Sampler",
     "SeedPolicy",
+    "WebhookEvent",
     "image_key",
     "order_key",
     "sources_of",

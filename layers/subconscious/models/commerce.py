@@ -12,6 +12,16 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from subconscious.models.job import Constraints, ConstraintsIn, JobSpec, StrictModel
 
 
+class WebhookEvent(StrEnum):
+    """What an order's webhook may be told (docs/webhooks.md): one event when it ends."""
+
+    COMPLETED = "order.completed"
+    PARTIALLY_COMPLETED = "order.partially_completed"
+    FAILED = "order.failed"
+    EXPIRED = "order.expired"
+    CANCELED = "order.canceled"
+
+
 class QuoteRequest(StrictModel):
     job: JobSpec
     constraints: ConstraintsIn = ConstraintsIn()
@@ -88,6 +98,17 @@ class OrderRequest(StrictModel):
         "(meets_deadline or meets_budget false); without it such an option is refused "
         "(422 `outside_terms`)",
     )
+    webhook_url: Annotated[
+        str | None,
+        Field(
+            max_length=2048,
+            description="https URL that gets a signed POST when the order ends (docs/webhooks.md)",
+        ),
+    ] = None
+    webhook_events: Annotated[
+        list[WebhookEvent] | None,
+        Field(min_length=1, max_length=5, description="the events to send; null: all of them"),
+    ] = None
 
 
 class OrderState(StrEnum):
@@ -196,6 +217,8 @@ class Order(BaseModel):
     held_reason: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    webhook_url: str | None = None
+    webhook_events: list[WebhookEvent] | None = None
 
     @property
     def gpu_cost_micros(self) -> int:
@@ -269,6 +292,7 @@ class OrderOut(BaseModel):
     ended_at: AwareDatetime | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    webhook_url: str | None = Field(default=None, description="where the order's end is POSTed")
 
 
 class OrderPage(BaseModel):

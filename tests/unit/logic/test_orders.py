@@ -246,8 +246,11 @@ def test_order_out() -> None:
         "ended_at": None,
         "created_at": NOW - timedelta(minutes=5),
         "updated_at": NOW - timedelta(minutes=1),
+        "webhook_url": None,
     }
     assert type(out.charge_usd) is Decimal
+    hooked = order(job(4), [0], webhook_url="https://hooks.example.com/x")
+    assert order_out(hooked, NOW).webhook_url == "https://hooks.example.com/x"
     assert out.eta is not None
     assert (out.eta - NOW).total_seconds() == pytest.approx(
         _eta_40_left_on_a_4090().total_seconds()
