@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Where SQS moves a task delivered MAX_RECEIVE_COUNT times; the dispatch tick drains it.
     dead_letter_queue_url: str = ""
     render_run_state_machine_arn: str = ""
+    webhooks_table: str = "subc-webhooks"
+    webhook_queue_url: str = ""
 
     # --- API ---
     max_body_bytes: int = 64 * 1024
@@ -151,6 +153,16 @@ class Settings(BaseSettings):
     host_holdoff_s: int = Field(default=3600, ge=0)
     provider_failures_to_pause: int = Field(default=3, ge=1)
     provider_pause_s: int = Field(default=900, ge=0)
+
+    # --- Webhooks (docs/webhooks.md) ---
+    # Attempts of one event before it is given up, and the first retry's wait (x4 each time).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=20)
+    webhook_backoff_s: int = Field(default=30, ge=0, le=3600)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=30)
+    # Receivers must be https on public addresses. True only for the local stack and tests,
+    # whose receivers are loopback http servers; never in AWS.
+    allow_http_webhooks: bool = False
+    allow_private_webhook_addresses: bool = False
 
     @model_validator(mode="after")
     def _lean_images_everywhere(self) -> Settings:

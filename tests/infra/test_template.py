@@ -19,6 +19,7 @@ from subconscious.observability import (
     OLDEST_MACHINE_AGE_S,
     SPEND_RATE_USD_PER_HOUR,
 )
+from subconscious.settings import Settings
 from tests.infra.conftest import Synth
 
 P = d.PREFIX
@@ -55,6 +56,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "states:StartExecution",
         "states:DescribeExecution",
         *SECRET,
+        "sqs:SendMessage",  # an order it ends: its webhook event
     },
     f"{P}-reaper": {
         "dynamodb:GetItem",
@@ -86,6 +88,16 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     },
     f"{P}-teardown": RUN_STEP,
     f"{P}-record": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"},
+    f"{P}-webhooks": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
 }
 
 
@@ -170,9 +182,15 @@ def test_table_actions_land_on_the_tables_each_function_uses(synth: Synth) -> No
         }
 
     assert tables_for(f"{P}-authorizer") == {f"{P}-tenants"}
-    assert tables_for(f"{P}-render") == {f"{P}-runs", f"{P}-orders", f"{P}-images"}
+    assert tables_for(f"{P}-render") == {
+        f"{P}-runs",
+        f"{P}-orders",
+        f"{P}-images",
+        f"{P}-webhooks",  # an order it ends: its webhook event
+    }
     assert tables_for(f"{P}-record") == {f"{P}-runs", f"{P}-prices"}
     assert f"{P}-tenants" not in tables_for(f"{P}-dispatch")
+    assert tables_for(f"{P}-webhooks") == {f"{P}-webhooks"}
 
 
 def test_only_dispatch_starts_executions_and_only_of_the_render_run(synth: Synth) -> None:
@@ -228,13 +246,44 @@ def test_work_queue_dead_letters_and_visibility(synth: Synth) -> None:
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == d.WORK_QUEUE_RETENTION_S
     policies = synth.resources("AWS::SQS::QueuePolicy").values()
-    assert len([p for p in policies if _denies_insecure_transport(p)]) == 2
+    assert len([p for p in policies if _denies_insecure_transport(p)]) == 4  # with webhooks'
 
 
 def test_every_sqs_event_source_reports_batch_item_failures(synth: Synth) -> None:
     # The render step polls the queue itself today; any mapping added later must report.
     for mapping in synth.resources("AWS::Lambda::EventSourceMapping").values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_webhook_events_feed_the_webhooks_function_with_their_own_dead_letters(
+    synth: Synth,
+) -> None:
+    queues = {
+        q["Properties"]["QueueName"]: (k, q) for k, q in synth.resources("AWS::SQS::Queue").items()
+    }
+    events_id, events = queues[d.WEBHOOK_QUEUE]
+    dlq_id, _ = queues[d.WEBHOOK_DLQ]
+    function = synth.template["Resources"][synth.logical_id_of_function(f"{P}-webhooks")]
+    assert events["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": d.WEBHOOK_MAX_RECEIVE_COUNT,
+    }
+    # more receives than the most attempts the settings allow: the function gives up first
+    (most,) = [
+        m.le for m in Settings.model_fields["webhook_max_attempts"].metadata if hasattr(m, "le")
+    ]
+    assert most < d.WEBHOOK_MAX_RECEIVE_COUNT
+    assert events["Properties"]["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+    (mapping,) = [
+        m["Properties"]
+        for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [events_id, "Arn"]}
+    ]
+    assert mapping["FunctionName"] == {"Ref": synth.logical_id_of_function(f"{P}-webhooks")}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    for spec in d.FUNCTIONS:
+        env = synth.template["Resources"][synth.logical_id_of_function(spec.name)]["Properties"]
+        assert env["Environment"]["Variables"]["SUBC_WEBHOOK_QUEUE_URL"] == {"Ref": events_id}
 
 
 def test_a_consumer_added_through_the_work_queue_reports_batch_item_failures() -> None:
