@@ -167,7 +167,8 @@ def test_the_founding_example_in_the_console_from_quote_to_gallery_and_download(
     rows = page.locator("#options tbody tr")
     assert rows.count() >= 1
     assert page.locator("#chart svg .point").count() == rows.count()
-    assert page.locator("#chart svg .term").count() == 2  # the deadline and the price cap
+    # the deadline and the price cap, as lines or, far beyond every option, named at the edge
+    assert page.locator("#chart svg .term-label").count() == 2
     assert "1000 images from 10 prompts" in page.inner_text("#quote-summary")
     page.screenshot(path=shots / "2-quote-options-and-chart.png", full_page=True)
 

@@ -279,7 +279,12 @@ function renderQuote() {
     cell(row, String(option.machines), "num");
     cell(row, when(option.start_at));
     const done = cell(row, when(option.completes_at));
-    if (option.expected_completion_at) done.title = `expected ${new Date(option.expected_completion_at).toLocaleString()}`;
+    if (option.expected_completion_at && option.expected_completion_at !== option.completes_at) {
+      const expected = document.createElement("div");
+      expected.className = "hint";
+      expected.textContent = `expected ${when(option.expected_completion_at)}`;
+      done.append(expected);
+    }
     cell(row, usd(option.price_per_image_usd), "num");
     cell(row, usd(option.total_usd, 2), "num");
     cell(row, tag(termsText(option), ok ? "ok" : "outside"));

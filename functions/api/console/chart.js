@@ -42,20 +42,25 @@ export function drawChart(container, options, { deadline, budget, onPick }) {
   const ys = options.map((o) => Number(o.price_per_image_usd));
   const deadlineMs = deadline ? Date.parse(deadline) : null;
   const now = Date.now();
+  // A term far beyond every option (a deadline tomorrow for work done in minutes, a cap 100×
+  // the prices) would squash the points into a corner: it is then named at the edge instead.
   let x0 = Math.min(now, ...xs);
-  let x1 = Math.max(...xs, deadlineMs ?? -Infinity);
-  if (x1 - x0 < 60e3) x1 = x0 + 60e3;
+  const latest = Math.max(...xs, x0 + 60e3);
+  const deadlineInView = deadlineMs !== null && deadlineMs - x0 <= 3 * (latest - x0);
+  let x1 = Math.max(latest, deadlineInView ? deadlineMs : -Infinity);
   const pad = (x1 - x0) * 0.06;
   x0 -= pad; x1 += pad;
-  let y1 = Math.max(...ys, budget ?? 0) * 1.15;
+  const highest = Math.max(...ys);
+  const budgetInView = budget !== null && budget <= 3 * highest;
+  let y1 = Math.max(highest, budgetInView ? budget : 0) * 1.15;
   if (!(y1 > 0)) y1 = 0.01;
   const px = (ms) => M.left + ((ms - x0) / (x1 - x0)) * (W - M.left - M.right);
   const py = (usd) => H - M.bottom - (usd / y1) * (H - M.top - M.bottom);
 
   // the region within both terms
   if (deadlineMs !== null || budget !== null) {
-    const right = deadlineMs !== null ? px(deadlineMs) : W - M.right;
-    const top = budget !== null ? py(budget) : M.top;
+    const right = deadlineInView ? px(deadlineMs) : W - M.right;
+    const top = budgetInView ? py(budget) : M.top;
     svg.append(el("rect", {
       x: M.left, y: top, width: Math.max(0, right - M.left), height: Math.max(0, H - M.bottom - top),
       class: "terms-zone",
@@ -85,26 +90,42 @@ export function drawChart(container, options, { deadline, budget, onPick }) {
   svg.append(el("text", { x: 14, y: (H - M.bottom) / 2, class: "axis-title", "text-anchor": "middle",
     transform: `rotate(-90 14 ${(H - M.bottom) / 2})` }, "price per image"));
   // the customer's terms
-  if (deadlineMs !== null) {
+  const when = (ms) => new Date(ms).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  if (deadlineInView) {
     svg.append(el("line", { x1: px(deadlineMs), y1: M.top, x2: px(deadlineMs), y2: H - M.bottom, class: "term" }));
     svg.append(el("text", { x: px(deadlineMs) - 6, y: M.top + 12, class: "term-label", "text-anchor": "end" },
       "your deadline"));
+  } else if (deadlineMs !== null) {
+    svg.append(el("text", { x: W - M.right - 6, y: M.top + 12, class: "term-label", "text-anchor": "end" },
+      `your deadline ${when(deadlineMs)} →`));
   }
-  if (budget !== null) {
+  if (budgetInView) {
     svg.append(el("line", { x1: M.left, y1: py(budget), x2: W - M.right, y2: py(budget), class: "term" }));
     svg.append(el("text", { x: M.left + 6, y: py(budget) - 6, class: "term-label", "text-anchor": "start" },
       `your max $${budget} / image`));
+  } else if (budget !== null) {
+    svg.append(el("text", { x: M.left + 6, y: M.top + 12, class: "term-label", "text-anchor": "start" },
+      `↑ your max $${budget} / image`));
   }
   svg.append(el("line", { x1: px(now), y1: M.top, x2: px(now), y2: H - M.bottom, class: "now" }));
-  // the options
+  // the options; each label where it overlaps no other (about 7 px a character, 16 a line)
+  const placed = [];
+  const overlaps = (box) => placed.some((b) => box.x0 < b.x1 && b.x0 < box.x1 && box.y0 < b.y1 && b.y0 < box.y1);
   options.forEach((option, i) => {
     const ok = option.meets_deadline && option.meets_budget;
     const g = el("g", { class: `point ${ok ? "ok" : "outside"}`, tabindex: 0, "data-option": option.option_id });
-    g.append(el("circle", { cx: px(xs[i]), cy: py(ys[i]), r: 7 }));
-    const right = px(xs[i]) > W - 160;
-    const high = py(ys[i]) < M.top + 40; // below the point, clear of the deadline's label
-    g.append(el("text", { x: px(xs[i]) + (right ? -11 : 11), y: py(ys[i]) + (high ? 20 : -9), class: "point-label",
-      "text-anchor": right ? "end" : "start" }, `${option.label} $${option.price_per_image_usd}`));
+    const cx = px(xs[i]);
+    const cy = py(ys[i]);
+    g.append(el("circle", { cx, cy, r: 7 }));
+    const text = `${option.label} $${option.price_per_image_usd}`;
+    const width = 7 * text.length;
+    const right = cx > W - 40 - width;
+    const lx = cx + (right ? -11 : 11);
+    let ly = cy < M.top + 40 ? cy + 20 : cy - 9; // below a point near the top
+    const box = () => ({ x0: right ? lx - width : lx, x1: right ? lx : lx + width, y0: ly - 13, y1: ly + 3 });
+    for (let tries = 0; overlaps(box()) && tries < 12; tries++) ly += cy < M.top + 40 ? 16 : -16;
+    placed.push(box());
+    g.append(el("text", { x: lx, y: ly, class: "point-label", "text-anchor": right ? "end" : "start" }, text));
     g.append(el("title", {}, `${option.label}: ${option.machines}× ${option.gpu} (${option.provider}), `
       + `$${option.price_per_image_usd}/image, done ${new Date(xs[i]).toLocaleString()}`));
     g.addEventListener("click", () => onPick && onPick(option));
