@@ -159,6 +159,19 @@ def test_the_founding_example_in_the_console_from_quote_to_gallery_and_download(
     page.click("#confirm-no")
     assert page.locator("#confirm[open]").count() == 0
     assert page.evaluate("location.hash") == "#quote"
+    # "Accept anyway" places it (the API takes it only with accept_outside_terms); then
+    # cancelled from its page, after a confirm of its own
+    page.locator("#options tbody tr button").first.click()
+    page.click("#confirm-yes")
+    page.wait_for_selector("#view-order:not([hidden])")
+    outside_order = page.inner_text("#order-id")
+    page.click("#cancel-order")
+    page.wait_for_selector("#confirm[open]")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#order-state .tag:has-text('cancelled')")
+    assert page.inner_text("#order-reason") == "cancelled"
+    assert not page.is_visible("#cancel-order")  # an ended order cannot be cancelled again
+    page.click("#nav a[data-view=quote]")
 
     page.fill("#budget", "0.03")
     page.click("#quote-button")
@@ -233,6 +246,9 @@ def test_the_founding_example_in_the_console_from_quote_to_gallery_and_download(
     # the orders list and the market
     page.click("#nav a[data-view=orders]")
     page.wait_for_selector(f"#orders a[href='#order/{order_id}']")
+    # newest first: the founding order above the cancelled one
+    links = page.locator("#orders tbody a").evaluate_all("links => links.map(a => a.hash)")
+    assert links == [f"#order/{order_id}", f"#order/{outside_order}"]
     page.screenshot(path=shots / "5-orders.png")
     page.click("#nav a[data-view=market]")
     page.wait_for_selector("#market-gpus tbody tr")

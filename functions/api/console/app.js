@@ -320,15 +320,7 @@ async function acceptOption(option) {
   if (outside) body.accept_outside_terms = true;
   const headers = { "Idempotency-Key": crypto.randomUUID() };
   try {
-    let order;
-    try {
-      order = await api("POST", "v1/orders", { body, headers });
-    } catch (error) {
-      // an API from before the order guard does not know the flag: resend without it
-      if (!(outside && error.status === 422 && /accept_outside_terms/.test(JSON.stringify(error.details)))) throw error;
-      delete body.accept_outside_terms;
-      order = await api("POST", "v1/orders", { body, headers: { "Idempotency-Key": crypto.randomUUID() } });
-    }
+    const order = await api("POST", "v1/orders", { body, headers });
     rememberOrder(order.order_id);
     location.hash = `#order/${order.order_id}`;
   } catch (error) {
