@@ -1,5 +1,5 @@
-"""`subconscious run` of the founding example (12 images of each of 10 prompts by the end of the
-day, under 3 cents an image) on the local stack: it ends with the images and the manifest."""
+"""`subconscious run` of the founding example (1000 images from 10 prompts by the end of the day,
+under 3 cents an image) on the local stack: it ends with the images and the manifest."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_run_of_the_founding_example_ends_with_images_and_manifest(
     argv = ["--api-url", stack.api_url, "--api-key", stack.api_key, "run"]
     for prompt in PROMPTS:
         argv += ["--prompt", prompt]
-    argv += ["--count", "12", "--deadline", deadline, "--max-price", "0.03"]
+    argv += ["--count", "100", "--deadline", deadline, "--max-price", "0.03"]
     argv += ["--out", str(out), "--poll", "0.3", "--timeout", "180"]
 
     code = main(argv)
@@ -56,7 +56,7 @@ def test_run_of_the_founding_example_ends_with_images_and_manifest(
     assert code == 0, err
     assert "state completed" in printed
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 120
+    assert len(pngs) == 1000
     assert all(png_size(p.read_bytes()) == (512, 512) for p in pngs)
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").open()]
     assert sorted(m["file"] for m in manifest) == [p.name for p in pngs]
