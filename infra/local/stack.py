@@ -523,12 +523,20 @@ class LocalStack:
         return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
 
     def wait_for_runs(self, timeout_s: float) -> bool:
-        """Wait until no render run executes; True if none is left running."""
+        """Wait until no render run executes, and none has for two dispatch ticks (a tick that
+        read the backlog just before its last order ended may still start one run, which then
+        finds no work and gives its machine back); True if none is left running."""
         end = time.monotonic() + timeout_s
+        settle_s = 2 * self.dispatch_every_s + 0.5
+        idle_since: float | None = None
         while time.monotonic() < end:
-            if not any(e["status"] == "RUNNING" for e in self.executions()):
+            if any(e["status"] == "RUNNING" for e in self.executions()):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= settle_s:
                 return True
-            time.sleep(0.5)
+            time.sleep(0.25)
         return False
 
 

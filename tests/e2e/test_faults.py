@@ -217,7 +217,12 @@ def assert_four_figures(
 
     # (b) no machine left running, no renderer process alive
     assert runs_ended, "a render run still executes"
-    assert machines_left == [], f"machines left running: {machines_left}"
+    assert machines_left == [], f"machines left running: {machines_left}; runs: " + str(
+        [
+            (r.run_id, r.status, r.machine_id, r.started_at, r.machine_ended_at, r.error)
+            for r in runs
+        ]
+    )
     assert alive == [], f"renderer processes alive: {alive}"
 
     # (d) spend within the quote
