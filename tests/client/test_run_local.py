@@ -4,18 +4,16 @@ under 3 cents an image) on the local stack: it ends with the images and the mani
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious import services as services_module
 from subconscious.render.png import png_size
 from subconscious_cli.main import main
+from tests.local_stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +22,8 @@ PROMPTS = [f"founding prompt {i}: a lighthouse at dawn, style {i}" for i in rang
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    local = LocalStack(
-        dispatch_every_s=0.5,
-        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=200),
-    ).start()
-    try:
+    with running_stack() as local:
         yield local
-    finally:
-        local.stop(drain_s=30)
-        os.environ.clear()
-        os.environ.update(saved)
-        services_module.reset()
 
 
 def test_run_of_the_founding_example_ends_with_images_and_manifest(

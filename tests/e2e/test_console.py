@@ -23,10 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from infra.local import demo
-from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious import services as services_module
 from subconscious.render.png import png_size
+from tests.local_stacks import running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Everything that would reach outside 127.0.0.1 is off: the test runs offline.
@@ -60,18 +59,8 @@ pytestmark = [
 def stack() -> Iterator[LocalStack]:
     """The local stack with its own settings (not the fault suite's short deadlines): a
     healthy market whose machines render fast, so the pipeline, not the GPU, sets the pace."""
-    saved = dict(os.environ)
-    local = LocalStack(
-        dispatch_every_s=0.5,
-        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=400),
-    ).start()
-    try:
+    with running_stack(images_per_s=400) as local:
         yield local
-    finally:
-        local.stop(drain_s=30)
-        os.environ.clear()
-        os.environ.update(saved)
-        services_module.reset()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Invariant 1 is checked after every test: no machine outlives its run.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -17,30 +16,19 @@ import pytest
 
 from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious import services as services_module
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client
 from subconscious_cli.models import OrderOut
+from tests.local_stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    local = LocalStack(
-        dispatch_every_s=0.5,
-        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=200),
-    ).start()
-    try:
+    with running_stack() as local:
         yield local
-    finally:
-        local.stop(drain_s=30)
-        machines = local.market.machines()
-        os.environ.clear()
-        os.environ.update(saved)
-        services_module.reset()
-    assert machines == [], "a machine outlived the local stack's runs"
+    assert local.market.machines() == [], "a machine outlived the local stack's runs"
 
 
 @pytest.fixture

@@ -5,17 +5,15 @@ stack's webhook queue and function, after the receiver's first 500."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from infra.local.emulated_market import MachineFaults
 from infra.local.stack import LocalStack
-from subconscious import services as services_module
 from subconscious.webhook_signing import verify
+from tests.local_stacks import running_stack
 from tests.webhook_receiver import receiving
 
 pytestmark = pytest.mark.e2e
@@ -23,19 +21,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    local = LocalStack(
-        dispatch_every_s=0.5,
-        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=200),
-        settings={"SUBC_WEBHOOK_BACKOFF_S": "1"},
-    ).start()
-    try:
+    with running_stack(settings={"SUBC_WEBHOOK_BACKOFF_S": "1"}) as local:
         yield local
-    finally:
-        local.stop(drain_s=30)
-        os.environ.clear()
-        os.environ.update(saved)
-        services_module.reset()
 
 
 def test_an_order_placed_over_http_gets_its_signed_completed_event(stack: LocalStack) -> None:
