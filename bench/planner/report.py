@@ -1,5 +1,11 @@
 """``python -m bench.planner --traces DIR [--workload NAME] [--seed N]``: the planner benchmark.
 
+``--markets N --split tune|report`` runs it over N generated markets instead
+(:mod:`bench.planner.distribution`, :mod:`bench.planner.market_family`), plus the shipped
+traces when ``--traces`` is given, and reports the distribution per workload;
+``--market-seed S`` gives the single-market report (``--diagnose`` etc.) on generated market S,
+with the orders markets mode drew for it (unless ``--seed`` is given).
+
 For each workload: the orders are drawn (seeded), the policy (``subconscious.planner.policy
 .decide``) runs with the real quote deciding which orders are accepted and what is promised;
 naive and greedy then serve the same accepted orders with the same promises; the LP lower
@@ -29,12 +35,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.planner import distribution
 from bench.planner.baselines import Naive, greedy
 from bench.planner.bounds import Bound, Demand, solve
+from bench.planner.distribution import MarketJob, default_processes, order_seed
+from bench.planner.market_family import SPLITS, market_for, market_seeds
 from bench.planner.quoting import choose, quote, timed_quote
 from bench.planner.sim import START, SimResult, at, simulate
 from bench.planner.simulated_market import Market, MarketOffer, load_market
-from bench.planner.traces import load_pools
+from bench.planner.traces import Pool, load_pools
 from bench.planner.workloads import DAY, HOUR, WORKLOADS, OrderSpec, generate, make_job
 from subconscious.models import Constraints, JobSpec, Offer
 from subconscious.money import MICROS_PER_USD, to_micros
@@ -444,7 +453,21 @@ def example(market: Market, rates: Rates) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.planner", description=__doc__)
-    parser.add_argument("--traces", type=Path, required=True, help="folder of spot-trace files")
+    parser.add_argument("--traces", type=Path, help="folder of spot-trace files")
+    parser.add_argument("--markets", type=int, help="run over this many generated markets")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="tune",
+                        help="which seeds the markets come from (tune: may be tuned on; "
+                        "report: only reported)")  # fmt: skip
+    parser.add_argument("--market-offset", type=int, default=0,
+                        help="first market of the split (default 0)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=default_processes(),
+                        help="processes (default: 2 at most)")  # fmt: skip
+    parser.add_argument("--no-full-lp", action="store_true",
+                        help="markets mode: no full-run LP on the shipped traces")  # fmt: skip
+    parser.add_argument("--market-seed", type=int,
+                        help="the full single-market report on generated market S")  # fmt: skip
+    parser.add_argument("--dist-plot", type=Path,
+                        help="markets mode: one PNG per workload, named after it")  # fmt: skip
     parser.add_argument("--workload", choices=sorted(WORKLOADS), help="default: all of them")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=float, help="arrival window (default per workload)")
@@ -453,9 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--example", action="store_true", help="print the founding example")
     parser.add_argument("--diagnose", action="store_true", help="print the policy's late orders")
     args = parser.parse_args(argv)
-
-    pools = load_pools(args.traces)
-    market = load_market(pools)
+    if args.markets is not None:
+        return markets_main(args)
+    if args.market_seed is None and args.traces is None:
+        parser.error("--traces is required (or --markets N, or --market-seed S)")
+    market, pools = _single_market(args, parser.get_default("seed"))
     rates = Rates(ThroughputModel())
     names = [args.workload] if args.workload else list(WORKLOADS)
     latency = p99(quote_latency_10k(market, rates))
@@ -479,6 +504,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _single_market(args: argparse.Namespace, default_seed: int) -> tuple[Market, list[Pool]]:
+    """The shipped (``--traces``) or generated (``--market-seed``) market of a single run;
+    a generated market gets the orders markets mode drew for it unless ``--seed`` is given."""
+    if args.market_seed is None:
+        pools = load_pools(args.traces)
+        return load_market(pools), pools
+    market = market_for(args.market_seed)
+    args.traces = f"generated market {args.market_seed}"
+    if args.seed == default_seed:
+        args.seed = order_seed(args.market_seed, args.seed)
+    return market, market.pools
+
+
 def diagnosis(run: WorkloadRun) -> str:
     out = [f"== {run.name}: rents by reason {dict(run.policy.rent_reasons)}"]
     for order in run.policy.late_orders[:15]:
@@ -494,9 +532,59 @@ def diagnosis(run: WorkloadRun) -> str:
     for order in [o for o in run.policy.orders if o.over_quote][:15]:
         out.append(
             f"  over quote {order.order_id}: {order.images} imgs, cost "
-            f"${order.allocated_micros / MICROS_PER_USD:.5f} vs quoted "
+            f"${order.cost_micros / MICROS_PER_USD:.5f} (AWS "
+            f"${order.aws_micros / MICROS_PER_USD:.5f}) vs quoted "
             f"${order.acceptance.quoted_micros / MICROS_PER_USD:.5f} "
             f"({order.acceptance.label}, slack "
             f"{(order.deadline_s - order.spec.arrival_s) / HOUR:.1f} h)"
         )
     return "\n".join(out)
+
+
+def markets_main(args: argparse.Namespace) -> int:
+    """``--markets N``: the distribution over N drawn markets of a split (and the shipped
+    traces, when ``--traces`` is given) per workload, against the acceptance targets."""
+    started = time.perf_counter()
+    names = [args.workload] if args.workload else list(WORKLOADS)
+    seeds = market_seeds(args.split, args.markets, args.market_offset)
+    jobs = [
+        MarketJob(name, seed, order_seed(seed, args.seed), small=args.small > 0, days=args.days)
+        for name in names
+        for seed in seeds
+    ]
+    if args.traces is not None:
+        load_pools(args.traces)  # a bad folder fails here, before any work
+        jobs += [
+            MarketJob(
+                name,
+                None,
+                args.seed,
+                traces=str(args.traces),
+                small=args.small > 0,
+                full_lp=not args.no_full_lp,
+                days=args.days,
+            )
+            for name in names
+        ]
+    rows = distribution.run_all(jobs, max(1, args.jobs))
+    for row in rows:
+        print(json.dumps(row))
+    dist = distribution.distribution(rows)
+    first, last = (seeds[0], seeds[-1]) if seeds else (None, None)
+    print(f"split {args.split}: {len(seeds)} markets (seeds {first}..{last})"
+          f"{' + shipped traces ' + str(args.traces) if args.traces else ''}; "
+          f"order seed {args.seed}")  # fmt: skip
+    print(distribution.table(dist))
+    print("acceptance (every market above, shipped traces included):")
+    print(distribution.acceptance(dist))
+    if args.example and args.traces is not None:
+        market = load_market(load_pools(args.traces))
+        for row in example(market, Rates(ThroughputModel())):
+            print("example:", json.dumps(row))
+    if args.dist_plot:
+        for path in distribution.plot(rows, args.dist_plot):
+            print(f"plot: {path}")
+    for workload, stats in dist.items():
+        print(json.dumps({"workload": workload, "split": args.split, **stats}))
+    print(f"wall: {time.perf_counter() - started:.0f} s with {args.jobs} processes")
+    return 0

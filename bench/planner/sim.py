@@ -14,7 +14,8 @@ arrives, a dispatch tick.
   :class:`PlanState` (open orders with the images not yet rendered, live machines, the offers
   listed now, the rates, the limits) and its decisions take effect at once. A ``Rent`` of an
   offer already rented, or interruptible while its pool has no capacity, is refused and
-  counted in ``invalid_decisions``.
+  counted in ``invalid_decisions``; so is a rent of an offer not listed then (generated
+  markets list and delist offers). An interruptible machine pays the bid listed at its rent.
 * **Machines.** Billed from the rent; ready after the offer's ``startup_s``; then render batch by
   batch, each time taking the open order with the earliest deadline that the card can run
   (``usable``), ``min(speed.batch, images not yet taken)`` images at ``rates.speed(offer,
@@ -27,7 +28,9 @@ arrives, a dispatch tick.
   increment). Each machine's cost is split over orders pro rata to the seconds it rendered
   each (lost batches included); a machine that rendered nothing is split over the orders open
   when it was rented, pro rata to their images left (remainders to the earliest deadline).
-  An order is **over quote** when its share exceeds the accepted option's total; it is
+  AWS's cost of serving (:mod:`bench.planner.aws`) is split the same way per machine, and
+  each order adds its images' part. An order is **over quote** when its GPU share plus its
+  AWS cost exceeds the accepted option's total; it is
   **on time** when its last image is done by the accepted ``completes_at``.
 """
 
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from bench.planner.aws import serving_micros
 from bench.planner.quoting import Acceptance, accept, choose, timed_quote
 from bench.planner.simulated_market import Market
 from bench.planner.workloads import OrderSpec
@@ -86,7 +90,8 @@ class SimOrder:
     unassigned: int
     done: int = 0
     done_at: float | None = None
-    allocated_micros: int = 0
+    allocated_micros: int = 0  # GPU: its share of the machines' bills
+    aws_micros: int = 0  # AWS: its share of the machines' serving cost, and its images'
 
     @property
     def order_id(self) -> str:
@@ -109,8 +114,13 @@ class SimOrder:
         return self.done_at is not None and self.done_at <= self.deadline_s
 
     @property
+    def cost_micros(self) -> int:
+        """What serving the order cost us: GPU and AWS."""
+        return self.allocated_micros + self.aws_micros
+
+    @property
     def over_quote(self) -> bool:
-        return self.allocated_micros > self.acceptance.quoted_micros
+        return self.cost_micros > self.acceptance.quoted_micros
 
 
 @dataclass
@@ -139,6 +149,7 @@ class SimMachine:
     images_rendered: int = 0
     images_lost: int = 0
     cost_micros: int = 0
+    held_s: float = 0.0
 
     @property
     def live(self) -> bool:
@@ -193,6 +204,10 @@ class SimResult:
     @property
     def images_lost(self) -> int:
         return sum(m.images_lost for m in self.machines)
+
+    @property
+    def aws_micros(self) -> int:
+        return sum(o.aws_micros for o in self.orders)
 
     @property
     def quoted_micros(self) -> int:
@@ -399,7 +414,11 @@ class Simulation:
 
     def _rent(self, decision: Rent | DedicatedRent) -> None:
         listed = self.market.by_id.get(decision.offer.offer_id)
-        if listed is None or decision.offer.offer_id in self.taken:
+        if (
+            listed is None
+            or decision.offer.offer_id in self.taken
+            or not listed.listed_at(self.now)
+        ):
             self.invalid += 1
             return
         if decision.interruptible and not self.market.spot_available(
@@ -407,7 +426,7 @@ class Simulation:
         ):
             self.invalid += 1
             return
-        offer = listed.spot if decision.interruptible else listed.on_demand
+        offer = self.market.offer_at(listed.on_demand.offer_id, self.now, decision.interruptible)
         dedicated = decision.order_id if isinstance(decision, DedicatedRent) else None
         machine = SimMachine(
             machine_id=f"m{len(self.machines):05d}",
@@ -494,6 +513,7 @@ class Simulation:
         machine.ended_at = self.now
         machine.end_reason = reason
         held = self.now - machine.rented_at + (TEARDOWN_S if teardown else 0)
+        machine.held_s = held
         machine.cost_micros = cost_for(machine.offer.provider, machine.price_micros_per_hour, held)
         self.taken.discard(machine.offer.offer_id)
         if batch is not None:
@@ -503,17 +523,30 @@ class Simulation:
 
     def _allocate(self) -> None:
         for machine in self.machines:
-            weights: Iterable[tuple[str, float]] = sorted(
-                machine.render_s.items(),
-                key=lambda kv: (self.orders[kv[0]].deadline_s, kv[0]),
-            )
-            shares = allocate(machine.cost_micros, list(weights))
-            if not shares:
-                shares = allocate(
-                    machine.cost_micros, [(k, float(v)) for k, v in machine.open_at_rent]
-                )
-            for order_id, micros in shares.items():
+            startup = min(machine.held_s, float(machine.offer.startup_s))
+            aws = serving_micros(images=0, width=512, height=512, machine_seconds=machine.held_s,
+                                 machines=1, startup_seconds=startup)  # fmt: skip
+            for order_id, micros in self._split(machine, machine.cost_micros).items():
                 self.orders[order_id].allocated_micros += micros
+            for order_id, micros in self._split(machine, aws).items():
+                self.orders[order_id].aws_micros += micros
+        for order in self.orders.values():
+            job = order.spec.job
+            order.aws_micros += serving_micros(images=order.done, width=job.width,
+                                               height=job.height, machine_seconds=0.0,
+                                               machines=0)  # fmt: skip
+
+    def _split(self, machine: SimMachine, micros: int) -> dict[str, int]:
+        """A machine's ``micros`` over orders, pro rata to the seconds it rendered each; a
+        machine that rendered nothing: over the orders open at its rent, by images left."""
+        weights: Iterable[tuple[str, float]] = sorted(
+            machine.render_s.items(),
+            key=lambda kv: (self.orders[kv[0]].deadline_s, kv[0]),
+        )
+        shares = allocate(micros, list(weights))
+        if not shares:
+            shares = allocate(micros, [(k, float(v)) for k, v in machine.open_at_rent])
+        return shares
 
 
 def simulate(

@@ -21,11 +21,18 @@ belongs to one trace pool (offers sorted by id, pools by name, offer ``i`` → p
 (rentable interruptible or on-demand); while it has none, the offer is on-demand only, and an
 interruptible machine of the offer is preempted when its pool loses capacity. On-demand
 capacity never runs out.
+
+Generated markets (:mod:`bench.planner.market_family`) add two things per offer, both
+optional: ``listed``, a trace of when the offer is listed at all (a delisted offer cannot be
+rented; a host already rented stays rented), and ``price_cycle``, a daily rise of the
+interruptible price above ``spot``'s bid (the bid at rent time is what the machine pays; the
+hindsight bound prices at ``spot``'s, the trough, so it stays a lower bound).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,11 +84,33 @@ def spot_ratio(csv_path: Path = PRICE_CSV) -> Decimal:
     return Decimal(str(round(statistics.median(ratios), 3)))
 
 
+DAY_S = 86_400.0
+PRICE_STEP_S = 3_600.0  # a cycling bid changes once an hour
+
+
+@dataclass(frozen=True)
+class PriceCycle:
+    """The interruptible bid at ``t`` is the trough bid × ``1 + amplitude·(1 + sin)/2``,
+    one cycle a day from ``phase`` (a fraction of the day), constant within each hour."""
+
+    amplitude: float
+    phase: float
+
+    def factor(self, t: float) -> float:
+        hour = math.floor(t / PRICE_STEP_S) * PRICE_STEP_S
+        return 1 + self.amplitude * (1 + math.sin(2 * math.pi * (hour / DAY_S + self.phase))) / 2
+
+
 @dataclass(frozen=True)
 class MarketOffer:
     on_demand: Offer  # min_bid_usd_per_hour is None
-    spot: Offer  # the same offer with its minimum bid
+    spot: Offer  # the same offer with its minimum bid (the trough, with a price cycle)
     pool: Pool | None
+    listed: Pool | None = None  # None: always listed
+    price_cycle: PriceCycle | None = None
+
+    def listed_at(self, t: float) -> bool:
+        return self.listed is None or self.listed.available_at(t)
 
 
 class Market:
@@ -90,6 +119,7 @@ class Market:
         self.by_id = {o.on_demand.offer_id: o for o in self.offers}
         if len(self.by_id) != len(self.offers):
             raise ValueError("offer ids must be unique")
+        self._bids: dict[tuple[str, int], Offer] = {}
 
     @property
     def pools(self) -> list[Pool]:
@@ -103,13 +133,37 @@ class Market:
         pool = self.by_id[offer_id].pool
         return pool is not None and pool.available_at(t)
 
+    def listed_at(self, offer_id: str, t: float) -> bool:
+        return self.by_id[offer_id].listed_at(t)
+
+    def spot_at(self, listed: MarketOffer, t: float) -> Offer:
+        """The offer's interruptible form at ``t`` (its bid then)."""
+        cycle = listed.price_cycle
+        if cycle is None:
+            return listed.spot
+        key = (listed.spot.offer_id, math.floor(t / PRICE_STEP_S))
+        offer = self._bids.get(key)
+        if offer is None:
+            trough = listed.spot.min_bid_usd_per_hour
+            assert trough is not None
+            bid = (trough * Decimal(str(round(cycle.factor(t), 6)))).quantize(Decimal("0.0001"))
+            bid = min(bid, listed.on_demand.usd_per_hour)
+            offer = listed.spot.model_copy(update={"min_bid_usd_per_hour": bid})
+            self._bids[key] = offer
+        return offer
+
+    def offer_at(self, offer_id: str, t: float, interruptible: bool) -> Offer:
+        """The offer as rented at ``t`` in that mode (interruptible: with the bid then)."""
+        listed = self.by_id[offer_id]
+        return self.spot_at(listed, t) if interruptible else listed.on_demand
+
     def offers_at(self, t: float, taken: frozenset[str] | set[str] = frozenset()) -> list[Offer]:
-        """What the market lists at ``t``: every offer not rented, with its bid if its pool
-        has capacity."""
+        """What the market lists at ``t``: every listed offer not rented, with its bid if its
+        pool has capacity."""
         return [
-            (o.spot if o.pool is not None and o.pool.available_at(t) else o.on_demand)
+            (self.spot_at(o, t) if o.pool is not None and o.pool.available_at(t) else o.on_demand)
             for o in self.offers
-            if o.on_demand.offer_id not in taken
+            if o.on_demand.offer_id not in taken and o.listed_at(t)
         ]
 
 
