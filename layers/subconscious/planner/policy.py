@@ -455,8 +455,13 @@ def keepable(
             o.offer_id,
         )
     )
-    room = limits.max_machines - len(machines)
-    budget = limits.max_spend_micros_per_hour - _hourly(machines)
+    # The case this guards against is every interruptible machine gone at once (a pool's
+    # capacity goes as one): then their slots and their spend are free for the on-demand
+    # machines that replace them. Counting them as taken made the net hedge a fleet of
+    # interruptible machines with every on-demand slot left, at once, in a calm market.
+    steady = [m for m in machines if not m.interruptible]
+    room = limits.max_machines - len(steady)
+    budget = limits.max_spend_micros_per_hour - _hourly(steady)
     at = now + timedelta(seconds=delay_s)
     added = preferred = 0
     # one check with every machine the caps allow; if that fails, one with the preferred
