@@ -37,6 +37,10 @@ Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,
 8. ``Σ_{k of offer h} y[o,k,t] / rate(k, o) ≤ overlap(o, t)``: one host renders an order only
    inside the part of the slot that lies in the order's window (constraint 6 alone would let
    two machines of the host, one after the other, each use the whole overlap).
+9. ``s[k,t] = 0`` in the slots during which offer ``k`` is not listed at all (generated
+   markets list and delist offers; a machine is rented only while its offer is listed, and a
+   rented host stays rented). Interruptible capacity is priced at the trough bid of a cycling
+   price (the simulator charges the bid at rent), so the bound stays a lower bound.
 
 **Why it is a lower bound on what any dispatcher pays in the simulator** for schedules that
 meet every deadline: map a simulated schedule to the program by keeping only the machines that
@@ -196,7 +200,7 @@ def solve(
         cost,
         constraints=program.constraint(),
         integrality=integrality,
-        bounds=Bounds(0, np.inf),
+        bounds=Bounds(0, program.upper_bounds(market)),
         options={
             "time_limit": time_limit_s,
             "mip_rel_gap": MIP_GAP,
@@ -359,6 +363,20 @@ class _Program:
             overlap_of[host] = overlap
         for host, entries in per_host_order.items():
             self.row(entries, -math.inf, overlap_of[host])
+
+    def upper_bounds(self, market: Market) -> np.ndarray:
+        """9. A machine of an offer starts only in a slot during which the offer is listed
+        (generated markets list and delist offers; a rented host stays rented): ``s = 0``
+        in slots the offer is delisted throughout."""
+        upper = np.full(self.n_vars, np.inf)
+        for k, (kind, _) in enumerate(self.types):
+            listed = market.by_id[kind.offer.offer_id].listed
+            if listed is None:
+                continue
+            for t in range(self.slots):
+                if listed.available_seconds(t * self.slot_s, (t + 1) * self.slot_s) <= 0:
+                    upper[self.index_m(k, t) + 1] = 0.0
+        return upper
 
     def constraint(self) -> LinearConstraint:
         shape = (len(self.lower), self.n_vars)

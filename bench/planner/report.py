@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -586,5 +587,11 @@ def markets_main(args: argparse.Namespace) -> int:
             print(f"plot: {path}")
     for workload, stats in dist.items():
         print(json.dumps({"workload": workload, "split": args.split, **stats}))
-    print(f"wall: {time.perf_counter() - started:.0f} s with {args.jobs} processes")
+    cpu = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                      resource.getrusage(resource.RUSAGE_CHILDREN))
+    )  # fmt: skip
+    print(f"wall: {time.perf_counter() - started:.0f} s with {args.jobs} processes; CPU: "
+          f"{cpu:.0f} s in all (idle, the wall time would be about CPU / processes)")  # fmt: skip
     return 0

@@ -125,3 +125,20 @@ def test_with_one_host_per_offer_no_type_is_left_out() -> None:
         [d], market(FAST, SLOW, WORSE), RATES, slot_s=3600, one_host_per_offer=False
     ).types
     assert pooled_types == 2
+
+
+def test_a_delisted_offer_starts_no_machine_in_the_bound() -> None:
+    from bench.planner.simulated_market import MarketOffer
+
+    d = demand("a", 300, 0, 4 * 3600)
+    always = solve([d], market(FAST, SLOW), RATES, slot_s=3600)
+    # the cheap 3090 listed only from the third hour: the bound may start it then, not before
+    late = MarketOffer(SLOW.on_demand, SLOW.spot, None, listed=pool("0011", gap_s=3600))
+    later = solve([d], market(FAST, late), RATES, slot_s=3600)
+    never = MarketOffer(SLOW.on_demand, SLOW.spot, None, listed=pool("0000", gap_s=3600))
+    without = solve([d], market(FAST, never), RATES, slot_s=3600)
+    alone = solve([d], market(FAST), RATES, slot_s=3600)
+    assert always.optimal and later.optimal and without.optimal
+    assert always.cost_micros <= later.cost_micros <= without.cost_micros
+    assert without.cost_micros == pytest.approx(alone.cost_micros)
+    assert always.cost_micros < without.cost_micros

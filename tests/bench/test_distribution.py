@@ -104,7 +104,7 @@ def test_over_quote_counts_the_aws_cost_of_serving(monkeypatch: pytest.MonkeyPat
 
     def fake(**kwargs: Any) -> int:
         calls.append(kwargs)
-        return 1000 * kwargs["images"] + 7 * kwargs["machines"]
+        return int(1000 * kwargs["images"] + 7 * kwargs["machines"])
 
     monkeypatch.setattr(sim, "serving_micros", fake)
     listed = offer("o-a")

@@ -146,7 +146,7 @@ def test_prices_and_churn_follow_their_knobs() -> None:
     knobs = replace(mf.draw_knobs(11), spot_ratio=0.3, spot_share=1.0, churn_share=0.5,
                     price_level=1.0, offer_spread=0.0, price_cycle=0.0)  # fmt: skip
     market = mf.build_market(knobs)
-    ratios = [o.spot.min_bid_usd_per_hour / o.on_demand.usd_per_hour for o in market.offers]
+    ratios = [(o.spot.min_bid_usd_per_hour or 0) / o.on_demand.usd_per_hour for o in market.offers]
     assert float(statistics.median(ratios)) == pytest.approx(0.3, rel=0.1)
     assert all(o.pool is not None for o in market.offers)
     churning = sum(o.listed is not None for o in market.offers) / len(market.offers)
