@@ -12,7 +12,8 @@ orders sharing machines:
    deadline, or the backlog holds enough work to pay a start-up back, rent interruptible
    capacity if any is offered (else on-demand), cheapest per image first.
 3. **Batching.** Small work waits, while it could still wait ``DEFER_S`` and be on time, so
-   that one start-up serves many orders.
+   that one start-up serves many orders; so does work that only on-demand capacity would
+   render now (Uniform Progress: on-demand only once the promises need it).
 4. **Caps.** Never more than ``max_machines`` machines, never more than
    ``max_spend_micros_per_hour`` per hour across them; idle machines are released.
 
@@ -485,9 +486,13 @@ def keepable(
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:
     """The backlog's rendering on the cheapest machine would be at least AMORTIZE start-ups
-    long: renting now costs little more per image than waiting for more work would."""
+    long: renting now costs little more per image than waiting for more work would. Never
+    when that machine is on-demand: while the promises can still wait (the caller's check),
+    Uniform Progress rents on-demand capacity only once they need it, and meanwhile waits for
+    interruptible capacity to come back (a market with a pool down for an hour at a fifth of
+    the price paid five times as much for renting at once)."""
     best = _ranked(state, jobs, interruptible=True)
-    if not best:
+    if not best or not best[0][1]:
         return False
     offer = best[0][0]
     work_s = sum(state.rates.speed(offer, o.job).seconds(o.images_left) for o in orders)

@@ -88,9 +88,17 @@ def test_enough_work_rents_interruptible_while_slack_allows() -> None:
     assert decision.offer == CHEAP and decision.interruptible
 
 
-def test_without_interruptible_offers_enough_work_rents_on_demand() -> None:
-    [decision] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY])))
+def test_without_interruptible_offers_work_waits_while_it_can_then_rents_on_demand() -> None:
+    """Uniform Progress (Can't Be Late): on-demand capacity only once the promises need it.
+    Work that could wait rented on-demand machines as soon as it paid a start-up back, in
+    markets whose interruptible capacity came back within the hour at a fifth of the price."""
+    [waits] = decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY]))
+    assert isinstance(waits, Wait)
+    [decision] = rents(decide(state([order(5000, timedelta(hours=2))], [ON_DEMAND_ONLY])))
     assert decision.offer == ON_DEMAND_ONLY and not decision.interruptible
+    # the same work with interruptible capacity on offer rents it at once
+    [spot] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY, CHEAP])))
+    assert spot.offer == CHEAP and spot.interruptible
 
 
 def test_a_tight_promise_starts_at_once_even_for_little_work() -> None:
@@ -366,7 +374,7 @@ def test_an_interruptible_bid_is_not_preferred_for_being_interruptible() -> None
     """Where bids are 90 % of on-demand, the same card on-demand elsewhere can be cheaper."""
     cheap_od = offer("3090-od", price="0.10")
     dear_bid = offer("3090-bid", price="0.20", bid="0.18")
-    [decision] = rents(decide(state([order(5000, timedelta(days=1))], [dear_bid, cheap_od])))
+    [decision] = rents(decide(state([order(5000, timedelta(hours=2))], [dear_bid, cheap_od])))
     assert decision.offer == cheap_od and not decision.interruptible
 
 
