@@ -3,13 +3,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner bench-planner-shipped
+.PHONY: demo local test pytest faults lint types openapi lock clean synth layer bench-planner \
+	console-screenshots bench-planner-shipped
 
-$(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml
+# The client (client/pyproject.toml) is installed editable beside the server's package, and its
+# wheels (its dependencies at the lock's pins, and its build backend, which pip freeze leaves out
+# of the lock) are kept in $(WHEELS) so that tests/client/test_package.py can install it into a
+# clean venv offline, as a customer would with `pip install ./client`.
+WHEELS := build/wheels
+CLIENT_BACKEND := setuptools==84.2.1
+$(STAMP): requirements-lock.txt requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . -e ./client
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --dest $(WHEELS) \
+	  --only-binary :all: -c requirements-lock.txt ./client $(CLIENT_BACKEND)
 	touch $(STAMP)
 
 ## make demo: the founding example on the local stack (quote, order, render, download).
@@ -17,8 +27,11 @@ demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo $(DEMO_ARGS)
 
 ## make local: run the local stack until Ctrl-C (prints the API URL and a key for `subconscious`).
+## Orders, images, queued work and the key are kept in LOCAL_STATE across restarts
+## (`make local LOCAL_STATE=` starts a fresh account; `rm -rf .local-state` forgets it all).
+LOCAL_STATE ?= .local-state
 local: $(STAMP)
-	$(BIN)/python -m infra.local.stack
+	$(BIN)/python -m infra.local.stack $(if $(LOCAL_STATE),--state-dir $(LOCAL_STATE))
 
 ## make test: lint and format check, then types and the tests side by side (mypy is one process
 ## on one core for about 90 s, cold; the tests keep the other busy), the tests with branch
@@ -29,8 +42,19 @@ PYTEST_WORKERS ?= 4
 test: lint
 	$(MAKE) --no-print-directory -j2 types pytest
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
+
+## The web console's browser test (tests/e2e/test_console.py) drives Debian's Chromium through
+## Playwright (never `playwright install`: no browser download); apt-get runs only when it is missing.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no apt-get here: install Chromium at $(CHROMIUM), or the browser test is skipped"; fi
+
+## make console-screenshots: the browser test alone, its screenshots into docs/console/.
+console-screenshots: $(STAMP) $(CHROMIUM)
+	SUBC_CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -n 0 -p no:cacheprovider tests/e2e/test_console.py
 
 ## make faults: only the fault suite (one local stack per failure scenario, also part of
 ## make test), then its table of scenarios → figures (FAULTS_ARGS="--update docs/reliability.md"

@@ -18,12 +18,22 @@ STATE_MACHINE_FILE = Path(__file__).with_name("render_run.asl.json")
 
 
 @dataclass(frozen=True)
+class Index:
+    """A global secondary index (string keys, every attribute projected)."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     partition_key: str
     sort_key: str | None = None
     ttl_attribute: str | None = None
     settings_field: str = ""  # the Settings field that carries the table name
+    indexes: tuple[Index, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,14 @@ TABLES = (
         ttl_attribute="ttl",
         settings_field="quotes_table",
     ),
-    Table(f"{PREFIX}-orders", "tenant_id", "order_id", settings_field="orders_table"),
+    # by_created: a tenant's orders newest first (GET /v1/orders; subconscious.dal.orders)
+    Table(
+        f"{PREFIX}-orders",
+        "tenant_id",
+        "order_id",
+        settings_field="orders_table",
+        indexes=(Index("by_created", "tenant_id", "created_at"),),
+    ),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
     # leases and stop requests carry "expires"; runs and orphan sightings do not
     Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table", ttl_attribute="expires"),
@@ -63,6 +80,9 @@ TABLES = (
         ttl_attribute="expiration",
         settings_field="idempotency_table",
     ),
+    # webhooks: each tenant's signing secret, each order's end event with every attempt (events
+    # carry "expires": kept 30 days for support, then deleted; secrets do not)
+    Table(f"{PREFIX}-webhooks", "pk", ttl_attribute="expires", settings_field="webhooks_table"),
 )
 
 IMAGES_BUCKET = f"{PREFIX}-images"
@@ -78,6 +98,14 @@ WORK_QUEUE_VISIBILITY_S = 6 * RENDER_FUNCTION_TIMEOUT_S
 # Orders may wait days for a cheap machine: their tasks must outlive SQS's 4-day default.
 WORK_QUEUE_RETENTION_S = 14 * 24 * 3600
 STATE_MACHINE = f"{PREFIX}-render-run"
+# Webhook events to deliver (docs/webhooks.md): a failed attempt's message is hidden for its
+# backoff (up to 12 h) and comes back; the dead-letter queue catches one that kept failing
+# before its attempts were even recorded (the function counts attempts itself, at most 20).
+WEBHOOK_QUEUE = f"{PREFIX}-webhooks"
+WEBHOOK_DLQ = f"{PREFIX}-webhooks-dlq"
+WEBHOOK_MAX_RECEIVE_COUNT = 25
+WEBHOOK_FUNCTION_TIMEOUT_S = 60
+WEBHOOK_QUEUE_VISIBILITY_S = 6 * WEBHOOK_FUNCTION_TIMEOUT_S  # AWS's rule for a consumed queue
 # Secrets Manager (AWS only): provider API keys and the machine credential key, as one JSON object
 # whose keys are Settings fields (see subconscious.settings.SECRET_FIELDS).
 PROVIDER_SECRET = f"{PREFIX}/provider-keys"
@@ -98,6 +126,12 @@ FUNCTIONS = (
     ),
     Function(f"{PREFIX}-teardown", "functions.render_run.handler.teardown", timeout_s=60),
     Function(f"{PREFIX}-record", "functions.render_run.handler.record", timeout_s=30),
+    # SQS-triggered: delivers webhook events (AWS: an event source; locally: a poller)
+    Function(
+        f"{PREFIX}-webhooks",
+        "functions.webhooks.handler.lambda_handler",
+        timeout_s=WEBHOOK_FUNCTION_TIMEOUT_S,
+    ),
 )
 
 # ${Name} placeholders in the ASL file → the function that fills them.

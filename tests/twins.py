@@ -24,6 +24,8 @@ from subconscious.dal.memory import (
     MemoryQuotes,
     MemoryRuns,
     MemoryTenants,
+    MemoryWebhookQueue,
+    MemoryWebhooks,
 )
 from subconscious.market.base import Provider
 from subconscious.services import Services
@@ -56,6 +58,8 @@ def memory_adapters(settings: Settings) -> dict[str, Any]:
         "history": MemoryHistory(),
         "executions": MemoryExecutions(settings.render_run_state_machine_arn),
         "idempotency": MemoryIdempotency(),
+        "webhooks": MemoryWebhooks(),
+        "webhook_queue": MemoryWebhookQueue(),
     }
 
 

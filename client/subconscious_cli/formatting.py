@@ -9,7 +9,12 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TextIO
+from typing import TextIO
+
+from pydantic import BaseModel
+
+from subconscious_cli.deadlines import describe
+from subconscious_cli.models import MarketView, OrderOut, OrderPage, QuoteOption, QuoteOut
 
 BAR_WIDTH = 10
 CENT = Decimal("0.01")
@@ -19,20 +24,23 @@ QUOTE_COLUMNS = (
     "GPU",
     "PRICE/IMAGE",
     "TOTAL",
-    "COMPLETES AT",
+    "EXPECTED",  # our expected finish (no reserve)
+    "COMPLETES AT",  # the promise
     "DEADLINE",
     "BUDGET",
 )
 
 
-def _when(value: object, now: datetime | None = None) -> str:
+def _when(value: datetime | str | None, now: datetime | None = None) -> str:
     """A UTC time as ``2025-06-01 18:00Z``, or ``18:00Z`` when ``now`` is the same day."""
-    if not isinstance(value, str) or not value:
+    if not value:
         return "-"
     try:
-        moment = datetime.fromisoformat(value).astimezone(UTC)
+        moment = (
+            value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        ).astimezone(UTC)
     except ValueError:
-        return value
+        return str(value)
     if now is not None and moment.date() == now.astimezone(UTC).date():
         return f"{moment:%H:%M}Z"
     return f"{moment:%Y-%m-%d %H:%M}Z"
@@ -43,7 +51,7 @@ def _usd(value: object, *, cents: bool = False) -> str:
         amount = Decimal(str(value))
     except InvalidOperation:
         return f"${value}"
-    # Cents read best on a progress line, but a small order's spend would show as $0.00.
+    # Cents read best on a progress line, but a small order's charge would show as $0.00.
     if cents and (amount == 0 or abs(amount) >= CENT):
         amount = amount.quantize(CENT)
     return f"${amount}"
@@ -65,79 +73,140 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
     return "\n".join(lines)
 
 
-def format_quote(quote: dict[str, Any]) -> str:
-    header = QUOTE_COLUMNS
-    rows = []
-    for option in quote.get("options") or []:
-        gpu = str(option.get("gpu", "?"))
-        if int(option.get("machines") or 1) > 1:
-            gpu = f"{option['machines']}x {gpu}"
-        if option.get("interruptible"):
-            gpu += " (spot)"
-        rows.append(
-            [
-                str(option.get("option_id", "?")),
-                str(option.get("label", "")),
-                gpu,
-                _usd(option.get("price_per_image_usd")),
-                _usd(option.get("total_usd")),
-                _when(option.get("completes_at")),
-                _yes(option.get("meets_deadline")),
-                _yes(option.get("meets_budget")),
-            ]
-        )
-    lines = [_table(header, rows, right={3, 4})] if rows else ["(no options)"]
+def gpu_label(option: QuoteOption) -> str:
+    gpu = option.gpu if option.machines <= 1 else f"{option.machines}x {option.gpu}"
+    return gpu + (" (spot)" if option.interruptible else "")
+
+
+def format_quote(quote: QuoteOut, *, hint: bool = True) -> str:
+    rows = [
+        [
+            option.option_id,
+            option.label,
+            gpu_label(option),
+            _usd(option.price_per_image_usd),
+            _usd(option.total_usd),
+            _when(option.expected_completion_at),
+            _when(option.completes_at),
+            _yes(option.meets_deadline),
+            _yes(option.meets_budget),
+        ]
+        for option in quote.options
+    ]
+    lines = [_table(QUOTE_COLUMNS, rows, right={3, 4})] if rows else ["(no options)"]
     lines.append("")
-    lines.append(f"quote {quote.get('quote_id')}  expires {_when(quote.get('expires_at'))}")
-    if quote.get("feasible_as_requested") is False:
+    lines.append(f"quote {quote.quote_id}  expires {_when(quote.expires_at)}")
+    if quote.constraints.deadline is not None:
+        lines.append(f"your deadline {describe(quote.constraints.deadline)}")
+    if not quote.feasible_as_requested:
         lines.append("no option meets both the deadline and the budget as requested")
-    if rows:
-        lines.append(f"accept with: subconscious order {quote.get('quote_id')} [OPTION]")
+    if rows and hint:
+        lines.append(f"accept with: subconscious order {quote.quote_id} [OPTION]")
     return "\n".join(lines)
 
 
-def progress_line(order: dict[str, Any], now: datetime | None = None) -> str:
-    """``[#####.....] 50/100 images  $0.12 spent  eta 14:05Z  state rendering``"""
-    done = int(order.get("images_done") or 0)
-    total = int(order.get("images_total") or 0)
+def progress_line(order: OrderOut, now: datetime | None = None) -> str:
+    """``[#####.....] 50/100 images  $0.62 charged  eta 14:05Z  state rendering``"""
+    done, total = order.images_done, order.images_total
     filled = min(BAR_WIDTH, BAR_WIDTH * done // total) if total else 0
     bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    now = now or datetime.now(UTC)
     line = (
-        f"[{bar}] {done}/{total} images  {_usd(order.get('spend_usd'), cents=True)} spent  "
-        f"eta {_when(order.get('eta'), now or datetime.now(UTC))}  state {order.get('state')}"
+        f"[{bar}] {done}/{total} images  {_usd(order.charge_usd, cents=True)} charged  "
+        f"eta {_when(order.eta, now)}  state {order.state}"
     )
-    return line + _ending(order)
+    return line + _held(order, now) + _ending(order)
 
 
-def _ending(order: dict[str, Any]) -> str:
-    """``  (tasks_failed: 3 given up, charged $0.0124)`` once an order ended, else nothing."""
-    reason = order.get("end_reason")
-    if not reason:
+def _held(order: OrderOut, now: datetime) -> str:
+    """``  held until 14:40Z: sharing a machine start-up with 2 other orders`` while held."""
+    if order.held_until is None or order.ended:
         return ""
-    failed = int(order.get("images_failed") or 0)
-    given_up = f": {failed} given up" if failed else ""
-    return f"  ({reason}{given_up}, charged {_usd(order.get('charge_usd'))})"
+    reason = f": {order.held_reason}" if order.held_reason else ""
+    return f"  held until {_when(order.held_until, now)}{reason}"
 
 
-def format_order(order: dict[str, Any]) -> str:
-    return "\n".join(
+def _ending(order: OrderOut) -> str:
+    """``  (tasks_failed: 3 given up, charged $0.0124)`` once an order ended, else nothing."""
+    if not order.end_reason:
+        return ""
+    given_up = f": {order.images_failed} given up" if order.images_failed else ""
+    return f"  ({order.end_reason}{given_up}, charged {_usd(order.charge_usd)})"
+
+
+def format_order(order: OrderOut) -> str:
+    lines = [
+        f"order {order.order_id}  state {order.state}",
+        f"  images    {order.images_done}/{order.images_total}",
+        f"  price     {_usd(order.price_per_image_usd)}/image, total {_usd(order.total_usd)}, "
+        f"charged so far {_usd(order.charge_usd)}",
+        f"  promised  {_when(order.promised_at)}  eta {_when(order.eta)}",
+    ]
+    if order.held_until is not None and not order.ended:
+        reason = f"  {order.held_reason}" if order.held_reason else ""
+        lines.append(f"  held      until {_when(order.held_until)}{reason}")
+    if order.end_reason:
+        lines.append(
+            f"  ended     {_when(order.ended_at)}  {order.end_reason}, "
+            f"{order.images_failed} given up, charged {_usd(order.charge_usd)}"
+        )
+    return "\n".join(lines)
+
+
+ORDER_COLUMNS = ("ORDER", "STATE", "IMAGES", "PRICE/IMAGE", "CHARGED", "CREATED", "PROMISED")
+
+
+def format_orders(page: OrderPage) -> str:
+    rows = [
         [
-            f"order {order.get('order_id')}  state {order.get('state')}",
-            f"  images    {order.get('images_done')}/{order.get('images_total')}",
-            f"  price     {_usd(order.get('price_per_image_usd'))}/image, "
-            f"total {_usd(order.get('total_usd'))}, spent {_usd(order.get('spend_usd'))}",
-            f"  promised  {_when(order.get('promised_at'))}  eta {_when(order.get('eta'))}",
-            *(
-                [
-                    f"  ended     {_when(order.get('ended_at'))}  {order['end_reason']}, "
-                    f"{order.get('images_failed') or 0} given up, "
-                    f"charged {_usd(order.get('charge_usd'))}"
-                ]
-                if order.get("end_reason")
-                else []
-            ),
+            o.order_id,
+            o.state,
+            f"{o.images_done}/{o.images_total}",
+            _usd(o.price_per_image_usd),
+            _usd(o.charge_usd),
+            _when(o.created_at),
+            _when(o.promised_at),
         ]
-    )
+        for o in page.orders
+    ]
+    lines = [_table(ORDER_COLUMNS, rows, right={2, 3, 4})] if rows else ["(no orders)"]
+    if page.next_token:
+        lines.append(f"more: subconscious list --next-token {page.next_token}")
+    return "\n".join(lines)
+
+
+MARKET_COLUMNS = (
+    "GPU",
+    "PROVIDER",
+    "$/HOUR",
+    "SPOT $/HOUR",
+    "$/IMAGE SD15",
+    "$/IMAGE SDXL",
+    "WHERE",
+)
+
+
+def format_market(market: MarketView) -> str:
+    rows = [
+        [
+            group.gpu,
+            offer.provider,
+            _usd(offer.usd_per_hour),
+            "-"
+            if offer.interruptible_usd_per_hour is None
+            else _usd(offer.interruptible_usd_per_hour),
+            _usd(offer.usd_per_image_sd15),
+            _usd(offer.usd_per_image_sdxl),
+            offer.location,
+        ]
+        for group in market.gpus
+        for offer in group.offers
+    ]
+    lines = [_table(MARKET_COLUMNS, rows, right={2, 3, 4, 5})] if rows else ["(no offers)"]
+    lines.append("")
+    stale = [p.provider for p in market.providers if p.stale or not p.ok]
+    lines.append(f"as of {_when(market.as_of)}" + (f"; stale: {', '.join(stale)}" if stale else ""))
+    return "\n".join(lines)
 
 
 def _json_default(value: object) -> str:
@@ -147,6 +216,8 @@ def _json_default(value: object) -> str:
 
 
 def print_json(value: object) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_unset=True)
     print(json.dumps(value, indent=2, default=_json_default))
 
 
@@ -156,14 +227,16 @@ class Progress:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         isatty = getattr(stream, "isatty", None)
-        self._tty = bool(isatty and isatty())
+        self.tty = bool(isatty and isatty())
         self._last = ""
 
-    def __call__(self, order: dict[str, Any]) -> None:
-        line = progress_line(order)
+    def __call__(self, order: OrderOut) -> None:
+        self.show(progress_line(order))
+
+    def show(self, line: str) -> None:
         if line == self._last:
             return
-        if self._tty:
+        if self.tty:
             # Padding erases the tail of a longer previous line without terminal escapes.
             self._stream.write("\r" + line.ljust(len(self._last)))
         else:
@@ -172,6 +245,6 @@ class Progress:
         self._last = line
 
     def finish(self) -> None:
-        if self._tty and self._last:
+        if self.tty and self._last:
             self._stream.write("\n")
             self._stream.flush()

@@ -3,6 +3,7 @@ function, return a model. Errors are mapped in ``subconscious.http_errors``."""
 
 from __future__ import annotations
 
+import pathlib
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -13,11 +14,25 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from subconscious import http_errors
 from subconscious.logic import orders as order_logic
-from subconscious.logic.auth import guard_request, with_json_content_type
+from subconscious.logic.auth import guard_principal, is_public_request, with_json_content_type
+from subconscious.logic.console import console_response
 from subconscious.logic.market_view import market_view
+from subconscious.logic.order_costs import operator_order_out, visible_order
 from subconscious.logic.quotes import create_quote
-from subconscious.models import ImagePage, OrderOut, OrderRequest, QuoteOut, QuoteRequest
+from subconscious.logic.webhooks import secret_for
+from subconscious.models import (
+    ImagePage,
+    OperatorOrderOut,
+    OrderOut,
+    OrderPage,
+    OrderRequest,
+    OrderState,
+    QuoteOut,
+    QuoteRequest,
+)
 from subconscious.models.market_view import MarketView
+from subconscious.models.tenancy import Principal, Role
+from subconscious.models.webhooks import WebhookSecret
 from subconscious.observability import logger
 from subconscious.services import services
 
@@ -35,11 +50,17 @@ OrderId = Annotated[str, Path(pattern=r"^o-[0-9a-f]{32}$", description="order id
 # makes each route give each one, and the fuzz test fails on any answer a route gives that is
 # not listed here.
 _NO_ORDER = "`not_found`: no such order for this API key"
+# The web console's page and assets (GET /console, /console/<name>), shipped in this asset.
+CONSOLE_DIR = pathlib.Path(__file__).resolve().parent / "console"
 _documented = http_errors.openapi_responses
 
 
 def _tenant() -> str:
     return str(app.context["tenant_id"])
+
+
+def _principal() -> Principal:
+    return Principal(_tenant(), Role.of(app.context.get("role")))
 
 
 def _created(model: Any) -> Response[Any]:
@@ -78,7 +99,11 @@ def post_quote(request: QuoteRequest) -> Response[QuoteOut]:
             "`idempotency_key_reused`: the key was used with another request; "
             "`request_in_progress`: the same request is still running, retry shortly",
             410: "`quote_expired`: quote again",
-            422: "`option_id` is not an option of the quote",
+            422: "`option_id` is not an option of the quote; "
+            "`outside_terms`: the option misses the quote's deadline or price cap (the message "
+            "says how) and `accept_outside_terms` was not true; nothing was ordered; "
+            "`webhook_url` is not an https URL on a public address (or `webhook_events` came "
+            "without it)",
         },
     ),
 )
@@ -95,13 +120,49 @@ def post_order(
 
 
 @app.get(
+    "/v1/orders",
+    summary="Your orders, newest first",
+    responses=_documented(
+        200,
+        "a page of orders",
+        {400: "`bad_request`: `next_token` is not one this API gave out"},
+    ),
+)
+def list_orders(
+    state: Annotated[OrderState | None, Query(description="only orders in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    return order_logic.list_orders(
+        services(), _tenant(), state=state, limit=limit, token=next_token
+    )
+
+
+@app.get(
     "/v1/orders/<order_id>",
-    summary="Order state, progress, spend and ETA",
+    summary="Order state, progress, charge and ETA",
+    description='An operator\'s key (its tenant record has role "operator") may name any '
+    "tenant with `tenant_id` and gets the order with `costs`: what serving it cost us beside "
+    "its quote. A customer's key gets its own orders, never `costs`; naming another tenant it "
+    "gets 404, as for an order that does not exist.",
     responses=_documented(200, "order", {404: _NO_ORDER}),
 )
-def get_order(order_id: OrderId) -> OrderOut:
+def get_order(
+    order_id: OrderId,
+    tenant_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="operator keys only: the tenant whose order this is",
+        ),
+    ] = None,
+) -> OperatorOrderOut | OrderOut:
     svc = services()
-    order = order_logic.get_order(svc, _tenant(), order_id)
+    principal = _principal()
+    owner, order = visible_order(svc, principal, order_id, tenant_id)
+    if principal.operator:
+        return operator_order_out(order, owner, worker=svc.settings.worker)
     return order_logic.order_out(order, worker=svc.settings.worker)
 
 
@@ -135,18 +196,35 @@ def delete_order(order_id: OrderId) -> OrderOut:
     return order_logic.order_out(order, worker=svc.settings.worker)
 
 
+@app.get(
+    "/v1/webhooks/secret",
+    summary="Your webhook signing secret (created on first call): verify each delivery with it",
+    responses=_documented(200, "the secret"),
+)
+def get_webhook_secret() -> WebhookSecret:
+    return secret_for(services(), _tenant())
+
+
 # clear_state: a warm Lambda keeps the logger between invocations, and the last caller's
 # tenant_id must not label the next request's lines (a refused one has no tenant at all).
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
 )
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The console's static files need no key (the page asks for one); they are not routes of
+    # the JSON API and not in its OpenAPI document.
+    if is_public_request(event):
+        try:
+            return console_response(services(), CONSOLE_DIR, str(event["path"]))
+        except Exception as error:
+            return http_errors.proxy_response(error)
     # Size, key, media type and JSON shape are checked before the router: powertools validates
     # a body before any middleware runs, and a caller without a key must learn nothing but 401.
     try:
-        tenant_id = guard_request(services(), event)
+        principal = guard_principal(services(), event)
     except Exception as error:
         return http_errors.proxy_response(error)
-    app.append_context(tenant_id=tenant_id)
+    tenant_id = principal.tenant_id
+    app.append_context(tenant_id=tenant_id, role=principal.role.value)
     logger.append_keys(tenant_id=tenant_id)
     return app.resolve(with_json_content_type(event), context)

@@ -16,6 +16,7 @@ from constructs import Construct
 from infra.cdk.nag import acknowledge
 from infra.definitions import PREFIX
 from subconscious.logic.auth import KEY_HEADER
+from subconscious.logic.console import CONSOLE_PATH
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 STAGE = "prod"
@@ -25,6 +26,11 @@ def routes() -> list[tuple[str, str]]:
     """(path, METHOD) of every route the API Lambda serves."""
     spec = json.loads(OPENAPI.read_text())
     return sorted((path, method.upper()) for path, ops in spec["paths"].items() for method in ops)
+
+
+# The web console's page and its assets (subconscious.logic.console): no key, no authorizer.
+# They hold no one's data; the page asks for a key and sends it with its own calls.
+PUBLIC_ROUTES = [(CONSOLE_PATH, "GET"), (f"{CONSOLE_PATH}/{{asset}}", "GET")]
 
 
 def _error_body(code: str, message: str) -> str:
@@ -125,6 +131,26 @@ class Api(Construct):
                 "Customers are machines holding a tenant API key, not Cognito users; the "
                 "key is checked by the request authorizer against the tenants table.",
             )
+        for path, method in PUBLIC_ROUTES:
+            resource = self.rest_api.root.resource_for_path(path)
+            resource.add_method(
+                method,
+                integration,
+                authorization_type=apigw.AuthorizationType.NONE,
+                request_validator=self.validator,
+                request_parameters={
+                    f"method.request.path.{segment.strip('{}')}": True
+                    for segment in path.split("/")
+                    if segment.startswith("{")
+                },
+            )
+            reason = (
+                "The web console's static page and assets (GET only): public by design, they "
+                "hold no one's data; every call the page makes carries the tenant key and "
+                "goes through the key authorizer."
+            )
+            acknowledge(resource, "AwsSolutions-APIG4", reason)
+            acknowledge(resource, "AwsSolutions-COG4", reason)
         json_type = "application/json"
         self.rest_api.add_gateway_response(
             "Unauthorized",

@@ -52,6 +52,14 @@ class Images(Construct):
             **private,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="images/",
+            # The web console's zip download reads images through their presigned links from
+            # the page's origin (the API's, which the bucket cannot name without a cycle). A
+            # link is a bearer credential on its own: any origin may GET with one, no more.
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.GET], allowed_origins=["*"], max_age=3600
+                )
+            ],
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-old-orders",
@@ -62,6 +70,12 @@ class Images(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # Where the images' presigned links point (the console's img-src): the global
+        # endpoint botocore signs for, and the regional one S3 may redirect to.
+        self.image_origins = [
+            f"https://{self.images.bucket_name}.s3.amazonaws.com",
+            f"https://{self.images.bucket_regional_domain_name}",
+        ]
         self.history = s3.Bucket(
             self,
             "MarketHistory",

@@ -28,6 +28,7 @@ HISTORY_BUCKET = "history-bucket"
 PROVIDER_KEYS = "provider-keys"
 STATE_MACHINE = "state-machine"
 EXECUTIONS = "executions"
+WEBHOOK_QUEUE = "webhook-queue"
 
 # Resources that can only be named with a wildcard, and why that is still least privilege.
 WILDCARDS = {
@@ -45,7 +46,14 @@ def _table(name: str, *actions: str) -> Access:
     return Access(f"table:{PREFIX}-{name}", tuple(f"dynamodb:{a}" for a in actions))
 
 
+def _index(table: str, index: str, *actions: str) -> Access:
+    """A global secondary index (``index:<table>/<index>``): a Query on one needs its own ARN."""
+    return Access(f"index:{PREFIX}-{table}/{index}", tuple(f"dynamodb:{a}" for a in actions))
+
+
 _SECRET = Access(PROVIDER_KEYS, ("secretsmanager:GetSecretValue",))
+# Whoever ends an order stores its webhook event and queues it (logic/webhooks.py announce).
+_ANNOUNCE = (_table("webhooks", "PutItem"), Access(WEBHOOK_QUEUE, ("sqs:SendMessage",)))
 _RUN_STEP = (_table("runs", "GetItem", "PutItem"), _SECRET)
 
 ACCESS: dict[str, tuple[Access, ...]] = {
@@ -54,6 +62,7 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         _table("quotes", "GetItem", "PutItem"),  # logic.quotes, logic.orders
         # accept, read, cancel; a quote scans the open orders (the backlog it must keep)
         _table("orders", "GetItem", "PutItem", "UpdateItem", "Scan"),
+        _index("orders", "by_created", "Query"),  # GET /v1/orders: newest first
         _table("runs", "Scan"),  # a quote counts the live machines and the ones leaving
         _table("images", "Query"),  # list images
         _table("idempotency", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),  # powertools
@@ -62,6 +71,9 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         Access(IMAGE_OBJECTS, ("s3:GetObject",)),  # presigned links are signed by this role
         Access(QUEUE, ("sqs:SendMessage",)),  # accepted orders' tasks
         _SECRET,  # a stale cache asks providers live
+        # a cancel announces the order's end; GET /v1/webhooks/secret reads or makes the secret
+        _table("webhooks", "GetItem", "PutItem"),
+        Access(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
     ),
     f"{PREFIX}-authorizer": (_table("tenants", "GetItem"),),
     f"{PREFIX}-dispatch": (
@@ -77,6 +89,7 @@ ACCESS: dict[str, tuple[Access, ...]] = {
         Access(STATE_MACHINE, ("states:StartExecution",)),
         Access(EXECUTIONS, ("states:DescribeExecution",)),
         _SECRET,
+        *_ANNOUNCE,  # the sweep ends orders
     ),
     f"{PREFIX}-reaper": (_table("runs", "GetItem", "PutItem", "DeleteItem", "Scan"), _SECRET),
     f"{PREFIX}-prices": (
@@ -103,12 +116,28 @@ ACCESS: dict[str, tuple[Access, ...]] = {
             ),
         ),
         Access(IMAGE_OBJECTS, ("s3:PutObject",)),
+        *_ANNOUNCE,  # the last image stored, or a task given up, ends its order
     ),
     f"{PREFIX}-teardown": _RUN_STEP,
     f"{PREFIX}-record": (
         _table("runs", "GetItem", "PutItem"),
         # the run's measured rate moves its GPU's factor (logic/throughput.py learn_from_run)
         _table("prices", "Query", "PutItem"),
+    ),
+    f"{PREFIX}-webhooks": (
+        # the event and its attempts; the tenant's secret (made here if the API never was asked)
+        _table("webhooks", "GetItem", "PutItem", "UpdateItem"),
+        # what the SQS event source needs (CDK grants the same), and a failed attempt's backoff
+        Access(
+            WEBHOOK_QUEUE,
+            (
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+            ),
+        ),
     ),
 }
 

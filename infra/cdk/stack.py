@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import ArnFormat, Aws, CfnElement, CfnOutput, Stack
 from constructs import Construct
 
@@ -17,6 +19,7 @@ from infra.cdk.render_run import RenderRun
 from infra.cdk.schedules import Schedules
 from infra.cdk.secrets import Secrets
 from infra.cdk.state import State
+from infra.cdk.webhooks import Webhooks
 from infra.cdk.work_queue import WorkQueue
 
 STACK_NAME = "Subconscious"
@@ -31,6 +34,7 @@ class SubconsciousStack(Stack):
         )
         state = State(self, "State")
         work = WorkQueue(self, "WorkQueue")
+        webhooks = Webhooks(self, "Webhooks")
         images = Images(self, "Images", retention_days=config.image_retention_days)
         secrets = Secrets(self, "Secrets")
         environment = base_environment(
@@ -41,6 +45,7 @@ class SubconsciousStack(Stack):
                 "SUBC_HISTORY_BUCKET": images.history.bucket_name,
                 "SUBC_WORK_QUEUE_URL": work.queue.queue_url,
                 "SUBC_DEAD_LETTER_QUEUE_URL": work.dlq.queue_url,
+                "SUBC_WEBHOOK_QUEUE_URL": webhooks.queue.queue_url,
             },
         )
         functions = Functions(
@@ -57,6 +62,9 @@ class SubconsciousStack(Stack):
                     function.add_environment(key, value)
         render_run = RenderRun(self, "RenderRun", functions=functions.functions)
         machine = render_run.state_machine
+        functions.function(f"{d.PREFIX}-api").add_environment(
+            "SUBC_CONSOLE_IMAGE_ORIGINS", json.dumps(images.image_origins)
+        )
         dispatch = functions.function(f"{d.PREFIX}-dispatch")
         dispatch.add_environment("SUBC_RENDER_RUN_STATE_MACHINE_ARN", machine.state_machine_arn)
         executions = self.format_arn(
@@ -68,6 +76,13 @@ class SubconsciousStack(Stack):
         functions.grant(
             {
                 **{f"table:{name}": table.table_arn for name, table in state.tables.items()},
+                **{
+                    f"index:{spec.name}/{index.name}": (
+                        f"{state.tables[spec.name].table_arn}/index/{index.name}"
+                    )
+                    for spec in d.TABLES
+                    for index in spec.indexes
+                },
                 permissions.QUEUE: work.queue.queue_arn,
                 permissions.DEAD_LETTERS: work.dlq.queue_arn,
                 permissions.IMAGE_OBJECTS: images.images.arn_for_objects(f"{IMAGES_PREFIX}*"),
@@ -76,6 +91,7 @@ class SubconsciousStack(Stack):
                 permissions.PROVIDER_KEYS: secrets.provider_keys.secret_arn,
                 permissions.STATE_MACHINE: machine.state_machine_arn,
                 permissions.EXECUTIONS: executions,
+                permissions.WEBHOOK_QUEUE: webhooks.queue.queue_arn,
             },
             wildcards={
                 permissions.IMAGE_OBJECTS: f"<{self._logical_id(images.images)}.Arn>/"
@@ -86,6 +102,7 @@ class SubconsciousStack(Stack):
                 f"<AWS::AccountId>:execution:{d.STATE_MACHINE}:*",
             },
         )
+        webhooks.deliver_with(functions.function(f"{d.PREFIX}-webhooks"))
         Schedules(self, "Schedules", rates_s=config.schedule_rates_s, functions=functions.functions)
         api = Api(
             self,
@@ -111,6 +128,7 @@ class SubconsciousStack(Stack):
         CfnOutput(self, "Region", value=Aws.REGION)
         self.alarms = alarms
         self.state, self.work, self.images, self.secrets = state, work, images, secrets
+        self.webhooks = webhooks
         self.functions, self.render_run, self.api = functions, render_run, api
 
     def _logical_id(self, construct: Construct) -> str:

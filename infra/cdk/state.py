@@ -32,6 +32,15 @@ class State(Construct):
                 encryption=ddb.TableEncryption.AWS_MANAGED,
                 removal_policy=RemovalPolicy.RETAIN,  # orders and tenants outlive a stack
             )
+            for index in spec.indexes:
+                self.tables[spec.name].add_global_secondary_index(
+                    index_name=index.name,
+                    partition_key=ddb.Attribute(
+                        name=index.partition_key, type=ddb.AttributeType.STRING
+                    ),
+                    sort_key=ddb.Attribute(name=index.sort_key, type=ddb.AttributeType.STRING),
+                    projection_type=ddb.ProjectionType.ALL,
+                )
 
     def table(self, name: str) -> ddb.Table:
         return self.tables[name]

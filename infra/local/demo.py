@@ -28,6 +28,7 @@ from infra.local.emulated_market import MachineFaults
 from infra.local.stack import running
 from subconscious.render.png import png_size
 from subconscious_cli.client import Client
+from subconscious_cli.models import OrderOut
 
 PROMPTS = [
     "a lighthouse at dawn, oil painting",
@@ -60,13 +61,17 @@ def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str,
         say(
             f"{who}: option {option['label']}: ${option['price_per_image_usd']}/image, "
             f"total ${option['total_usd']}, on {option['machines']}× {option['gpu']} "
-            f"({option['provider']}), done by {option['completes_at']}"
+            f"({option['provider']}), done by {option['completes_at']} "
+            f"(expected {option.get('expected_completion_at', '-')})"
         )
     option = next(
         (o for o in quote["options"] if o["meets_deadline"] and o["meets_budget"]),
         quote["options"][0],
     )
-    order = client.order(quote["quote_id"], option["option_id"])
+    outside = not (option["meets_deadline"] and option["meets_budget"])
+    if outside:  # the customer confirms it, as the CLI asks: the API wants it said
+        say(f"{who}: no option meets the terms; accepting {option['label']} explicitly")
+    order = client.order(quote["quote_id"], option["option_id"], accept_outside_terms=outside)
     say(f"{who}: order {order['order_id']} {order['state']}: {order['images_total']} images")
     return order, option
 
@@ -137,13 +142,13 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
                 order = placed[index][0]
                 last = [-1]
 
-                def progress(o: dict[str, Any], last: list[int] = last) -> None:
+                def progress(o: OrderOut, last: list[int] = last) -> None:
                     if o["images_done"] != last[0]:
                         last[0] = o["images_done"]
                         say(
                             f"  {o['order_id'][:12]} {o['state']:<10} "
                             f"{o['images_done']:>5}/{o['images_total']} images, "
-                            f"spent ${o['spend_usd']}"
+                            f"charge ${o['charge_usd']}"
                         )
 
                 done = client.wait(
@@ -158,16 +163,19 @@ def play(args: argparse.Namespace) -> dict[str, Any]:
         runs = stack.executions()
         market_providers, machines_by_provider = _market_summary(stack.providers, runs)
         market_providers = [p for p in stack.providers if p in {*seen, *market_providers}]
+        # our GPU cost, from the stack's own records (the customer's view never shows it)
+        spent = [stack.gpu_spend_usd(o["order_id"]) for o in finished]
     return {
         "images": len(valid),
         "dir": str(Path(args.out).resolve()),
         "orders": len(finished),
         "state": ",".join(sorted({o["state"] for o in finished})),
-        "spend_usd": str(sum(Decimal(o["spend_usd"]) for o in finished)),
+        "charge_usd": str(sum(Decimal(o["charge_usd"]) for o in finished)),
+        "spend_usd": str(sum(spent, Decimal(0))),
         "quoted_usd": str(sum(Decimal(option["total_usd"]) for _, option in placed)),
         "over_quote": sum(
-            Decimal(o["spend_usd"]) > Decimal(option["total_usd"])
-            for o, (_, option) in zip(finished, placed, strict=True)
+            cost > Decimal(option["total_usd"])
+            for cost, (_, option) in zip(spent, placed, strict=True)
         ),
         "render_runs": len(runs),
         "market_providers": market_providers,

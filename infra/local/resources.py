@@ -21,6 +21,7 @@ class Created:
     dlq_url: str
     state_machine_arn: str
     settings: dict[str, str]  # SUBC_* variables naming what was created
+    webhook_queue_url: str = ""
 
 
 def create_resources(client: Callable[[str], Any]) -> Created:
@@ -29,11 +30,28 @@ def create_resources(client: Callable[[str], Any]) -> Created:
         keys = [(table.partition_key, "HASH")]
         if table.sort_key:
             keys.append((table.sort_key, "RANGE"))
+        attributes = {k for k, _ in keys}
+        indexes = []
+        for index in table.indexes:
+            attributes |= {index.partition_key, index.sort_key}
+            indexes.append(
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            )
         dynamodb.create_table(
             TableName=table.name,
             BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+            AttributeDefinitions=[
+                {"AttributeName": k, "AttributeType": "S"} for k in sorted(attributes)
+            ],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         )
         if table.ttl_attribute:
             dynamodb.update_time_to_live(
@@ -58,6 +76,7 @@ def create_resources(client: Callable[[str], Any]) -> Created:
             ),
         },
     )["QueueUrl"]
+    webhook_queue_url = _create_webhook_queues(sqs, retention)
     role = client("iam").create_role(
         RoleName=f"{d.PREFIX}-local-lambda",
         AssumeRolePolicyDocument=json.dumps(
@@ -93,12 +112,31 @@ def create_resources(client: Callable[[str], Any]) -> Created:
         "SUBC_WORK_QUEUE_URL": queue_url,
         "SUBC_DEAD_LETTER_QUEUE_URL": dlq_url,
         "SUBC_RENDER_RUN_STATE_MACHINE_ARN": state_machine_arn,
+        "SUBC_WEBHOOK_QUEUE_URL": webhook_queue_url,
         "SUBC_IMAGES_BUCKET": d.IMAGES_BUCKET,
         "SUBC_HISTORY_BUCKET": d.HISTORY_BUCKET,
     }
     for table in d.TABLES:
         settings[f"SUBC_{table.settings_field.upper()}"] = table.name
-    return Created(queue_url, dlq_url, state_machine_arn, settings)
+    return Created(queue_url, dlq_url, state_machine_arn, settings, webhook_queue_url)
+
+
+def _create_webhook_queues(sqs: Any, retention: dict[str, str]) -> str:
+    dlq_url = sqs.create_queue(QueueName=d.WEBHOOK_DLQ, Attributes=retention)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url: str = sqs.create_queue(
+        QueueName=d.WEBHOOK_QUEUE,
+        Attributes={
+            **retention,
+            "VisibilityTimeout": str(d.WEBHOOK_QUEUE_VISIBILITY_S),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": d.WEBHOOK_MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
+    return url
 
 
 def render_run_definition(function_arns: dict[str, str]) -> str:

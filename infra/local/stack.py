@@ -28,11 +28,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
+from infra.local import state as saved_state
 from infra.local.ec2 import LOCAL_INSTANCE_TYPES, Ec2Bridge, patch_spot_prices, unpatch_spot_prices
 from infra.local.ec2 import load_prices as load_ec2_prices
 from infra.local.emulated_market import EmulatedMarket, MachineFaults, serve_market
@@ -170,6 +173,7 @@ class LocalStack:
         api_port: int = 0,
         providers: tuple[str, ...] = LOCAL_PROVIDERS,
         spot_tick_s: float | None = SPOT_TICK_S,
+        state_dir: Path | None = None,
     ) -> None:
         # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
         # market's own simpler API).
@@ -182,8 +186,17 @@ class LocalStack:
         self.market = EmulatedMarket(default_faults=default_faults or MachineFaults(), spot=spot)
         self.extra_settings = settings or {}
         self.timer_enabled = timer
-        self.api_key = f"sk_local_{secrets.token_urlsafe(24)}"
+        # state_dir: keep tables, objects, queued work and the demo key across restarts
+        # (infra/local/state.py); None: a fresh account every start (make demo, the tests)
+        self.state_dir = state_dir
+        self.api_key = (
+            saved_state.api_key(state_dir)
+            if state_dir is not None
+            else f"sk_local_{secrets.token_urlsafe(24)}"
+        )
         self.tenant_id = "t-local-demo"
+        self.other_tenants: list[str] = []  # add_tenant's
+        self.loaded: dict[str, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
@@ -191,6 +204,7 @@ class LocalStack:
         self._ec2: Ec2Bridge | None = None
         self._front: ThreadingHTTPServer | None = None
         self.state_machine_arn = ""
+        self.webhook_queue_url = ""
         self.api_url = ""
         self.schedule_errors = 0
 
@@ -227,8 +241,10 @@ class LocalStack:
         patch_spot_prices(ec2_prices)
         self._ec2 = Ec2Bridge(self.market, ec2_prices, account=ACCOUNT, region=REGION).start()
         self._create_resources()
+        self._load_state()
         self._add_tenant()
         self._start_front()
+        self._start_webhook_deliveries()
         if self.timer_enabled:
             self._start_timer()
         return self
@@ -239,6 +255,8 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self.wait_for_runs(drain_s)
+        if self.state_dir is not None and self._moto is not None:
+            saved_state.save(self.state_dir, self._client, ACCOUNT, REGION)
         if self._ec2 is not None:
             self._ec2.stop()
         self.market.shutdown()  # kills any renderer still alive: nothing outlives the stack
@@ -270,9 +288,19 @@ class LocalStack:
 
         return boto3.client(service, region_name=REGION)
 
+    def _load_state(self) -> None:
+        """What the last stop saved in ``state_dir``, into the resources just created."""
+        if self.state_dir is None or not saved_state.has_state(self.state_dir):
+            return
+        urls = {d.WORK_QUEUE: self._queue_urls[0], d.WORK_DLQ: self._queue_urls[1]}
+        self.loaded = saved_state.load(self.state_dir, self._client, urls)
+        log.info("local state loaded from %s: %s", self.state_dir, self.loaded)
+
     def _create_resources(self) -> None:
         created = create_resources(self._client)
+        self._queue_urls = (created.queue_url, created.dlq_url)
         self.state_machine_arn = created.state_machine_arn
+        self.webhook_queue_url = created.webhook_queue_url
         settings = {
             **created.settings,
             "SUBC_EMULATED_MARKET_URL": self._market_server.url,
@@ -308,6 +336,10 @@ class LocalStack:
             "SUBC_IDLE_POLLS_BEFORE_TEARDOWN": "3",
             "SUBC_DISPATCH_LEASE_S": "30",
             "SUBC_REAPER_GRACE_S": "5",
+            # webhook receivers here are the developer's own http servers on loopback
+            "SUBC_ALLOW_HTTP_WEBHOOKS": "true",
+            "SUBC_ALLOW_PRIVATE_WEBHOOK_ADDRESSES": "true",
+            "SUBC_WEBHOOK_BACKOFF_S": "2",
             **self.extra_settings,
         }
         os.environ.update(settings)
@@ -345,6 +377,7 @@ class LocalStack:
 
         key = f"sk_local_{secrets.token_urlsafe(24)}"
         services().tenants.add_key(tenant_id, key)
+        self.other_tenants.append(tenant_id)
         return key
 
     # --- the HTTP front (API Gateway's job) ---
@@ -385,6 +418,25 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self._front.server_address[1]}"
         thread = threading.Thread(target=self._front.serve_forever, name="api-front", daemon=True)
         thread.start()
+
+    # --- the webhook queue's event source (SQS → Lambda in AWS) ---
+    def _start_webhook_deliveries(self) -> None:
+        thread = threading.Thread(target=self._deliver_webhooks, name="webhooks", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _deliver_webhooks(self) -> None:
+        """Hand each batch of webhook events to the webhooks function, and delete the ones it
+        did not report failed, as the SQS event source mapping does."""
+        function = next(f for f in d.FUNCTIONS if f.name == f"{d.PREFIX}-webhooks")
+        handler = resolve_handler(function.handler)
+        sqs = self._client("sqs")
+        while not self._stop.is_set():
+            try:
+                deliver_batch(sqs, self.webhook_queue_url, handler, function, wait_s=1)
+            except Exception:
+                log.exception("webhook delivery failed")
+                self._stop.wait(1)
 
     # --- the schedules (EventBridge's job) ---
     def start_schedules(self) -> None:
@@ -454,6 +506,18 @@ class LocalStack:
         billed: a host whose driver cannot run the image's CUDA (runpod/runpodctl#253)."""
         self._runpod.never_start(on)
 
+    def gpu_spend_usd(self, order_id: str) -> Decimal:
+        """What the order cost us in GPU time so far (the customer's view never shows it),
+        whichever of this stack's tenants placed it."""
+        from subconscious.money import to_usd
+        from subconscious.services import services
+
+        for tenant_id in (self.tenant_id, *self.other_tenants):
+            order = services().orders.get(tenant_id, order_id)
+            if order is not None:
+                return to_usd(order.spend_micros)
+        raise KeyError(f"no tenant of this stack has order {order_id}")
+
     def executions(self) -> list[dict[str, Any]]:
         sfn = self._client("stepfunctions")
         return list(sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
@@ -502,6 +566,54 @@ def api_gateway_event(
     }
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_name: str) -> dict[str, Any]:
+    """An SQS event source's event for messages received with all their attributes."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def deliver_batch(
+    sqs: Any,
+    queue_url: str,
+    handler: Callable[[dict[str, Any], Any], Any],
+    function: d.Function,
+    wait_s: int = 0,
+) -> dict[str, Any] | None:
+    """One poll of an SQS event source mapping with ``ReportBatchItemFailures``: receive up to
+    10 messages, invoke ``handler``, delete those not reported failed (a failed one comes back
+    when its visibility ends). The handler's answer; None when the queue had nothing."""
+    messages = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_s,
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", [])
+    if not messages:
+        return None
+    response: dict[str, Any] = handler(
+        sqs_event(messages, queue_url.rsplit("/", 1)[1]), context_for(function)
+    )
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    for m in messages:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return response
+
+
 def scheduled_event(function_name: str) -> dict[str, Any]:
     return {
         "version": "0",
@@ -533,6 +645,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the local stack until interrupted.")
     parser.add_argument("--port", type=int, default=8600, help="API port on 127.0.0.1")
     parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep orders, images, queued work and the key in this folder across restarts "
+        "(make local: .local-state); without it every start is a fresh account",
+    )
+    parser.add_argument(
         "--spot-tick-s",
         type=float,
         default=SPOT_TICK_S,
@@ -540,8 +659,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    stack = LocalStack(api_port=args.port, spot_tick_s=args.spot_tick_s).start()
-    # The key of a throwaway local tenant: shown once to the person who started the stack.
+    stack = LocalStack(
+        api_port=args.port, spot_tick_s=args.spot_tick_s, state_dir=args.state_dir
+    ).start()
+    if stack.loaded:
+        print(f"state loaded from {args.state_dir}: {stack.loaded}", flush=True)
+    # The key of the local tenant: shown to the person who started the stack (the same on
+    # every start with --state-dir; a throwaway one without).
     print(f"export SUBCONSCIOUS_API_URL={stack.api_url} SUBCONSCIOUS_API_KEY={stack.api_key}")
     print("local stack running; Ctrl-C stops it and every machine it started", flush=True)
     stopped = threading.Event()

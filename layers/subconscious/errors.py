@@ -32,6 +32,13 @@ class ValidationFailed(SubconsciousError):
     code = "validation_error"
 
 
+class OutsideTerms(ValidationFailed):
+    """The chosen option misses the customer's own deadline or price cap, and the order did
+    not say ``accept_outside_terms``: nothing is ordered."""
+
+    code = "outside_terms"
+
+
 class PayloadTooLarge(SubconsciousError):
     code = "payload_too_large"
 

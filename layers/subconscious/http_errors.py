@@ -28,6 +28,7 @@ from subconscious.observability import logger
 STATUS: dict[type[errors.SubconsciousError], HTTPStatus] = {
     errors.BadRequest: HTTPStatus.BAD_REQUEST,
     errors.ValidationFailed: HTTPStatus.UNPROCESSABLE_ENTITY,
+    errors.OutsideTerms: HTTPStatus.UNPROCESSABLE_ENTITY,
     errors.PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     errors.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     errors.Unauthorized: HTTPStatus.UNAUTHORIZED,

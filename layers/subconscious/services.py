@@ -30,9 +30,13 @@ if TYPE_CHECKING:
         RunStoreProtocol,
         TenantStoreProtocol,
         ThroughputCorrectionsProtocol,
+        WebhookHttpProtocol,
+        WebhookQueueProtocol,
+        WebhookStoreProtocol,
         WorkQueueProtocol,
     )
     from subconscious.market.base import Provider
+    from subconscious.models.webhooks import DeliveryAttempt
 
 
 class Providers:
@@ -72,6 +76,25 @@ class Providers:
         return built
 
 
+class _LazyWebhookHttp:
+    """The webhook sender, built (httpx imported) on the first POST: only the webhooks
+    function sends, and no other handler should pay for its imports at cold start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._inner: WebhookHttpProtocol | None = None
+
+    def post(self, url: str, headers: Mapping[str, str], body: str) -> DeliveryAttempt:
+        if self._inner is None:
+            from subconscious.notify.webhook_http import WebhookHttp
+
+            self._inner = WebhookHttp(
+                allow_private=self._settings.allow_private_webhook_addresses,
+                timeout_s=self._settings.webhook_timeout_s,
+            )
+        return self._inner.post(url, headers, body)
+
+
 @dataclass(frozen=True)
 class Services:
     """Every adapter one process uses, each behind its interface (``dal/interfaces.py``):
@@ -93,6 +116,10 @@ class Services:
     history: MarketHistoryProtocol
     executions: RunExecutionsProtocol
     idempotency: IdempotencyProtocol
+    # Orders' end events: their store (secrets, events, attempts), queue, and sender.
+    webhooks: WebhookStoreProtocol
+    webhook_queue: WebhookQueueProtocol
+    webhook_http: WebhookHttpProtocol
     providers_by_name: Providers = field(repr=False)
     aws: AwsClients = field(repr=False)
 
@@ -122,6 +149,7 @@ def build(
     from subconscious.dal.quotes import QuoteStore
     from subconscious.dal.runs import RunStore
     from subconscious.dal.tenants import TenantStore
+    from subconscious.dal.webhooks import WebhookQueue, WebhookStore
     from subconscious.dal.work_queue import WorkQueue
 
     clients = aws or AwsClients()
@@ -148,6 +176,9 @@ def build(
         "idempotency": lambda: Idempotency(
             lambda: persistence_layer(s.idempotency_table, clients.client("dynamodb"))
         ),
+        "webhooks": lambda: WebhookStore(s.webhooks_table, table=clients.table(s.webhooks_table)),
+        "webhook_queue": lambda: WebhookQueue(s.webhook_queue_url, client=clients.client("sqs")),
+        "webhook_http": lambda: _LazyWebhookHttp(s),
     }
     unknown = set(adapters) - set(parts)
     if unknown:

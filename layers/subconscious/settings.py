@@ -9,7 +9,7 @@ Secrets Manager: ``SUBC_PROVIDER_SECRETS_ARN`` names a JSON secret whose keys ar
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Where SQS moves a task delivered MAX_RECEIVE_COUNT times; the dispatch tick drains it.
     dead_letter_queue_url: str = ""
     render_run_state_machine_arn: str = ""
+    webhooks_table: str = "subc-webhooks"
+    webhook_queue_url: str = ""
 
     # --- API ---
     max_body_bytes: int = 64 * 1024
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(default=900, ge=60)
     images_page_size: int = Field(default=100, ge=1, le=1000)
     margin_percent: int = Field(default=30, ge=0, le=500)
+    # Where the web console (GET /console) may load thumbnails and image bytes from: the
+    # origins of the presigned links (its Content-Security-Policy's img-src and connect-src),
+    # as JSON, e.g. ["https://subc-images-1-us-east-1.s3.amazonaws.com"]. Empty: the origin of
+    # a link the bucket presigns (offline signing), the moto endpoint on the local stack.
+    console_image_origins: tuple[
+        Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")], ...
+    ] = ()
 
     # Secrets Manager secret (ARN or name) holding SECRET_FIELDS, read by load_settings().
     provider_secrets_arn: str = ""
@@ -144,6 +153,16 @@ class Settings(BaseSettings):
     host_holdoff_s: int = Field(default=3600, ge=0)
     provider_failures_to_pause: int = Field(default=3, ge=1)
     provider_pause_s: int = Field(default=900, ge=0)
+
+    # --- Webhooks (docs/webhooks.md) ---
+    # Attempts of one event before it is given up, and the first retry's wait (x4 each time).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=20)
+    webhook_backoff_s: int = Field(default=30, ge=0, le=3600)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=30)
+    # Receivers must be https on public addresses. True only for the local stack and tests,
+    # whose receivers are loopback http servers; never in AWS.
+    allow_http_webhooks: bool = False
+    allow_private_webhook_addresses: bool = False
 
     @model_validator(mode="after")
     def _lean_images_everywhere(self) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 API = "http://api.test"
@@ -16,7 +17,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def quote_json(quote_id: str = "q-1", *, feasible: bool = True) -> dict[str, Any]:
+def quote_json(
+    quote_id: str = "q-1",
+    *,
+    feasible: bool = True,
+    constraints: dict[str, Any] | None = None,
+    options: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     option = {
         "provider": "fake",
@@ -29,13 +36,15 @@ def quote_json(quote_id: str = "q-1", *, feasible: bool = True) -> dict[str, Any
     }
     return {
         "quote_id": quote_id,
-        "job": {},
-        "constraints": {"deadline": None, "max_price_per_image_usd": None},
-        "options": [
+        "job": {"prompts": [{"text": "a fox", "count": 2}]},
+        "constraints": constraints or {"deadline": None, "max_price_per_image_usd": None},
+        "options": options
+        or [
             {
                 **option,
                 "option_id": "opt-requested",
                 "label": "requested",
+                "expected_completion_at": iso(now + timedelta(minutes=40)),
                 "completes_at": iso(now + timedelta(hours=2)),
                 "price_per_image_usd": "0.000123",
                 "total_usd": "0.25",
@@ -47,6 +56,7 @@ def quote_json(quote_id: str = "q-1", *, feasible: bool = True) -> dict[str, Any
                 "gpu": "RTX 3090",
                 "machines": 2,
                 "interruptible": True,
+                "expected_completion_at": iso(now + timedelta(hours=8)),
                 "completes_at": iso(now + timedelta(hours=9)),
                 "price_per_image_usd": "0.0001",
                 "total_usd": "0.20",
@@ -70,11 +80,15 @@ def order_json(
         "state": state,
         "images_total": total,
         "images_done": done,
+        "images_failed": 0,
+        "images_released": 0,
         "price_per_image_usd": "0.0123",
         "total_usd": "1.23",
-        "spend_usd": "0.123",
+        "charge_usd": str(Decimal("0.0123") * done),
         "promised_at": iso(now + timedelta(hours=2)),
         "eta": iso(now + timedelta(hours=1)),
+        "end_reason": None,
+        "ended_at": None,
         "created_at": iso(now),
         "updated_at": iso(now),
         **extra,
@@ -98,3 +112,53 @@ def error_json(code: str, message: str, details: list[dict[str, str]] | None = N
     if details:
         body["details"] = details
     return {"error": body}
+
+
+def option_json(
+    option_id: str,
+    label: str,
+    price: str,
+    *,
+    images: int = 2,
+    hours: float = 2,
+    meets_deadline: bool = True,
+    meets_budget: bool = True,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "option_id": option_id,
+        "label": label,
+        "provider": "fake",
+        "gpu": "RTX 4090",
+        "interruptible": False,
+        "machines": 1,
+        "start_at": iso(now),
+        "expected_completion_at": iso(now + timedelta(hours=hours * 0.8)),
+        "completes_at": iso(now + timedelta(hours=hours)),
+        "price_per_image_usd": price,
+        "total_usd": str(Decimal(price) * images),
+        "meets_deadline": meets_deadline,
+        "meets_budget": meets_budget,
+    }
+
+
+def market_json() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    offer = {
+        "provider": "vast",
+        "offer_id": "v-1",
+        "gpu": "RTX 4090",
+        "usd_per_hour": "0.35",
+        "interruptible_usd_per_hour": None,
+        "usd_per_image_sd15": "0.00012",
+        "usd_per_image_sdxl": "0.00051",
+        "location": "US-CA",
+    }
+    return {
+        "as_of": iso(now),
+        "providers": [
+            {"provider": "vast", "fetched_at": iso(now), "age_s": 5, "ok": True, "stale": False},
+            {"provider": "runpod", "fetched_at": None, "age_s": None, "ok": False, "stale": True},
+        ],
+        "gpus": [{"gpu": "RTX 4090", "offers": [offer]}],
+    }

@@ -46,17 +46,28 @@ def test_quote_posts_job_and_constraints_with_the_key(
         "job": job,
         "constraints": {"deadline": None, "max_price_per_image_usd": "0.030"},
     }
-    assert quote["quote_id"] == "q-1"
-    assert quote["options"][0]["price_per_image_usd"] == "0.000123"
+    assert quote.quote_id == "q-1"
+    assert quote.options[0].price_per_image_usd == Decimal("0.000123")
+    assert quote["options"][0]["option_id"] == "opt-requested"  # reads like the JSON too
 
 
 def test_fractional_json_numbers_become_decimals(api: respx.MockRouter, client: Client) -> None:
-    api.get(f"{ORDERS}/{ORDER_ID}").respond(
-        200, content=b'{"state": "completed", "spend_usd": 0.1}'
-    )
+    body = json.dumps({**order_json("completed", 10), "charge_usd": "@"}).replace('"@"', "0.1")
+    api.get(f"{ORDERS}/{ORDER_ID}").respond(200, content=body.encode())
     order = client.status(ORDER_ID)
-    assert order["spend_usd"] == Decimal("0.1")
-    assert isinstance(order["spend_usd"], Decimal)
+    assert order.charge_usd == Decimal("0.1")
+    assert isinstance(order.charge_usd, Decimal)
+
+
+def test_an_answer_that_does_not_parse_is_a_clear_error(
+    api: respx.MockRouter, client: Client
+) -> None:
+    broken = {**order_json(), "images_done": "many"}
+    api.get(f"{ORDERS}/{ORDER_ID}").respond(200, json=broken)
+    with pytest.raises(ApiError) as caught:
+        client.status(ORDER_ID)
+    assert caught.value.code == "bad_response"
+    assert "images_done" in caught.value.message
 
 
 def test_order_retries_a_503_under_the_same_idempotency_key(
@@ -71,7 +82,7 @@ def test_order_retries_a_503_under_the_same_idempotency_key(
 
     order = client.order("q-1", "opt-requested")
 
-    assert order["order_id"] == ORDER_ID
+    assert order.order_id == ORDER_ID
     keys = [call.request.headers["idempotency-key"] for call in route.calls]
     assert len(keys) == 2
     assert keys[0] == keys[1]
@@ -148,11 +159,10 @@ def test_api_error_from_a_body_outside_the_envelope(api: respx.MockRouter, clien
     api.delete(f"{ORDERS}/{ORDER_ID}").respond(403, json={"message": "Forbidden"})
     with pytest.raises(ApiError) as caught:
         client.cancel(ORDER_ID)
-    assert (caught.value.status, caught.value.code, caught.value.message) == (
-        403,
-        "http_403",
-        "Forbidden",
-    )
+    assert (caught.value.status, caught.value.code) == (403, "http_403")
+    # not our API's envelope: a proxy or a wrong URL answered, so the URL is named
+    assert caught.value.message == f"Forbidden (from DELETE {ORDERS}/{ORDER_ID})"
+    assert caught.value.url == f"{ORDERS}/{ORDER_ID}"
 
 
 def test_connection_failure_is_an_api_error_without_status(
@@ -181,7 +191,7 @@ def test_images_follows_next_token_across_pages(api: respx.MockRouter, client: C
 
     route = api.get(IMAGES).mock(side_effect=page)
 
-    seeds = [image["seed"] for image in client.images(ORDER_ID, page_size=2)]
+    seeds = [image.seed for image in client.images(ORDER_ID, page_size=2)]
 
     assert seeds == [10, 11, 20, 21, 30]
     assert route.call_count == 3
@@ -207,11 +217,9 @@ def test_wait_returns_the_completed_order_and_reports_each_poll(
     )
     seen: list[str] = []
 
-    order = client.wait(
-        ORDER_ID, timeout_s=5, poll_s=0, on_progress=lambda o: seen.append(o["state"])
-    )
+    order = client.wait(ORDER_ID, timeout_s=5, poll_s=0, on_progress=lambda o: seen.append(o.state))
 
-    assert order["state"] == "completed"
+    assert order.state == "completed"
     assert seen == ["accepted", "rendering", "completed"]
 
 
@@ -222,7 +230,7 @@ def test_wait_survives_a_transient_5xx(api: respx.MockRouter, client: Client) ->
             httpx.Response(200, json=order_json("partially_completed", done=90)),
         ]
     )
-    assert client.wait(ORDER_ID, timeout_s=5, poll_s=0)["state"] == "partially_completed"
+    assert client.wait(ORDER_ID, timeout_s=5, poll_s=0).state == "partially_completed"
 
 
 def test_wait_raises_timeout_error(api: respx.MockRouter, client: Client) -> None:
@@ -246,7 +254,34 @@ def test_download_names_files_by_prompt_and_seed_and_keeps_the_key_off_storage(
 
     assert [p.name for p in paths] == ["000-42.png", "001-7.png", "012-3.png"]
     assert all(p.read_bytes() == PNG for p in paths)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in paths]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        *(p.name for p in paths),
+        "manifest.jsonl",
+    ]
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
+    assert manifest == [
+        {
+            "file": "000-42.png",
+            "prompt": "prompt 0",
+            "prompt_index": 0,
+            "seed": 42,
+            "order_id": ORDER_ID,
+        },
+        {
+            "file": "001-7.png",
+            "prompt": "prompt 1",
+            "prompt_index": 1,
+            "seed": 7,
+            "order_id": ORDER_ID,
+        },
+        {
+            "file": "012-3.png",
+            "prompt": "prompt 12",
+            "prompt_index": 12,
+            "seed": 3,
+            "order_id": ORDER_ID,
+        },
+    ]
     listing = api.routes[0].calls.last.request
     assert listing.headers["x-api-key"] == KEY
     assert storage.call_count == 3
@@ -298,7 +333,9 @@ def test_download_fails_after_three_attempts_and_keeps_what_arrived(
     assert (caught.value.code, caught.value.status) == ("download_failed", 403)
     assert "secret-sig" not in str(caught.value)
     assert broken.call_count == 3
-    assert [p.name for p in tmp_path.iterdir()] == ["000-1.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000-1.png", "manifest.jsonl"]
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == ["000-1.png"]
 
 
 def test_download_skips_pngs_already_on_disk(
@@ -329,5 +366,16 @@ def test_an_injected_http_client_is_used_and_left_open(api: respx.MockRouter) ->
     api.get(f"{ORDERS}/{ORDER_ID}").respond(200, json=order_json())
     with httpx.Client() as http:
         with Client(API + "/", KEY, http=http) as client:
-            assert client.status(ORDER_ID)["order_id"] == ORDER_ID
+            assert client.status(ORDER_ID).order_id == ORDER_ID
         assert not http.is_closed
+
+
+def test_from_env_reads_url_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="SUBCONSCIOUS_API_KEY"):
+        Client.from_env()
+    monkeypatch.setenv("SUBCONSCIOUS_API_KEY", KEY)
+    with Client.from_env() as local:
+        assert repr(local) == "Client('http://127.0.0.1:8600')"
+    monkeypatch.setenv("SUBCONSCIOUS_API_URL", API + "/")
+    with Client.from_env() as remote:
+        assert repr(remote) == f"Client({API!r})"

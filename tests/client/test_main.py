@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ import pytest
 import respx
 
 from subconscious_cli.formatting import Progress, format_order, progress_line
-from subconscious_cli.main import main, parse_deadline
+from subconscious_cli.main import main
+from subconscious_cli.models import OrderOut
 from tests.client.fakes import (
     API,
     KEY,
@@ -110,6 +111,11 @@ def test_quote_body_is_built_from_the_flags(
     assert "$0.000123" in out
     assert "q-1" in out
     assert "2x RTX 3090 (spot)" in out
+    # our expected finish beside the promise
+    requested = next(line for line in out.splitlines() if "opt-requested" in line)
+    cheapest = next(line for line in out.splitlines() if "opt-cheapest" in line)
+    assert "EXPECTED" in out and "COMPLETES AT" in out
+    assert requested.count("Z") == 2 and cheapest.count("Z") == 2
 
 
 def test_quote_defaults_send_a_random_seed_and_no_constraints(
@@ -142,32 +148,6 @@ def test_quote_without_prompts_is_a_usage_error(
     code, _, err = run([*BASE, "quote", "--count", "2"], capsys)
     assert code == 2
     assert "no prompts" in err
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("+90m", timedelta(minutes=90)),
-        ("+3d", timedelta(days=3)),
-        ("+1d12h", timedelta(days=1, hours=12)),
-    ],
-)
-def test_relative_deadlines(text: str, expected: timedelta) -> None:
-    now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-    assert parse_deadline(text, now) == now + expected
-
-
-def test_absolute_deadlines_are_converted_to_utc() -> None:
-    assert parse_deadline("2025-06-01T18:00Z") == datetime(2025, 6, 1, 18, tzinfo=UTC)
-    moment = parse_deadline("2025-06-01T20:00+02:00")
-    assert moment == datetime(2025, 6, 1, 18, tzinfo=UTC)
-    assert moment.tzinfo is UTC
-
-
-@pytest.mark.parametrize("text", ["2025-06-01T18:00", "tomorrow", "+", "+0h", "+6x"])
-def test_unusable_deadlines_are_refused(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_deadline(text)
 
 
 def test_bad_flag_values_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,13 +224,47 @@ def test_order_defaults_to_the_first_option_of_a_quote_it_printed(
     assert json.loads(out)["order_id"] == ORDER_ID
 
 
-def test_order_of_an_unknown_quote_needs_an_option(
+def test_order_of_a_quote_made_elsewhere_needs_an_option(
     api: respx.MockRouter, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    probe = api.post(f"{API}/v1/orders").respond(
+        422,
+        json=error_json(
+            "validation_error",
+            "quote q-unseen has no option -",
+            [{"field": "option_id", "message": "not an option of this quote"}],
+        ),
+    )
     code, _, err = run([*BASE, "order", "q-unseen"], capsys)
     assert code == 2
     assert "OPTION_ID" in err
-    assert not api.calls
+    assert "q-unseen was not quoted by this CLI" in err
+    assert sent(probe) == {"quote_id": "q-unseen", "option_id": "-"}
+
+
+def test_a_mistyped_quote_id_is_an_unknown_quote_not_a_missing_option(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["order", "q-typo"], ["order", "q-typo", "opt-requested"]):
+        api.post(f"{API}/v1/orders").respond(
+            404, json=error_json("not_found", "quote q-typo not found")
+        )
+        code, _, err = run([*BASE, *argv], capsys)
+        assert code == 1
+        assert err.startswith("error: unknown_quote: no quote q-typo for this API key")
+        assert "OPTION_ID" not in err
+
+
+def test_quote_already_accepted_names_the_order(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = f"quote q-1 was already accepted as order {ORDER_ID}"
+    api.post(f"{API}/v1/orders").respond(
+        409, json=error_json("conflict", message, [{"field": "quote_id", "message": message}])
+    )
+    code, _, err = run([*BASE, "order", "q-1", "opt-requested"], capsys)
+    assert code == 1
+    assert f"error: conflict: {message}; follow it with: subconscious status {ORDER_ID}" in err
 
 
 def test_order_passes_option_and_idempotency_key(
@@ -286,6 +300,13 @@ def test_status_json_output_parses(
     assert json.loads(out)["images_done"] == 5
 
 
+def typed(**fields: Any) -> OrderOut:
+    state = fields.pop("state", "rendering")
+    done = fields.pop("done", 0)
+    total = fields.pop("total", 100)
+    return OrderOut.model_validate(order_json(state, done, total, **fields))
+
+
 def test_status_watch_logs_a_line_per_change_when_not_a_tty(
     api: respx.MockRouter, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -300,9 +321,9 @@ def test_status_watch_logs_a_line_per_change_when_not_a_tty(
     assert code == 0
     lines = err.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("[#####.....] 50/100 images  $0.12 spent  eta ")
+    assert lines[0].startswith("[#####.....] 50/100 images  $0.62 charged  eta ")
     assert lines[0].endswith("  state rendering")
-    assert lines[1] == "[##########] 100/100 images  $0.12 spent  eta -  state completed"
+    assert lines[1] == "[##########] 100/100 images  $1.23 charged  eta -  state completed"
     assert "state completed" in out
 
 
@@ -311,28 +332,70 @@ def test_status_watch_gives_up_at_its_timeout(
 ) -> None:
     api.get(f"{API}/v1/orders/{ORDER_ID}").respond(200, json=order_json("rendering", 1))
     argv = [*BASE, "status", ORDER_ID, "--watch", "--poll", "0.01", "--timeout", "0.05"]
-    code, _, err = run(argv, capsys)
+    code, out, err = run(argv, capsys)
     assert code == 1
     assert "error: timeout:" in err
+    assert "state rendering" in out
+
+
+def test_status_watch_json_that_times_out_prints_the_last_status(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.get(f"{API}/v1/orders/{ORDER_ID}").mock(
+        side_effect=[
+            httpx.Response(200, json=order_json("accepted", 0)),
+            httpx.Response(200, json=order_json("rendering", 7)),
+        ]
+        + [httpx.Response(200, json=order_json("rendering", 8))] * 50
+    )
+    argv = [*BASE, "status", ORDER_ID, "--watch", "--json", "--poll", "0.01", "--timeout", "0.1"]
+    code, out, err = run(argv, capsys)
+    assert code == 1
+    last = json.loads(out)
+    assert (last["state"], last["images_done"]) == ("rendering", 8)
+    assert "still rendering (8/100)" in err
 
 
 def test_progress_line_matches_the_documented_shape() -> None:
     now = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
-    order = order_json("rendering", 50, spend_usd="0.1234", eta="2025-06-01T14:05:00Z")
+    order = typed(done=50, charge_usd="0.1234", eta="2025-06-01T14:05:00Z")
     assert progress_line(order, now) == (
-        "[#####.....] 50/100 images  $0.12 spent  eta 14:05Z  state rendering"
+        "[#####.....] 50/100 images  $0.12 charged  eta 14:05Z  state rendering"
     )
-    tiny = order_json("rendering", 1, spend_usd="0.000027", eta=None)
-    assert "$0.000027 spent" in progress_line(tiny, now)
-    tomorrow = order_json("accepted", 0, total=0, eta="2025-06-02T01:00:00+00:00")
+    tiny = typed(done=1, charge_usd="0.000027", eta=None)
+    assert "$0.000027 charged" in progress_line(tiny, now)
+    tomorrow = typed(state="accepted", total=0, eta="2025-06-02T01:00:00+00:00")
     assert "eta 2025-06-02 01:00Z" in progress_line(tomorrow, now)
+
+
+def test_customer_output_shows_price_and_charge_never_our_cost() -> None:
+    # an API from before contract item 3 still sends spend_usd: it must not be shown
+    order = typed(done=50, charge_usd="0.615", spend_usd="0.0777")
+    text = progress_line(order) + format_order(order)
+    assert "0.0777" not in text
+    assert "spent" not in text
+    assert "$0.0123/image, total $1.23, charged so far $0.615" in format_order(order)
+
+
+def test_a_held_order_says_until_when_and_why() -> None:
+    now = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
+    held = typed(
+        state="accepted",
+        held_until="2025-06-01T09:35:00Z",
+        held_reason="sharing a machine start-up with 2 other orders",
+    )
+    assert progress_line(held, now).endswith(
+        "state accepted  held until 09:35Z: sharing a machine start-up with 2 other orders"
+    )
+    assert "held      until 2025-06-01 09:35Z  sharing a machine" in format_order(held)
+    assert "held" not in progress_line(typed(state="accepted"), now)
 
 
 def test_an_ended_order_says_why_and_what_it_was_charged() -> None:
     now = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
-    partial = order_json(
-        "partially_completed",
-        96,
+    partial = typed(
+        state="partially_completed",
+        done=96,
         eta=None,
         end_reason="tasks_failed",
         images_failed=4,
@@ -345,8 +408,8 @@ def test_an_ended_order_says_why_and_what_it_was_charged() -> None:
     assert "ended     2025-06-01 08:59Z  tasks_failed, 4 given up, charged $0.0119" in (
         format_order(partial)
     )
-    open_order = order_json("rendering", 50, eta=None)
-    assert "charged" not in progress_line(open_order, now) + format_order(open_order)
+    open_order = typed(done=50, eta=None)
+    assert "given up" not in progress_line(open_order, now) + format_order(open_order)
 
 
 def test_progress_redraws_in_place_on_a_tty() -> None:
@@ -356,9 +419,9 @@ def test_progress_redraws_in_place_on_a_tty() -> None:
 
     stream = Tty()
     progress = Progress(stream)
-    progress(order_json("rendering", 10, spend_usd="10.00"))
-    progress(order_json("rendering", 10, spend_usd="10.00"))
-    progress(order_json("completed", 100, spend_usd="0.5", eta=None))
+    progress(typed(done=10, charge_usd="10.00"))
+    progress(typed(done=10, charge_usd="10.00"))
+    progress(typed(state="completed", done=100, charge_usd="0.5", eta=None))
     progress.finish()
     text = stream.getvalue()
     assert text.count("\r") == 2
@@ -368,23 +431,67 @@ def test_progress_redraws_in_place_on_a_tty() -> None:
     assert len(second.rstrip("\n")) >= len(first)
 
 
-def test_download_prints_count_and_directory(
-    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def mock_images(api: respx.MockRouter, state: str, images: list[dict[str, Any]]) -> None:
+    api.get(f"{API}/v1/orders/{ORDER_ID}").respond(
+        200, json=order_json(state, len(images), total=2)
+    )
     api.get(f"{API}/v1/orders/{ORDER_ID}/images").respond(
-        200,
-        json={
-            "order_id": ORDER_ID,
-            "images": [image_json(0, 5), image_json(1, 6)],
-            "next_token": None,
-        },
+        200, json={"order_id": ORDER_ID, "images": images, "next_token": None}
     )
     api.get(url__startswith=STORAGE).respond(200, content=PNG)
+
+
+def test_download_prints_count_directory_and_manifest_with_progress(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    mock_images(api, "completed", [image_json(0, 5), image_json(1, 6)])
     target = tmp_path / "pngs"
-    code, out, _ = run([*BASE, "download", ORDER_ID, str(target)], capsys)
+    code, out, err = run([*BASE, "download", ORDER_ID, str(target)], capsys)
     assert code == 0
-    assert out.strip() == f"2 PNGs in {target}"
-    assert sorted(p.name for p in target.iterdir()) == ["000-5.png", "001-6.png"]
+    assert out.strip() == f"2 PNGs in {target}, listed in {target / 'manifest.jsonl'}"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "000-5.png",
+        "001-6.png",
+        "manifest.jsonl",
+    ]
+    lines = [json.loads(line) for line in (target / "manifest.jsonl").open()]
+    assert [(m["file"], m["prompt"], m["seed"], m["order_id"]) for m in lines] == [
+        ("000-5.png", "prompt 0", 5, ORDER_ID),
+        ("001-6.png", "prompt 1", 6, ORDER_ID),
+    ]
+    assert err.splitlines() == [
+        f"downloading 1/2 PNGs into {target}",
+        f"downloading 2/2 PNGs into {target}",
+    ]
+
+
+def test_download_of_an_unfinished_order_warns_and_exits_3(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    mock_images(api, "accepted", [])
+    code, out, err = run([*BASE, "download", ORDER_ID, str(tmp_path)], capsys)
+    assert code == 3
+    assert out == f"0 PNGs in {tmp_path}\n"
+    assert f"error: order {ORDER_ID} is still accepted (0/2 rendered)" in err
+    assert "incomplete" in err
+
+
+def test_download_of_a_partial_order_says_how_much_was_delivered(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api.get(f"{API}/v1/orders/{ORDER_ID}").respond(
+        200,
+        json=order_json(
+            "partially_completed", 1, total=2, end_reason="tasks_failed", images_failed=1
+        ),
+    )
+    api.get(f"{API}/v1/orders/{ORDER_ID}/images").respond(
+        200, json={"order_id": ORDER_ID, "images": [image_json(0, 5)], "next_token": None}
+    )
+    api.get(url__startswith=STORAGE).respond(200, content=PNG)
+    code, _, err = run([*BASE, "download", ORDER_ID, str(tmp_path)], capsys)
+    assert code == 0
+    assert "ended partially_completed (tasks_failed): 1 of 2 images, charged $0.0123" in err
 
 
 def test_cancel_exits_0_and_a_missing_order_exits_1(
@@ -407,3 +514,40 @@ def test_help_and_unknown_commands_return_codes(capsys: pytest.CaptureFixture[st
     assert main(["--help"]) == 0
     assert main(["frobnicate"]) == 2
     capsys.readouterr()
+
+
+def test_download_of_an_order_that_ended_with_nothing_exits_1(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api.get(f"{API}/v1/orders/{ORDER_ID}").respond(
+        200, json=order_json("expired", 0, total=2, end_reason="deadline_passed")
+    )
+    api.get(f"{API}/v1/orders/{ORDER_ID}/images").respond(
+        200, json={"order_id": ORDER_ID, "images": [], "next_token": None}
+    )
+    code, _, err = run([*BASE, "download", ORDER_ID, str(tmp_path)], capsys)
+    assert code == 1
+    assert f"error: order {ORDER_ID} ended expired (deadline_passed) with no images" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_deadline_is_echoed_with_the_zone_and_sent_in_utc(
+    api: respx.MockRouter, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        route = api.post(f"{API}/v1/quotes").respond(201, json=quote_json())
+        argv = [*BASE, "quote", "--prompt", "x", "--count", "1", "--deadline", "tomorrow 09:00"]
+        code, _, err = run(argv, capsys)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert code == 0
+    echoed = err.splitlines()[0]
+    assert echoed.startswith("deadline ")
+    assert " 09:00 E" in echoed  # EST or EDT, by the date
+    assert "(UTC-05:00)" in echoed or "(UTC-04:00)" in echoed
+    sent_deadline = datetime.fromisoformat(sent(route)["constraints"]["deadline"])
+    assert sent_deadline.utcoffset() == timedelta(0)
+    assert sent_deadline.hour in (13, 14)  # 09:00 in New York

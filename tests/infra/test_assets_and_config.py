@@ -43,6 +43,8 @@ def test_the_functions_asset_holds_the_functions_package_only(tmp_path: Path) ->
     staged = assets.stage_functions(tmp_path / "functions-asset")
     assert sorted(p.name for p in staged.iterdir()) == ["functions"]
     assert (staged / "functions" / "api" / "handler.py").exists()
+    # the web console ships beside the API handler that serves it
+    assert (staged / "functions" / "api" / "console" / "index.html").exists()
     assert not list(staged.rglob("__pycache__"))
 
 

@@ -21,6 +21,7 @@ EXPECTED = {
     f"{P}-reaper": {"read", "end"},
     f"{P}-authorizer": set(),
     f"{P}-record": set(),
+    f"{P}-webhooks": set(),
 }
 
 

@@ -23,6 +23,8 @@ def _ddb(*actions: str) -> set[str]:
 
 
 RUNS_STEP = {f"table:{P}-runs": _ddb("GetItem", "PutItem")}
+# Whoever ends an order stores its webhook event and queues it.
+ANNOUNCE = {f"table:{P}-webhooks": _ddb("PutItem"), "webhook-queue": {"sqs:SendMessage"}}
 # What each function's code path calls, on which resource (a union per function would let an
 # action granted on one table hide its absence on another: PutItem on runs vs images, ...).
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
@@ -30,6 +32,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         f"table:{P}-tenants": _ddb("GetItem"),
         f"table:{P}-quotes": _ddb("GetItem", "PutItem"),
         f"table:{P}-orders": _ddb("GetItem", "PutItem", "UpdateItem", "Scan"),
+        f"index:{P}-orders/by_created": _ddb("Query"),
         f"table:{P}-runs": _ddb("Scan"),
         f"table:{P}-images": _ddb("Query"),
         f"table:{P}-idempotency": _ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
@@ -37,6 +40,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "image-objects": {"s3:GetObject"},
         "work-queue": {"sqs:SendMessage"},
         **SECRET,
+        f"table:{P}-webhooks": _ddb("GetItem", "PutItem"),  # the secret; a cancel's event
+        "webhook-queue": {"sqs:SendMessage"},
     },
     f"{P}-authorizer": {f"table:{P}-tenants": _ddb("GetItem")},
     f"{P}-dispatch": {
@@ -49,6 +54,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "state-machine": {"states:StartExecution"},
         "executions": {"states:DescribeExecution"},
         **SECRET,
+        **ANNOUNCE,
     },
     f"{P}-reaper": {f"table:{P}-runs": _ddb("GetItem", "PutItem", "DeleteItem", "Scan"), **SECRET},
     f"{P}-prices": {
@@ -71,9 +77,20 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         },
         "image-objects": {"s3:PutObject"},
         **SECRET,
+        **ANNOUNCE,
     },
     f"{P}-teardown": {**RUNS_STEP, **SECRET},
     f"{P}-record": {**RUNS_STEP, f"table:{P}-prices": _ddb("Query", "PutItem")},
+    f"{P}-webhooks": {
+        f"table:{P}-webhooks": _ddb("GetItem", "PutItem", "UpdateItem"),
+        "webhook-queue": {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",  # a failed attempt's backoff
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+        },
+    },
 }
 
 
@@ -90,7 +107,9 @@ def _resource_key(synth: Synth, resource: Any) -> str:
     if isinstance(resource, dict) and "Ref" in resource:
         key = _ref_key(synth, resource["Ref"])
     if isinstance(resource, dict) and "Fn::Join" in resource:
-        key = _join_key(resource["Fn::Join"][1], buckets)
+        key = _join_key(resource["Fn::Join"][1], buckets) or _index_key(
+            synth, resource["Fn::Join"][1]
+        )
     if key is None:
         raise AssertionError(f"unexpected resource in a function role: {resource}")
     return key
@@ -106,6 +125,8 @@ def _attribute_key(synth: Synth, logical: str, buckets: dict[str, str]) -> str |
         return "work-queue"
     if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WORK_DLQ:
         return "dead-letters"
+    if kind == "AWS::SQS::Queue" and props["QueueName"] == d.WEBHOOK_QUEUE:
+        return "webhook-queue"
     if kind == "AWS::Logs::LogGroup":
         return "logs"
     if logical in buckets and buckets[logical] == "history":
@@ -135,6 +156,17 @@ def _join_key(parts: list[Any], buckets: dict[str, str]) -> str | None:
         if bucket == "history" and parts[1:] == ["/market/*"]:
             return "history-objects"
     return None
+
+
+def _index_key(synth: Synth, parts: list[Any]) -> str | None:
+    """A grant on ``{"Fn::Join": ["", [<table>.Arn, "/index/<name>"]]}``: a table's index."""
+    first = parts[0]
+    if len(parts) != 2 or not isinstance(first, dict) or "Fn::GetAtt" not in first:
+        return None
+    resource = synth.template["Resources"][first["Fn::GetAtt"][0]]
+    if resource["Type"] != "AWS::DynamoDB::Table" or not str(parts[1]).startswith("/index/"):
+        return None
+    return f"index:{resource['Properties']['TableName']}/{str(parts[1]).removeprefix('/index/')}"
 
 
 def _grants(synth: Synth, function_name: str) -> dict[str, set[str]]:

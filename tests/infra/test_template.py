@@ -12,13 +12,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
 from infra import definitions as d
-from infra.cdk.api import routes
+from infra.cdk.api import PUBLIC_ROUTES, routes
 from infra.cdk.work_queue import WorkQueue
 from subconscious.observability import (
     METRICS_NAMESPACE,
     OLDEST_MACHINE_AGE_S,
     SPEND_RATE_USD_PER_HOUR,
 )
+from subconscious.settings import Settings
 from tests.infra.conftest import Synth
 
 P = d.PREFIX
@@ -55,6 +56,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "states:StartExecution",
         "states:DescribeExecution",
         *SECRET,
+        "sqs:SendMessage",  # an order it ends: its webhook event
     },
     f"{P}-reaper": {
         "dynamodb:GetItem",
@@ -86,6 +88,16 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     },
     f"{P}-teardown": RUN_STEP,
     f"{P}-record": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"},
+    f"{P}-webhooks": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    },
 }
 
 
@@ -170,9 +182,15 @@ def test_table_actions_land_on_the_tables_each_function_uses(synth: Synth) -> No
         }
 
     assert tables_for(f"{P}-authorizer") == {f"{P}-tenants"}
-    assert tables_for(f"{P}-render") == {f"{P}-runs", f"{P}-orders", f"{P}-images"}
+    assert tables_for(f"{P}-render") == {
+        f"{P}-runs",
+        f"{P}-orders",
+        f"{P}-images",
+        f"{P}-webhooks",  # an order it ends: its webhook event
+    }
     assert tables_for(f"{P}-record") == {f"{P}-runs", f"{P}-prices"}
     assert f"{P}-tenants" not in tables_for(f"{P}-dispatch")
+    assert tables_for(f"{P}-webhooks") == {f"{P}-webhooks"}
 
 
 def test_only_dispatch_starts_executions_and_only_of_the_render_run(synth: Synth) -> None:
@@ -228,13 +246,44 @@ def test_work_queue_dead_letters_and_visibility(synth: Synth) -> None:
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == d.WORK_QUEUE_RETENTION_S
     policies = synth.resources("AWS::SQS::QueuePolicy").values()
-    assert len([p for p in policies if _denies_insecure_transport(p)]) == 2
+    assert len([p for p in policies if _denies_insecure_transport(p)]) == 4  # with webhooks'
 
 
 def test_every_sqs_event_source_reports_batch_item_failures(synth: Synth) -> None:
     # The render step polls the queue itself today; any mapping added later must report.
     for mapping in synth.resources("AWS::Lambda::EventSourceMapping").values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_webhook_events_feed_the_webhooks_function_with_their_own_dead_letters(
+    synth: Synth,
+) -> None:
+    queues = {
+        q["Properties"]["QueueName"]: (k, q) for k, q in synth.resources("AWS::SQS::Queue").items()
+    }
+    events_id, events = queues[d.WEBHOOK_QUEUE]
+    dlq_id, _ = queues[d.WEBHOOK_DLQ]
+    function = synth.template["Resources"][synth.logical_id_of_function(f"{P}-webhooks")]
+    assert events["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": d.WEBHOOK_MAX_RECEIVE_COUNT,
+    }
+    # more receives than the most attempts the settings allow: the function gives up first
+    (most,) = [
+        m.le for m in Settings.model_fields["webhook_max_attempts"].metadata if hasattr(m, "le")
+    ]
+    assert most < d.WEBHOOK_MAX_RECEIVE_COUNT
+    assert events["Properties"]["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+    (mapping,) = [
+        m["Properties"]
+        for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [events_id, "Arn"]}
+    ]
+    assert mapping["FunctionName"] == {"Ref": synth.logical_id_of_function(f"{P}-webhooks")}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    for spec in d.FUNCTIONS:
+        env = synth.template["Resources"][synth.logical_id_of_function(spec.name)]["Properties"]
+        assert env["Environment"]["Variables"]["SUBC_WEBHOOK_QUEUE_URL"] == {"Ref": events_id}
 
 
 def test_a_consumer_added_through_the_work_queue_reports_batch_item_failures() -> None:
@@ -405,6 +454,47 @@ def test_alarms_watch_the_dlq_failed_runs_machine_age_and_spend(synth: Synth) ->
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
 
 
+def _methods_by_route(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each API method's properties by (path, METHOD), the path rebuilt from its resources."""
+    resources = synth.resources("AWS::ApiGateway::Resource")
+
+    def path_of(ref: Any) -> str:
+        if not isinstance(ref, dict) or "Ref" not in ref:
+            return ""  # the API's root resource (Fn::GetAtt RootResourceId)
+        resource = resources[ref["Ref"]]["Properties"]
+        return f"{path_of(resource['ParentId'])}/{resource['PathPart']}"
+
+    return {
+        (path_of(m["Properties"]["ResourceId"]), m["Properties"]["HttpMethod"]): m["Properties"]
+        for m in synth.resources("AWS::ApiGateway::Method").values()
+    }
+
+
+def test_only_the_console_s_static_files_are_served_without_the_authorizer(
+    synth: Synth,
+) -> None:
+    methods = _methods_by_route(synth)
+    api_function = synth.logical_id_of_function(f"{P}-api")
+    assert PUBLIC_ROUTES == [("/console", "GET"), ("/console/{asset}", "GET")]
+    for route in PUBLIC_ROUTES:
+        props = methods[route]
+        assert props["AuthorizationType"] == "NONE" and "AuthorizerId" not in props
+        assert api_function in json.dumps(props["Integration"]["Uri"])
+    assert methods[PUBLIC_ROUTES[1]]["RequestParameters"] == {"method.request.path.asset": True}
+    # the page's thumbnails: its policy names the images bucket's endpoints, and the bucket
+    # lets the page read them (GET only) for the zip download
+    api = next(
+        f["Properties"]
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == f"{P}-api"
+    )
+    origins = json.dumps(api["Environment"]["Variables"]["SUBC_CONSOLE_IMAGE_ORIGINS"])
+    images = synth.stack._logical_id(synth.stack.images.images)
+    assert ".s3.amazonaws.com" in origins and images in origins and "RegionalDomainName" in origins
+    (rule,) = synth.template["Resources"][images]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["GET"]
+
+
 def test_api_routes_need_the_key_authorizer_and_the_stage_is_throttled_and_logged(
     synth: Synth,
 ) -> None:
@@ -414,11 +504,12 @@ def test_api_routes_need_the_key_authorizer_and_the_stage_is_throttled_and_logge
     assert f"{synth.logical_id_of_function(f'{P}-authorizer')}" in json.dumps(
         authorizer["Properties"]["AuthorizerUri"]
     )
-    methods = synth.resources("AWS::ApiGateway::Method").values()
-    assert len(list(methods)) == len(routes())
+    methods = _methods_by_route(synth)
+    # every route of the JSON API, and the console's static files (public: see below)
+    assert set(methods) == set(routes()) | set(PUBLIC_ROUTES)
     api_function = synth.logical_id_of_function(f"{P}-api")
-    for method in methods:
-        props = method["Properties"]
+    for route in routes():
+        props = methods[route]
         assert props["AuthorizationType"] == "CUSTOM"
         assert props["AuthorizerId"] == {"Ref": authorizer_id}
         assert props["RequestParameters"]["method.request.header.x-api-key"] is True

@@ -141,6 +141,16 @@ CASES: dict[tuple[str, str], dict[int, tuple[str, Case]]] = {
             _failing(handler, "market_view", lambda c: call("GET", "/v1/market", key=c.key)),
         ),
     },
+    ("GET", "/v1/webhooks/secret"): {
+        **{s: ("", c) for s, c in _guarded("GET", "/v1/webhooks/secret").items()},
+        422: ("validation_error", lambda c: call("GET", "/v1/webhooks/secret", "[1]", key=c.key)),
+        500: (
+            "internal_error",
+            _failing(
+                handler, "secret_for", lambda c: call("GET", "/v1/webhooks/secret", key=c.key)
+            ),
+        ),
+    },
     ("POST", "/v1/quotes"): {
         **{s: ("", c) for s, c in _guarded("POST", "/v1/quotes").items()},
         422: (
@@ -182,6 +192,15 @@ CASES: dict[tuple[str, str], dict[int, tuple[str, Case]]] = {
                 "accept_quote",
                 lambda c: accept(c.key, create_quote(c.key), "idem-key-boom"),
             ),
+        ),
+    },
+    ("GET", "/v1/orders"): {
+        **{s: ("", c) for s, c in _guarded("GET", "/v1/orders").items()},
+        400: ("bad_request", lambda c: call("GET", "/v1/orders?next_token=Zm9vYmFy", key=c.key)),
+        422: ("validation_error", lambda c: call("GET", "/v1/orders?state=done", key=c.key)),
+        500: (
+            "internal_error",
+            _failing(order_logic, "list_orders", lambda c: call("GET", "/v1/orders", key=c.key)),
         ),
     },
     ("GET", "/v1/orders/{order_id}"): {

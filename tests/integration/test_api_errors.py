@@ -38,7 +38,7 @@ SECRET = "db password hunter2 at /work/main/layers"
     [
         ("GET", "/v1/nope"),
         ("GET", "/"),
-        ("GET", "/v1/orders"),
+        ("PUT", "/v1/orders"),  # GET lists the orders (issue 16)
         ("GET", "/v1/quotes"),
         ("DELETE", "/v1/quotes"),
         ("PUT", f"/v1/orders/{UNKNOWN_ORDER}"),

@@ -52,8 +52,17 @@ def test_quote_happy_path(aws: Created, api_key: str) -> None:
     assert re.fullmatch(r"q-[0-9a-f]{32}", quote["quote_id"])
     assert quote["job"]["prompts"] == job()["prompts"]
     assert quote["feasible_as_requested"] is True
-    assert len(quote["options"]) == 1
-    option = quote["options"][0]
+    # the answer first, then faster at a higher price: several machines of the market's card
+    assert [o["label"] for o in quote["options"]] == ["requested", "earliest"]
+    option, earliest = quote["options"]
+    assert _time(earliest["completes_at"]) < _time(option["completes_at"])
+    assert decimal_string(earliest["price_per_image_usd"]) >= decimal_string(
+        option["price_per_image_usd"]
+    )
+    assert earliest["machines"] > option["machines"]
+    for each in quote["options"]:  # our expected finish, before the promise with its reserve
+        assert _time(each["start_at"]) < _time(each["expected_completion_at"])
+        assert _time(each["expected_completion_at"]) < _time(each["completes_at"])
     price = decimal_string(option["price_per_image_usd"])
     total = decimal_string(option["total_usd"])
     assert price > 0
@@ -127,7 +136,9 @@ def test_order_happy_path(aws: Created, svc: Services, api_key: str) -> None:
         option["price_per_image_usd"]
     )
     assert decimal_string(order["total_usd"]) == decimal_string(option["total_usd"])
-    assert decimal_string(order["spend_usd"]) == 0
+    assert decimal_string(order["charge_usd"]) == 0
+    assert "spend_usd" not in order  # our GPU cost is not the customer's business
+    assert order["held_until"] is None and order["held_reason"] is None
     assert _time(order["promised_at"]) == _time(option["completes_at"])
     assert order["eta"] is not None
     # 20 images → 3 tasks (8, 8, 4), 5 images → 1 task

@@ -27,6 +27,7 @@ LAYER_OF = {
     "subconscious.money": "foundation",
     "subconscious.catalogue": "foundation",
     "subconscious.observability": "foundation",
+    "subconscious.webhook_signing": "foundation",
     "subconscious.models": "models",
     "subconscious.throughput_model": "throughput_model",
     "subconscious.planner": "planner",
@@ -34,6 +35,7 @@ LAYER_OF = {
     "subconscious.dal": "dal",
     "subconscious.market": "market",
     "subconscious.render": "render",
+    "subconscious.notify": "notify",
     "subconscious.settings": "settings",
     "subconscious.logic": "logic",
     "subconscious.services": "services",
@@ -55,6 +57,8 @@ NEVER = {
     "dal": frozenset({"planner", "logic", "market", "render", "services", "handlers"}),
     "market": frozenset({"dal", "logic", "render", "services", "handlers"}),
     "render": frozenset({"planner", "dal", "market", "logic", "services", "handlers"}),
+    # the webhook sender: reuses the render step's public-address guard (render/address.py)
+    "notify": frozenset({"planner", "dal", "market", "logic", "services", "handlers"}),
     "settings": frozenset({"planner", "market", "render", "logic", "services", "handlers"}),
     "logic": frozenset({"services", "handlers"}),
     "services": frozenset({"logic", "handlers"}),
@@ -73,7 +77,7 @@ SETTINGS_READERS = frozenset({"subconscious.settings", "subconscious.services"})
 CLIENTS_IN = {
     "boto3": ("subconscious.aws", "subconscious.dal", "subconscious.market.ec2"),
     "botocore": ("subconscious.aws", "subconscious.dal", "subconscious.market.ec2"),
-    "httpx": ("subconscious.market", "subconscious.render"),
+    "httpx": ("subconscious.market", "subconscious.render", "subconscious.notify"),
 }
 
 

@@ -8,9 +8,11 @@ structurally (no inheritance). ``tests/contract/stores`` runs the same cases aga
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from subconscious.models.tenancy import Principal, Role
 
 if TYPE_CHECKING:
     from subconscious.dal.images import StoredImage
@@ -26,6 +28,13 @@ if TYPE_CHECKING:
         RenderTask,
     )
     from subconscious.models.spot import SpotOutlook
+    from subconscious.models.webhooks import (
+        DeliveryAttempt,
+        DeliveryState,
+        WebhookEvent,
+        WebhookMessage,
+        WebhookRecord,
+    )
     from subconscious.throughput_model import Correction
 
 
@@ -33,7 +42,11 @@ if TYPE_CHECKING:
 class TenantStoreProtocol(Protocol):
     def tenant_for_key(self, api_key: str) -> str | None: ...
 
-    def add_key(self, tenant_id: str, api_key: str, name: str = "") -> None: ...
+    def principal_for_key(self, api_key: str) -> Principal | None: ...
+
+    def add_key(
+        self, tenant_id: str, api_key: str, name: str = "", role: Role = Role.CUSTOMER
+    ) -> None: ...
 
 
 @runtime_checkable
@@ -55,7 +68,21 @@ class OrderStoreProtocol(Protocol):
         self, tenant_id: str, order_id: str, target: OrderState, reason: EndReason | None = None
     ) -> bool: ...
 
-    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order: ...
+    def add_spend(
+        self, tenant_id: str, order_id: str, spend_micros: int, aws_micros: int = 0
+    ) -> Order: ...
+
+    def set_run_cost(
+        self, tenant_id: str, order_id: str, run_id: str, gpu_micros: int, aws_micros: int
+    ) -> None: ...
+
+    def set_hold(
+        self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None
+    ) -> bool: ...
+
+    def page(
+        self, tenant_id: str, limit: int, token: str | None, state: OrderState | None = None
+    ) -> tuple[list[Order], str | None]: ...
 
     def open_orders(self) -> Iterator[tuple[str, Order]]: ...
 
@@ -183,3 +210,30 @@ class IdempotencyProtocol(Protocol):
 
     @property
     def persistence(self) -> Any: ...
+
+
+@runtime_checkable
+class WebhookStoreProtocol(Protocol):
+    def secret(self, tenant_id: str, create: Callable[[], str]) -> str: ...
+
+    def add(self, record: WebhookRecord) -> bool: ...
+
+    def get(self, tenant_id: str, order_id: str, event: WebhookEvent) -> WebhookRecord | None: ...
+
+    def record_attempt(
+        self, record: WebhookRecord, attempt: DeliveryAttempt, state: DeliveryState
+    ) -> None: ...
+
+
+@runtime_checkable
+class WebhookQueueProtocol(Protocol):
+    def send(self, message: WebhookMessage) -> None: ...
+
+    def retry_later(self, receipt: str, seconds: int) -> None: ...
+
+
+@runtime_checkable
+class WebhookHttpProtocol(Protocol):
+    """POSTs one signed webhook (``notify/webhook_http.py``); never raises for the receiver."""
+
+    def post(self, url: str, headers: Mapping[str, str], body: str) -> DeliveryAttempt: ...

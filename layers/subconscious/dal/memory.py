@@ -38,6 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
 )
 from pydantic import ValidationError
 
+from subconscious.dal import orders as order_rows
 from subconscious.dal._dynamo import epoch, now
 from subconscious.dal.executions import execution_arn
 from subconscious.dal.idempotency import Idempotency
@@ -62,7 +63,11 @@ from subconscious.dal.prices import (
     spread,
 )
 from subconscious.dal.runs import _LEASE_PREFIX, _ORPHAN_PREFIX, _STOP_KEEP, _STOP_PREFIX
-from subconscious.dal.tenants import hash_key
+from subconscious.dal.tenants import hash_key, principal_of
+from subconscious.dal.webhooks import event_key as webhook_event_key
+from subconscious.dal.webhooks import record_of as webhook_record_of
+from subconscious.dal.webhooks import record_row as webhook_record_row
+from subconscious.dal.webhooks import secret_key as webhook_secret_key
 from subconscious.dal.work_queue import _BATCH, Delivery
 from subconscious.errors import QuoteAlreadyAccepted
 from subconscious.models import (
@@ -81,6 +86,14 @@ from subconscious.models import (
     sources_of,
 )
 from subconscious.models.spot import SpotOutlook
+from subconscious.models.tenancy import Principal, Role
+from subconscious.models.webhooks import (
+    DeliveryAttempt,
+    DeliveryState,
+    WebhookEvent,
+    WebhookMessage,
+    WebhookRecord,
+)
 from subconscious.observability import logger
 from subconscious.throughput_model import Correction
 
@@ -102,13 +115,16 @@ class MemoryTenants:
         self._keys: dict[str, dict[str, Any]] = {}
 
     def tenant_for_key(self, api_key: str) -> str | None:
-        item = self._keys.get(hash_key(api_key))
-        if not item or item.get("disabled"):
-            return None
-        return str(item["tenant_id"])
+        principal = self.principal_for_key(api_key)
+        return None if principal is None else principal.tenant_id
 
-    def add_key(self, tenant_id: str, api_key: str, name: str = "") -> None:
-        self._keys[hash_key(api_key)] = {"tenant_id": tenant_id, "name": name}
+    def principal_for_key(self, api_key: str) -> Principal | None:
+        return principal_of(self._keys.get(hash_key(api_key)))
+
+    def add_key(
+        self, tenant_id: str, api_key: str, name: str = "", role: Role = Role.CUSTOMER
+    ) -> None:
+        self._keys[hash_key(api_key)] = {"tenant_id": tenant_id, "name": name, "role": role.value}
 
     def disable(self, api_key: str) -> None:
         """What an operator does in the table (no code path disables a key)."""
@@ -147,6 +163,7 @@ class MemoryOrders:
                     "images_done": 0,
                     "spend_micros": 0,
                     "updated_at": order.updated_at.isoformat(),
+                    "created_at": order_rows.sort_time(order.created_at),
                     "accept_key": accept_key,
                     "doc": order.model_dump_json(),
                 }
@@ -183,16 +200,63 @@ class MemoryOrders:
             item.update(state=target.value, updated_at=at)
             if target in TERMINAL_STATES:
                 item.update(end_reason=(reason or USUAL_REASON[target]).value, ended_at=at)
+            item.pop("held_until", None)
+            item.pop("held_reason", None)
             return True
 
-    def add_spend(self, tenant_id: str, order_id: str, spend_micros: int) -> Order:
+    def set_hold(
+        self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None
+    ) -> bool:
+        with self.lock:
+            item = self._items.get((tenant_id, order_id))
+            if item is None or item["state"] != OrderState.ACCEPTED.value:
+                return False
+            if until is None:
+                item.pop("held_until", None)
+                item.pop("held_reason", None)
+            else:
+                item.update(held_until=until.isoformat(), held_reason=reason)
+            return True
+
+    def page(
+        self, tenant_id: str, limit: int, token: str | None, state: OrderState | None = None
+    ) -> tuple[list[Order], str | None]:
+        with self.lock:
+            rows = [
+                dict(i)
+                for (t, _), i in self._items.items()
+                if t == tenant_id and (state is None or i["state"] == state.value)
+            ]
+        rows.sort(key=lambda i: (i["created_at"], i["order_id"]), reverse=True)
+        if token:
+            after = order_rows.decode_token(token)
+            rows = [i for i in rows if (i["created_at"], i["order_id"]) < after]
+        kept = rows[:limit]
+        more = len(rows) > limit
+        last = kept[-1] if more else None
+        token_out = order_rows.encode_token(last["created_at"], last["order_id"]) if last else None
+        return [_order(i) for i in kept], token_out
+
+    def add_spend(
+        self, tenant_id: str, order_id: str, spend_micros: int, aws_micros: int = 0
+    ) -> Order:
         with self.lock:
             item = self._items.get((tenant_id, order_id))
             if item is None:
                 raise condition_failed("UpdateItem")
             item["spend_micros"] = int(item.get("spend_micros", 0)) + spend_micros
+            item["aws_micros"] = int(item.get("aws_micros", 0)) + aws_micros
             item["updated_at"] = now().isoformat()
             return _order(item)
+
+    def set_run_cost(
+        self, tenant_id: str, order_id: str, run_id: str, gpu_micros: int, aws_micros: int
+    ) -> None:
+        with self.lock:
+            item = self._items.get((tenant_id, order_id))
+            if item is None:
+                raise condition_failed("UpdateItem")
+            item.setdefault("run_costs", {})[run_id] = {"gpu": gpu_micros, "aws": aws_micros}
 
     def open_orders(self) -> Iterator[tuple[str, Order]]:
         open_values = {s.value for s in OPEN_STATES}
@@ -702,3 +766,59 @@ class MemoryIdempotency(Idempotency):
 
     def __init__(self) -> None:
         super().__init__(MemoryPersistenceLayer)
+
+
+class MemoryWebhooks:
+    """Twin of :class:`~subconscious.dal.webhooks.WebhookStore` (rows shaped by its helpers)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def secret(self, tenant_id: str, create: Callable[[], str]) -> str:
+        key = webhook_secret_key(tenant_id)
+        with self._lock:
+            if key not in self.rows:
+                self.rows[key] = {"pk": key, "secret": create()}
+            return str(self.rows[key]["secret"])
+
+    def add(self, record: WebhookRecord) -> bool:
+        row = webhook_record_row(record)
+        with self._lock:
+            if row["pk"] in self.rows:
+                return False
+            self.rows[row["pk"]] = row
+            return True
+
+    def get(self, tenant_id: str, order_id: str, event: WebhookEvent) -> WebhookRecord | None:
+        with self._lock:
+            row = self.rows.get(webhook_event_key(tenant_id, order_id, event))
+            return webhook_record_of(copy.deepcopy(row)) if row else None
+
+    def record_attempt(
+        self, record: WebhookRecord, attempt: DeliveryAttempt, state: DeliveryState
+    ) -> None:
+        with self._lock:
+            row = self.rows.get(webhook_event_key(record.tenant_id, record.order_id, record.event))
+            if row is None:
+                raise condition_failed("UpdateItem")
+            row["attempts"] = [*row.get("attempts", []), attempt.model_dump_json()]
+            row["state"] = state.value
+
+
+class MemoryWebhookQueue:
+    """Twin of :class:`~subconscious.dal.webhooks.WebhookQueue`: what was sent, in order, and
+    the invisibility each failed delivery was given (by receipt)."""
+
+    def __init__(self) -> None:
+        self.sent: list[WebhookMessage] = []
+        self.delays: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def send(self, message: WebhookMessage) -> None:
+        with self._lock:
+            self.sent.append(message)
+
+    def retry_later(self, receipt: str, seconds: int) -> None:
+        with self._lock:
+            self.delays[receipt] = seconds

@@ -18,6 +18,8 @@ from subconscious.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from subconscious.logic.console import is_console_path
+from subconscious.models.tenancy import Principal
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
     from subconscious.services import Services
@@ -30,24 +32,41 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def authenticate(services: Services, api_key: str | None) -> str:
+    return authenticate_principal(services, api_key).tenant_id
+
+
+def authenticate_principal(services: Services, api_key: str | None) -> Principal:
+    """The key's tenant and role; Unauthorized for a missing, oversized or unknown key."""
     if not api_key or len(api_key) > _MAX_KEY_LENGTH:
         raise Unauthorized(f"a valid API key is required (header {KEY_HEADER})")
-    tenant = services.tenants.tenant_for_key(api_key)
-    if tenant is None:
+    principal = services.tenants.principal_for_key(api_key)
+    if principal is None:
         raise Unauthorized(f"a valid API key is required (header {KEY_HEADER})")
-    return tenant
+    return principal
+
+
+def is_public_request(event: dict[str, Any]) -> bool:
+    """The web console's page and assets (``GET /console...``): served without a key, as they
+    hold no one's data (the page asks for a key and sends it with its own calls). Every other
+    request goes through :func:`guard_principal`."""
+    return is_console_path(str(event.get("httpMethod", "")), str(event.get("path", "")))
 
 
 def guard_request(services: Services, event: dict[str, Any]) -> str:
-    """The tenant of an API Gateway (REST) request, after its size and key are checked, and a
-    body, if any, is declared as JSON (or not declared) and is a JSON object (a list, say, is
-    refused rather than half read)."""
+    """The tenant of an API Gateway (REST) request (see :func:`guard_principal`)."""
+    return guard_principal(services, event).tenant_id
+
+
+def guard_principal(services: Services, event: dict[str, Any]) -> Principal:
+    """The tenant and role of an API Gateway (REST) request, after its size and key are
+    checked, and a body, if any, is declared as JSON (or not declared) and is a JSON object (a
+    list, say, is refused rather than half read)."""
     body = _body(event)
     limit = services.settings.max_body_bytes
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    tenant_id = authenticate(services, headers.get(KEY_HEADER))
+    principal = authenticate_principal(services, headers.get(KEY_HEADER))
     if body.strip() or str(event.get("httpMethod", "")).upper() in _BODY_METHODS:
         _require_json_media_type(event)
     if body.strip():
@@ -62,7 +81,7 @@ def guard_request(services: Services, event: dict[str, Any]) -> str:
                 "the request body must be a JSON object",
                 details=[{"field": "body", "message": "must be a JSON object"}],
             )
-    return tenant_id
+    return principal
 
 
 def _content_types(event: dict[str, Any]) -> list[str]:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from subconscious.dal.work_queue import Delivery
 from subconscious.logic.lifecycle import close_if_settled
 from subconscious.logic.throughput import predicted_seconds
-from subconscious.models import OrderState, RenderRun, RenderTask, image_key
-from subconscious.money import cost_micros
+from subconscious.models import OrderState, RenderRun, RenderTask, image_key, order_key
+from subconscious.money import ceil_div, cost_micros
+from subconscious.planner.costs import aws_batch_micros, aws_render_micros
 from subconscious.planner.workers import kind_for
 from subconscious.render.a1111 import RenderedImage
 
@@ -94,9 +95,14 @@ class BatchStorage:
                 key=key,
             )
         # The order pays for the images it gains; re-rendering a duplicate delivery is ours.
+        # So with AWS's charges: the render step's seconds, and each new image's own.
         batch_cost = cost_micros(self.run.usd_per_hour, int(seconds) + 1)
-        spend = -(-batch_cost * new_images // len(rendered)) if rendered else 0
-        updated = services.orders.add_spend(task.tenant_id, task.order_id, spend)
+        spend = ceil_div(batch_cost * new_images, len(rendered)) if rendered else 0
+        held_aws = ceil_div(aws_render_micros(seconds) * new_images, max(1, len(rendered)))
+        aws = held_aws + aws_batch_micros(
+            new_images, task.width, task.height, max(1, len(rendered))
+        )
+        updated = services.orders.add_spend(task.tenant_id, task.order_id, spend, aws)
         if updated.state is OrderState.ACCEPTED:
             services.orders.transition(task.tenant_id, task.order_id, OrderState.RENDERING)
         close_if_settled(services, task.tenant_id, updated)
@@ -108,8 +114,14 @@ class BatchStorage:
             compiled=task.cfg_scale > 1
             and f"{task.width}x{task.height}x{task.batch_size}" in self.run.compile_shapes,
         )
+        served = dict(self.run.served)
+        key = order_key(task.tenant_id, task.order_id)
+        served[key] = served.get(key, 0) + new_images
         self.run = self.run.model_copy(
             update={
+                "served": served,
+                "charged_gpu_micros": self.run.charged_gpu_micros + spend,
+                "charged_aws_micros": self.run.charged_aws_micros + held_aws,
                 "images": self.run.images + len(rendered),
                 "render_seconds": self.run.render_seconds + Decimal(f"{seconds:.3f}"),
                 "predicted_seconds": self.run.predicted_seconds + predicted.quantize(_MILLI),

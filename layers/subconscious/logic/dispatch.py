@@ -13,12 +13,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from subconscious.errors import NOT_THE_HOSTS_FAULT, SubconsciousError
 from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
-from subconscious.logic.planning import backlog, limits, machines, open_orders
+from subconscious.logic.planning import backlog, limits, machines, tenants_open_orders
 from subconscious.logic.quotes import market_offers
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.throughput import current_rates, prior
 from subconscious.market.static import StaticProvider
-from subconscious.models import RenderRun, RunStatus
+from subconscious.models import Order, OrderState, RenderRun, RunStatus
 from subconscious.money import to_micros, to_usd
 from subconscious.observability import (
     LIVE_MACHINES,
@@ -29,7 +29,15 @@ from subconscious.observability import (
 )
 from subconscious.planner.breakers import BreakerLimits, FailedRun, HeldOff, held_off
 from subconscious.planner.costs import Rates, price_micros_per_hour
-from subconscious.planner.policy import PlanState, Release, Rent, decide
+from subconscious.planner.policy import (
+    Decision,
+    PlanState,
+    Release,
+    Rent,
+    Wait,
+    decide,
+    latest_start,
+)
 from subconscious.planner.workers import compile_seconds, shape
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
@@ -65,7 +73,8 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             logger.exception("the sweep failed; the next tick tries again")
             report.decisions.append("sweep failed")
         waiting, in_flight = services.queue.depth()
-        orders = open_orders(services)
+        tenants_orders = tenants_open_orders(services)
+        orders = [o for _, o in tenants_orders]
         work = backlog(orders)
         wants_market = any(o.images_left for o in work) and waiting + in_flight > 0
         blocked = breakers(services, now) if wants_market else HeldOff()
@@ -102,6 +111,10 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
                 # the queue stays empty, so a momentary zero never stops a fleet.
                 services.runs.request_stop(decision.machine_id, decision.reason, now)
                 report.stopped_runs.append(decision.machine_id)
+        try:  # what a waiting order tells its customer; never at the cost of the tick
+            record_holds(services, tenants_orders, hold_until(state, decisions), now)
+        except Exception:
+            logger.exception("could not record why orders wait; the next tick tries again")
         logger.info(
             "dispatch tick",
             waiting=waiting,
@@ -113,6 +126,42 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         return report
     finally:
         services.runs.release_lease(LEASE, holder)
+
+
+def hold_until(state: PlanState, decisions: list[Decision]) -> datetime | None:
+    """When the backlog starts at the latest, if this tick decided it waits to share a
+    start-up; None if it did not (it rents, renders, or has nothing to wait for)."""
+    if not any(isinstance(d, Wait) and d.shares_startup for d in decisions):
+        return None
+    until = latest_start(state)
+    # to the next whole minute: what a customer reads, and what stays the same tick to tick
+    rounded = until.replace(second=0, microsecond=0)
+    return rounded if rounded == until else rounded + timedelta(minutes=1)
+
+
+def hold_reason(until: datetime, now: datetime) -> str:
+    when = f"{until:%H:%M} UTC" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M} UTC"
+    return (
+        f"waiting until {when} to share a machine start-up with other orders; "
+        "starts by then at the latest"
+    )
+
+
+def record_holds(
+    services: Services,
+    tenants_orders: list[tuple[str, Order]],
+    until: datetime | None,
+    now: datetime,
+) -> None:
+    """Write on each accepted order why it waits and until when (or clear what an earlier
+    tick wrote, once the dispatch rents for it): only where that changed."""
+    reason = None if until is None else hold_reason(until, now)
+    for tenant_id, order in tenants_orders:
+        if order.state is not OrderState.ACCEPTED:
+            continue  # rendering: the transition cleared any hold
+        if (order.held_until, order.held_reason) == (until, reason):
+            continue
+        services.orders.set_hold(tenant_id, order.order_id, until, reason)
 
 
 def breakers(services: Services, now: datetime) -> HeldOff:

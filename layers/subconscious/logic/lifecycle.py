@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from subconscious.logic.orders import announce_end
 from subconscious.models import EndReason, Order, OrderState, RenderTask
 from subconscious.observability import logger
 
@@ -50,6 +51,7 @@ def close_if_settled(services: Services, tenant_id: str, order: Order) -> OrderS
     reason = EndReason.ALL_DELIVERED if target is OrderState.COMPLETED else EndReason.TASKS_FAILED
     if not services.orders.transition(tenant_id, order.order_id, target, reason):
         return None  # ended meanwhile (cancelled, another closer)
+    announce_end(services, tenant_id, order)
     logger.info(
         "order ended",
         order_id=order.order_id,
@@ -150,6 +152,7 @@ def _end_if_due(
             tenant_id, order.order_id, OrderState.FAILED, EndReason.ACCEPTANCE_INCOMPLETE
         ):
             return None
+        announce_end(services, tenant_id, order)
         logger.warning("abandoned acceptance failed", order_id=order.order_id)
         return OrderState.FAILED
     settled = close_if_settled(services, tenant_id, order)
@@ -161,6 +164,7 @@ def _end_if_due(
         tenant_id, order.order_id, OrderState.EXPIRED, EndReason.DEADLINE_PASSED
     ):
         return None
+    announce_end(services, tenant_id, order)
     logger.warning(
         "order expired",
         order_id=order.order_id,

@@ -14,11 +14,13 @@ from subconscious.errors import (
     Conflict,
     IdempotencyKeyReused,
     NotFound,
+    OutsideTerms,
     QuoteAlreadyAccepted,
     QuoteExpired,
     RequestInProgress,
     ValidationFailed,
 )
+from subconscious.logic import webhooks
 from subconscious.logic.throughput import prior
 from subconscious.models import (
     MAX_IMAGES_PER_ORDER,
@@ -28,13 +30,15 @@ from subconscious.models import (
     JobSpec,
     Order,
     OrderOut,
+    OrderPage,
     OrderRequest,
     OrderState,
+    Quote,
+    QuoteOption,
     RenderTask,
 )
 from subconscious.models.job import MAX_SEED
 from subconscious.models.servers import WorkerKind
-from subconscious.money import to_usd
 from subconscious.observability import logger
 from subconscious.planner.workers import server_factor
 
@@ -122,6 +126,7 @@ def accept_quote(services: Services, acceptance: Acceptance) -> Order:
         IdempotencyValidationError,
     )
 
+    webhooks.check_request(services.settings, acceptance.request)  # 422 before anything is written
     try:
         order: Order = idempotent_accept(services)(services=services, acceptance=acceptance)
     except IdempotencyValidationError as error:
@@ -140,7 +145,10 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
     tenant_id, request = acceptance.tenant_id, acceptance.request
     quote = services.quotes.get(tenant_id, request.quote_id)
     if quote is None:
-        raise NotFound(f"quote {request.quote_id} not found")
+        raise NotFound(
+            f"no quote {request.quote_id} for this API key",
+            details=[{"field": "quote_id", "message": "no such quote for this API key"}],
+        )
     order_id = order_id_for(quote.quote_id)
     # An acceptance interrupted after writing the order is finished even past the quote's
     # expiry: some of its tasks may already be queued.
@@ -164,6 +172,8 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
             f"quote {quote.quote_id} has no option {request.option_id}",
             details=[{"field": "option_id", "message": "not an option of this quote"}],
         )
+    if not request.accept_outside_terms:
+        refuse_outside_terms(quote, option)
     order = Order(
         order_id=order_id,
         quote_id=quote.quote_id,
@@ -179,6 +189,8 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
         promised_at=option.completes_at,
         created_at=now,
         updated_at=now,
+        webhook_url=request.webhook_url,
+        webhook_events=request.webhook_events,
     )
     # The one conditional write that decides between concurrent acceptances (invariant 10):
     # only its winner, or a retry of the winner's request, goes on to queue tasks.
@@ -190,6 +202,37 @@ def _accept(services: Services, acceptance: Acceptance, now: datetime | None = N
         return get_order(services, tenant_id, order_id)
     logger.info("order accepted", order_id=order_id, images=order.images_total, tasks=len(tasks))
     return order.model_copy(update={"state": OrderState.ACCEPTED})
+
+
+def outside_terms(quote: Quote, option: QuoteOption) -> list[str]:
+    """How ``option`` misses the terms the customer quoted with (empty when it meets them)."""
+    misses = []
+    cap = quote.constraints.max_price_per_image_usd
+    if not option.meets_budget:
+        over = f", over your max_price_per_image_usd ${cap}" if cap is not None else ""
+        misses.append(f"costs ${option.price_per_image_usd}/image{over}")
+    deadline = quote.constraints.deadline
+    if not option.meets_deadline:
+        after = f", after your deadline {_utc(deadline)}" if deadline is not None else ""
+        misses.append(f"completes at {_utc(option.completes_at)}{after}")
+    return misses
+
+
+def refuse_outside_terms(quote: Quote, option: QuoteOption) -> None:
+    """The order guard: an option outside the customer's own deadline or price cap is
+    accepted only with ``accept_outside_terms`` (nothing is written or queued otherwise)."""
+    misses = outside_terms(quote, option)
+    if not misses:
+        return
+    message = (
+        f"option {option.label} ({option.option_id}) {' and '.join(misses)}; "
+        "resend with accept_outside_terms=true to accept it"
+    )
+    raise OutsideTerms(message, details=[{"field": "accept_outside_terms", "message": message}])
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def idempotent_accept(services: Services) -> Any:
@@ -240,13 +283,15 @@ def order_out(
         price_per_image_usd=order.price_per_image_usd,
         total_usd=order.total_usd,
         charge_usd=order.charge_usd,
-        spend_usd=to_usd(order.spend_micros),
         promised_at=order.promised_at,
         eta=eta(order, now, worker),
+        held_until=order.held_until if order.state is OrderState.ACCEPTED else None,
+        held_reason=order.held_reason if order.state is OrderState.ACCEPTED else None,
         end_reason=order.end_reason,
         ended_at=order.ended_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
+        webhook_url=order.webhook_url,
     )
 
 
@@ -269,6 +314,22 @@ def eta(
     )
     seconds = remaining / per_s
     return now + timedelta(seconds=float(seconds))
+
+
+def list_orders(
+    services: Services,
+    tenant_id: str,
+    *,
+    state: OrderState | None,
+    limit: int,
+    token: str | None,
+    now: datetime | None = None,
+) -> OrderPage:
+    """The caller's orders, newest first, a page at a time."""
+    now = now or datetime.now(UTC)
+    orders, next_token = services.orders.page(tenant_id, limit, token, state)
+    worker = services.settings.worker
+    return OrderPage(orders=[order_out(o, now, worker) for o in orders], next_token=next_token)
 
 
 def list_images(
@@ -313,4 +374,17 @@ def cancel_order(services: Services, tenant_id: str, order_id: str) -> Order:
         current = get_order(services, tenant_id, order_id)
         raise Conflict(f"order {order_id} is {current.state.value} and cannot be cancelled")
     logger.info("order cancelled", order_id=order_id, images_done=order.images_done)
+    announce_end(services, tenant_id, order)
     return get_order(services, tenant_id, order_id)
+
+
+def announce_end(services: Services, tenant_id: str, order: Order) -> None:
+    """After the transition that ended ``order`` (as read before it): queue its webhook event
+    if it asked for one, with the order as it ended (read again)."""
+    if order.webhook_url is None:
+        return  # the common case: no read, no write
+    ended = services.orders.get(tenant_id, order.order_id)
+    if ended is not None:
+        webhooks.announce(
+            services, tenant_id, ended, order_out(ended, worker=services.settings.worker)
+        )

@@ -23,9 +23,14 @@ def limits(services: Services) -> Limits:
 
 def open_orders(services: Services) -> list[Order]:
     """Promised orders that still render, oldest first."""
+    return [o for _, o in tenants_open_orders(services)]
+
+
+def tenants_open_orders(services: Services) -> list[tuple[str, Order]]:
+    """(tenant, order) of each promised order that still renders, oldest first."""
     return sorted(
-        (o for _, o in services.orders.open_orders() if o.state in RENDERABLE_STATES),
-        key=lambda o: o.created_at,
+        ((t, o) for t, o in services.orders.open_orders() if o.state in RENDERABLE_STATES),
+        key=lambda pair: pair[1].created_at,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,11 +40,13 @@ from subconscious.models import (
     RenderRun,
     RenderTask,
     RunStatus,
+    split_order_key,
 )
 from subconscious.models.labels import run_label
 from subconscious.models.servers import WorkerKind
-from subconscious.money import cost_micros
+from subconscious.money import ceil_div, cost_micros
 from subconscious.observability import logger
+from subconscious.planner.costs import aws_machine_micros, cost_for, micros_per_hour
 from subconscious.render.a1111 import TXT2IMG_ATTEMPTS, A1111Client, RenderedImage
 from subconscious.settings import Settings
 
@@ -538,6 +541,11 @@ def record(
             }
         )
     )
+    if run.machine_launched_at is not None:
+        try:
+            share_run_costs(services, run, run.machine_ended_at or now)
+        except Exception:  # the operator's accounts: never fail the record of a finished run
+            logger.exception("run costs not shared among its orders", run_id=run_id)
     delivered = run.images / run.render_seconds if run.render_seconds else 0
     if not error:  # a failed run's rate says more about the failure than about the GPU
         try:
@@ -553,6 +561,33 @@ def record(
         images_per_s=f"{delivered:.2f}",
     )
     return {"status": status.value}
+
+
+def share_run_costs(services: Services, run: RenderRun, ended: datetime) -> None:
+    """What the run cost beyond what its batches charged as they were stored (start-up, idle
+    polls, teardown, the provider's billing increment; AWS's charges per machine), shared
+    among the orders it rendered for by images. Set per run on each order, so a retried
+    record writes the same figures again. A run that rendered nothing is on no order."""
+    launched = run.machine_launched_at
+    total = sum(run.served.values())
+    if launched is None or total <= 0:
+        return
+    held_s = max(0.0, (ended - launched).total_seconds())
+    startup_s = ((run.ready_at or ended) - launched).total_seconds()
+    # WaitReady runs at least once
+    polls = max(1, math.ceil(max(0.0, startup_s) / services.settings.poll_interval_s))
+    billed = cost_for(run.offer.provider, micros_per_hour(run.usd_per_hour), held_s)
+    gpu_over = max(0, billed - run.charged_gpu_micros)
+    aws_over = max(0, aws_machine_micros(held_s, polls) - run.charged_aws_micros)
+    for key, images in sorted(run.served.items()):
+        tenant_id, order_id = split_order_key(key)
+        services.orders.set_run_cost(
+            tenant_id,
+            order_id,
+            run.run_id,
+            ceil_div(gpu_over * images, total),
+            ceil_div(aws_over * images, total),
+        )
 
 
 def _describe(error: object) -> str:

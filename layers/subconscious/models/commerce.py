@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from subconscious.models.job import Constraints, ConstraintsIn, JobSpec, StrictModel
+
+
+class WebhookEvent(StrEnum):
+    """What an order's webhook may be told (docs/webhooks.md): one event when it ends."""
+
+    COMPLETED = "order.completed"
+    PARTIALLY_COMPLETED = "order.partially_completed"
+    FAILED = "order.failed"
+    EXPIRED = "order.expired"
+    CANCELED = "order.canceled"
 
 
 class QuoteRequest(StrictModel):
@@ -19,17 +29,44 @@ class QuoteRequest(StrictModel):
 
 class QuoteOption(BaseModel):
     option_id: str
-    label: str = Field(description="requested, cheapest, earliest, or wait_<n>d")
+    label: str = Field(
+        description="what the option is to the request: requested (meets the deadline and the "
+        "budget, the cheapest that does), cheapest (the cheapest on time, over budget), "
+        "earliest_in_budget (the earliest within budget, after the deadline), earliest (the "
+        "earliest finish at any price, with its price), wait_<n>d (cheaper if it may take n "
+        "days), and where no option meets either term: fastest (the soonest finish) and "
+        "lowest_price (the lowest price). Each trade-off is shown once: an option that another "
+        "beats or equals on both completion and price is left out (the answer to the request "
+        "never is). Order: requested, cheapest and earliest_in_budget first, then the others by "
+        "completes_at, earliest first, ties by price"
+    )
     provider: str
     gpu: str
     interruptible: bool = False
     machines: int = 1
     start_at: AwareDatetime
-    completes_at: AwareDatetime
+    completes_at: AwareDatetime = Field(
+        description="the promise: every image by then, with the safety reserve kept (a deadline "
+        "the customer gave is promised as given, so the work may be batched until then)"
+    )
+    expected_completion_at: AwareDatetime = Field(
+        description="when we expect the work to end if its machines were rented now: start-up, "
+        "then rendering at the fleet's modelled rate, no reserve; never after completes_at. The "
+        "dispatch may start later (to share a start-up, or for cheaper interruptible capacity), "
+        "never so late that completes_at is missed"
+    )
     price_per_image_usd: Decimal
     total_usd: Decimal
-    meets_deadline: bool
-    meets_budget: bool
+    meets_deadline: bool = Field(description="completes_at is by the requested deadline")
+    meets_budget: bool = Field(description="the price is within max_price_per_image_usd")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expected_defaults_to_the_promise(cls, data: Any) -> Any:
+        """Quotes stored before expected_completion_at existed read it as the promise."""
+        if isinstance(data, dict) and "expected_completion_at" not in data:
+            return {**data, "expected_completion_at": data.get("completes_at")}
+        return data
 
 
 class Quote(BaseModel):
@@ -55,6 +92,23 @@ class QuoteOut(Quote):
 class OrderRequest(StrictModel):
     quote_id: Annotated[str, Field(min_length=1, max_length=64)]
     option_id: Annotated[str, Field(min_length=1, max_length=64)]
+    accept_outside_terms: bool = Field(
+        default=False,
+        description="accept an option that misses the quote's deadline or budget "
+        "(meets_deadline or meets_budget false); without it such an option is refused "
+        "(422 `outside_terms`)",
+    )
+    webhook_url: Annotated[
+        str | None,
+        Field(
+            max_length=2048,
+            description="https URL that gets a signed POST when the order ends (docs/webhooks.md)",
+        ),
+    ] = None
+    webhook_events: Annotated[
+        list[WebhookEvent] | None,
+        Field(min_length=1, max_length=5, description="the events to send; null: all of them"),
+    ] = None
 
 
 class OrderState(StrEnum):
@@ -124,6 +178,13 @@ def sources_of(target: OrderState) -> frozenset[OrderState]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
+class RunShare(BaseModel):
+    """One finished run's overhead charged to one order it rendered for."""
+
+    gpu_micros: int = Field(ge=0)
+    aws_micros: int = Field(ge=0)
+
+
 class Order(BaseModel):
     order_id: str
     quote_id: str
@@ -139,13 +200,36 @@ class Order(BaseModel):
     images_done: int = 0
     images_failed: int = Field(default=0, description="images given up after their attempts")
     spend_micros: int = 0
+    # What serving it costs us (operator only, never the customer's view): AWS's charges its
+    # batches brought as they were stored, and each finished run's overhead (start-up, idle,
+    # teardown, the provider's billing increments, AWS per machine) shared among the orders
+    # it rendered for, by run id (set once per run: a retried record cannot count it twice).
+    aws_micros: int = 0
+    run_costs: dict[str, RunShare] = Field(default_factory=dict)
     end_reason: EndReason | None = None
     ended_at: AwareDatetime | None = None
     promised_at: AwareDatetime = Field(
         description="completion time promised by the accepted option"
     )
+    held_until: AwareDatetime | None = Field(
+        default=None, description="set by dispatch while the order waits to share a start-up"
+    )
+    held_reason: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    webhook_url: str | None = None
+    webhook_events: list[WebhookEvent] | None = None
+
+    @property
+    def gpu_cost_micros(self) -> int:
+        """GPU time: its batches' rendering, and its share of each finished run's overhead."""
+        return self.spend_micros + sum(r.gpu_micros for r in self.run_costs.values())
+
+    @property
+    def aws_cost_micros(self) -> int:
+        """AWS's charges (an estimate: planner/serving.py): its images and its share of each
+        finished run's machine."""
+        return self.aws_micros + sum(r.aws_micros for r in self.run_costs.values())
 
     @property
     def images_settled(self) -> int:
@@ -194,13 +278,52 @@ class OrderOut(BaseModel):
     price_per_image_usd: Decimal
     total_usd: Decimal
     charge_usd: Decimal = Field(description="what the order costs: images delivered x price")
-    spend_usd: Decimal
     promised_at: AwareDatetime
     eta: AwareDatetime | None
+    held_until: AwareDatetime | None = Field(
+        default=None,
+        description="while the order waits to share a machine start-up with other orders: "
+        "when it starts at the latest; null otherwise",
+    )
+    held_reason: str | None = Field(
+        default=None, description="why the order is waiting, for people; null when it is not"
+    )
     end_reason: EndReason | None = Field(description="why the order ended; null while open")
     ended_at: AwareDatetime | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    webhook_url: str | None = Field(default=None, description="where the order's end is POSTed")
+
+
+class OrderPage(BaseModel):
+    """The caller's orders, newest first."""
+
+    orders: list[OrderOut]
+    next_token: str | None = Field(
+        default=None, description="pass as `next_token` for the next page; null on the last"
+    )
+
+
+class OrderCosts(BaseModel):
+    """What an order costs us beside what it was quoted (the operator's view only)."""
+
+    quoted_total_usd: Decimal = Field(description="the accepted option's total")
+    gpu_cost_usd: Decimal = Field(
+        description="GPU time as the providers bill it (their billing increments), start-ups "
+        "and idle time of shared machines split by images rendered"
+    )
+    aws_cost_usd: Decimal = Field(
+        description="AWS's charges, estimated from list prices (docs/serving-costs.md)"
+    )
+    cost_usd: Decimal = Field(description="gpu_cost_usd + aws_cost_usd")
+    margin_usd: Decimal = Field(description="charge_usd (images delivered x price) - cost_usd")
+
+
+class OperatorOrderOut(OrderOut):
+    """An order as the operator sees it: the customer's view and what it costs us."""
+
+    tenant_id: str
+    costs: OrderCosts
 
 
 class ImageOut(BaseModel):

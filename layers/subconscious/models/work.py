@@ -146,6 +146,12 @@ class RenderRun(BaseModel):
     # render_seconds when the run is recorded, it moves the model's factor for this GPU.
     predicted_seconds: Decimal = Decimal(0)
     spend_micros: int = 0
+    # The orders it rendered for ("tenant#order" -> images stored) and what its batches
+    # charged them as they went (GPU seconds; AWS for the render Lambda's seconds): at the
+    # end, the rest of what the run cost is shared among those orders by images.
+    served: dict[str, int] = Field(default_factory=dict)
+    charged_gpu_micros: int = 0
+    charged_aws_micros: int = 0
     error: str | None = None
 
     @property
@@ -158,3 +164,14 @@ class RenderRun(BaseModel):
         return (
             self.bid_usd_per_hour if self.bid_usd_per_hour is not None else self.offer.usd_per_hour
         )
+
+
+def order_key(tenant_id: str, order_id: str) -> str:
+    """An order's key in a run's ``served`` map."""
+    return f"{tenant_id}#{order_id}"
+
+
+def split_order_key(key: str) -> tuple[str, str]:
+    """(tenant, order) of an ``order_key`` (order ids carry no '#')."""
+    tenant_id, _, order_id = key.rpartition("#")
+    return tenant_id, order_id

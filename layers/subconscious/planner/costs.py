@@ -7,6 +7,11 @@ keeps one txt2img call under the provider's request limit (RunPod's proxy cuts a
 An interruptible machine costs its bid and may be preempted: it loses the batch in flight and
 a replacement pays a new start-up.
 
+Every cost here is what serving the job costs us: the GPU as above, plus what AWS charges for
+it (:mod:`subconscious.planner.serving`): per machine, the render step's Lambda for every
+second the machine is held, the state machine's transitions, the run's own writes; per image,
+its S3 object, DynamoDB transaction, queue requests and the download's data out.
+
 Money is integer micro-dollars; rates (images/s) are floats, they are not money.
 """
 
@@ -15,13 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.servers import WorkerKind
 from subconscious.money import MICROS_PER_USD
+from subconscious.planner.serving import MACHINE_USD_PER_S, images_usd, machine_usd
 from subconscious.planner.workers import kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
@@ -63,6 +69,33 @@ def billed_seconds(provider: str, seconds: float) -> int:
 def cost_for(provider: str, price_micros_per_hour: int, seconds: float) -> int:
     """Micro-dollars for holding a machine ``seconds``, billed as the provider bills."""
     return math.ceil(price_micros_per_hour * billed_seconds(provider, seconds) / 3600)
+
+
+def aws_machine_micros(held_s: float, polls: int | None = None) -> int:
+    """What AWS charges for one rented machine held ``held_s`` (``polls``: how often WaitReady
+    polled it; unknown, its whole ready timeout: the safe side), in micro-dollars, rounded
+    up."""
+    return _up_micros(machine_usd(max(held_s, 0.0), polls))
+
+
+def aws_render_micros(seconds: float) -> int:
+    """What AWS charges for ``seconds`` of the render step (its Lambda waits on the GPU)."""
+    return _up_micros(MACHINE_USD_PER_S * Decimal(str(max(seconds, 0.0))))
+
+
+def aws_batch_micros(images: int, width: int, height: int, images_per_task: int) -> int:
+    """What AWS charges for ``images`` stored from one task of ``images_per_task``."""
+    return _up_micros(images_usd(images, width, height, images_per_task))
+
+
+def aws_images_micros(job: JobSpec, images: int) -> int:
+    """What AWS charges for ``images`` of ``job``'s size, whatever renders them (a task per
+    image: the most requests), in micro-dollars, rounded up."""
+    return _up_micros(images_usd(images, job.width, job.height))
+
+
+def _up_micros(usd: Decimal) -> int:
+    return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
 
 def usable(offer: Offer, job: JobSpec) -> bool:
@@ -159,18 +192,28 @@ BID_OVER_MINIMUM = 1.05
 
 
 def job_cost_micros(
-    offer: Offer, speed: Speed, images: int, *, interruptible: bool, machines: int = 1
+    job: JobSpec,
+    offer: Offer,
+    speed: Speed,
+    images: int,
+    *,
+    interruptible: bool,
+    machines: int = 1,
 ) -> int:
-    """Renting ``machines`` of ``offer`` to render ``images``: each pays start-up, its share
-    of the rendering and teardown; an interruptible one adds its expected preemption losses
-    (per preemption: the batch in flight plus a new start-up)."""
+    """Renting ``machines`` of ``offer`` to render ``images`` of ``job``: each pays start-up,
+    its share of the rendering and teardown; an interruptible one adds its expected preemption
+    losses (per preemption: the batch in flight plus a new start-up, and a new run's AWS
+    charges); and AWS's charges for the machines and the images."""
     price = price_micros_per_hour(offer, interruptible)
     render_s = speed.seconds(images) / machines
     held_s = offer.startup_s + render_s + TEARDOWN_S
+    restarts = 0
     if interruptible:
-        preemptions = DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600
-        held_s += math.ceil(preemptions) * (speed.batch_s + offer.startup_s)
-    return machines * cost_for(offer.provider, price, held_s)
+        restarts = math.ceil(DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600)
+        held_s += restarts * (speed.batch_s + offer.startup_s)
+    per_machine = cost_for(offer.provider, price, held_s) + aws_machine_micros(held_s)
+    per_machine += restarts * aws_machine_micros(0)
+    return machines * per_machine + aws_images_micros(job, images)
 
 
 def fleet_seconds(speeds: list[Speed], images: int) -> float:
@@ -178,11 +221,14 @@ def fleet_seconds(speeds: list[Speed], images: int) -> float:
     return images / sum(s.images_per_s for s in speeds)
 
 
-def fleet_cost_micros(offers: list[Offer], speeds: list[Speed], images: int) -> int:
-    """On-demand machines rendering ``images`` together: each pays its start-up, the shared
-    rendering time and teardown, billed as its provider bills."""
+def fleet_cost_micros(job: JobSpec, offers: list[Offer], speeds: list[Speed], images: int) -> int:
+    """On-demand machines rendering ``images`` of ``job`` together: each pays its start-up, the
+    shared rendering time and teardown, billed as its provider bills, and AWS's charges for
+    holding it; and AWS's charges for the images."""
     busy = fleet_seconds(speeds, images)
-    return sum(
+    machines = sum(
         cost_for(o.provider, price_micros_per_hour(o, False), o.startup_s + busy + TEARDOWN_S)
+        + aws_machine_micros(o.startup_s + busy + TEARDOWN_S)
         for o in offers
     )
+    return machines + aws_images_micros(job, images)

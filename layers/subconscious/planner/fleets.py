@@ -16,13 +16,16 @@ alone, on-demand machines rented now:
   window ``W`` when its summed rate ``R`` is at least
   ``R_min = N·W / ((W − σ)·(W·(1 − safety) − γ))``.
 * Every machine is held for its start-up, the shared rendering time ``τ ≥ N/R`` and teardown,
-  billed as its provider bills: ``Σ cost_for(P_i, s_i + τ + teardown)``. ``τ`` is taken on a
+  billed as its provider bills, plus what AWS charges for holding it (``costs.
+  aws_machine_micros``): ``Σ cost_for(P_i, h_i) + aws(h_i)``, ``h_i = s_i + τ + teardown``;
+  the job's images add AWS's per-image charges, the same for every fleet. ``τ`` is taken on a
   geometric grid below ``N/R_min`` (at most ``GRID − 1`` over what the fleet takes, for fleets
   up to about 7x the speed the deadline needs; faster ones are charged as that fast).
 * Rates count in whole units per machine, rounded down: a 128th of the octave's lowest speed
   for machines ready at once (which depends on the job and the window, not on the market).
 * Caps: at most ``max_machines``; the hourly cap is kept as ``Σ cost ≤ cap·(τ + teardown)``,
-  which implies ``Σ P ≤ cap`` (each machine is held at least ``τ + teardown``).
+  which implies ``Σ P ≤ cap`` (each machine is held at least ``τ + teardown``; the cost
+  counting AWS's charges per machine too, the cap is kept with that much to spare).
 
 The result is the least of that conservative cost over *every* subset of the offers, so it is
 never below what the fleet costs us, never late by the dispatch's own check, and it can only
@@ -40,16 +43,24 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from subconscious.models import JobSpec, Offer
+from subconscious.money import MICROS_PER_USD
 from subconscious.planner.costs import (
     BILLING_INCREMENT_S,
     DEFAULT_BILLING_INCREMENT_S,
     TEARDOWN_S,
     Rates,
+    aws_images_micros,
     cost_for,
     price_micros_per_hour,
     usable,
 )
 from subconscious.planner.policy import DISPATCH_LATENCY_S, SAFETY_SHARE, TICK_S, Limits
+from subconscious.planner.serving import (
+    MACHINE_USD_FIXED,
+    MACHINE_USD_PER_S,
+    MACHINE_USD_PER_SLICE,
+    RENDER_SLICE_S,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -71,12 +82,17 @@ GAMMA_STEP_S = 15
 # the time the fleet takes.
 STEPS = 8
 GRID = 2.0 ** (1 / STEPS)
+# AWS's charges per machine (planner/serving.py machine_usd) as floats for numpy
+AWS_FIXED = float(MACHINE_USD_FIXED)
+AWS_PER_S = float(MACHINE_USD_PER_S)
+AWS_PER_SLICE = float(MACHINE_USD_PER_SLICE)
 
 
 @dataclass(frozen=True)
 class Fleet:
     offers: tuple[Offer, ...]  # cheapest per image first
-    cost_micros: int  # what the fleet costs at most (start-ups, rendering, teardown, billing)
+    cost_micros: int  # what the fleet costs at most (start-ups, rendering, teardown, billing,
+    # AWS's charges for its machines and the job's images)
     busy_s: float  # the rendering time it was charged for
 
 
@@ -134,7 +150,10 @@ def cheapest_fleet(
     if not machines:
         return None
     machines = _undominated(machines, limits.max_machines)
-    return _solve(machines, combos, images, window_s, limits)
+    fleet = _solve(machines, combos, images, window_s, limits)
+    if fleet is None:
+        return None
+    return replace(fleet, cost_micros=fleet.cost_micros + aws_images_micros(job, images))
 
 
 def _up(value: float, step: int) -> float:
@@ -332,11 +351,21 @@ def _costs(
 
     held = machine.offer.startup_s + busy + TEARDOWN_S
     billed = np.maximum(machine.step_s, np.ceil(held / machine.step_s) * machine.step_s)
-    cost = np.ceil(machine.price * billed / 3600)
+    cost = np.ceil(machine.price * billed / 3600) + _aws_micros(held)
     eligible = np.array(
         [machine.ready_s <= sigma and machine.guard_s <= gamma for sigma, gamma, _ in combos]
     )
     return np.where(eligible[:, None], cost, np.inf)
+
+
+def _aws_micros(held: NDArray[np.float64]) -> NDArray[np.float64]:
+    """AWS's charges for holding a machine ``held`` seconds (``costs.aws_machine_micros``,
+    many at once), micro-dollars rounded up."""
+    import numpy as np
+
+    slices = np.ceil(held / RENDER_SLICE_S)
+    usd = AWS_FIXED + AWS_PER_S * held + AWS_PER_SLICE * slices
+    return np.ceil(usd * MICROS_PER_USD)
 
 
 def _take(table: NDArray[np.float64], held: int, w: NDArray[np.float64], top: int) -> None:

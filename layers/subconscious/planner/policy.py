@@ -123,6 +123,9 @@ class Release:
 @dataclass(frozen=True)
 class Wait:
     reason: str
+    # The backlog waits for company, to share a machine start-up (rule 3): ``latest_start``
+    # says until when at the latest.
+    shares_startup: bool = False
 
 
 Decision = Rent | Release | Wait
@@ -310,7 +313,33 @@ def _decide(
         if cheaper is not None:
             return [cheaper]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
-    return [Wait(f"{len(orders)} order(s) waiting to share a start-up")]
+    return [Wait(f"{len(orders)} order(s) waiting to share a start-up", shares_startup=True)]
+
+
+def latest_start(state: PlanState) -> datetime:
+    """While the backlog waits to share a start-up (a ``Wait`` with ``shares_startup``): when
+    the dispatch rents for it at the latest, whatever work arrives meanwhile: the first moment
+    (to a tick) at which waiting ``DEFER_S`` more would no longer be safe, by the same test
+    ``decide`` makes each tick. A few feasibility checks (a bisection): asked only on ticks
+    that wait, never by ``decide``."""
+    orders = edf(state.orders)
+    fleet = [m for m in state.machines if not m.idle and not m.leaving]
+
+    def can_wait(at: datetime) -> bool:
+        return orders[0].deadline - at >= MIN_DEFER_WINDOW and keepable(
+            orders, fleet, state.offers, state.rates, at, state.limits, delay_s=DEFER_S
+        )
+
+    low, high = state.now, orders[0].deadline - MIN_DEFER_WINDOW
+    if high <= low or can_wait(high):
+        return max(low, high)
+    while high - low > timedelta(seconds=TICK_S):  # can_wait(low), not can_wait(high)
+        middle = low + (high - low) / 2
+        if can_wait(middle):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -> Release | None:

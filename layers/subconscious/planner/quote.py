@@ -7,13 +7,23 @@ safety share of the window the dispatch policy keeps). From that frontier:
 
 * ``requested``: the cheapest plan that meets the deadline and the budget, promised by the
   customer's deadline (so the dispatch may batch it with other work until then);
-* otherwise counter-proposals: ``cheapest`` (meets the deadline, over budget) and ``earliest``
-  (within budget, after the deadline);
+* otherwise counter-proposals: ``cheapest`` (the cheapest on time, over budget) and
+  ``earliest_in_budget`` (the earliest within budget, after the deadline);
+* ``earliest``: faster at a higher price, the earliest finish at any price, promised when it
+  completes, where that is before the answer above (never priced below it);
 * ``wait_1d`` / ``wait_3d``: "cheaper if you can wait". A window that leaves hours of slack lets
   the dispatch render on interruptible machines; we pass that saving on, as far as the market
   history says such capacity is there (``outlook``: a forecast from the S3 history; today's
   listing where there is none), but never price below what the work would cost us on
-  on-demand machines, so the safety net can always be paid for.
+  on-demand machines, so the safety net can always be paid for;
+* where no option meets either term: ``fastest`` (the earliest, so named) and
+  ``lowest_price`` (the lowest price at the earliest it can be had), saying how far off each is.
+
+Each trade-off is offered once (an option another beats or equals on both completion and price
+is left out, the answer to the request never is): the answers to the request first, then the
+others by promised completion. Every option also says when we expect it to end
+(``expected_completion_at``: start-up and rendering at the modelled rate, no reserve) beside
+the promise (``completes_at``, which keeps the reserves).
 
 A quote is a promise the dispatch must keep: every option is checked against the backlog and
 the live machines (all promised orders, earliest deadline first, must still fit with the
@@ -57,7 +67,32 @@ from subconscious.planner.policy import (
 # Interruptible capacity is planned only where the window leaves this much beyond what
 # on-demand machines would need: the spot traces flip availability several times a day.
 SPOT_SLACK_S = 6 * 3600
-WAIT_OPTIONS = ((1, "wait_1d"), (3, "wait_3d"))
+WAIT_PREFIX = "wait_"
+WAIT_OPTIONS = ((1, f"{WAIT_PREFIX}1d"), (3, f"{WAIT_PREFIX}3d"))
+REQUESTED = "requested"
+CHEAPEST = "cheapest"
+EARLIEST_IN_BUDGET = "earliest_in_budget"
+EARLIEST = "earliest"
+FASTEST = "fastest"
+LOWEST_PRICE = "lowest_price"
+# Which of two identical options is shown (the first here: an earliest option within budget is
+# ``earliest``, which says more), and the answers to the request, which come first in a quote;
+# the others follow by promised completion.
+PRIORITY = {
+    label: rank
+    for rank, label in enumerate(
+        (
+            REQUESTED,
+            CHEAPEST,
+            EARLIEST,
+            EARLIEST_IN_BUDGET,
+            FASTEST,
+            LOWEST_PRICE,
+            *(label for _, label in WAIT_OPTIONS),
+        )
+    )
+}
+ANSWERS = frozenset({REQUESTED, CHEAPEST, EARLIEST_IN_BUDGET})
 
 
 @dataclass(frozen=True)
@@ -84,7 +119,7 @@ def _plan(job: JobSpec, images: int, offers: list[Offer], rates: Rates) -> Plan:
     guard = max(float(TICK_S), *(s.batch_s for s in speeds))
     start = DISPATCH_LATENCY_S + max(o.startup_s for o in offers)
     seconds = (start + busy + guard) / (1 - SAFETY_SHARE)
-    return Plan(tuple(offers), seconds, fleet_cost_micros(offers, speeds, images))
+    return Plan(tuple(offers), seconds, fleet_cost_micros(job, offers, speeds, images))
 
 
 def singles(
@@ -184,10 +219,10 @@ def spot_cost_micros(
         if o.min_bid_usd_per_hour is None or not usable(o, job):
             continue
         speed = rates.speed(o, job)
-        spot = job_cost_micros(o, speed, job.total_images, interruptible=True)
+        spot = job_cost_micros(job, o, speed, job.total_images, interruptible=True)
         share = 1.0 if outlook is None else outlook.share(o.gpu)
         if share < 1.0:
-            steady = job_cost_micros(o, speed, job.total_images, interruptible=False)
+            steady = job_cost_micros(job, o, speed, job.total_images, interruptible=False)
             spot = math.ceil(share * spot + (1 - share) * steady)
         costs.append(spot)
     return min(costs) if costs else None
@@ -223,13 +258,17 @@ def plan_quote(
         spot=spot_cost_micros(job, offers, rates, outlook),
         promised=edf(backlog),  # sorted once; each check slots the new order in
     )
-    met = quoting.on_time(quoting.candidates(plans, every_alone))
+    candidates = quoting.candidates(plans, every_alone)
+    met = quoting.on_time(candidates)
     if not met:
-        quoting.earliest(plans)
+        quoting.earliest_in_budget(plans)
+    quoting.earliest([*plans, *candidates])
     quoting.waits(plans)
-    if not quoting.options:
+    quoting.extremes(plans)
+    options = quoting.options()
+    if not options:
         raise NoCapacity("no plan fits beside the work already promised; try later")
-    return quoting.options
+    return options
 
 
 class _Quoting:
@@ -264,7 +303,7 @@ class _Quoting:
         budget = constraints.max_price_per_image_usd
         self.budget_micros = None if budget is None else to_micros(budget)
         self.deadline = constraints.deadline
-        self.options: list[QuoteOption] = []
+        self.offered: list[_Offered] = []
 
     def price(self, plan: Plan, by: datetime) -> int:
         """Per image, margin included; interruptible pricing where the window allows it."""
@@ -292,24 +331,53 @@ class _Quoting:
         )
 
     def add(self, label: str, plan: Plan, by: datetime, per_image: int) -> None:
-        now = self.now
+        self.offered.append(_Offered(label, plan, by, per_image))
+
+    def meets_deadline(self, item: _Offered) -> bool:
+        return self.deadline is None or item.by <= self.deadline
+
+    def expected(self, plan: Plan, by: datetime) -> datetime:
+        """When ``plan``'s work would end if its machines were rented now: each renders at its
+        rate from when it is ready (dispatch latency + start-up), no reserve; never after the
+        promise ``by`` (where the backlog check counted on more machines than the plan's)."""
+        ready = sorted(
+            (DISPATCH_LATENCY_S + o.startup_s, self.rates.speed(o, self.job).images_per_s)
+            for o in plan.offers
+        )
+        # the machines ready first, k of them alone, would finish at (N + Σ r·ready) / Σ r;
+        # the fleet finishes at the least of these (a machine ready after that adds nothing)
+        rate = weighted = 0.0
+        finish = math.inf
+        for at, per_s in ready:
+            rate += per_s
+            weighted += per_s * at
+            finish = min(finish, (self.images + weighted) / rate)
+        return min(by, self.now + timedelta(seconds=math.ceil(finish)))
+
+    def options(self) -> list[QuoteOption]:
+        """What was offered, each once (see :func:`_distinct`), in the documented order."""
+        kept = _distinct(self.offered)
+        kept.sort(key=lambda i: (i.label not in ANSWERS, i.by, i.per_image, PRIORITY[i.label]))
+        return [self.option(item) for item in kept]
+
+    def option(self, item: _Offered) -> QuoteOption:
+        label, plan, by, per_image, now = item.label, item.plan, item.by, item.per_image, self.now
         digest = hashlib.sha256(
             f"{label}/{plan.offer.provider}/{plan.offer.offer_id}/{now.isoformat()}".encode()
         )
-        self.options.append(
-            QuoteOption(
-                option_id=f"opt-{digest.hexdigest()[:12]}",
-                label=label,
-                provider=plan.offer.provider,
-                gpu=canonical(plan.offer.gpu),
-                machines=plan.machines,
-                start_at=now,
-                completes_at=by,
-                price_per_image_usd=to_usd(per_image),
-                total_usd=to_usd(per_image * self.images),
-                meets_deadline=self.deadline is None or by <= self.deadline,
-                meets_budget=self.within_budget(per_image),
-            )
+        return QuoteOption(
+            option_id=f"opt-{digest.hexdigest()[:12]}",
+            label=label,
+            provider=plan.offer.provider,
+            gpu=canonical(plan.offer.gpu),
+            machines=plan.machines,
+            start_at=now,
+            expected_completion_at=self.expected(plan, by),
+            completes_at=by,
+            price_per_image_usd=to_usd(per_image),
+            total_usd=to_usd(per_image * self.images),
+            meets_deadline=self.meets_deadline(item),
+            meets_budget=self.within_budget(per_image),
         )
 
     def candidates(self, plans: list[Plan], every_alone: list[Plan]) -> list[Plan]:
@@ -357,28 +425,49 @@ class _Quoting:
             return False
         per_image, _, plan = best
         within = self.within_budget(per_image)
-        self.add(
-            "requested" if within else "cheapest", plan, deadline or plan.completes(now), per_image
-        )
+        label = REQUESTED if within else CHEAPEST
+        self.add(label, plan, deadline or plan.completes(now), per_image)
         return within
 
-    def earliest(self, plans: list[Plan]) -> None:
-        """Offer the earliest plan within budget, promised when it completes."""
-        now = self.now
+    def earliest_in_budget(self, plans: list[Plan]) -> None:
+        """Where the terms cannot both be met: the earliest plan within the budget (after the
+        deadline: one on time and within budget would have been ``requested``), promised
+        when it completes."""
+        if self.budget_micros is None:
+            return  # no budget: the earliest at any price is the answer
+        now, deadline = self.now, self.deadline
         affordable = [
             (self.price(p, p.completes(now)), p)
             for p in plans
-            if self.within_budget(self.price(p, p.completes(now)))
+            if deadline is None or p.completes(now) > deadline
         ]
+        affordable = [(c, p) for c, p in affordable if self.within_budget(c)]
         for per_image, plan in sorted(affordable, key=lambda cp: (cp[1].seconds, cp[0])):
             if self.keeps(plan.completes(now), plan):
-                self.add("earliest", plan, plan.completes(now), per_image)
+                self.add(EARLIEST_IN_BUDGET, plan, plan.completes(now), per_image)
+                return
+
+    def earliest(self, plans: list[Plan]) -> None:
+        """Offer the earliest plan at any price, promised when it completes: only where it
+        completes before the answer to the request (else that answer is the earliest), and
+        never priced below it (a faster promise leaves the dispatch less room; and the price
+        on time stays that of the answer, which only falls as the market grows)."""
+        now = self.now
+        answer = next((i for i in self.offered if i.label in (REQUESTED, CHEAPEST)), None)
+        for plan in sorted(plans, key=lambda p: (p.seconds, p.cost_micros, p.offer.offer_id)):
+            by = plan.completes(now)
+            if answer is not None and by >= answer.by:
+                return
+            if self.keeps(by, plan):
+                per_image = self.price(plan, by)
+                floor = 0 if answer is None else answer.per_image
+                self.add(EARLIEST, plan, by, max(per_image, floor))
                 return
 
     def waits(self, plans: list[Plan]) -> None:
         """Offer "cheaper if you can wait" options, each only where cheaper than every option
         already given."""
-        cheapest = min((to_micros(o.price_per_image_usd) for o in self.options), default=None)
+        cheapest = min((i.per_image for i in self.offered), default=None)
         plan = min(plans, key=lambda p: (p.cost_micros, p.seconds))
         for days, label in WAIT_OPTIONS:
             by = self.now + timedelta(days=days)
@@ -390,3 +479,62 @@ class _Quoting:
             if self.keeps(by, plan):
                 self.add(label, plan, by, per_image)
                 cheapest = per_image
+
+    def extremes(self, plans: list[Plan]) -> None:
+        """Where neither term can be met by any option (no plan on time, none within budget,
+        even by waiting), say how far off each is: the earliest option becomes ``fastest``
+        (the soonest finish, at its price), and ``lowest_price`` is the lowest price at the
+        earliest it can be had: the cheapest plan promised when it completes, or the cheapest
+        "wait" option where waiting is cheaper still (which it then replaces)."""
+        if self.deadline is None or self.budget_micros is None:
+            return  # a term not asked for never fails
+        if any(self.meets_deadline(i) or self.within_budget(i.per_image) for i in self.offered):
+            return
+        offered = self.offered
+        self.offered = [_relabel(i, FASTEST) if i.label == EARLIEST else i for i in offered]
+        plan = min(plans, key=lambda p: (p.cost_micros, p.seconds))
+        by = plan.completes(self.now)
+        lowest = [i for i in self.offered if i.label.startswith(WAIT_PREFIX)]
+        if self.keeps(by, plan):
+            lowest.append(_Offered(LOWEST_PRICE, plan, by, self.price(plan, by)))
+        if not lowest:
+            return
+        best = min(lowest, key=lambda i: (i.per_image, i.by))
+        self.offered = [i for i in self.offered if i is not best]
+        self.add(LOWEST_PRICE, best.plan, best.by, best.per_image)
+
+
+@dataclass(frozen=True)
+class _Offered:
+    """An option before it is written out: its label, the plan it was priced on, its promise
+    and its price per image (micro-dollars, margin included)."""
+
+    label: str
+    plan: Plan
+    by: datetime
+    per_image: int
+
+
+def _relabel(item: _Offered, label: str) -> _Offered:
+    return _Offered(label, item.plan, item.by, item.per_image)
+
+
+def _distinct(offered: list[_Offered]) -> list[_Offered]:
+    """Each trade-off once: an option that another finishes as early (or earlier) at as low
+    (or lower) a price is left out; of two identical ones, the one whose label comes first in
+    :data:`PRIORITY` is kept. The answer to the request (``requested`` / ``cheapest``) is
+    always kept: it is what the customer asked for, even when a faster option costs the same.
+    """
+    ranked = sorted(offered, key=lambda i: PRIORITY[i.label])
+    kept = []
+    for rank, item in enumerate(ranked):
+        beaten = any(
+            other.by <= item.by
+            and other.per_image <= item.per_image
+            and (other.by < item.by or other.per_image < item.per_image or j < rank)
+            for j, other in enumerate(ranked)
+            if other is not item
+        )
+        if item.label in (REQUESTED, CHEAPEST) or not beaten:
+            kept.append(item)
+    return kept

@@ -151,6 +151,88 @@ def png_bytes(width: int, height: int) -> Decimal:
     return PNG_BYTES_PER_PIXEL * width * height
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What serving uses, in AWS's billing units, before prices."""
+
+    lambda_gb_s: Decimal = Decimal(0)
+    lambda_requests: int = 0
+    transitions: int = 0
+    wru: Decimal = Decimal(0)
+    rru: Decimal = Decimal(0)
+    s3_puts: int = 0
+    s3_gets: int = 0
+    stored_gb_months: Decimal = Decimal(0)
+    sqs_requests: Decimal = Decimal(0)
+    gb_out: Decimal = Decimal(0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
+    def priced(self) -> ServingCost:
+        return ServingCost(
+            lambda_usd=self.lambda_gb_s * LAMBDA_USD_PER_GB_S
+            + self.lambda_requests * LAMBDA_USD_PER_REQUEST,
+            step_functions_usd=self.transitions * SFN_USD_PER_TRANSITION,
+            dynamodb_usd=self.wru * DDB_USD_PER_WRU + self.rru * DDB_USD_PER_RRU,
+            s3_requests_usd=self.s3_puts * S3_USD_PER_PUT + self.s3_gets * S3_USD_PER_GET,
+            s3_storage_usd=self.stored_gb_months * S3_USD_PER_GB_MONTH,
+            sqs_usd=self.sqs_requests * SQS_USD_PER_REQUEST,
+            data_out_usd=self.gb_out * DATA_OUT_USD_PER_GB,
+        )
+
+
+_RENDER_GB = Decimal(RENDER_MEMORY_MB) / 1024
+_RUN_READ_RRU = Decimal("0.5")
+# A machine whose start-up is unknown polls its whole ready timeout.
+BOUND_POLLS = math.ceil(READY_TIMEOUT_S / POLL_INTERVAL_S)
+
+
+def machines_usage(machine_seconds: float, machines: int, *, polls: int | None = None) -> Usage:
+    """The charges that come with renting: the render step for every second held, the
+    short steps, the state machine's transitions, the run's own reads and writes, the empty
+    receives that end a run. ``polls``: WaitReady polls in all (unknown: every machine polls
+    its whole ready timeout)."""
+    if machine_seconds < 0 or machines < 0:
+        raise ValueError("images, machines and machine_seconds must not be negative")
+    polls = machines * BOUND_POLLS if polls is None else polls
+    # every machine ends in a slice of its own; the rest follow from the time held
+    slices = math.ceil(machine_seconds / RENDER_SLICE_S) + machines
+    held = Decimal(str(machine_seconds)) + machines * FIXED_STEP_LAMBDA_S
+    return Usage(
+        lambda_gb_s=held * _RENDER_GB,
+        lambda_requests=machines * 3 + polls + slices,
+        transitions=machines * FIXED_TRANSITIONS
+        + polls * TRANSITIONS_PER_POLL
+        + slices * TRANSITIONS_PER_SLICE,
+        wru=Decimal((machines * RUN_WRITES + slices) * RUN_ITEM_KB),
+        rru=(machines * 5 + polls + slices) * _RUN_READ_RRU,
+        sqs_requests=Decimal(machines * SQS_REQUESTS_PER_RUN),
+    )
+
+
+def images_usage(images: int, width: int, height: int, images_per_task: int = 1) -> Usage:
+    """The charges that come with each image: its S3 object (put, kept, fetched, sent out),
+    its DynamoDB transaction, and its task's queue requests and order writes."""
+    if images < 0:
+        raise ValueError("images, machines and machine_seconds must not be negative")
+    if images_per_task < 1:
+        raise ValueError("images_per_task must be at least 1")
+    tasks = math.ceil(images / images_per_task)
+    gigabytes = images * png_bytes(width, height) / BYTES_PER_GB
+    return Usage(
+        wru=Decimal(
+            images * TRANSACTION_WRU_PER_KB * (IMAGE_ROW_KB + ORDER_ITEM_KB) + tasks * ORDER_ITEM_KB
+        ),
+        rru=tasks * READS_RRU_PER_TASK + images * LIST_RRU_PER_IMAGE,
+        s3_puts=images,
+        s3_gets=images * DOWNLOADS_PER_IMAGE,
+        stored_gb_months=gigabytes * RETENTION_MONTHS,
+        sqs_requests=tasks * SQS_REQUESTS_PER_TASK,
+        gb_out=gigabytes * DOWNLOADS_PER_IMAGE,
+    )
+
+
 def serving_breakdown(
     *,
     images: int,
@@ -166,51 +248,42 @@ def serving_breakdown(
     machines, start-up included).
 
     ``startup_seconds`` (summed over machines) sets how long WaitReady polls; unknown, every
-    machine is taken to poll its whole ready timeout (or all its time, where shorter).
-    ``images_per_task``: the batch each SQS task carries; 1 (the most requests) if unknown."""
-    if images < 0 or machines < 0 or machine_seconds < 0:
-        raise ValueError("images, machines and machine_seconds must not be negative")
-    if images_per_task < 1:
-        raise ValueError("images_per_task must be at least 1")
-    held = Decimal(str(machine_seconds))
-    polling = (
-        min(machine_seconds, machines * READY_TIMEOUT_S)
+    machine is taken to poll its whole ready timeout. ``images_per_task``: the batch each SQS
+    task carries; 1 (the most requests) if unknown."""
+    polls = (
+        None
         if startup_seconds is None
-        else min(machine_seconds, max(0.0, startup_seconds))
+        else math.ceil(min(machine_seconds, max(0.0, startup_seconds)) / POLL_INTERVAL_S)
     )
-    polls = math.ceil(polling / POLL_INTERVAL_S)
-    # every machine ends in a slice of its own; the rest follow from the time held
-    slices = math.ceil(machine_seconds / RENDER_SLICE_S) + machines if machines else 0
-    tasks = math.ceil(images / images_per_task)
-    gb = Decimal(RENDER_MEMORY_MB) / 1024
-    lambda_s = held + machines * FIXED_STEP_LAMBDA_S
-    invocations = machines * 3 + polls + slices
-    lambda_usd = lambda_s * gb * LAMBDA_USD_PER_GB_S + invocations * LAMBDA_USD_PER_REQUEST
-    transitions = (
-        machines * FIXED_TRANSITIONS + polls * TRANSITIONS_PER_POLL + slices * TRANSITIONS_PER_SLICE
+    usage = machines_usage(machine_seconds, machines, polls=polls) + images_usage(
+        images, width, height, images_per_task
     )
-    wru = (
-        images * TRANSACTION_WRU_PER_KB * (IMAGE_ROW_KB + ORDER_ITEM_KB)
-        + tasks * ORDER_ITEM_KB
-        + (machines * RUN_WRITES + slices) * RUN_ITEM_KB
-    )
-    rru = (
-        tasks * READS_RRU_PER_TASK
-        + images * LIST_RRU_PER_IMAGE
-        + (machines * 5 + polls + slices) * Decimal("0.5")
-    )
-    gigabytes = images * png_bytes(width, height) / BYTES_PER_GB
-    downloads = images * DOWNLOADS_PER_IMAGE
-    return ServingCost(
-        lambda_usd=lambda_usd,
-        step_functions_usd=transitions * SFN_USD_PER_TRANSITION,
-        dynamodb_usd=wru * DDB_USD_PER_WRU + rru * DDB_USD_PER_RRU,
-        s3_requests_usd=images * S3_USD_PER_PUT + downloads * S3_USD_PER_GET,
-        s3_storage_usd=gigabytes * RETENTION_MONTHS * S3_USD_PER_GB_MONTH,
-        sqs_usd=(tasks * SQS_REQUESTS_PER_TASK + machines * SQS_REQUESTS_PER_RUN)
-        * SQS_USD_PER_REQUEST,
-        data_out_usd=gigabytes * DOWNLOADS_PER_IMAGE * DATA_OUT_USD_PER_GB,
-    )
+    return usage.priced()
+
+
+def machine_usd(held_seconds: float, polls: int | None = None) -> Decimal:
+    """AWS's charges for renting one machine held ``held_seconds`` (``polls``: its WaitReady
+    polls; unknown, its whole ready timeout). Summed over a fleet's machines, never less than
+    :func:`serving_breakdown` counts for the fleet (each machine's slices rounded up on its
+    own)."""
+    return machines_usage(held_seconds, 1, polls=polls).priced().total_usd
+
+
+def images_usd(images: int, width: int, height: int, images_per_task: int = 1) -> Decimal:
+    """AWS's charges that come with ``images`` images, whatever renders them."""
+    return images_usage(images, width, height, images_per_task).priced().total_usd
+
+
+# machine_usd(h) = MACHINE_USD_FIXED + MACHINE_USD_PER_S * h + MACHINE_USD_PER_SLICE *
+# ceil(h / RENDER_SLICE_S): the same sum, in a form numpy can take for many h at once
+# (planner/fleets.py)
+MACHINE_USD_FIXED = machine_usd(0)
+MACHINE_USD_PER_SLICE = (
+    machines_usage(RENDER_SLICE_S, 0).priced().total_usd
+    - machines_usage(0, 0).priced().total_usd
+    - RENDER_SLICE_S * _RENDER_GB * LAMBDA_USD_PER_GB_S
+)
+MACHINE_USD_PER_S = _RENDER_GB * LAMBDA_USD_PER_GB_S
 
 
 def serving_cost_usd(

@@ -17,6 +17,7 @@ from subconscious.dal.prices import MarketHistory, PriceCache, ThroughputCorrect
 from subconscious.dal.quotes import QuoteStore
 from subconscious.dal.runs import RunStore
 from subconscious.dal.tenants import TenantStore
+from subconscious.dal.webhooks import WebhookQueue, WebhookStore
 from subconscious.dal.work_queue import WorkQueue
 from subconscious.services import Services
 
@@ -41,8 +42,13 @@ def _static_checks(client: object, orders: m.MemoryOrders) -> None:
         m.MemoryIdempotency(),
         Idempotency(lambda: persistence_layer("t", AwsClients().client("dynamodb"))),
     ]
+    webhooks: list[i.WebhookStoreProtocol] = [m.MemoryWebhooks(), WebhookStore("t", client)]
+    webhook_queues: list[i.WebhookQueueProtocol] = [
+        m.MemoryWebhookQueue(),
+        WebhookQueue("u", client),
+    ]
     del tenants, quotes, order_stores, images, runs, queues, buckets, prices
-    del corrections, history, executions, idempotency
+    del corrections, history, executions, idempotency, webhooks, webhook_queues
 
 
 PROTOCOLS = {
@@ -59,6 +65,9 @@ PROTOCOLS = {
     "history": i.MarketHistoryProtocol,
     "executions": i.RunExecutionsProtocol,
     "idempotency": i.IdempotencyProtocol,
+    "webhooks": i.WebhookStoreProtocol,
+    "webhook_queue": i.WebhookQueueProtocol,
+    "webhook_http": i.WebhookHttpProtocol,
 }
 
 

@@ -7,7 +7,8 @@ from botocore.exceptions import ClientError
 
 from subconscious.dal._dynamo import is_condition_failure
 from subconscious.errors import BadRequest, QuoteAlreadyAccepted
-from subconscious.models import EndReason, OrderState
+from subconscious.models import EndReason, OrderState, RunShare
+from subconscious.models.tenancy import Principal, Role
 from subconscious.services import Services
 
 from .conftest import order, quote
@@ -161,3 +162,38 @@ def test_page_tokens_walk_the_rows_and_skip_given_up_ones(stores: Services) -> N
 def test_page_refuses_tokens_it_did_not_give(stores: Services, token: str) -> None:
     with pytest.raises(BadRequest):
         stores.images.page("t-1", "o-1", 10, token)
+
+
+def test_a_tenant_record_carries_its_role(stores: Services) -> None:
+    stores.tenants.add_key("t-1", "sk_customer")
+    stores.tenants.add_key("ops", "sk_operator", name="ops", role=Role.OPERATOR)
+    assert stores.tenants.principal_for_key("sk_customer") == Principal("t-1", Role.CUSTOMER)
+    assert stores.tenants.principal_for_key("sk_operator") == Principal("ops", Role.OPERATOR)
+    assert stores.tenants.principal_for_key("sk_unknown") is None
+    assert stores.tenants.tenant_for_key("sk_operator") == "ops"
+
+
+def test_orders_accumulate_aws_charges_beside_gpu_spend(stores: Services) -> None:
+    stores.orders.create_or_resume("t-1", order(), "key-1")
+    stores.orders.add_spend("t-1", "o-1", 150, aws_micros=40)
+    after = stores.orders.add_spend("t-1", "o-1", 50, aws_micros=2)
+    assert (after.spend_micros, after.aws_micros) == (200, 42)
+    assert (after.gpu_cost_micros, after.aws_cost_micros) == (200, 42)
+
+
+def test_a_runs_share_is_set_once_per_run_and_needs_the_order(stores: Services) -> None:
+    stores.orders.create_or_resume("t-1", order(), "key-1")
+    stores.orders.set_run_cost("t-1", "o-1", "r-1", 1_000, 30)
+    stores.orders.set_run_cost("t-1", "o-1", "r-1", 1_000, 30)  # a retried record
+    stores.orders.set_run_cost("t-1", "o-1", "r-2", 7, 1)
+    got = stores.orders.get("t-1", "o-1")
+    assert got is not None
+    assert got.run_costs == {
+        "r-1": RunShare(gpu_micros=1_000, aws_micros=30),
+        "r-2": RunShare(gpu_micros=7, aws_micros=1),
+    }
+    assert (got.gpu_cost_micros, got.aws_cost_micros) == (1_007, 31)
+    with pytest.raises(ClientError) as missing:
+        stores.orders.set_run_cost("t-1", "o-404", "r-1", 1, 1)
+    assert is_condition_failure(missing.value)
+    assert stores.orders.get("t-1", "o-404") is None  # no order made up by the write

@@ -237,15 +237,20 @@ def test_order_out() -> None:
         "price_per_image_usd": Decimal("0.000124"),
         "total_usd": Decimal("0.0124"),
         "charge_usd": Decimal("0.006820"),  # 55 delivered x price: the given-up 5 are free
-        "spend_usd": Decimal("1.234567"),
+        # no spend_usd: our GPU cost (1.234567 here) is not the customer's business
         "promised_at": NOW + timedelta(hours=1),
         "eta": out.eta,  # 40 images neither delivered nor given up: checked below
+        "held_until": None,
+        "held_reason": None,
         "end_reason": None,
         "ended_at": None,
         "created_at": NOW - timedelta(minutes=5),
         "updated_at": NOW - timedelta(minutes=1),
+        "webhook_url": None,
     }
-    assert type(out.spend_usd) is Decimal
+    assert type(out.charge_usd) is Decimal
+    hooked = order(job(4), [0], webhook_url="https://hooks.example.com/x")
+    assert order_out(hooked, NOW).webhook_url == "https://hooks.example.com/x"
     assert out.eta is not None
     assert (out.eta - NOW).total_seconds() == pytest.approx(
         _eta_40_left_on_a_4090().total_seconds()
@@ -278,4 +283,4 @@ def test_an_ended_order_shows_why_and_charges_only_what_it_delivered() -> None:
 def test_order_out_of_a_finished_order_has_no_eta() -> None:
     out = order_out(order(job(), [0], OrderState.COMPLETED, images_done=4), NOW)
     assert out.eta is None
-    assert out.spend_usd == Decimal("0.000000")
+    assert out.charge_usd == Decimal("0.000124") * 4

@@ -312,6 +312,7 @@ def option(option_id: str, *, deadline: bool, budget: bool) -> QuoteOption:
         provider="fake",
         gpu="RTX 4090",
         start_at=NOW,
+        expected_completion_at=NOW + timedelta(minutes=40),
         completes_at=NOW + timedelta(hours=1),
         price_per_image_usd=Decimal("0.001"),
         total_usd=Decimal("0.004"),
@@ -338,6 +339,17 @@ def test_stored_quote_loads_after_its_deadline() -> None:
     reloaded = Quote.model_validate_json(quote.model_dump_json())
     assert reloaded == quote
     assert reloaded.constraints.deadline == datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def test_an_option_stored_before_expected_completion_reads_it_as_the_promise() -> None:
+    stored = option("opt-a", deadline=True, budget=True).model_dump(mode="json")
+    del stored["expected_completion_at"]
+    reloaded = QuoteOption.model_validate(stored)
+    assert reloaded.expected_completion_at == reloaded.completes_at == NOW + timedelta(hours=1)
+    sooner = QuoteOption.model_validate(
+        {**stored, "expected_completion_at": (NOW + timedelta(minutes=20)).isoformat()}
+    )
+    assert sooner.expected_completion_at == NOW + timedelta(minutes=20)
 
 
 def test_quote_feasible_and_option_lookup() -> None:

@@ -64,10 +64,10 @@ def test_cards_rarely_interruptible_in_the_history_are_priced_nearer_on_demand()
     assert always == today
     assert today < rarely <= never
     on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
-    [od] = plan_quote(
+    od, *_ = plan_quote(
         founding_job(), Constraints(deadline=END_OF_DAY), on_demand, NOW, MARGIN, RATES
     )
-    assert never <= od.price_per_image_usd
+    assert od.label == "requested" and never <= od.price_per_image_usd
 
 
 def test_outlook_dates_round_trip_in_utc() -> None:

@@ -4,6 +4,7 @@ the cited list prices, how it scales, and that its counts still match the code t
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,13 @@ from subconscious.settings import Settings
 
 # 10 SD 1.5 images at 512x512 on one machine held 1000 s, start-up unknown (so it polls its
 # whole 900 s ready timeout: 60 polls); slices: ceil(1000 / 540) + 1 = 3; tasks: 10.
-CASE = {"images": 10, "width": 512, "height": 512, "machine_seconds": 1000.0, "machines": 1}
+CASE: dict[str, Any] = {
+    "images": 10,
+    "width": 512,
+    "height": 512,
+    "machine_seconds": 1000.0,
+    "machines": 1,
+}
 
 
 def test_each_component_worked_by_hand() -> None:
@@ -80,6 +87,8 @@ def test_nothing_served_costs_nothing() -> None:
 def test_negative_quantities_are_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         serving_cost_usd(images=-1, width=512, height=512, machine_seconds=0, machines=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        serving_cost_usd(images=1, width=512, height=512, machine_seconds=-1, machines=1)
     with pytest.raises(ValueError, match="images_per_task"):
         serving_breakdown(**CASE, images_per_task=0)
 

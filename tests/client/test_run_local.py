@@ -1,0 +1,67 @@
+"""`subconscious run` of the founding example (1000 images from 10 prompts by the end of the day,
+under 3 cents an image) on the local stack: it ends with the images and the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from infra.local.emulated_market import MachineFaults
+from infra.local.stack import LocalStack
+from subconscious import services as services_module
+from subconscious.render.png import png_size
+from subconscious_cli.main import main
+
+pytestmark = pytest.mark.e2e
+
+PROMPTS = [f"founding prompt {i}: a lighthouse at dawn, style {i}" for i in range(10)]
+
+
+@pytest.fixture
+def stack() -> Iterator[LocalStack]:
+    saved = dict(os.environ)
+    local = LocalStack(
+        dispatch_every_s=0.5,
+        default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=200),
+    ).start()
+    try:
+        yield local
+    finally:
+        local.stop(drain_s=30)
+        os.environ.clear()
+        os.environ.update(saved)
+        services_module.reset()
+
+
+def test_run_of_the_founding_example_ends_with_images_and_manifest(
+    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "by the end of the day"; this late in the evening, by the end of tomorrow
+    deadline = "eod" if datetime.now().astimezone().hour < 22 else "tomorrow 23:59"
+    out = tmp_path / "images"
+    argv = ["--api-url", stack.api_url, "--api-key", stack.api_key, "run"]
+    for prompt in PROMPTS:
+        argv += ["--prompt", prompt]
+    argv += ["--count", "100", "--deadline", deadline, "--max-price", "0.03"]
+    argv += ["--out", str(out), "--poll", "0.3", "--timeout", "180"]
+
+    code = main(argv)
+
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    assert "state completed" in printed
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 1000
+    assert all(png_size(p.read_bytes()) == (512, 512) for p in pngs)
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").open()]
+    assert sorted(m["file"] for m in manifest) == [p.name for p in pngs]
+    assert {m["prompt"] for m in manifest} == set(PROMPTS)
+    assert len({m["order_id"] for m in manifest}) == 1
+    for entry in manifest:
+        assert PROMPTS[entry["prompt_index"]] == entry["prompt"]
+        assert entry["file"] == f"{entry['prompt_index']:03d}-{entry['seed']}.png"
