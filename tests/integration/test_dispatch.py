@@ -297,6 +297,11 @@ def test_a_machine_overdue_from_its_start_up_is_not_taken_as_rendering() -> None
     assert machine(rendering, now).ready_at == now
 
 
+# On-demand work that can wait waits (Uniform Progress: on-demand capacity only once the
+# promises need it); a promise under MIN_DEFER_WINDOW away cannot wait, so a tick rents for it.
+SOON = timedelta(hours=2, minutes=30)
+
+
 def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_told(
     aws: Created, market: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,7 +309,8 @@ def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_to
     monkeypatch.setenv("SUBC_WORKER_CHECKPOINT", "runwayml/stable-diffusion-v1-5")
     svc = install_services(market)
     now = datetime.now(UTC)
-    _accept_requested(svc, 5000, now, timedelta(hours=12))
+    # due within hours: this market has no interruptible capacity to wait for, so it rents now
+    _accept_requested(svc, 5000, now, SOON)
 
     tick(svc, now)
 
@@ -322,7 +328,7 @@ def test_on_the_lean_worker_a_long_backlog_is_compiled_for_and_the_machine_is_to
 
 def test_automatic1111_machines_get_no_worker_settings(svc: Services, market: FakeProvider) -> None:
     now = datetime.now(UTC)
-    _accept_requested(svc, 5000, now, timedelta(hours=12))
+    _accept_requested(svc, 5000, now, SOON)
     tick(svc, now)
     [run] = list(svc.runs.live())
     assert run.compile_shapes == () and run.compile_s == 0

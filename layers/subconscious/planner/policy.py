@@ -12,7 +12,8 @@ orders sharing machines:
    deadline, or the backlog holds enough work to pay a start-up back, rent interruptible
    capacity if any is offered (else on-demand), cheapest per image first.
 3. **Batching.** Small work waits, while it could still wait ``DEFER_S`` and be on time, so
-   that one start-up serves many orders.
+   that one start-up serves many orders; so does work that only on-demand capacity would
+   render now (Uniform Progress: on-demand only once the promises need it).
 4. **Caps.** Never more than ``max_machines`` machines, never more than
    ``max_spend_micros_per_hour`` per hour across them; idle machines are released.
 
@@ -29,7 +30,13 @@ from datetime import datetime, timedelta
 
 from subconscious.models import JobSpec, Offer
 from subconscious.models.servers import WorkerKind
-from subconscious.planner.costs import Rates, memory_needed, price_micros_per_hour
+from subconscious.planner.costs import (
+    DEFAULT_PREEMPTIONS_PER_HOUR,
+    TEARDOWN_S,
+    Rates,
+    memory_needed,
+    price_micros_per_hour,
+)
 from subconscious.planner.workers import (
     MAX_COMPILE_SHAPES,
     compile_pays,
@@ -208,21 +215,48 @@ def _backlog_cost(
     return price_micros_per_hour(offer, interruptible) * seconds / 3600
 
 
-def _candidates(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> list[Offer]:
-    """Offers every open job can run on (a machine renders whatever task comes next), the
-    cheapest for the whole backlog first."""
+def _rental_cost(
+    offer: Offer, interruptible: bool, mix: list[tuple[JobSpec, int]], rates: Rates
+) -> float:
+    """What renting this machine to render the whole backlog would cost (micro-dollars): its
+    start-up, the rendering and teardown, and for an interruptible one its expected preemption
+    losses (each a new start-up and the batch in flight) at the rate the quote assumes. For a
+    small backlog the start-up is most of it: a card fast per image but dear per hour costs
+    more than a slow cheap one (a 4090 for 65 images), and the ranking must say so."""
+    seconds = sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
+    held = offer.startup_s + seconds + TEARDOWN_S
+    if interruptible:
+        batch_s = max(rates.speed(offer, job).batch_s for job, _ in mix)
+        held += DEFAULT_PREEMPTIONS_PER_HOUR * held / 3600 * (offer.startup_s + batch_s)
+    return price_micros_per_hour(offer, interruptible) * held / 3600
+
+
+def _fits(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> list[Offer]:
     taken = {m.offer.offer_id for m in state.machines}
     need = memory_needed(jobs)
-    fit = [
+    return [
         o
         for o in state.offers
         if o.offer_id not in taken
         and (not interruptible or o.min_bid_usd_per_hour is not None)
         and o.gpu_memory_gb >= need
     ]
+
+
+def _ranked(
+    state: PlanState, jobs: list[JobSpec], *, interruptible: bool, on_demand: bool = True
+) -> list[tuple[Offer, bool]]:
+    """(offer, interruptible) rentals every open job can run on, in one ranking by what each
+    would cost for the whole backlog (:func:`_rental_cost`): an interruptible machine is not
+    preferred for being interruptible, only where it is cheaper (a market whose bids are 90 %
+    of on-demand, or whose cheapest card per image has no interruptible mode)."""
     mix = _mix(edf(state.orders)) or [(jobs[0], 1)]
+    pairs = [(o, True) for o in _fits(state, jobs, True)] if interruptible else []
+    if on_demand:
+        pairs += [(o, False) for o in _fits(state, jobs, False)]
     return sorted(
-        fit, key=lambda o: (_backlog_cost(o, interruptible, mix, state.rates), o.offer_id)
+        pairs,
+        key=lambda p: (_rental_cost(p[0], p[1], mix, state.rates), p[0].offer_id, p[1]),
     )
 
 
@@ -259,7 +293,7 @@ def _decide(
 
     # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
     # no fleet and the backlog holds enough work to pay a start-up back (batching).
-    spot = bool(_candidates(state, jobs, interruptible=True))
+    spot = bool(_fits(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
     # Waiting for company is worth it only with real slack: a promise that could not survive
@@ -357,8 +391,7 @@ def _cheaper(
     mix = _mix(orders)
     dearest = max(_backlog_cost(m.offer, m.interruptible, mix, state.rates) for m in fleet)
     budget = state.limits.max_spend_micros_per_hour - _hourly(billed)
-    spot = [(o, True) for o in _candidates(state, jobs, True)]
-    for offer, interruptible in [*spot, *((o, False) for o in _candidates(state, jobs, False))]:
+    for offer, interruptible in _ranked(state, jobs, interruptible=True):
         price = price_micros_per_hour(offer, interruptible)
         if price > budget:
             continue
@@ -452,8 +485,13 @@ def keepable(
             o.offer_id,
         )
     )
-    room = limits.max_machines - len(machines)
-    budget = limits.max_spend_micros_per_hour - _hourly(machines)
+    # The case this guards against is every interruptible machine gone at once (a pool's
+    # capacity goes as one): then their slots and their spend are free for the on-demand
+    # machines that replace them. Counting them as taken made the net hedge a fleet of
+    # interruptible machines with every on-demand slot left, at once, in a calm market.
+    steady = [m for m in machines if not m.interruptible]
+    room = limits.max_machines - len(steady)
+    budget = limits.max_spend_micros_per_hour - _hourly(steady)
     at = now + timedelta(seconds=delay_s)
     added = preferred = 0
     # one check with every machine the caps allow; if that fails, one with the preferred
@@ -477,12 +515,15 @@ def keepable(
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:
     """The backlog's rendering on the cheapest machine would be at least AMORTIZE start-ups
-    long: renting now costs little more per image than waiting for more work would."""
-    spot = _candidates(state, jobs, interruptible=True)
-    best = spot or _candidates(state, jobs, interruptible=False)
-    if not best:
+    long: renting now costs little more per image than waiting for more work would. Never
+    when that machine is on-demand: while the promises can still wait (the caller's check),
+    Uniform Progress rents on-demand capacity only once they need it, and meanwhile waits for
+    interruptible capacity to come back (a market with a pool down for an hour at a fifth of
+    the price paid five times as much for renting at once)."""
+    best = _ranked(state, jobs, interruptible=True)
+    if not best or not best[0][1]:
         return False
-    offer = best[0]
+    offer = best[0][0]
     work_s = sum(state.rates.speed(offer, o.job).seconds(o.images_left) for o in orders)
     return work_s >= AMORTIZE * offer.startup_s
 
@@ -510,8 +551,7 @@ def _rent_until(
     # a safety-net machine must not vanish: only on-demand counts towards it
     # (a copy either way: both lists grow by each machine rented below)
     counted = [m for m in planned if not m.interruptible] if why == "safety net" else list(planned)
-    candidates = [(o, True) for o in _candidates(state, jobs, True)] if interruptible else []
-    candidates += [(o, False) for o in _candidates(state, jobs, False)]
+    candidates = _ranked(state, jobs, interruptible=interruptible)
     for offer, spot in candidates:
         done = feasible(orders, counted, state.rates, state.now)
         if done and (decisions or not at_least_one):

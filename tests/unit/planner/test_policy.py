@@ -88,9 +88,17 @@ def test_enough_work_rents_interruptible_while_slack_allows() -> None:
     assert decision.offer == CHEAP and decision.interruptible
 
 
-def test_without_interruptible_offers_enough_work_rents_on_demand() -> None:
-    [decision] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY])))
+def test_without_interruptible_offers_work_waits_while_it_can_then_rents_on_demand() -> None:
+    """Uniform Progress (Can't Be Late): on-demand capacity only once the promises need it.
+    Work that could wait rented on-demand machines as soon as it paid a start-up back, in
+    markets whose interruptible capacity came back within the hour at a fifth of the price."""
+    [waits] = decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY]))
+    assert isinstance(waits, Wait)
+    [decision] = rents(decide(state([order(5000, timedelta(hours=2))], [ON_DEMAND_ONLY])))
     assert decision.offer == ON_DEMAND_ONLY and not decision.interruptible
+    # the same work with interruptible capacity on offer rents it at once
+    [spot] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY, CHEAP])))
+    assert spot.offer == CHEAP and spot.interruptible
 
 
 def test_a_tight_promise_starts_at_once_even_for_little_work() -> None:
@@ -345,3 +353,48 @@ def test_renting_for_work_one_machine_cannot_finish_rents_enough_at_once() -> No
     ]
     assert feasible(work, fleet, RATES, NOW)
     assert not feasible(work, fleet[:1], RATES, NOW)
+
+
+def test_a_small_backlog_goes_to_the_machine_cheapest_to_start_and_render_it() -> None:
+    """Rentals were ranked by rendering cost alone, interruptible first: 65 images due soon
+    went to an interruptible 4090 whose start-up alone cost more than a V100 rendering them
+    on-demand, and the order ended over its quote (a market with short available runs)."""
+    v100 = offer("v100", "V100 16GB", "0.0956", memory=16)
+    fast = offer("4090", "RTX 4090", "0.40", bid="0.12")
+    small = [order(65, timedelta(minutes=40))]
+    [decision] = rents(decide(state(small, [fast, v100])))
+    assert decision.offer == v100 and not decision.interruptible
+    # with hours of rendering the 4090's bid is the cheaper rental again
+    big = [order(20_000, timedelta(days=1))]
+    [decision] = rents(decide(state(big, [fast, v100])))
+    assert decision.offer == fast and decision.interruptible
+
+
+def test_an_interruptible_bid_is_not_preferred_for_being_interruptible() -> None:
+    """Where bids are 90 % of on-demand, the same card on-demand elsewhere can be cheaper."""
+    cheap_od = offer("3090-od", price="0.10")
+    dear_bid = offer("3090-bid", price="0.20", bid="0.18")
+    [decision] = rents(decide(state([order(5000, timedelta(hours=2))], [dear_bid, cheap_od])))
+    assert decision.offer == cheap_od and not decision.interruptible
+
+
+def test_the_net_counts_the_slots_interruptible_machines_would_free_when_they_vanish() -> None:
+    """Two interruptible 3090s are on track. If both vanish, two on-demand 3090s rented a
+    tick later still make it, in the very slots they leave: no hedge. Counting their slots as
+    taken left one on-demand machine for the net, which then hedged at once."""
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    work = [order(int(per_s * 8000), timedelta(hours=2))]
+    spot = [
+        LiveMachine("s1", CHEAP, True, NOW),
+        LiveMachine("s2", offer("3090-b", bid="0.08"), True, NOW),
+    ]
+    offers = [ON_DEMAND_ONLY, offer("3090-od2")]
+    limits = Limits(max_machines=3)
+    assert keepable(work, spot, offers, RATES, NOW, limits, delay_s=60)
+    assert not keepable(work, spot, offers[:1], RATES, NOW, limits, delay_s=60)
+    [decision] = decide(state(work, offers, spot, limits=limits))
+    assert isinstance(decision, Wait) and "on track" in decision.reason
+    # an on-demand machine holds its slot until it is gone (here: leaving, so no capacity)
+    leaving = LiveMachine("d1", offer("a4000", "RTX A4000", "0.15"), False, NOW, leaving=True)
+    steady = [leaving, *spot]
+    assert not keepable(work, steady, offers, RATES, NOW, Limits(max_machines=2), delay_s=60)
