@@ -22,7 +22,7 @@ PROMPTS = [f"founding prompt {i}: a lighthouse at dawn, style {i}" for i in rang
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    with running_stack() as local:
+    with running_stack(images_per_s=400) as local:
         yield local
 
 
@@ -36,7 +36,7 @@ def test_run_of_the_founding_example_ends_with_images_and_manifest(
     for prompt in PROMPTS:
         argv += ["--prompt", prompt]
     argv += ["--count", "100", "--deadline", deadline, "--max-price", "0.03"]
-    argv += ["--out", str(out), "--poll", "0.3", "--timeout", "180"]
+    argv += ["--out", str(out), "--poll", "0.5", "--timeout", "420"]
 
     code = main(argv)
 

@@ -455,7 +455,12 @@ def test_no_request_gets_a_5xx_or_an_undocumented_status(aws: Created, api_key: 
     def one_request(request: Request) -> None:
         status, body = send(request)
         where = f"{request.method} {request.path!r} -> {status}: {json.dumps(body)[:300]}"
-        assert status < 500, where
+        # The one 5xx a valid request may get: a quote when the orders already accepted (the
+        # fuzz accepts some, and nothing renders them here) leave no room; documented on the
+        # route, about the market and the backlog, never about the request.
+        code = body["error"]["code"] if isinstance(body, dict) and "error" in body else None
+        capacity = status == 503 and code == "no_capacity"
+        assert status < 500 or (capacity and request.path == "/v1/quotes"), where
         if status >= 400:
             assert isinstance(body, dict) and set(body) == {"error"}, where
             assert isinstance(body["error"]["code"], str) and body["error"]["message"], where
