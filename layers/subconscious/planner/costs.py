@@ -27,7 +27,14 @@ from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.servers import WorkerKind
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.serving import MACHINE_USD_PER_S, images_usd, machine_usd
+from subconscious.planner.serving import (
+    MACHINE_USD_FIXED,
+    MACHINE_USD_PER_S,
+    MACHINE_USD_PER_SLICE,
+    RENDER_SLICE_S,
+    images_usd,
+    machine_usd,
+)
 from subconscious.planner.workers import kind_for, server_factor
 from subconscious.throughput_model import ThroughputModel
 
@@ -75,7 +82,18 @@ def aws_machine_micros(held_s: float, polls: int | None = None) -> int:
     """What AWS charges for one rented machine held ``held_s`` (``polls``: how often WaitReady
     polled it; unknown, its whole ready timeout: the safe side), in micro-dollars, rounded
     up."""
-    return _up_micros(machine_usd(max(held_s, 0.0), polls))
+    held_s = max(held_s, 0.0)
+    if polls is not None:
+        return _up_micros(machine_usd(held_s, polls))
+    # the closed form of machine_usd(held_s) (serving.py; a test holds them equal): the
+    # quote prices every offer alone with it, thousands of times a quote
+    slices = math.ceil(held_s / RENDER_SLICE_S)
+    usd = (
+        MACHINE_USD_FIXED
+        + MACHINE_USD_PER_S * Decimal(str(held_s))
+        + MACHINE_USD_PER_SLICE * slices
+    )
+    return _up_micros(usd)
 
 
 def aws_render_micros(seconds: float) -> int:

@@ -125,6 +125,11 @@ def cheapest_fleet(
     machines = _machines(job, offers, rates, window_s)
     if not machines or images <= 0:
         return None
+    # Every fleet pays the same AWS charges for the images themselves (added at the end), so
+    # the pruning below compares what differs between fleets with ``below`` less that part;
+    # against the whole of ``below`` it pruned almost nothing once quotes counted AWS.
+    per_images = aws_images_micros(job, images)
+    below -= per_images
     if math.isfinite(below) and _least_for_two(machines, images) >= below:
         limits = replace(limits, max_machines=1)
     # Thresholds from every offer, on coarse grids (a larger market only adds choices; a
@@ -153,7 +158,7 @@ def cheapest_fleet(
     fleet = _solve(machines, combos, images, window_s, limits)
     if fleet is None:
         return None
-    return replace(fleet, cost_micros=fleet.cost_micros + aws_images_micros(job, images))
+    return replace(fleet, cost_micros=fleet.cost_micros + per_images)
 
 
 def _up(value: float, step: int) -> float:

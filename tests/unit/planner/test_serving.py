@@ -3,7 +3,8 @@ the cited list prices, how it scales, and that its counts still match the code t
 
 from __future__ import annotations
 
-from decimal import Decimal
+import random
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import pytest
@@ -117,3 +118,18 @@ def test_price_table_cites_every_price() -> None:
         serving.SFN_USD_PER_TRANSITION,
         serving.DDB_USD_PER_WRU,
     }
+
+
+def test_the_quotes_closed_form_of_a_machines_aws_charge_equals_the_breakdown() -> None:
+    """costs.aws_machine_micros prices a held machine by MACHINE_USD_FIXED/PER_S/PER_SLICE (it
+    runs for every offer of every quote); it must round to what the per-service sum gives."""
+    from subconscious.planner import costs
+
+    rng = random.Random(3)
+    held = [0.0, 1.0, 539.9, 540.0, 540.1, 1080.0, 3600.0]
+    held += [rng.uniform(0, 200_000) for _ in range(2000)]
+    held += [float(rng.randint(0, 100_000)) for _ in range(500)]
+    for seconds in held:
+        exact = serving.machine_usd(seconds)
+        micros = int((exact * 1_000_000).to_integral_value(rounding=ROUND_CEILING))
+        assert costs.aws_machine_micros(seconds) == micros, seconds
