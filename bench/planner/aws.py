@@ -13,9 +13,7 @@ and per-image charges, so the parts add up to the charge for the whole run
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING
-
-from subconscious.money import MICROS_PER_USD
+from subconscious.money import MICROS_PER_USD, to_micros_up
 from subconscious.planner.serving import serving_cost_usd
 
 
@@ -37,7 +35,7 @@ def serving_micros(
         machines=machines,
         startup_seconds=startup_seconds,
     )
-    return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+    return to_micros_up(usd)
 
 
 SHARE_CARDS = ("V100 16GB", "RTX 3090", "RTX 4090", "H100 SXM")

@@ -3,38 +3,24 @@ webhooks function with batch item failures reported one by one."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import definitions as d
+from infra.cdk.work_queue import queue_with_dead_letters
 
 
 class Webhooks(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        retention = Duration.seconds(d.WORK_QUEUE_RETENTION_S)
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            queue_name=d.WEBHOOK_DLQ,
-            retention_period=retention,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        self.queue = sqs.Queue(
+        self.queue, self.dlq = queue_with_dead_letters(
             self,
             "Events",
-            queue_name=d.WEBHOOK_QUEUE,
-            visibility_timeout=Duration.seconds(d.WEBHOOK_QUEUE_VISIBILITY_S),
-            retention_period=retention,
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dlq, max_receive_count=d.WEBHOOK_MAX_RECEIVE_COUNT
-            ),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
+            name=d.WEBHOOK_QUEUE,
+            dlq_name=d.WEBHOOK_DLQ,
+            visibility_s=d.WEBHOOK_QUEUE_VISIBILITY_S,
+            max_receive_count=d.WEBHOOK_MAX_RECEIVE_COUNT,
         )
 
     def deliver_with(self, function: lambda_.IFunction) -> None:

@@ -13,6 +13,11 @@ def to_micros(usd: Decimal) -> int:
     return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def to_micros_up(usd: Decimal) -> int:
+    """Dollars to micro-dollars, rounding up (a cost is never under-counted)."""
+    return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
 def to_usd(micros: int) -> Decimal:
     return (Decimal(micros) / MICROS_PER_USD).quantize(_MICRO)
 

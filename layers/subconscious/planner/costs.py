@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from functools import lru_cache
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, ModelFamily, Offer
 from subconscious.models.servers import WorkerKind
-from subconscious.money import MICROS_PER_USD
+from subconscious.money import MICROS_PER_USD, to_micros_up
 from subconscious.planner.serving import (
     MACHINE_USD_FIXED,
     MACHINE_USD_PER_S,
@@ -113,7 +113,7 @@ def aws_images_micros(job: JobSpec, images: int) -> int:
 
 
 def _up_micros(usd: Decimal) -> int:
-    return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+    return to_micros_up(usd)
 
 
 def usable(offer: Offer, job: JobSpec) -> bool:
