@@ -48,6 +48,7 @@ from bench.planner.aws import serving_micros
 from bench.planner.quoting import Acceptance, accept, choose, timed_quote
 from bench.planner.simulated_market import Market
 from bench.planner.workloads import OrderSpec
+from subconscious.catalogue import canonical
 from subconscious.models import Constraints, Offer
 from subconscious.money import MICROS_PER_USD
 from subconscious.planner.costs import TEARDOWN_S, Rates, cost_for, price_micros_per_hour, usable
@@ -60,6 +61,7 @@ from subconscious.planner.policy import (
     Release,
     Rent,
 )
+from subconscious.planner.preemption import Spell, observed_rate
 
 START = datetime(2026, 11, 26, tzinfo=UTC)
 TICK_S = 60
@@ -269,6 +271,8 @@ class Simulation:
         self.latencies: list[float] = []
         self.invalid = 0
         self.rent_reasons: Counter[str] = Counter()
+        self._listed: Counter[str] = Counter()  # the market's history (``_outlook``)
+        self._bids: Counter[str] = Counter()
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self._tick_pending = False
@@ -386,14 +390,41 @@ class Simulation:
         ]
 
     def state(self) -> PlanState:
+        offers = self.market.offers_at(self.now, self.taken)
         return PlanState(
             now=at(self.now),
             orders=self.open_orders(),
             machines=self.live_machines(),
-            offers=self.market.offers_at(self.now, self.taken),
+            offers=offers,
             rates=self.rates,
             limits=self.limits,
+            preemptions_per_hour=self._preemption_rate(),
+            spot_shares=self._outlook(offers),
         )
+
+    def _outlook(self, offers: Sequence[Offer]) -> dict[str, float]:
+        """The market's history as the price refresh keeps it (``planner.forecast``): per
+        card, the share of the snapshots seen so far (one a tick) listing it in which it took
+        bids."""
+        for card in {canonical(o.gpu) for o in offers}:
+            self._listed[card] += 1
+        for card in {canonical(o.gpu) for o in offers if o.min_bid_usd_per_hour is not None}:
+            self._bids[card] += 1
+        return {card: self._bids[card] / seen for card, seen in self._listed.items()}
+
+    def _preemption_rate(self) -> float:
+        """What our interruptible machines have lived through, as the dispatch computes it
+        from its runs (``logic.dispatch.preemption_rate``)."""
+        spells = (
+            Spell(
+                rented_at=at(m.rented_at),
+                ended_at=None if m.ended_at is None else at(m.ended_at),
+                preempted=m.end_reason == "preempted",
+            )
+            for m in self.machines
+            if m.interruptible
+        )
+        return observed_rate(spells, at(self.now))
 
     def _tick(self) -> None:
         self._tick_pending = False

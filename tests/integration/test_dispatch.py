@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import boto3
 import pytest
@@ -13,13 +14,23 @@ from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic import render_run
-from subconscious.logic.dispatch import tick
+from subconscious.logic.dispatch import preemption_rate, spot_shares, tick
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
 from subconscious.market.fake import FakeProvider
-from subconscious.models import Order, OrderRequest, QuoteOption, QuoteRequest, RunStatus
+from subconscious.models import (
+    Order,
+    OrderRequest,
+    QuoteOption,
+    QuoteRequest,
+    RenderRun,
+    RunStatus,
+)
 from subconscious.models.labels import run_label
+from subconscious.models.spot import SpotOutlook
 from subconscious.money import to_micros
+from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR
+from subconscious.planner.preemption import PRIOR_HOURS
 from subconscious.services import Services
 from tests.conftest import install_services, load_event
 from tests.integration.workflow import new_run, place_order
@@ -334,3 +345,41 @@ def test_automatic1111_machines_get_no_worker_settings(svc: Services, market: Fa
     assert run.compile_shapes == () and run.compile_s == 0
     render_run.provision(svc, run.run_id, now)
     assert market.worker_envs == [{}]
+
+
+def test_the_policy_sees_what_our_interruptible_machines_lived_through(svc: Services) -> None:
+    """The rate an interruptible rental is priced at is the one our own runs saw in the last
+    day (planner/preemption.py), preempted runs and the hours of every interruptible run,
+    live or ended; an on-demand run says nothing of it."""
+    now = datetime.now(UTC)
+    assert preemption_rate(svc, [], now) == DEFAULT_PREEMPTIONS_PER_HOUR
+
+    def interruptible(hours_ago: float, **fields: object) -> RenderRun:
+        run = new_run(svc).model_copy(
+            update={
+                "bid_usd_per_hour": Decimal("0.10"),
+                "started_at": now - timedelta(hours=hours_ago),
+                **fields,
+            }
+        )
+        svc.runs.save(run)
+        return run
+
+    for _ in range(3):  # three machines preempted after an hour each
+        interruptible(2, status=RunStatus.FAILED, ended_at=now - timedelta(hours=1),
+                      error="MachinePreempted: machine m was preempted: gone")  # fmt: skip
+    calm = interruptible(1, status=RunStatus.SUCCEEDED, ended_at=now)
+    on_demand = new_run(svc).model_copy(update={"status": RunStatus.FAILED, "ended_at": now,
+                                                "error": "MachinePreempted: odd"})  # fmt: skip
+    svc.runs.save(on_demand)
+    live = interruptible(0.5, status=RunStatus.RENDERING)
+    rate = preemption_rate(svc, [live], now)
+    # 3 preemptions over 3 + 1 + 0.5 machine-hours, the default worth PRIOR_HOURS
+    expected = (3 + DEFAULT_PREEMPTIONS_PER_HOUR * PRIOR_HOURS) / (4.5 + PRIOR_HOURS)
+    assert rate == pytest.approx(expected, rel=1e-3) and calm.interruptible
+
+
+def test_the_policy_sees_which_cards_the_market_has_listed_interruptible(svc: Services) -> None:
+    assert spot_shares(svc) == {}  # no history: nothing to wait for
+    svc.prices.save_outlook(SpotOutlook({"RTX 3090": 0.4, "H100": 0.0}, 12, datetime.now(UTC)))
+    assert spot_shares(svc) == {"RTX 3090": 0.4, "H100": 0.0}

@@ -382,6 +382,10 @@ class MemoryRuns:
         failed = self._with_status({RunStatus.FAILED.value})
         return [run for run in failed if run.ended_at is not None and run.ended_at >= since]
 
+    def ended_since(self, since: datetime) -> list[RenderRun]:
+        ended = self._with_status({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value})
+        return [run for run in ended if run.ended_at is not None and run.ended_at >= since]
+
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
         prefix = f"{_ORPHAN_PREFIX}{provider}#"
         with self._lock:

@@ -73,6 +73,16 @@ class RunStore:
         )
         return [run for run in failed if run.ended_at is not None and run.ended_at >= since]
 
+    def ended_since(self, since: datetime) -> list[RenderRun]:
+        """The runs that ended, well or not, after ``since`` (a scan, as above)."""
+        ended = (
+            RenderRun.model_validate_json(item["doc"])
+            for item in scan_where_in(
+                self._table, "status", [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
+            )
+        )
+        return [run for run in ended if run.ended_at is not None and run.ended_at >= since]
+
     # --- reaper: when each orphaned machine was first seen (its grace period starts there) ---
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
         prefix = f"{_ORPHAN_PREFIX}{provider}#"

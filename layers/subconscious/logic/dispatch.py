@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from subconscious.errors import NOT_THE_HOSTS_FAULT, SubconsciousError
+from subconscious.errors import NOT_THE_HOSTS_FAULT, MachinePreempted, SubconsciousError
 from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import backlog, limits, machines, tenants_open_orders
-from subconscious.logic.quotes import market_offers
+from subconscious.logic.quotes import market_offers, spot_outlook
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.throughput import current_rates, prior
 from subconscious.market.static import StaticProvider
@@ -28,7 +28,7 @@ from subconscious.observability import (
     metrics,
 )
 from subconscious.planner.breakers import BreakerLimits, FailedRun, HeldOff, held_off
-from subconscious.planner.costs import Rates, price_micros_per_hour
+from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR, Rates, price_micros_per_hour
 from subconscious.planner.policy import (
     Decision,
     PlanState,
@@ -38,6 +38,7 @@ from subconscious.planner.policy import (
     decide,
     latest_start,
 )
+from subconscious.planner.preemption import WINDOW, Spell, observed_rate
 from subconscious.planner.workers import compile_seconds, shape
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
@@ -88,6 +89,10 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             else [],
             rates=current_rates(services) if wants_market else Rates(prior(), settings.worker),
             limits=limits(services),
+            preemptions_per_hour=preemption_rate(services, live, now)
+            if wants_market
+            else DEFAULT_PREEMPTIONS_PER_HOUR,
+            spot_shares=spot_shares(services) if wants_market else {},
         )
         budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
         decisions = decide(state)
@@ -187,6 +192,32 @@ def breakers(services: Services, now: datetime) -> HeldOff:
             failures_to_pause=settings.provider_failures_to_pause,
             pause_s=settings.provider_pause_s,
         ),
+    )
+
+
+def spot_shares(services: Services) -> dict[str, float]:
+    """Per card, how often the market has listed it interruptible (the price refresh's
+    outlook): where it has, work waits for that capacity rather than rent on-demand early."""
+    outlook = spot_outlook(services)
+    return {} if outlook is None else dict(outlook.shares)
+
+
+def preemption_rate(services: Services, live: list[RenderRun], now: datetime) -> float:
+    """How often our interruptible machines were preempted over the last day (live ones and
+    those that ended), the rate the policy prices an interruptible rental at."""
+    runs = [*live, *services.runs.ended_since(now - WINDOW)]
+    preempted = MachinePreempted.__name__
+    return observed_rate(
+        (
+            Spell(
+                rented_at=r.machine_launched_at or r.started_at,
+                ended_at=None if r.ended_at is None else (r.machine_ended_at or r.ended_at),
+                preempted=(r.error or "").split(":", 1)[0] == preempted,
+            )
+            for r in runs
+            if r.interruptible
+        ),
+        now,
     )
 
 

@@ -24,10 +24,11 @@ less a guard (a dispatch tick, the batch a preemption loses) and a safety share 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, Offer
 from subconscious.models.servers import WorkerKind
 from subconscious.planner.costs import (
@@ -102,6 +103,11 @@ class PlanState:
     offers: Sequence[Offer]
     rates: Rates
     limits: Limits = field(default_factory=Limits)
+    # What our interruptible machines have lived through (planner.preemption.observed_rate).
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR
+    # The market's history (planner.forecast.outlook): per canonical GPU, the share of the
+    # snapshots listing it in which it took bids. A card not in it never has.
+    spot_shares: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,18 +222,23 @@ def _backlog_cost(
 
 
 def _rental_cost(
-    offer: Offer, interruptible: bool, mix: list[tuple[JobSpec, int]], rates: Rates
+    offer: Offer,
+    interruptible: bool,
+    mix: list[tuple[JobSpec, int]],
+    rates: Rates,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> float:
     """What renting this machine to render the whole backlog would cost (micro-dollars): its
     start-up, the rendering and teardown, and for an interruptible one its expected preemption
     losses (each a new start-up and the batch in flight) at the rate the quote assumes. For a
     small backlog the start-up is most of it: a card fast per image but dear per hour costs
-    more than a slow cheap one (a 4090 for 65 images), and the ranking must say so."""
+    more than a slow cheap one (a 4090 for 65 images), and the ranking must say so. The
+    preemption rate is the one our own machines have seen (``PlanState``)."""
     seconds = sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
     held = offer.startup_s + seconds + TEARDOWN_S
     if interruptible:
         batch_s = max(rates.speed(offer, job).batch_s for job, _ in mix)
-        held += DEFAULT_PREEMPTIONS_PER_HOUR * held / 3600 * (offer.startup_s + batch_s)
+        held += preemptions_per_hour * held / 3600 * (offer.startup_s + batch_s)
     return price_micros_per_hour(offer, interruptible) * held / 3600
 
 
@@ -256,7 +267,11 @@ def _ranked(
         pairs += [(o, False) for o in _fits(state, jobs, False)]
     return sorted(
         pairs,
-        key=lambda p: (_rental_cost(p[0], p[1], mix, state.rates), p[0].offer_id, p[1]),
+        key=lambda p: (
+            _rental_cost(p[0], p[1], mix, state.rates, state.preemptions_per_hour),
+            p[0].offer_id,
+            p[1],
+        ),
     )
 
 
@@ -288,25 +303,33 @@ def _decide(
     now, rates = state.now, state.rates
 
     # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
-    if not keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=TICK_S):
+    if not keepable(orders, fleet, state.offers, rates, now, _net(state, fleet), delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
 
     # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
     # no fleet and the backlog holds enough work to pay a start-up back (batching).
     spot = bool(_fits(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
+        if not spot and _spot_returns(state, jobs):
+            return [
+                Wait("progress: interruptible capacity is gone for now; the net keeps the promises")
+            ]
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
     # Waiting for company is worth it only with real slack: a promise that could not survive
     # DEFER_S of waiting starts now rather than at its last safe tick.
     defer_ok = orders[0].deadline - now >= MIN_DEFER_WINDOW and keepable(
-        orders, fleet, state.offers, rates, now, state.limits, delay_s=DEFER_S
+        orders, fleet, state.offers, rates, now, _net(state, fleet), delay_s=DEFER_S
     )
     if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
+        if not spot and _spot_returns(state, jobs):
+            return [
+                Wait("batch: interruptible capacity is gone for now; the net keeps the promises")
+            ]
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
     if fleet:
-        trim = _trim(state, orders, fleet)
+        trim = _trim(state, orders, fleet) or _park(state, orders, jobs, fleet)
         if trim is not None:
             return [trim]
         cheaper = _cheaper(state, orders, jobs, fleet)
@@ -314,6 +337,22 @@ def _decide(
             return [cheaper]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up", shares_startup=True)]
+
+
+def _spot_returns(state: PlanState, jobs: list[JobSpec]) -> bool:
+    """No interruptible capacity for the backlog is listed now: has the market listed some
+    for a card on offer that could run it? Then the work waits for it and on-demand machines
+    come only from the safety net, once the promises need them (Uniform Progress): renting
+    on-demand as soon as the backlog paid a start-up back, or three hours before a deadline,
+    cost 1.5-8 times the optimum on markets whose pools came back within the hour at a
+    seventh of the price. A market that never listed any (or no history at all) rents
+    on-demand machines as the rules say, rather than wait for what does not come."""
+    need = memory_needed(jobs)
+    return any(
+        state.spot_shares.get(canonical(o.gpu), 0.0) > 0
+        for o in state.offers
+        if o.gpu_memory_gb >= need
+    )
 
 
 def latest_start(state: PlanState) -> datetime:
@@ -327,7 +366,7 @@ def latest_start(state: PlanState) -> datetime:
 
     def can_wait(at: datetime) -> bool:
         return orders[0].deadline - at >= MIN_DEFER_WINDOW and keepable(
-            orders, fleet, state.offers, state.rates, at, state.limits, delay_s=DEFER_S
+            orders, fleet, state.offers, state.rates, at, _net(state, fleet), delay_s=DEFER_S
         )
 
     low, high = state.now, orders[0].deadline - MIN_DEFER_WINDOW
@@ -371,10 +410,41 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
     if not feasible(early, rest, state.rates, state.now):
         return None
     if not keepable(
-        orders, rest, state.offers, state.rates, state.now, state.limits, delay_s=TICK_S
+        orders, rest, state.offers, state.rates, state.now, _net(state, rest), delay_s=TICK_S
     ):
         return None
     return Release(dearest.machine_id, f"trim: {dearest.offer.gpu} not needed on time")
+
+
+def _park(
+    state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec], fleet: list[LiveMachine]
+) -> Release | None:
+    """An on-demand machine no promise needs now, released when interruptible capacity is on
+    offer that would render the backlog for less, start-up included: the safety net rented it
+    while the pools were down, and without this it renders the whole backlog, the work due in
+    a day included, at the on-demand price. It goes only while the promises could still wait
+    ``DEFER_S`` and then be kept with on-demand machines alone; rules 2 and 3 then rent the
+    interruptible machine (or let the backlog wait for company, the net covering it)."""
+    steady = [m for m in fleet if not m.interruptible and m.ready_at <= state.now]
+    if not steady:
+        return None
+    best = _ranked(state, jobs, interruptible=True)
+    if not best or not best[0][1]:
+        return None
+    mix = _mix(orders)
+    cost = {m.machine_id: _backlog_cost(m.offer, False, mix, state.rates) for m in steady}
+    dearest = max(steady, key=lambda m: (cost[m.machine_id], m.machine_id))
+    rental = _rental_cost(best[0][0], True, mix, state.rates, state.preemptions_per_hour)
+    if rental >= cost[dearest.machine_id]:
+        return None
+    rest = [m for m in fleet if m is not dearest]
+    if not keepable(
+        orders, rest, state.offers, state.rates, state.now, _net(state, rest), delay_s=DEFER_S
+    ):
+        return None
+    return Release(
+        dearest.machine_id, f"park: {dearest.offer.gpu} on-demand, interruptible on offer"
+    )
 
 
 def _cheaper(
@@ -511,6 +581,27 @@ def keepable(
         return True
     cut = len(fleet) - added + preferred
     return 0 < preferred < added and feasible(orders, fleet[:cut], rates, now)
+
+
+def _net(state: PlanState, machines: Sequence[LiveMachine]) -> Limits:
+    """The caps as the safety net counts them: on-demand rentals later may replace each
+    interruptible machine (a pool's capacity goes as one) and add one more, or be as many as
+    the backlog needs if they were rented now, whichever is more. So the net waits only while
+    waiting costs no extra machine: counting on every machine the caps allow let it wait until
+    the backlog needed five on-demand machines at once, each paying its start-up for a few
+    minutes of rendering that one machine rented earlier would have done."""
+    limits = state.limits
+    steady = sum(not m.interruptible for m in machines)
+    spot = len(machines) - steady
+    allow = spot + 1
+    if allow < limits.max_machines - steady:
+        orders = edf(state.orders)
+        for extra in range(allow + 1, limits.max_machines - steady + 1):
+            capped = replace(limits, max_machines=steady + extra - 1)
+            if keepable(orders, machines, state.offers, state.rates, state.now, capped):
+                break
+            allow = extra
+    return replace(limits, max_machines=min(limits.max_machines, steady + allow))
 
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:

@@ -43,6 +43,8 @@ def test_live_and_failed_since(stores: Services) -> None:
     assert sorted(r.run_id for r in stores.runs.live()) == ["r-live", "r-rendering"]
     failed = stores.runs.failed_since(NOW - timedelta(hours=1))
     assert [r.run_id for r in failed] == ["r-new"]
+    ended = stores.runs.ended_since(NOW - timedelta(hours=1))
+    assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
 
 
 def test_orphans_keep_their_first_sighting(stores: Services) -> None:

@@ -10,6 +10,8 @@ import pytest
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates
 from subconscious.planner.policy import (
+    DISPATCH_LATENCY_S,
+    TICK_S,
     Limits,
     LiveMachine,
     OpenOrder,
@@ -88,17 +90,56 @@ def test_enough_work_rents_interruptible_while_slack_allows() -> None:
     assert decision.offer == CHEAP and decision.interruptible
 
 
+def first_rent(
+    work: list[OpenOrder], offers: list[Offer], **kw: Any
+) -> tuple[datetime, list[Rent]]:
+    """Ticks on, a minute at a time, until the policy rents: when, and what."""
+    at = NOW
+    while at < min(o.deadline for o in work):
+        decided = rents(decide(PlanState(at, work, [], offers, RATES, **kw)))
+        if decided:
+            return at, decided
+        at += timedelta(minutes=1)
+    raise AssertionError("never rented")
+
+
 def test_without_interruptible_offers_work_waits_while_it_can_then_rents_on_demand() -> None:
     """Uniform Progress (Can't Be Late): on-demand capacity only once the promises need it.
-    Work that could wait rented on-demand machines as soon as it paid a start-up back, in
-    markets whose interruptible capacity came back within the hour at a fifth of the price."""
-    [waits] = decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY]))
+    Work that could wait rented on-demand machines as soon as it paid a start-up back, or
+    as soon as its deadline was three hours away, in markets whose interruptible capacity
+    came back within the hour at a seventh of the price."""
+    seen = {"RTX 3090": 0.6}  # the market has listed 3090s interruptible before
+    [waits] = decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY], spot_shares=seen))
     assert isinstance(waits, Wait)
-    [decision] = rents(decide(state([order(5000, timedelta(hours=2))], [ON_DEMAND_ONLY])))
-    assert decision.offer == ON_DEMAND_ONLY and not decision.interruptible
+    work = [order(5000, timedelta(hours=2))]
+    [still] = decide(state(work, [ON_DEMAND_ONLY], spot_shares=seen))
+    assert isinstance(still, Wait) and "the net keeps the promises" in still.reason
+    # the safety net rents it once waiting longer would need a second machine: one, on-demand
+    at, [decision] = first_rent(work, [ON_DEMAND_ONLY, offer("3090-b")], spot_shares=seen)
+    assert decision.reason.startswith("safety net") and not decision.interruptible
+    assert at > NOW + timedelta(minutes=10)  # it waited
+    ready = at + timedelta(seconds=DISPATCH_LATENCY_S + 300)
+    assert feasible(work, [LiveMachine("m", ON_DEMAND_ONLY, False, ready)], RATES, at)
+    # a market that never listed the card interruptible has nothing to wait for: the work
+    # starts on-demand as the batching rule says (due within three hours)
+    [now] = rents(decide(state(work, [ON_DEMAND_ONLY])))
+    assert now.reason.startswith("batch") and not now.interruptible
     # the same work with interruptible capacity on offer rents it at once
     [spot] = rents(decide(state([order(5000, timedelta(days=1))], [ON_DEMAND_ONLY, CHEAP])))
     assert spot.offer == CHEAP and spot.interruptible
+
+
+def test_the_safety_net_waits_only_while_waiting_costs_no_extra_machine() -> None:
+    """Counting on every machine the caps allow, the net waited until the backlog needed five
+    on-demand machines at once, each paying a start-up for minutes of rendering one machine
+    rented earlier would have done. It fires while one machine still makes it."""
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    work = [order(int(per_s * 3600), timedelta(hours=6))]
+    offers = [offer(f"3090-{i}") for i in range(8)]
+    at, decided = first_rent(work, offers, spot_shares={"RTX 3090": 0.5})
+    assert len(decided) == 1 and decided[0].reason.startswith("safety net")
+    # the eight-machine net would still have waited then
+    assert keepable(work, [], offers, RATES, at, Limits(), delay_s=TICK_S)
 
 
 def test_a_tight_promise_starts_at_once_even_for_little_work() -> None:
@@ -217,7 +258,7 @@ def test_idle_machines_are_released_and_no_longer_count() -> None:
     assert decisions[0] == Release("m1", "idle: nothing left it could start")
     assert isinstance(decisions[1], Wait) and "1 machine(s)" in decisions[1].reason
     # with only the idle machine, the order needs a new one
-    alone = decide(state([order(3000, timedelta(minutes=50))], [FAST], [idle]))
+    alone = decide(state([order(3000, timedelta(minutes=50))], [FAST, CHEAP], [idle]))
     assert alone[0] == Release("m1", "idle: nothing left it could start")
     assert rents(alone)
 
@@ -232,8 +273,8 @@ def test_small_work_due_within_hours_starts_rather_than_wait_for_company() -> No
 
 def test_offers_are_ranked_by_what_the_whole_backlog_would_cost() -> None:
     # per SD 1.5 image the 3090 is cheaper; per SDXL image the 4090 is: the backlog decides
-    sd15_cheap = offer("3090", "RTX 3090", "0.20")
-    sdxl_cheap = offer("4090", "RTX 4090", "0.38")
+    sd15_cheap = offer("3090", "RTX 3090", "0.20", bid="0.10")
+    sdxl_cheap = offer("4090", "RTX 4090", "0.38", bid="0.19")
     urgent_sd15 = order(100, timedelta(minutes=30), "o1")
     big_sdxl = order(2000, timedelta(hours=8), "o2", model_family="sdxl", width=1024, height=1024)
     first = rents(decide(state([urgent_sd15, big_sdxl], [sd15_cheap, sdxl_cheap])))[0]
@@ -290,10 +331,13 @@ def test_no_trim_between_machines_of_about_the_same_cost_per_image() -> None:
     assert not any(isinstance(d, Release) for d in decisions)
 
 
+DEAR_SPOT = offer("h100", "H100 SXM", "2.50", bid="2.00", memory=80)
+
+
 def test_a_much_cheaper_card_on_offer_again_joins_a_dear_fleet() -> None:
-    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    dear = LiveMachine("m-dear", DEAR_SPOT, True, NOW)
     big = [order(20_000, timedelta(days=2))]
-    [decision] = decide(state(big, [CHEAP], [dear]))
+    [decision] = decide(state(big, [CHEAP, ON_DEMAND_ONLY], [dear]))
     assert isinstance(decision, Rent) and decision.offer == CHEAP and decision.interruptible
     assert decision.reason.startswith("cheaper: interruptible RTX 3090")
     # then, once it renders, the dear machine is released
@@ -301,6 +345,28 @@ def test_a_much_cheaper_card_on_offer_again_joins_a_dear_fleet() -> None:
     assert decide(state(big, [ON_DEMAND_ONLY], [dear, joined])) == [
         Release("m-dear", "trim: H100 SXM not needed on time")
     ]
+
+
+def test_an_on_demand_machine_no_promise_needs_goes_when_interruptible_capacity_is_back() -> None:
+    """The safety net rented an on-demand 5090 while the pools were down; it went on to render
+    the whole backlog, work due in a day included, at 2.6 times the optimum's cost."""
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    big = [order(20_000, timedelta(days=2))]
+    assert decide(state(big, [CHEAP], [dear])) == [
+        Release("m-dear", "park: H100 SXM on-demand, interruptible on offer")
+    ]
+    # the tick after, the interruptible card is rented for the backlog
+    [rent] = rents(decide(state(big, [CHEAP, ON_DEMAND_ONLY])))
+    assert rent.offer == CHEAP and rent.interruptible
+    # kept: no interruptible capacity on offer, or a promise that needs it within DEFER_S
+    assert not any(isinstance(d, Release) for d in decide(state(big, [ON_DEMAND_ONLY], [dear])))
+    per_s = RATES.speed(DEAR, job()).images_per_s
+    urgent = [order(int(per_s * 1800), timedelta(hours=1))]
+    assert not any(isinstance(d, Release) for d in decide(state(urgent, [CHEAP], [dear])))
+    # nor for an interruptible card that would cost more than the machine it has
+    dear_card = offer("a100", "A100 80GB", "3.00", bid="2.90", memory=80)
+    kept = decide(state([order(300, timedelta(days=2))], [dear_card], [dear]))
+    assert not any(isinstance(d, Release) for d in kept)
 
 
 def test_no_cheaper_card_for_a_short_backlog_or_while_a_machine_starts() -> None:
@@ -345,14 +411,14 @@ def test_renting_for_work_one_machine_cannot_finish_rents_enough_at_once() -> No
     fleet came one machine a tick, half the size it had to be."""
     h100s = [offer(f"h{i}", "H100 SXM", "2.00", memory=80) for i in range(4)]
     work = [order(22_750, timedelta(hours=1, seconds=1))]
-    rented = rents(decide(state(work, h100s)))
-    assert len(rented) == 2
+    at, rented = first_rent(work, h100s)
+    assert len(rented) >= 2
     fleet = [
-        LiveMachine(f"m{i}", r.offer, False, NOW + timedelta(seconds=390))
+        LiveMachine(f"m{i}", r.offer, False, at + timedelta(seconds=390))
         for i, r in enumerate(rented)
     ]
-    assert feasible(work, fleet, RATES, NOW)
-    assert not feasible(work, fleet[:1], RATES, NOW)
+    assert feasible(work, fleet, RATES, at)
+    assert not feasible(work, fleet[:-1], RATES, at)
 
 
 def test_a_small_backlog_goes_to_the_machine_cheapest_to_start_and_render_it() -> None:

@@ -151,6 +151,9 @@ def test_the_planner_does_not_compile_where_the_delay_would_break_a_promise() ->
     seeing it ready minutes later, had to rent a second one. One H100 keeps 16,600 images due
     in an hour only if it renders from its first minute; 15,000 leave room to compile."""
     h100s = [offer().model_copy(update={"offer_id": f"h{i}"}) for i in range(4)]
+    # interruptible capacity on offer, but dearer for this work than an on-demand H100: the
+    # progress rules rent (the safety net alone would wait, and it never compiles)
+    h100s.append(offer("RTX 3060", 12, bid="1.90"))
     due = NOW + timedelta(hours=1, seconds=1)
     for images, compiles in ((16_600, False), (15_000, True)):
         order = OpenOrder("o1", SD15, images, due)
