@@ -69,6 +69,9 @@ TICK_S = 60
 OVERRUN_S = 3 * 24 * 3600
 
 _BATCH_DONE, _READY, _DROP, _ARRIVAL, _TICK = range(5)
+# The days of market history the dispatch's outlook holds when a run begins (the settings'
+# forecast_days).
+OUTLOOK_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -404,13 +407,20 @@ class Simulation:
 
     def _outlook(self, offers: Sequence[Offer]) -> dict[str, float]:
         """The market's history as the price refresh keeps it (``planner.forecast``): per
-        card, the share of the snapshots seen so far (one a tick) listing it in which it took
-        bids."""
+        card, the share of the snapshots listing it in which it took bids, from an hourly
+        snapshot over the ``OUTLOOK_DAYS`` before the run (the traces wrap, so the market
+        then is the same generator's) and one a tick since."""
+        if not self._listed:  # the history the price refresh has kept when the run begins
+            for hour in range(-OUTLOOK_DAYS * 24, 0):
+                self._snapshot(self.market.offers_at(hour * 3600.0))
+        self._snapshot(offers)
+        return {card: self._bids[card] / seen for card, seen in self._listed.items()}
+
+    def _snapshot(self, offers: Sequence[Offer]) -> None:
         for card in {canonical(o.gpu) for o in offers}:
             self._listed[card] += 1
         for card in {canonical(o.gpu) for o in offers if o.min_bid_usd_per_hour is not None}:
             self._bids[card] += 1
-        return {card: self._bids[card] / seen for card, seen in self._listed.items()}
 
     def _preemption_rate(self) -> float:
         """What our interruptible machines have lived through, as the dispatch computes it

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.planner.sim import DedicatedRent, allocate, simulate
-from subconscious.planner.costs import TEARDOWN_S, cost_for, price_micros_per_hour
+from bench.planner.sim import START, DedicatedRent, allocate, simulate
+from subconscious.planner.costs import (
+    DEFAULT_PREEMPTIONS_PER_HOUR,
+    TEARDOWN_S,
+    cost_for,
+    price_micros_per_hour,
+)
 from subconscious.planner.policy import Release, Rent, decide
 from tests.bench.helpers import (
     RATES,
@@ -179,3 +185,24 @@ def test_allocate_splits_exactly_and_pro_rata(total: int, weights: list[float]) 
     for key, w in named:
         if w > 0:
             assert abs(shares[key] - total * w / whole) <= 1 + total * 1e-12
+
+
+def test_the_policy_sees_the_market_history_and_our_own_preemptions() -> None:
+    """What the dispatch reads from its outlook and its runs, the simulator gives the policy
+    from the market and its machines: per card, the share of hourly snapshots over the week
+    before the run (then one a tick) that listed it interruptible; and the preemption rate
+    our interruptible machines saw."""
+    p = pool("1110", gap_s=3600)  # capacity three hours of four
+    spot = pooled(FAST, p)
+    spec = order("a", 5000, deadline_s=12 * 3600)
+    plan = {9000: [Rent(spot.spot, True, "t")], 10860: [Rent(SLOW.on_demand, False, "t")]}
+    script = Script(plan)  # the 4090 is preempted at 10,800 s, when the pool loses capacity
+    simulate([spec], market(spot, SLOW), RATES, script, acceptances=acceptances([spec]))
+    first = script.seen[0]
+    later = next(st for st in script.seen if st.now >= START + timedelta(seconds=10860))
+    # the week before: the pool was up at 3 of every 4 hourly snapshots (the trace wraps)
+    assert first.spot_shares["RTX 4090"] == pytest.approx(0.75, abs=0.01)
+    assert first.spot_shares["RTX 3090"] == 0  # SLOW has no pool here: never interruptible
+    assert first.preemptions_per_hour == DEFAULT_PREEMPTIONS_PER_HOUR
+    # after the 4090 was preempted at 1800 s, the rate priced in is above the default
+    assert later.preemptions_per_hour > DEFAULT_PREEMPTIONS_PER_HOUR
