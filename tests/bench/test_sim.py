@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.planner.sim import START, DedicatedRent, allocate, simulate
+from bench.planner.sim import START, DedicatedRent, SimDecision, allocate, simulate
 from subconscious.planner.costs import (
     DEFAULT_PREEMPTIONS_PER_HOUR,
     TEARDOWN_S,
@@ -195,7 +195,10 @@ def test_the_policy_sees_the_market_history_and_our_own_preemptions() -> None:
     p = pool("1110", gap_s=3600)  # capacity three hours of four
     spot = pooled(FAST, p)
     spec = order("a", 5000, deadline_s=12 * 3600)
-    plan = {9000: [Rent(spot.spot, True, "t")], 10860: [Rent(SLOW.on_demand, False, "t")]}
+    plan: dict[float, list[SimDecision]] = {
+        9000: [Rent(spot.spot, True, "t")],
+        10860: [Rent(SLOW.on_demand, False, "t")],
+    }
     script = Script(plan)  # the 4090 is preempted at 10,800 s, when the pool loses capacity
     simulate([spec], market(spot, SLOW), RATES, script, acceptances=acceptances([spec]))
     first = script.seen[0]

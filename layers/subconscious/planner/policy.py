@@ -303,7 +303,7 @@ def _decide(
     now, rates = state.now, state.rates
 
     # 1. Safety net: after one more tick, could on-demand capacity alone still make it?
-    if not keepable(orders, fleet, state.offers, rates, now, _net(state, fleet), delay_s=TICK_S):
+    if not keepable(orders, fleet, state.offers, rates, now, state.limits, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
 
     # 2. Progress: the fleet as it is would miss a deadline (Uniform Progress), or there is
@@ -311,9 +311,7 @@ def _decide(
     spot = bool(_fits(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
         if not spot and _spot_returns(state, jobs):
-            return [
-                Wait("progress: interruptible capacity is gone for now; the net keeps the promises")
-            ]
+            return _wait_for_spot(state, orders, jobs, fleet, "progress")
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
     # Waiting for company is worth it only with real slack: a promise that could not survive
     # DEFER_S of waiting starts now rather than at its last safe tick.
@@ -322,9 +320,7 @@ def _decide(
     )
     if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
         if not spot and _spot_returns(state, jobs):
-            return [
-                Wait("batch: interruptible capacity is gone for now; the net keeps the promises")
-            ]
+            return _wait_for_spot(state, orders, jobs, fleet, "batch")
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
@@ -337,6 +333,23 @@ def _decide(
             return [cheaper]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up", shares_startup=True)]
+
+
+def _wait_for_spot(
+    state: PlanState,
+    orders: list[OpenOrder],
+    jobs: list[JobSpec],
+    fleet: list[LiveMachine],
+    why: str,
+) -> list[Decision]:
+    """The work waits for interruptible capacity to come back, and on-demand machines come
+    from the safety net, rented while waiting longer would not need more of them
+    (:func:`_net`): at the last moment the caps allow, the net rented five machines at once
+    for what one rented earlier would have done."""
+    net = _net(state, fleet)
+    if not keepable(orders, fleet, state.offers, state.rates, state.now, net, delay_s=TICK_S):
+        return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
+    return [Wait(f"{why}: interruptible capacity is gone for now; the net keeps the promises")]
 
 
 def _spot_returns(state: PlanState, jobs: list[JobSpec]) -> bool:
@@ -410,7 +423,7 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
     if not feasible(early, rest, state.rates, state.now):
         return None
     if not keepable(
-        orders, rest, state.offers, state.rates, state.now, _net(state, rest), delay_s=TICK_S
+        orders, rest, state.offers, state.rates, state.now, state.limits, delay_s=TICK_S
     ):
         return None
     return Release(dearest.machine_id, f"trim: {dearest.offer.gpu} not needed on time")
@@ -584,24 +597,25 @@ def keepable(
 
 
 def _net(state: PlanState, machines: Sequence[LiveMachine]) -> Limits:
-    """The caps as the safety net counts them: on-demand rentals later may replace each
-    interruptible machine (a pool's capacity goes as one) and add one more, or be as many as
-    the backlog needs if they were rented now, whichever is more. So the net waits only while
-    waiting costs no extra machine: counting on every machine the caps allow let it wait until
-    the backlog needed five on-demand machines at once, each paying its start-up for a few
-    minutes of rendering that one machine rented earlier would have done."""
+    """The caps as the safety net counts them: the on-demand machines the backlog would need
+    if they were rented now, and one more for each interruptible machine it may have to
+    replace (a pool's capacity goes as one). So, with nothing interruptible rendering, the
+    net waits only while waiting costs no extra machine: counting on every machine the caps
+    allow let it wait until the backlog needed five on-demand machines at once, each paying
+    its start-up for a few minutes of rendering that one machine rented earlier would have
+    done. With an interruptible fleet rendering, it still hedges only the fleet's loss."""
     limits = state.limits
     steady = sum(not m.interruptible for m in machines)
     spot = len(machines) - steady
-    allow = spot + 1
-    if allow < limits.max_machines - steady:
-        orders = edf(state.orders)
-        for extra in range(allow + 1, limits.max_machines - steady + 1):
-            capped = replace(limits, max_machines=steady + extra - 1)
-            if keepable(orders, machines, state.offers, state.rates, state.now, capped):
-                break
-            allow = extra
-    return replace(limits, max_machines=min(limits.max_machines, steady + allow))
+    room = limits.max_machines - steady
+    orders = edf(state.orders)
+    need = 1
+    while need < room and not keepable(
+        orders, machines, state.offers, state.rates, state.now,
+        replace(limits, max_machines=steady + need),
+    ):  # fmt: skip
+        need += 1
+    return replace(limits, max_machines=steady + min(room, need + spot))
 
 
 def _worth_a_machine(state: PlanState, orders: list[OpenOrder], jobs: list[JobSpec]) -> bool:

@@ -19,6 +19,7 @@ from subconscious.planner.policy import (
     Release,
     Rent,
     Wait,
+    _net,
     decide,
     edf,
     feasible,
@@ -140,6 +141,27 @@ def test_the_safety_net_waits_only_while_waiting_costs_no_extra_machine() -> Non
     assert len(decided) == 1 and decided[0].reason.startswith("safety net")
     # the eight-machine net would still have waited then
     assert keepable(work, [], offers, RATES, at, Limits(), delay_s=TICK_S)
+
+
+def test_a_new_tight_order_goes_to_interruptible_capacity_on_offer_not_to_the_net() -> None:
+    """The net's stricter count (no more machines than renting now would need) is for work
+    that waits for interruptible capacity. Made the first rule, it rented four on-demand
+    machines for a new order due in an hour while 31 interruptible offers were listed (tune
+    market 17, tight: 12 on-demand machines where there had been none)."""
+    cards = [offer(f"3090-{i}", bid="0.08") for i in range(8)]
+    per_s = RATES.speed(cards[0], job()).images_per_s
+    for minutes in range(60, 240, 5):
+        work = [order(int(per_s * 3 * 3600), timedelta(minutes=minutes))]
+        st = state(work, cards, spot_shares={"RTX 3090": 0.9})
+        if keepable(work, [], cards, RATES, NOW, Limits(), delay_s=TICK_S) and not keepable(
+            work, [], cards, RATES, NOW, _net(st, []), delay_s=TICK_S
+        ):
+            break
+    else:
+        raise AssertionError("no window where only the stricter count fails")
+    rented = rents(decide(st))
+    assert rented and all(r.interruptible for r in rented)
+    assert not any(r.reason.startswith("safety net") for r in rented)
 
 
 def test_a_tight_promise_starts_at_once_even_for_little_work() -> None:
