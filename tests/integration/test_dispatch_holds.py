@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from subconscious.catalogue import canonical
 from subconscious.logic.dispatch import hold_reason, tick
 from subconscious.logic.orders import order_out
 from subconscious.models import OrderState
+from subconscious.models.spot import SpotOutlook
 from subconscious.planner.policy import MIN_DEFER_WINDOW
 from subconscious.services import Services
 from tests.integration.test_dispatch import TENANT, _accept_requested
@@ -90,3 +92,29 @@ def test_a_failure_to_record_a_hold_never_costs_the_tick(
     assert report.acted and any("share a start-up" in d for d in report.decisions)
     # the lease was released: the next tick acts
     assert tick(svc, now=NOW + timedelta(minutes=1)).acted
+
+
+def test_an_order_waiting_for_interruptible_machines_says_so_and_when_on_demand_starts(
+    svc: Services,
+) -> None:
+    """Where the market has listed these cards interruptible before but lists none now, the
+    work waits for them and the safety net rents on-demand once waiting longer would need more
+    machines: the order says so, and by when at the latest; and at that time it rents."""
+    cards = {canonical(o.gpu) for o in svc.provider("fake").list_offers()}
+    svc.prices.save_outlook(SpotOutlook(dict.fromkeys(cards, 0.5), 48, NOW))
+    _, order = _accept_requested(svc, 2000, NOW, timedelta(hours=2))
+
+    report = tick(svc, now=NOW)
+
+    assert report.started_runs == [], report.decisions
+    assert any("interruptible capacity is gone" in d for d in report.decisions)
+    held = svc.orders.get(TENANT, order.order_id)
+    assert held is not None and held.held_until is not None and held.held_reason is not None
+    assert NOW < held.held_until < held.promised_at
+    assert held.held_reason == hold_reason(held.held_until, NOW, for_interruptible=True)
+    assert held.held_reason.startswith("waiting for cheaper interruptible machines")
+
+    early = tick(svc, now=held.held_until - timedelta(minutes=2))
+    assert early.started_runs == [], early.decisions  # not before it
+    later = tick(svc, now=held.held_until + timedelta(minutes=1))
+    assert later.started_runs and any(d.startswith("safety net") for d in later.decisions)

@@ -36,6 +36,7 @@ from subconscious.planner.policy import (
     Rent,
     Wait,
     decide,
+    latest_on_demand,
     latest_start,
 )
 from subconscious.planner.preemption import WINDOW, Spell, observed_rate
@@ -117,7 +118,11 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
                 services.runs.request_stop(decision.machine_id, decision.reason, now)
                 report.stopped_runs.append(decision.machine_id)
         try:  # what a waiting order tells its customer; never at the cost of the tick
-            record_holds(services, tenants_orders, hold_until(state, decisions), now)
+            spot = not any(isinstance(d, Wait) and d.shares_startup for d in decisions) and any(
+                isinstance(d, Wait) and d.for_interruptible for d in decisions
+            )
+            until = hold_until(state, decisions)
+            record_holds(services, tenants_orders, until, now, for_interruptible=spot)
         except Exception:
             logger.exception("could not record why orders wait; the next tick tries again")
         logger.info(
@@ -135,17 +140,27 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
 
 def hold_until(state: PlanState, decisions: list[Decision]) -> datetime | None:
     """When the backlog starts at the latest, if this tick decided it waits to share a
-    start-up; None if it did not (it rents, renders, or has nothing to wait for)."""
-    if not any(isinstance(d, Wait) and d.shares_startup for d in decisions):
+    start-up or for interruptible capacity to come back; None if it did not (it rents,
+    renders, or has nothing to wait for)."""
+    waits = [d for d in decisions if isinstance(d, Wait)]
+    if any(d.shares_startup for d in waits):
+        until = latest_start(state)
+    elif any(d.for_interruptible for d in waits):
+        until = latest_on_demand(state)
+    else:
         return None
-    until = latest_start(state)
     # to the next whole minute: what a customer reads, and what stays the same tick to tick
     rounded = until.replace(second=0, microsecond=0)
     return rounded if rounded == until else rounded + timedelta(minutes=1)
 
 
-def hold_reason(until: datetime, now: datetime) -> str:
+def hold_reason(until: datetime, now: datetime, *, for_interruptible: bool = False) -> str:
     when = f"{until:%H:%M} UTC" if until.date() == now.date() else f"{until:%Y-%m-%d %H:%M} UTC"
+    if for_interruptible:
+        return (
+            f"waiting for cheaper interruptible machines to come back; on-demand machines "
+            f"start by {when} at the latest"
+        )
     return (
         f"waiting until {when} to share a machine start-up with other orders; "
         "starts by then at the latest"
@@ -157,10 +172,12 @@ def record_holds(
     tenants_orders: list[tuple[str, Order]],
     until: datetime | None,
     now: datetime,
+    *,
+    for_interruptible: bool = False,
 ) -> None:
     """Write on each accepted order why it waits and until when (or clear what an earlier
     tick wrote, once the dispatch rents for it): only where that changed."""
-    reason = None if until is None else hold_reason(until, now)
+    reason = None if until is None else hold_reason(until, now, for_interruptible=for_interruptible)
     for tenant_id, order in tenants_orders:
         if order.state is not OrderState.ACCEPTED:
             continue  # rendering: the transition cleared any hold

@@ -212,7 +212,9 @@ class Order(BaseModel):
         description="completion time promised by the accepted option"
     )
     held_until: AwareDatetime | None = Field(
-        default=None, description="set by dispatch while the order waits to share a start-up"
+        default=None,
+        description="set by dispatch while the order waits to share a start-up or for "
+        "interruptible machines to come back",
     )
     held_reason: str | None = None
     created_at: AwareDatetime
@@ -282,8 +284,9 @@ class OrderOut(BaseModel):
     eta: AwareDatetime | None
     held_until: AwareDatetime | None = Field(
         default=None,
-        description="while the order waits to share a machine start-up with other orders: "
-        "when it starts at the latest; null otherwise",
+        description="while the order waits to share a machine start-up with other orders, or "
+        "for cheaper interruptible machines to come back: when it starts at the latest; null "
+        "otherwise",
     )
     held_reason: str | None = Field(
         default=None, description="why the order is waiting, for people; null when it is not"

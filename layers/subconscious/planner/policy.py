@@ -132,6 +132,9 @@ class Wait:
     # The backlog waits for company, to share a machine start-up (rule 3): ``latest_start``
     # says until when at the latest.
     shares_startup: bool = False
+    # The backlog waits for interruptible capacity to come back (``_wait_for_spot``):
+    # ``latest_on_demand`` says when the safety net rents on-demand machines at the latest.
+    for_interruptible: bool = False
 
 
 Decision = Rent | Release | Wait
@@ -349,7 +352,33 @@ def _wait_for_spot(
     net = _net(state, fleet)
     if not keepable(orders, fleet, state.offers, state.rates, state.now, net, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
-    return [Wait(f"{why}: interruptible capacity is gone for now; the net keeps the promises")]
+    reason = f"{why}: interruptible capacity is gone for now; the net keeps the promises"
+    return [Wait(reason, for_interruptible=True)]
+
+
+def latest_on_demand(state: PlanState) -> datetime:
+    """While the backlog waits for interruptible capacity (a ``Wait`` with
+    ``for_interruptible``): when the safety net rents on-demand machines for it at the latest,
+    if none comes back and no more work arrives, by the test ``_wait_for_spot`` makes each
+    tick (a bisection; asked only on ticks that wait)."""
+    orders = edf(state.orders)
+    fleet = [m for m in state.machines if not m.idle and not m.leaving]
+
+    def can_wait(at: datetime) -> bool:
+        then = replace(state, now=at)
+        net = _net(then, fleet)
+        return keepable(orders, fleet, state.offers, state.rates, at, net, delay_s=TICK_S)
+
+    low, high = state.now, orders[0].deadline
+    if high <= low or not can_wait(low):
+        return low
+    while high - low > timedelta(seconds=TICK_S):  # can_wait(low), not can_wait(high)
+        middle = low + (high - low) / 2
+        if can_wait(middle):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def _spot_returns(state: PlanState, jobs: list[JobSpec]) -> bool:
