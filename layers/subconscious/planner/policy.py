@@ -24,7 +24,7 @@ less a guard (a dispatch tick, the batch a preemption loses) and a safety share 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -372,7 +372,13 @@ def latest_on_demand(state: PlanState) -> datetime:
     low, high = state.now, orders[0].deadline
     if high <= low or not can_wait(low):
         return low
-    while high - low > timedelta(seconds=TICK_S):  # can_wait(low), not can_wait(high)
+    return _last_moment(low, high, can_wait)
+
+
+def _last_moment(low: datetime, high: datetime, can_wait: Callable[[datetime], bool]) -> datetime:
+    """Bisected to a tick: the first moment after ``low`` (which can wait) at which waiting is
+    no longer safe (``high`` cannot)."""
+    while high - low > timedelta(seconds=TICK_S):
         middle = low + (high - low) / 2
         if can_wait(middle):
             low = middle
@@ -407,20 +413,15 @@ def latest_start(state: PlanState) -> datetime:
     fleet = [m for m in state.machines if not m.idle and not m.leaving]
 
     def can_wait(at: datetime) -> bool:
+        net = _net(replace(state, now=at), fleet)  # as the tick at ``at`` will count it
         return orders[0].deadline - at >= MIN_DEFER_WINDOW and keepable(
-            orders, fleet, state.offers, state.rates, at, _net(state, fleet), delay_s=DEFER_S
+            orders, fleet, state.offers, state.rates, at, net, delay_s=DEFER_S
         )
 
     low, high = state.now, orders[0].deadline - MIN_DEFER_WINDOW
     if high <= low or can_wait(high):
         return max(low, high)
-    while high - low > timedelta(seconds=TICK_S):  # can_wait(low), not can_wait(high)
-        middle = low + (high - low) / 2
-        if can_wait(middle):
-            low = middle
-        else:
-            high = middle
-    return high
+    return _last_moment(low, high, can_wait)
 
 
 def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -> Release | None:
