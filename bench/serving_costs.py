@@ -23,12 +23,13 @@ from infra.local.emulated_market import load_offers
 from subconscious.logic.orders import task_batch
 from subconscious.market.vast import STARTUP_S
 from subconscious.models import JobSpec, ModelFamily, Offer
-from subconscious.planner.costs import TEARDOWN_S, Rates, cost_for, micros_per_hour
+from subconscious.planner.costs import TEARDOWN_S, Rates, Speed, cost_for, micros_per_hour
 from subconscious.planner.serving import (
     MACHINE_USD_PER_S,
     MACHINE_USD_PER_SLICE,
     PRICE_TABLE,
     RENDER_SLICE_S,
+    ServingCost,
     images_usd,
     serving_breakdown,
 )
@@ -100,26 +101,9 @@ def rendering(name: str, card: str, offer: Offer, rates: Rates) -> Row:
     return Row(name, card, offer.usd_per_hour, speed.images_per_s, gpu, aws)
 
 
-def an_order(name: str, card: str, offer: Offer, rates: Rates, images: int) -> Row:
-    """``images`` on one machine of their own: start-up, rendering, teardown."""
-    spec = job(name, images)
-    speed = rates.speed(offer, spec)
-    held = offer.startup_s + speed.seconds(images) + TEARDOWN_S
-    gpu_micros = cost_for(offer.provider, micros_per_hour(offer.usd_per_hour), held)
-    aws = serving_breakdown(
-        images=images,
-        width=spec.width,
-        height=spec.height,
-        machine_seconds=held,
-        machines=1,
-        startup_seconds=offer.startup_s,
-        images_per_task=task_batch(spec),
-    ).total_usd
-    gpu = Decimal(gpu_micros) / 1_000_000
-    return Row(name, card, offer.usd_per_hour, speed.images_per_s, gpu / images, aws / images)
-
-
-def breakdown(name: str, offer: Offer, rates: Rates, images: int) -> dict[str, Decimal]:
+def _alone(name: str, offer: Offer, rates: Rates, images: int) -> tuple[float, Speed, ServingCost]:
+    """``images`` on one machine of their own: how long it is held (start-up, rendering,
+    teardown), its speed, and what AWS charges for serving them."""
     spec = job(name, images)
     speed = rates.speed(offer, spec)
     held = offer.startup_s + speed.seconds(images) + TEARDOWN_S
@@ -132,6 +116,21 @@ def breakdown(name: str, offer: Offer, rates: Rates, images: int) -> dict[str, D
         startup_seconds=offer.startup_s,
         images_per_task=task_batch(spec),
     )
+    return held, speed, cost
+
+
+def an_order(name: str, card: str, offer: Offer, rates: Rates, images: int) -> Row:
+    """``images`` on one machine of their own: start-up, rendering, teardown."""
+    held, speed, aws = _alone(name, offer, rates, images)
+    gpu_micros = cost_for(offer.provider, micros_per_hour(offer.usd_per_hour), held)
+    gpu = Decimal(gpu_micros) / 1_000_000
+    return Row(
+        name, card, offer.usd_per_hour, speed.images_per_s, gpu / images, aws.total_usd / images
+    )
+
+
+def breakdown(name: str, offer: Offer, rates: Rates, images: int) -> dict[str, Decimal]:
+    _, _, cost = _alone(name, offer, rates, images)
     return {k: v / images for k, v in cost.as_dict().items()}
 
 

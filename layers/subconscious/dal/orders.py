@@ -155,19 +155,8 @@ class OrderStore:
             values[":why"] = (reason or USUAL_REASON[target]).value
         # no longer waiting for a start-up: rendering, or ended
         update += " REMOVE held_until, held_reason"
-        try:
-            self._table.update_item(
-                Key={"tenant_id": tenant_id, "order_id": order_id},
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(order_id) AND #s IN ({', '.join(names)})",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues=values,
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
+        condition = f"attribute_exists(order_id) AND #s IN ({', '.join(names)})"
+        return self._update_if(tenant_id, order_id, update, condition, values)
 
     def set_hold(
         self, tenant_id: str, order_id: str, until: datetime | None, reason: str | None
@@ -180,11 +169,19 @@ class OrderStore:
         else:
             update = "SET held_until = :u, held_reason = :r"
             values = {":a": OrderState.ACCEPTED.value, ":u": until.isoformat(), ":r": reason}
+        condition = "attribute_exists(order_id) AND #s = :a"
+        return self._update_if(tenant_id, order_id, update, condition, values)
+
+    def _update_if(
+        self, tenant_id: str, order_id: str, update: str, condition: str, values: dict[str, Any]
+    ) -> bool:
+        """One conditional update of an order (``#s`` names its state); False where the
+        condition failed (the order moved on), any other error raised."""
         try:
             self._table.update_item(
                 Key={"tenant_id": tenant_id, "order_id": order_id},
                 UpdateExpression=update,
-                ConditionExpression="attribute_exists(order_id) AND #s = :a",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues=values,
             )

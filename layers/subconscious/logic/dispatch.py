@@ -118,11 +118,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
                 services.runs.request_stop(decision.machine_id, decision.reason, now)
                 report.stopped_runs.append(decision.machine_id)
         try:  # what a waiting order tells its customer; never at the cost of the tick
-            spot = not any(isinstance(d, Wait) and d.shares_startup for d in decisions) and any(
-                isinstance(d, Wait) and d.for_interruptible for d in decisions
-            )
-            until = hold_until(state, decisions)
-            record_holds(services, tenants_orders, until, now, for_interruptible=spot)
+            record_holds(services, tenants_orders, hold(state, decisions))
         except Exception:
             logger.exception("could not record why orders wait; the next tick tries again")
         logger.info(
@@ -138,20 +134,22 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         services.runs.release_lease(LEASE, holder)
 
 
-def hold_until(state: PlanState, decisions: list[Decision]) -> datetime | None:
-    """When the backlog starts at the latest, if this tick decided it waits to share a
-    start-up or for interruptible capacity to come back; None if it did not (it rents,
-    renders, or has nothing to wait for)."""
+def hold(state: PlanState, decisions: list[Decision]) -> tuple[datetime, str] | None:
+    """Until when the backlog waits at the latest, and why, if this tick decided it waits to
+    share a start-up or for interruptible capacity to come back; None if it did not (it
+    rents, renders, or has nothing to wait for)."""
     waits = [d for d in decisions if isinstance(d, Wait)]
+    spot = False
     if any(d.shares_startup for d in waits):
         until = latest_start(state)
     elif any(d.for_interruptible for d in waits):
-        until = latest_on_demand(state)
+        until, spot = latest_on_demand(state), True
     else:
         return None
     # to the next whole minute: what a customer reads, and what stays the same tick to tick
     rounded = until.replace(second=0, microsecond=0)
-    return rounded if rounded == until else rounded + timedelta(minutes=1)
+    until = rounded if rounded == until else rounded + timedelta(minutes=1)
+    return until, hold_reason(until, state.now, for_interruptible=spot)
 
 
 def hold_reason(until: datetime, now: datetime, *, for_interruptible: bool = False) -> str:
@@ -170,14 +168,11 @@ def hold_reason(until: datetime, now: datetime, *, for_interruptible: bool = Fal
 def record_holds(
     services: Services,
     tenants_orders: list[tuple[str, Order]],
-    until: datetime | None,
-    now: datetime,
-    *,
-    for_interruptible: bool = False,
+    held: tuple[datetime, str] | None,
 ) -> None:
     """Write on each accepted order why it waits and until when (or clear what an earlier
     tick wrote, once the dispatch rents for it): only where that changed."""
-    reason = None if until is None else hold_reason(until, now, for_interruptible=for_interruptible)
+    until, reason = held if held is not None else (None, None)
     for tenant_id, order in tenants_orders:
         if order.state is not OrderState.ACCEPTED:
             continue  # rendering: the transition cleared any hold
