@@ -342,14 +342,21 @@ def test_preemption_mid_batch(
     images arrive, every interruptible machine is preempted while it renders."""
     stack = start_stack(
         default_faults=MachineFaults(startup_delay_s=0.3, images_per_s=8),
+        # not the suite's 4 s: on a loaded 2-core CI runner a renderer can take longer than
+        # that to start serving, and its machine was given up before it rendered anything
+        settings={"SUBC_MACHINE_SERVE_DEADLINE_S": "30"},
         **({"providers": providers} if providers else {}),
     )
+    # The first machine renders slowly (its 40 images take 10 s), so it is still rendering
+    # when the poll below sees its first images, however slowly a loaded CI machine polls:
+    # at 8 images/s it could finish all 40 between two polls, and nothing was left to preempt.
+    stack.market.queue_faults(MachineFaults(startup_delay_s=0.3, images_per_s=4))
     with Client(stack.api_url, stack.api_key) as client:
         placed = place(
             client, healthy_prompts(40), {"deadline": datetime.now(UTC) + timedelta(minutes=20)}
         )
         preempted: list[str] = []
-        end = time.monotonic() + 60
+        end = time.monotonic() + 120
         while not preempted and time.monotonic() < end:
             status = client.status(placed.order_id)
             if status["state"] in TERMINAL_STATES:
@@ -365,7 +372,7 @@ def test_preemption_mid_batch(
             stack,
             client,
             placed,
-            60,
+            90,  # 20 s alone; the loaded CI runner has taken over 60
             scenario=scenario,
             expect_states=COMPLETED,
             expect_done=40,
