@@ -441,7 +441,12 @@ def _trim(state: PlanState, orders: list[OpenOrder], fleet: list[LiveMachine]) -
         return None
     mix = _mix(orders)
     cost = {m.machine_id: _backlog_cost(m.offer, m.interruptible, mix, state.rates) for m in fleet}
-    dearest = max(rendering, key=lambda m: (cost[m.machine_id], m.machine_id))
+    dearest = max(fleet, key=lambda m: (cost[m.machine_id], m.machine_id))
+    if dearest not in rendering:
+        # the dearest still starts: releasing a cheaper machine that renders instead would
+        # have ``_cheaper`` rent its like again a tick later (the simulator did, start-up
+        # paid twice); the dearest goes once it renders, if the rest can do without it
+        return None
     rest = [m for m in fleet if m is not dearest]
     if cost[dearest.machine_id] <= TRIM_OVER_CHEAPEST * min(cost[m.machine_id] for m in rest):
         return None

@@ -353,6 +353,29 @@ def test_no_trim_between_machines_of_about_the_same_cost_per_image() -> None:
     assert not any(isinstance(d, Release) for d in decisions)
 
 
+def test_while_the_dearest_machine_still_starts_no_cheaper_one_is_trimmed_in_its_place() -> None:
+    """Only a rendering machine can be released, and the dearest of those was: a 4090 that had
+    rendered for minutes went while an on-demand H100 (dearer per image) still booted, and
+    the next tick rented a 4090 again as a card much cheaper than the fleet's dearest (the
+    simulator did, a start-up paid twice)."""
+    cheap = LiveMachine("m-cheap", CHEAP, True, NOW)
+    mid = LiveMachine("m-mid", FAST, False, NOW)
+    easy = [order(2000, timedelta(hours=6))]
+    booting = LiveMachine("m-dear", DEAR, False, NOW + timedelta(minutes=3))
+    assert not any(
+        isinstance(d, Release) for d in decide(state(easy, [ON_DEMAND_ONLY], [cheap, mid, booting]))
+    )
+    # once it renders, the dearest goes
+    rendering = LiveMachine("m-dear", DEAR, False, NOW)
+    assert decide(state(easy, [ON_DEMAND_ONLY], [cheap, mid, rendering])) == [
+        Release("m-dear", "trim: H100 SXM not needed on time")
+    ]
+    # and without it, the 4090 is the dearest: it goes as before
+    assert decide(state(easy, [ON_DEMAND_ONLY], [cheap, mid])) == [
+        Release("m-mid", "trim: RTX 4090 not needed on time")
+    ]
+
+
 DEAR_SPOT = offer("h100", "H100 SXM", "2.50", bid="2.00", memory=80)
 
 
