@@ -471,7 +471,8 @@ def _park(
     offer that would render the backlog for less, start-up included: the safety net rented it
     while the pools were down, and without this it renders the whole backlog, the work due in
     a day included, at the on-demand price. It goes only while the promises could still wait
-    ``DEFER_S`` and then be kept with on-demand machines alone; rules 2 and 3 then rent the
+    ``DEFER_S``, and until the rest with the interruptible machine would have rendered the
+    backlog, and then be kept with on-demand machines alone; rules 2 and 3 then rent the
     interruptible machine (or let the backlog wait for company, the net covering it)."""
     steady = [m for m in fleet if not m.interruptible and m.ready_at <= state.now]
     if not steady:
@@ -486,13 +487,41 @@ def _park(
     if rental >= cost[dearest.machine_id]:
         return None
     rest = [m for m in fleet if m is not dearest]
+    # Not only DEFER_S: the net must not need to act before the rest and the interruptible
+    # machine finish the backlog, or it rents this machine's like back (the simulator did on
+    # tight orders in a market whose pools came and went, start-ups paid three times).
+    finish_s = _finish_s(
+        [*rest, _virtual(best[0][0], True, state.now)], mix, state.rates, state.now
+    )
+    wait_s = max(DEFER_S, finish_s)
     if not keepable(
-        orders, rest, state.offers, state.rates, state.now, _net(state, rest), delay_s=DEFER_S
+        orders, rest, state.offers, state.rates, state.now, _net(state, rest), delay_s=wait_s
     ):
         return None
     return Release(
         dearest.machine_id, f"park: {dearest.offer.gpu} on-demand, interruptible on offer"
     )
+
+
+def _finish_s(
+    machines: Sequence[LiveMachine], mix: list[tuple[JobSpec, int]], rates: Rates, now: datetime
+) -> float:
+    """Seconds from ``now`` until ``machines`` render the whole backlog together, each from
+    when it is ready (fluid: each renders at its speed until the backlog is done)."""
+    starts = sorted(
+        (
+            max(0.0, (m.ready_at - now).total_seconds()),
+            1 / sum(images / rates.speed(m.offer, job).images_per_s for job, images in mix),
+        )
+        for m in machines
+    )
+    left, rate, at = 1.0, 0.0, 0.0
+    for start, share_per_s in starts:
+        if rate > 0 and left <= rate * (start - at):
+            break
+        left -= rate * (start - at)
+        rate, at = rate + share_per_s, start
+    return at + left / rate  # ``machines`` is never empty: rate > 0
 
 
 def _cheaper(

@@ -10,6 +10,7 @@ import pytest
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import Rates
 from subconscious.planner.policy import (
+    DEFER_S,
     DISPATCH_LATENCY_S,
     TICK_S,
     Limits,
@@ -412,6 +413,24 @@ def test_an_on_demand_machine_no_promise_needs_goes_when_interruptible_capacity_
     dear_card = offer("a100", "A100 80GB", "3.00", bid="2.90", memory=80)
     kept = decide(state([order(300, timedelta(days=2))], [dear_card], [dear]))
     assert not any(isinstance(d, Release) for d in kept)
+
+
+def test_an_on_demand_machine_is_not_parked_if_the_net_would_rent_it_back_before_the_end() -> None:
+    """Parking let the promises wait ``DEFER_S``, but not until the interruptible machine had
+    rendered the backlog: the net then rented an on-demand machine again near the deadline
+    (tune tight m3: the same cards parked and rented back within the hour, start-ups paid three
+    times). An hour of 3090 work due in two hours: the H100 keeps rendering, and the cheaper
+    card joins it instead; with half the work, it is parked as before."""
+    dear = LiveMachine("m-dear", DEAR, False, NOW)
+    per_s = RATES.speed(CHEAP, job()).images_per_s
+    hour = [order(int(per_s * 3600), timedelta(hours=2))]
+    assert keepable(hour, [], [CHEAP], RATES, NOW, Limits(), delay_s=DEFER_S)
+    [decision] = decide(state(hour, [CHEAP], [dear]))
+    assert isinstance(decision, Rent) and decision.reason.startswith("cheaper: interruptible")
+    half = [order(int(per_s * 1800), timedelta(hours=2))]
+    assert decide(state(half, [CHEAP], [dear])) == [
+        Release("m-dear", "park: H100 SXM on-demand, interruptible on offer")
+    ]
 
 
 def test_no_cheaper_card_for_a_short_backlog_or_while_a_machine_starts() -> None:
