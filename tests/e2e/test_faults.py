@@ -461,7 +461,7 @@ def test_a_provider_whose_launches_all_fail(start_stack: StartStack) -> None:
             stack,
             client,
             placed,
-            60,
+            90,  # about 30 s alone; 60 s in all beside a busy 2-core runner's other tests
             scenario=f"launches fail ({option['provider']})",
             expect_states=COMPLETED,
         )
