@@ -220,8 +220,12 @@ def _backlog_cost(
 ) -> float:
     """What rendering the whole backlog on this machine would cost (micro-dollars): a card
     cheap for the most urgent job may be dear for the rest (SD 1.5 vs SDXL)."""
-    seconds = sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
-    return price_micros_per_hour(offer, interruptible) * seconds / 3600
+    return price_micros_per_hour(offer, interruptible) * _render_s(offer, mix, rates) / 3600
+
+
+def _render_s(offer: Offer, mix: list[tuple[JobSpec, int]], rates: Rates) -> float:
+    """Seconds one machine of ``offer`` renders the whole backlog alone."""
+    return sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
 
 
 def _rental_cost(
@@ -237,8 +241,7 @@ def _rental_cost(
     small backlog the start-up is most of it: a card fast per image but dear per hour costs
     more than a slow cheap one (a 4090 for 65 images), and the ranking must say so. The
     preemption rate is the one our own machines have seen (``PlanState``)."""
-    seconds = sum(images / rates.speed(offer, job).images_per_s for job, images in mix)
-    held = offer.startup_s + seconds + TEARDOWN_S
+    held = offer.startup_s + _render_s(offer, mix, rates) + TEARDOWN_S
     if interruptible:
         batch_s = max(rates.speed(offer, job).batch_s for job, _ in mix)
         held += preemptions_per_hour * held / 3600 * (offer.startup_s + batch_s)
@@ -287,6 +290,11 @@ def _virtual(offer: Offer, interruptible: bool, now: datetime) -> LiveMachine:
     return LiveMachine(f"planned:{offer.offer_id}", offer, interruptible, ready)
 
 
+def _working(state: PlanState) -> list[LiveMachine]:
+    """The machines that can take work: neither idle (released this tick) nor leaving."""
+    return [m for m in state.machines if not m.idle and not m.leaving]
+
+
 def decide(state: PlanState) -> list[Decision]:
     orders = edf(state.orders)
     if not orders:
@@ -296,7 +304,7 @@ def decide(state: PlanState) -> list[Decision]:
         Release(m.machine_id, "idle: nothing left it could start") for m in state.machines if m.idle
     ]
     jobs = [o.job for o in orders]
-    fleet = [m for m in state.machines if not m.idle and not m.leaving]
+    fleet = _working(state)
     return [*idle, *_decide(state, orders, jobs, fleet)]
 
 
@@ -362,7 +370,7 @@ def latest_on_demand(state: PlanState) -> datetime:
     if none comes back and no more work arrives, by the test ``_wait_for_spot`` makes each
     tick (a bisection; asked only on ticks that wait)."""
     orders = edf(state.orders)
-    fleet = [m for m in state.machines if not m.idle and not m.leaving]
+    fleet = _working(state)
 
     def can_wait(at: datetime) -> bool:
         then = replace(state, now=at)
@@ -410,7 +418,7 @@ def latest_start(state: PlanState) -> datetime:
     ``decide`` makes each tick. A few feasibility checks (a bisection): asked only on ticks
     that wait, never by ``decide``."""
     orders = edf(state.orders)
-    fleet = [m for m in state.machines if not m.idle and not m.leaving]
+    fleet = _working(state)
 
     def can_wait(at: datetime) -> bool:
         net = _net(replace(state, now=at), fleet)  # as the tick at ``at`` will count it
@@ -511,7 +519,7 @@ def _finish_s(
     starts = sorted(
         (
             max(0.0, (m.ready_at - now).total_seconds()),
-            1 / sum(images / rates.speed(m.offer, job).images_per_s for job, images in mix),
+            1 / _render_s(m.offer, mix, rates),
         )
         for m in machines
     )
