@@ -14,7 +14,7 @@ bid price, usable only while its pool has capacity). Per type ``k`` and slot ``t
 * ``y[o,k,t]`` ≥ 0: images of order ``o`` rendered on type ``k`` in slot ``t``, for the slots
   that overlap the order's window ``[arrival, deadline]`` and the types that can run its job.
 
-Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,t]`` subject to
+Minimise ``Σ price_k(t) · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,t]`` subject to
 
 1. ``Σ_{k,t} y[o,k,t] = images_o`` (every order delivered in its window);
 2. ``m[k,t] ≤ m[k,t-1] + s[k,t]`` (a machine alive in ``t`` was alive in ``t-1`` or started);
@@ -39,8 +39,16 @@ Minimise ``Σ price_k · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s[k,
    two machines of the host, one after the other, each use the whole overlap).
 9. ``s[k,t] = 0`` in the slots during which offer ``k`` is not listed at all (generated
    markets list and delist offers; a machine is rented only while its offer is listed, and a
-   rented host stays rented). Interruptible capacity is priced at the trough bid of a cycling
-   price (the simulator charges the bid at rent), so the bound stays a lower bound.
+   rented host stays rented).
+
+**Prices.** An interruptible machine pays the bid at the moment it is rented for its whole
+life (the simulator's rule; a cycling bid changes once an hour), and it lives inside one run
+of its pool's capacity (a drop preempts every machine of the pool). A second billed at ``τ``
+therefore costs at least the lowest bid between the start of ``τ``'s run (or 0) and ``τ``;
+``price_k(t)`` is the lowest of those over the seconds of slot ``t`` with capacity, never
+above what any machine billed in the slot pays. (Pricing every slot at the trough, as this
+bound did before, let the optimum rent at the afternoon's peak for the price of the night.)
+On-demand prices do not move.
 
 **Why it is a lower bound on what any dispatcher pays in the simulator** for schedules that
 meet every deadline: map a simulated schedule to the program by keeping only the machines that
@@ -75,12 +83,13 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-from bench.planner.simulated_market import Market
+from bench.planner.simulated_market import PRICE_STEP_S, Market
 from subconscious.models import JobSpec, Offer
 from subconscious.planner.costs import TEARDOWN_S, Rates, price_micros_per_hour, usable
 
 DISP = False  # HiGHS's log, for looking into a slow solve
 MIP_GAP = 1e-4  # relative gap at which HiGHS calls a MILP solved
+DAY_HOURS = 24  # a cycling bid repeats daily
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,9 @@ class Bound:
 class _Type:
     offer: Offer
     interruptible: bool
-    price_per_s: float  # micros
+    price_per_s: float  # micros; interruptible: the trough bid
     pool: str | None
+    peak_per_s: float  # micros; the dearest bid of a cycling price (= price_per_s without)
 
 
 def _job_key(job: JobSpec) -> tuple[str, int, int, int]:
@@ -139,7 +149,8 @@ def machine_types(
                 continue
             price = price_micros_per_hour(offer, interruptible) / 3600
             pool = listed.pool.name if interruptible and listed.pool is not None else None
-            out.append((_Type(offer, interruptible, price, pool), speed))
+            peak = max(_bids_per_s(market, offer.offer_id, DAY_HOURS)) if interruptible else price
+            out.append((_Type(offer, interruptible, price, pool, peak), speed))
 
     def covers(a: _Type, b: _Type) -> bool:  # same mode, a's availability includes b's
         return a.interruptible == b.interruptible and a.pool == b.pool
@@ -151,7 +162,7 @@ def machine_types(
         if not covers(ta, tb):
             return False
         no_worse = (
-            ta.price_per_s <= tb.price_per_s
+            ta.peak_per_s <= tb.price_per_s  # dearer nowhere, whatever the hour
             and ta.offer.startup_s <= tb.offer.startup_s
             and all(ra[key] >= rb[key] for key in rb)
         )
@@ -170,6 +181,46 @@ def machine_types(
     if not prune:
         return out
     return [b for b in out if not any(a is not b and dominates(a, b) for a in out)]
+
+
+def _bids_per_s(market: Market, offer_id: str, hours: int) -> list[float]:
+    """The interruptible bid (micro-dollars a second) a machine of the offer rented in each
+    of the first ``hours`` hours pays, as the simulator charges it."""
+    return [
+        price_micros_per_hour(market.offer_at(offer_id, h * PRICE_STEP_S, True), True) / 3600
+        for h in range(hours)
+    ]
+
+
+def slot_prices(market: Market, kind: _Type, slots: int, slot_s: float) -> list[float]:
+    """``price_k(t)`` for every slot (micro-dollars a second). On-demand: its price. An
+    interruptible machine pays the bid of the moment it was rented, and lives only inside one
+    run of its pool's capacity (a drop preempts every machine of the pool): a second billed at
+    ``τ`` costs at least the lowest bid since the start of ``τ``'s run (or 0), and the slot's
+    price is the lowest of those over the slot's seconds with capacity."""
+    listed = market.by_id[kind.offer.offer_id]
+    pool = listed.pool
+    if not kind.interruptible or pool is None:
+        return [kind.price_per_s] * slots
+    end_s = slots * slot_s
+    bids = _bids_per_s(market, kind.offer.offer_id, math.ceil(end_s / PRICE_STEP_S))
+    prices = [math.inf] * slots
+    run_low = math.inf  # the lowest bid since the current run started
+    last_hour = -1  # the last hour folded into run_low
+    for tick in range(math.ceil(end_s / pool.gap_s)):
+        start, stop = tick * pool.gap_s, min((tick + 1) * pool.gap_s, end_s)
+        if not pool.available_at(start):
+            run_low, last_hour = math.inf, -1
+            continue
+        hour = math.ceil(stop / PRICE_STEP_S) - 1  # the last hour a rent can fall in
+        first = int(start // PRICE_STEP_S) if last_hour < 0 else last_hour + 1
+        for h in range(first, hour + 1):
+            run_low = min(run_low, bids[h])
+        last_hour = max(last_hour, hour)
+        for t in range(int(start // slot_s), min(slots, math.ceil(stop / slot_s))):
+            prices[t] = min(prices[t], run_low)
+    # a slot with no capacity bills nothing (constraint 4); any price will do
+    return [kind.price_per_s if math.isinf(p) else p for p in prices]
 
 
 def solve(
@@ -191,7 +242,7 @@ def solve(
     if any(t.offer.startup_s > slot_s for t, _ in types):
         raise ValueError("slot_s must be at least every start-up time")
     program = _Program(demands, types, slot_s)
-    cost, integrality = program.objective(integral)
+    cost, integrality = program.objective(market, integral)
     program.demand_rows(window_rows)  # 1 and 6
     program.machine_rows(market)  # 2 to 5
     if one_host_per_offer:
@@ -283,14 +334,16 @@ class _Program:
         self.lower.append(lo)
         self.upper.append(hi)
 
-    def objective(self, integral: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Billed seconds at the type's price, on-demand teardowns; m and s integral."""
+    def objective(self, market: Market, integral: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Billed seconds at the type's price in the slot, on-demand teardowns; m and s
+        integral."""
         cost = np.zeros(self.n_vars)
         integrality = np.zeros(self.n_vars, dtype=np.int8)
         for k, (kind, _) in enumerate(self.types):
+            prices = slot_prices(market, kind, self.slots, self.slot_s)
             for t in range(self.slots):
                 base = self.index_m(k, t)
-                cost[base + 2] = kind.price_per_s
+                cost[base + 2] = prices[t]
                 if not kind.interruptible:
                     cost[base + 1] = kind.price_per_s * TEARDOWN_S
                 if integral:

@@ -26,7 +26,8 @@ Generated markets (:mod:`bench.planner.market_family`) add two things per offer,
 optional: ``listed``, a trace of when the offer is listed at all (a delisted offer cannot be
 rented; a host already rented stays rented), and ``price_cycle``, a daily rise of the
 interruptible price above ``spot``'s bid (the bid at rent time is what the machine pays; the
-hindsight bound prices at ``spot``'s, the trough, so it stays a lower bound).
+hindsight bound prices each slot at the lowest bid since its pool's run of capacity began,
+so it stays a lower bound).
 """
 
 from __future__ import annotations

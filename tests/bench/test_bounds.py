@@ -8,8 +8,10 @@ import random
 import pytest
 
 from bench.planner.baselines import Naive
-from bench.planner.bounds import Demand, machine_types, solve
+from bench.planner.bounds import Demand, machine_types, slot_prices, solve
 from bench.planner.sim import simulate
+from bench.planner.simulated_market import MarketOffer, PriceCycle
+from bench.planner.traces import Pool
 from bench.planner.workloads import OrderSpec
 from subconscious.planner.costs import TEARDOWN_S, price_micros_per_hour
 from tests.bench.helpers import RATES, acceptances, job, market, offer, pool, pooled
@@ -128,8 +130,6 @@ def test_with_one_host_per_offer_no_type_is_left_out() -> None:
 
 
 def test_a_delisted_offer_starts_no_machine_in_the_bound() -> None:
-    from bench.planner.simulated_market import MarketOffer
-
     d = demand("a", 300, 0, 4 * 3600)
     always = solve([d], market(FAST, SLOW), RATES, slot_s=3600)
     # the cheap 3090 listed only from the third hour: the bound may start it then, not before
@@ -142,3 +142,61 @@ def test_a_delisted_offer_starts_no_machine_in_the_bound() -> None:
     assert always.cost_micros <= later.cost_micros <= without.cost_micros
     assert without.cost_micros == pytest.approx(alone.cost_micros)
     assert always.cost_micros < without.cost_micros
+
+
+def _cycling(listed: MarketOffer, trace: Pool, amplitude: float, phase: float) -> MarketOffer:
+    return MarketOffer(
+        listed.on_demand, listed.spot, trace, price_cycle=PriceCycle(amplitude, phase)
+    )
+
+
+def test_an_interruptible_slot_is_priced_at_the_lowest_bid_since_its_run_began() -> None:
+    # capacity for hours 0-1, none for 2-3, then hours 4-7: a machine billed in hour 5 was
+    # rented at hour 4 or 5 (the drop at hour 2 preempted anything older), never at hour 0
+    # the trough falls at hour 1 (phase), so the bids of the older run are the lower ones
+    listed = _cycling(FAST, pool("11001111", gap_s=3600), amplitude=0.5, phase=0.75 - 1 / 24)
+    tiny = market(listed)
+    kind = next(k for k, _ in machine_types(tiny, RATES, [job(10)], prune=False) if k.interruptible)
+    bids = [
+        price_micros_per_hour(tiny.offer_at(listed.on_demand.offer_id, h * 3600, True), True) / 3600
+        for h in range(8)
+    ]
+    assert len(set(bids)) > 4 and min(bids[:4]) < min(bids[4:])
+    prices = slot_prices(tiny, kind, 16, 1800)  # half-hour slots
+    assert prices[:4] == [bids[0], bids[0], min(bids[:2]), min(bids[:2])]
+    for t in range(8, 16):
+        assert prices[t] == pytest.approx(min(bids[4 : t // 2 + 1]))
+    assert min(prices[8:]) > kind.price_per_s  # the trough is not reached in that run
+
+
+def test_a_machine_rented_at_the_peak_of_the_bid_pays_the_peak_in_the_bound() -> None:
+    # capacity only from hour 12, the bid's peak near then: the order must use it there
+    trace = pool("0" * 12 + "1" * 12, gap_s=3600)
+    peak_phase = 0.25 - 12.5 / 24  # sin peaks at a quarter of the day after the phase
+    listed = _cycling(FAST, trace, amplitude=0.5, phase=peak_phase % 1)
+    d = demand("a", 400, 12 * 3600, 14 * 3600)
+    cycling = solve([d], market(listed), RATES, slot_s=1800)
+    flat = solve([d], market(pooled(FAST, trace)), RATES, slot_s=1800)
+    assert cycling.optimal and flat.optimal
+    assert cycling.cost_micros > 1.3 * flat.cost_micros  # the trough bid would be the flat one
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_with_cycling_bids_the_optimum_is_at_or_below_what_the_policy_pays(seed: int) -> None:
+    from subconscious.planner.policy import decide
+
+    rng = random.Random(200 + seed)
+    trace = pool("".join(rng.choice("0111") for _ in range(48)), gap_s=1800, name="z")
+    tiny = market(
+        _cycling(FAST, trace, 0.5, rng.random()),
+        _cycling(SLOW, trace, 0.5, rng.random()),
+        offer("o-a6000", "RTX A6000", "0.40", memory=48),
+    )
+    specs = random_orders(rng, rng.randint(4, 10))
+    policy = simulate(specs, tiny, RATES, decide, acceptances=acceptances(specs))
+    assert policy.deadline_attainment == 1.0
+    assert any(m.interruptible for m in policy.machines)
+    demands = [Demand(s.order_id, s.job, s.images, s.arrival_s, s.deadline_s) for s in specs]
+    exact = solve(demands, tiny, RATES, slot_s=1800)
+    assert exact.optimal
+    assert exact.cost_micros <= policy.cost_micros
