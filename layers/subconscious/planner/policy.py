@@ -716,10 +716,11 @@ def _rent_until(
     at_least_one: bool = False,
 ) -> list[Decision]:
     """Rent, cheapest for the backlog first, until the planned fleet finishes every order in
-    time. An interruptible machine is rented only where the promises stay keepable with
-    on-demand machines until it renders (its start-up, and a tick): one that would make the
-    safety net hedge before it has rendered anything costs its start-up for nothing, so the
-    work goes to on-demand machines instead."""
+    time; beside a fleet, a machine cheaper per hour that alone closes the gap comes before
+    the ranking's pick (:func:`_closing`). An interruptible machine is rented only where the
+    promises stay keepable with on-demand machines until it renders (its start-up, and a
+    tick): one that would make the safety net hedge before it has rendered anything costs its
+    start-up for nothing, so the work goes to on-demand machines instead."""
     decisions: list[Decision] = []
     billed = _billed(state, fleet)
     room = state.limits.max_machines - len(billed)
@@ -729,20 +730,28 @@ def _rent_until(
     # (a copy either way: both lists grow by each machine rented below)
     counted = [m for m in planned if not m.interruptible] if why == "safety net" else list(planned)
     candidates = _ranked(state, jobs, interruptible=interruptible)
-    for offer, spot in candidates:
+    while candidates:
         done = feasible(orders, counted, state.rates, state.now)
         if done and (decisions or not at_least_one):
             break
         if room <= 0:
             break
+        offer, spot = candidates.pop(0)
         if any(m.offer.offer_id == offer.offer_id for m in planned):
             continue  # one host per offer: already planned in the other mode
+        if price_micros_per_hour(offer, spot) > budget:
+            continue
+        if spot and not _hedge_free(
+            state, orders, [*planned, _virtual(offer, spot, state.now)], offer
+        ):
+            continue
+        closing = _closing(state, orders, planned, counted, candidates, (offer, spot), budget)
+        if closing is not None:
+            candidates.insert(0, (offer, spot))  # still next in the ranking
+            candidates.remove(closing)
+            offer, spot = closing
         price = price_micros_per_hour(offer, spot)
-        if price > budget:
-            continue
         machine = _virtual(offer, spot, state.now)
-        if spot and not _hedge_free(state, orders, [*planned, machine], offer):
-            continue
         planned.append(machine)
         counted.append(machine)
         room -= 1
@@ -755,6 +764,78 @@ def _rent_until(
     if why == "safety net":  # needed as soon as it boots: never compiles
         return decisions
     return _with_compiling(state, orders, decisions, planned)
+
+
+def _closing(
+    state: PlanState,
+    orders: list[OpenOrder],
+    planned: list[LiveMachine],
+    counted: list[LiveMachine],
+    candidates: list[tuple[Offer, bool]],
+    ranked: tuple[Offer, bool],
+    budget: int,
+) -> tuple[Offer, bool] | None:
+    """With a fleet already there (live or planned this tick), a machine cheaper per hour
+    than the one the ranking picks (``ranked``) that alone makes the plan keep every promise,
+    the one that costs the whole fleet least (all of it held until the backlog is rendered,
+    fluid; the new machine from now). The ranking by what a machine would cost for the whole
+    backlog alone picks a fast card dear per hour (a 4090 beside a V100 a few percent short
+    of the reserve); what the machine adds is a share of the work and its start-up, for which
+    a card cheap per hour costs less. A card dearer per hour than the ranking's never comes
+    from here: one dear machine that closes the gap alone is no cheaper than the ranking's
+    several cheap ones (an on-demand B200 for the safety net). None when no cheaper machine
+    closes the gap alone: the ranking decides."""
+    if not planned:
+        return None
+    now, rates, mix = state.now, state.rates, _mix(orders)
+    cap = price_micros_per_hour(*ranked)
+
+    def fleet_cost(offer: Offer, spot: bool) -> float:
+        with_it = [*planned, _virtual(offer, spot, now)]
+        return _fleet_cost(with_it, mix, rates, now, state.preemptions_per_hour)
+
+    closing: list[tuple[float, str, bool, Offer]] = []
+    for offer, spot in candidates:
+        if any(m.offer.offer_id == offer.offer_id for m in planned):
+            continue
+        price = price_micros_per_hour(offer, spot)
+        if price >= cap or price > budget:
+            continue
+        if not feasible(orders, [*counted, _virtual(offer, spot, state.now)], rates, now):
+            continue
+        closing.append((fleet_cost(offer, spot), offer.offer_id, spot, offer))
+    if feasible(orders, [*counted, _virtual(*ranked, now)], rates, now):
+        # the ranking's machine closes the gap too: a cheaper one must cost the fleet less
+        limit = fleet_cost(*ranked)
+        closing = [c for c in closing if c[0] < limit]
+    for _, _, spot, offer in sorted(closing, key=lambda c: c[:3]):
+        machine = _virtual(offer, spot, state.now)
+        if not spot or _hedge_free(state, orders, [*planned, machine], offer):
+            return offer, spot
+    return None
+
+
+def _fleet_cost(
+    machines: Sequence[LiveMachine],
+    mix: list[tuple[JobSpec, int]],
+    rates: Rates,
+    now: datetime,
+    preemptions_per_hour: float,
+) -> float:
+    """What ``machines`` cost from now until together they have rendered the backlog
+    (micro-dollars, fluid: every one held until the end, each rendering from when it is
+    ready), with the expected preemption losses of the interruptible ones as
+    :func:`_rental_cost` counts them."""
+    finish_s = _finish_s(machines, mix, rates, now)
+    cost = 0.0
+    for machine in machines:
+        price = price_micros_per_hour(machine.offer, machine.interruptible)
+        held_s = finish_s
+        if machine.interruptible:
+            batch_s = max(rates.speed(machine.offer, job).batch_s for job, _ in mix)
+            held_s += preemptions_per_hour * finish_s / 3600 * (machine.offer.startup_s + batch_s)
+        cost += price * held_s / 3600
+    return cost
 
 
 def _with_compiling(

@@ -21,6 +21,7 @@ from subconscious.planner.policy import (
     Rent,
     Wait,
     _net,
+    _ranked,
     decide,
     edf,
     feasible,
@@ -528,3 +529,21 @@ def test_the_net_counts_the_slots_interruptible_machines_would_free_when_they_va
     leaving = LiveMachine("d1", offer("a4000", "RTX A4000", "0.15"), False, NOW, leaving=True)
     steady = [leaving, *spot]
     assert not keepable(work, steady, offers, RATES, NOW, Limits(max_machines=2), delay_s=60)
+
+
+def test_a_fleet_a_little_short_gets_the_card_cheapest_per_hour_that_closes_the_gap() -> None:
+    """Ranked by what each card would cost to render the whole backlog alone, a fleet a few
+    percent short got a fast card dear per hour (tune tight m4: a 4090 at eight times the
+    price of the spot V100 beside it, released by the trim ten minutes after it booted). What
+    the card adds is a share of the work and a start-up: a card cheaper per hour that closes
+    the gap alone costs the fleet less."""
+    v100 = LiveMachine("m1", offer("v100", "V100 16GB", "0.10", bid="0.03", memory=16), True, NOW)
+    fast = offer("4090", "RTX 4090", "0.10")
+    slow = offer("a4000", "RTX A4000", "0.05", memory=16)
+    short = state([order(7_000, timedelta(hours=2))], [fast, slow], [v100])
+    assert _ranked(short, [job()], interruptible=True)[0][0] == fast  # cheaper per image
+    [decision] = rents(decide(short))
+    assert decision.offer == slow
+    # far short, no single cheaper card closes the gap: the ranking decides
+    far = state([order(12_000, timedelta(hours=2))], [fast, slow], [v100])
+    assert [r.offer for r in rents(decide(far))] == [fast]
