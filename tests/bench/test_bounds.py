@@ -200,3 +200,17 @@ def test_with_cycling_bids_the_optimum_is_at_or_below_what_the_policy_pays(seed:
     exact = solve(demands, tiny, RATES, slot_s=1800)
     assert exact.optimal
     assert exact.cost_micros <= policy.cost_micros
+
+
+@pytest.mark.parametrize(("flat_bid", "pruned"), [("0.12", False), ("0.16", True)])
+def test_a_cycling_bid_dominates_another_type_only_if_its_peak_is_no_dearer(
+    flat_bid: str, pruned: bool
+) -> None:
+    # the same card on the same pool: the cycling one's trough (0.10) is below the flat bid,
+    # but at its peak (0.15) it is dearer than 0.12; pruning on troughs dropped the flat one
+    trace = pool("1" * 24, gap_s=3600)
+    cycling = _cycling(offer("o-a", "RTX 3090", "0.30", bid="0.10"), trace, 0.5, 0.0)
+    flat = pooled(offer("o-b", "RTX 3090", "0.30", bid=flat_bid), trace)
+    kinds = machine_types(market(cycling, flat), RATES, [job(10)])
+    spot = {k.offer.offer_id for k, _ in kinds if k.interruptible}
+    assert spot == ({"o-a"} if pruned else {"o-a", "o-b"})

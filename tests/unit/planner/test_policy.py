@@ -20,6 +20,7 @@ from subconscious.planner.policy import (
     Release,
     Rent,
     Wait,
+    _closing,
     _net,
     _ranked,
     decide,
@@ -547,3 +548,25 @@ def test_a_fleet_a_little_short_gets_the_card_cheapest_per_hour_that_closes_the_
     # far short, no single cheaper card closes the gap: the ranking decides
     far = state([order(12_000, timedelta(hours=2))], [fast, slow], [v100])
     assert [r.offer for r in rents(decide(far))] == [fast]
+
+
+def test_a_closing_machine_is_cheaper_per_hour_than_the_pick_and_cheaper_for_the_fleet() -> None:
+    """Where the ranking's pick closes the gap too, a card cheaper per hour replaces it only
+    if the whole fleet costs less with it (a slow card held long enough costs more); and a card
+    dearer per hour than the pick never does, whatever the fleet's cost (one dear machine for
+    what several cheap ones would do: the net's on-demand B200s)."""
+    v100 = LiveMachine("m1", offer("v100", "V100 16GB", "0.10", bid="0.03", memory=16), True, NOW)
+    fast = offer("4090", "RTX 4090", "0.10")
+    work = [order(7_000, timedelta(hours=2))]
+    now = state(work, [], [v100])
+
+    def closing(ranked: Offer, other: Offer) -> Offer | None:
+        found = _closing(now, work, [v100], [v100], [(other, False)], (ranked, False), 10**9)
+        return found[0] if found else None
+
+    cheap = offer("a4000", "RTX A4000", "0.05", memory=16)  # the fleet costs less with it
+    dearer_for_the_fleet = offer("a4000", "RTX A4000", "0.06", memory=16)
+    assert closing(fast, cheap) == cheap
+    assert closing(fast, dearer_for_the_fleet) is None
+    # the 4090 costs the fleet less than that A4000, but is dearer per hour than it
+    assert closing(dearer_for_the_fleet, fast) is None
