@@ -120,6 +120,12 @@ class Market:
         self.by_id = {o.on_demand.offer_id: o for o in self.offers}
         if len(self.by_id) != len(self.offers):
             raise ValueError("offer ids must be unique")
+        # a drop preempts the machines of the pool by that name, and the simulator schedules
+        # one pool's drops per name: a second trace under the same name would never drop
+        named: dict[str, Pool] = {}
+        for o in self.offers:
+            if o.pool is not None and named.setdefault(o.pool.name, o.pool) != o.pool:
+                raise ValueError(f"two different pools named {o.pool.name!r}")
         self._bids: dict[tuple[str, int], Offer] = {}
 
     @property

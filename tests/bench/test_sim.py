@@ -209,3 +209,12 @@ def test_the_policy_sees_the_market_history_and_our_own_preemptions() -> None:
     assert first.preemptions_per_hour == DEFAULT_PREEMPTIONS_PER_HOUR
     # after the 4090 was preempted at 1800 s, the rate priced in is above the default
     assert later.preemptions_per_hour > DEFAULT_PREEMPTIONS_PER_HOUR
+
+
+def test_two_different_pools_under_one_name_are_refused() -> None:
+    # a drop is matched to machines by pool name and scheduled once per name: the second
+    # trace's outages would never preempt anything
+    with pytest.raises(ValueError, match="two different pools named 'p'"):
+        market(pooled(FAST, pool("1100")), pooled(SLOW, pool("1010")))
+    same = pool("1100")
+    assert len(market(pooled(FAST, same), pooled(SLOW, pool("1100"))).pools) == 1
