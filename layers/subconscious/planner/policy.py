@@ -243,9 +243,21 @@ def _rental_cost(
     preemption rate is the one our own machines have seen (``PlanState``)."""
     held = offer.startup_s + _render_s(offer, mix, rates) + TEARDOWN_S
     if interruptible:
-        batch_s = max(rates.speed(offer, job).batch_s for job, _ in mix)
-        held += preemptions_per_hour * held / 3600 * (offer.startup_s + batch_s)
+        held += _preempted_s(offer, mix, rates, preemptions_per_hour, held)
     return price_micros_per_hour(offer, interruptible) * held / 3600
+
+
+def _preempted_s(
+    offer: Offer,
+    mix: list[tuple[JobSpec, int]],
+    rates: Rates,
+    preemptions_per_hour: float,
+    held_s: float,
+) -> float:
+    """The seconds an interruptible machine held ``held_s`` expects to lose to preemption:
+    each preemption a new start-up and the batch in flight."""
+    batch_s = max(rates.speed(offer, job).batch_s for job, _ in mix)
+    return preemptions_per_hour * held_s / 3600 * (offer.startup_s + batch_s)
 
 
 def _fits(state: PlanState, jobs: list[JobSpec], interruptible: bool) -> list[Offer]:
@@ -737,9 +749,7 @@ def _rent_until(
         if room <= 0:
             break
         offer, spot = candidates.pop(0)
-        if any(m.offer.offer_id == offer.offer_id for m in planned):
-            continue  # one host per offer: already planned in the other mode
-        if price_micros_per_hour(offer, spot) > budget:
+        if not _may_join(planned, offer, spot, budget):
             continue
         if spot and not _hedge_free(
             state, orders, [*planned, _virtual(offer, spot, state.now)], offer
@@ -796,12 +806,9 @@ def _closing(
 
     closing: list[tuple[float, str, bool, Offer]] = []
     for offer, spot in candidates:
-        if any(m.offer.offer_id == offer.offer_id for m in planned):
+        if price_micros_per_hour(offer, spot) >= cap or not _may_join(planned, offer, spot, budget):
             continue
-        price = price_micros_per_hour(offer, spot)
-        if price >= cap or price > budget:
-            continue
-        if not feasible(orders, [*counted, _virtual(offer, spot, state.now)], rates, now):
+        if not feasible(orders, [*counted, _virtual(offer, spot, now)], rates, now):
             continue
         closing.append((fleet_cost(offer, spot), offer.offer_id, spot, offer))
     if feasible(orders, [*counted, _virtual(*ranked, now)], rates, now):
@@ -809,10 +816,17 @@ def _closing(
         limit = fleet_cost(*ranked)
         closing = [c for c in closing if c[0] < limit]
     for _, _, spot, offer in sorted(closing, key=lambda c: c[:3]):
-        machine = _virtual(offer, spot, state.now)
-        if not spot or _hedge_free(state, orders, [*planned, machine], offer):
+        if not spot or _hedge_free(state, orders, [*planned, _virtual(offer, spot, now)], offer):
             return offer, spot
     return None
+
+
+def _may_join(planned: list[LiveMachine], offer: Offer, spot: bool, budget: int) -> bool:
+    """One host per offer (not planned already, in either mode) and within the hourly spend
+    left."""
+    if any(m.offer.offer_id == offer.offer_id for m in planned):
+        return False
+    return price_micros_per_hour(offer, spot) <= budget
 
 
 def _fleet_cost(
@@ -832,8 +846,7 @@ def _fleet_cost(
         price = price_micros_per_hour(machine.offer, machine.interruptible)
         held_s = finish_s
         if machine.interruptible:
-            batch_s = max(rates.speed(machine.offer, job).batch_s for job, _ in mix)
-            held_s += preemptions_per_hour * finish_s / 3600 * (machine.offer.startup_s + batch_s)
+            held_s += _preempted_s(machine.offer, mix, rates, preemptions_per_hour, finish_s)
         cost += price * held_s / 3600
     return cost
 
