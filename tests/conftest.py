@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from infra.local import moto_dynamodb
 from infra.local.resources import Created, create_resources
 from subconscious import aws as aws_module
 from subconscious import services as services_module
@@ -70,7 +71,8 @@ def market() -> FakeProvider:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Created]:
     """Every resource of the stack, created in in-process moto from infra/definitions.py."""
-    with mock_aws():
+    # moto serves the threads of a race one DynamoDB request at a time, as DynamoDB does
+    with mock_aws(), moto_dynamodb.serialised():
         # boto3.client() below and in tests shares the process's parsed service models too
         boto3.DEFAULT_SESSION = aws_module.session()
         created = create_resources(aws_module.AwsClients().client)

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra import definitions as d
+from infra.local import moto_dynamodb
 from infra.local import state as saved_state
 from infra.local.ec2 import LOCAL_INSTANCE_TYPES, Ec2Bridge, patch_spot_prices, unpatch_spot_prices
 from infra.local.ec2 import load_prices as load_ec2_prices
@@ -117,45 +118,19 @@ def _patch_moto_lambda() -> None:
         return json.dumps(result, default=str), False, ""
 
     LambdaFunction._invoke_lambda = invoke_in_process  # type: ignore[method-assign]
-    _serialise_moto_dynamodb()
-
-
-_ORIGINAL_DYNAMO_CALL: Any = None
-_DYNAMO_LOCK = threading.Lock()
-
-
-def _serialise_moto_dynamodb() -> None:
-    """One DynamoDB request at a time. moto's TransactWriteItems deep-copies a table while
-    other requests may write to it ("dictionary changed size during iteration"); DynamoDB
-    itself is safe here, so with several render runs storing at once the local stack
-    serialises moto's DynamoDB handler rather than let a moto race fail a run."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    global _ORIGINAL_DYNAMO_CALL
-    if _ORIGINAL_DYNAMO_CALL is not None:
-        return
-    _ORIGINAL_DYNAMO_CALL = original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with _DYNAMO_LOCK:
-            return original(self)
-
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    moto_dynamodb.serialise()
 
 
 def _unpatch_moto() -> None:
     """Leave moto as found: other code in this process (tests) may use it in-process."""
     from moto.awslambda.models import LambdaFunction
     from moto.core.config import default_user_config
-    from moto.dynamodb.responses import DynamoHandler
 
-    global _ORIGINAL_INVOKE, _ORIGINAL_DYNAMO_CALL
+    global _ORIGINAL_INVOKE
     if _ORIGINAL_INVOKE is not None:
         LambdaFunction._invoke_lambda = _ORIGINAL_INVOKE  # type: ignore[method-assign]
         _ORIGINAL_INVOKE = None
-    if _ORIGINAL_DYNAMO_CALL is not None:
-        DynamoHandler.call_action = _ORIGINAL_DYNAMO_CALL  # type: ignore[method-assign]
-        _ORIGINAL_DYNAMO_CALL = None
+    moto_dynamodb.unserialise()
     default_user_config["stepfunctions"]["execute_state_machine"] = False
     unpatch_spot_prices()
 
