@@ -79,8 +79,12 @@ def _order(client: Client, who: str, job: dict[str, Any], constraints: dict[str,
 def play(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     faults = MachineFaults(startup_delay_s=args.startup_s, images_per_s=args.images_per_s)
-    with running(dispatch_every_s=1.0, default_faults=faults) as stack:
-        say(f"local stack up: API {stack.api_url}, market with {len(stack.market.offers())} offers")
+    machine_logs = Path(args.out) / "machine-logs"  # each machine's renderer output, kept
+    with running(dispatch_every_s=1.0, default_faults=faults, machine_logs=machine_logs) as stack:
+        say(
+            f"local stack up: API {stack.api_url}, market with {len(stack.market.offers())} "
+            f"offers, machine logs into {machine_logs}"
+        )
         with Client(stack.api_url, stack.api_key) as client:
             size = {"model_family": "sd15", "width": args.size, "height": args.size, "steps": 20}
             job = {"prompts": [{"text": p, "count": args.per_prompt} for p in PROMPTS], **size}

@@ -149,6 +149,7 @@ class LocalStack:
         providers: tuple[str, ...] = LOCAL_PROVIDERS,
         spot_tick_s: float | None = SPOT_TICK_S,
         state_dir: Path | None = None,
+        machine_logs: Path | None = None,
     ) -> None:
         # The real adapters, against emulators of their APIs on 127.0.0.1 ("emulated" is the
         # market's own simpler API).
@@ -158,7 +159,13 @@ class LocalStack:
         self.dispatch_every_s = dispatch_every_s
         # spot_tick_s=None: no spot pools, every rental is on-demand.
         spot = None if spot_tick_s is None else SpotMarket.from_directory(tick_s=spot_tick_s)
-        self.market = EmulatedMarket(default_faults=default_faults or MachineFaults(), spot=spot)
+        # Each machine's renderer output: kept after the stop, as what explains a failed run;
+        # beside the saved state if there is one, else a temporary folder.
+        if machine_logs is None and state_dir is not None:
+            machine_logs = state_dir / "machines"
+        self.market = EmulatedMarket(
+            default_faults=default_faults or MachineFaults(), spot=spot, log_dir=machine_logs
+        )
         self.extra_settings = settings or {}
         self.timer_enabled = timer
         # state_dir: keep tables, objects, queued work and the demo key across restarts

@@ -21,8 +21,8 @@ PROMPTS = [f"founding prompt {i}: a lighthouse at dawn, style {i}" for i in rang
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    with running_stack(images_per_s=400) as local:
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with running_stack(images_per_s=400, machine_logs=tmp_path / "machines") as local:
         yield local
 
 

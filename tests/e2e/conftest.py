@@ -25,9 +25,10 @@ StartStack = Callable[..., LocalStack]
 
 
 @pytest.fixture
-def start_stack() -> Iterator[StartStack]:
+def start_stack(tmp_path: Path) -> Iterator[StartStack]:
     """Start a local stack with the fault suite's settings (``settings`` are added to them);
-    every stack started is stopped, and the environment restored, after the test."""
+    every stack started is stopped, and the environment restored, after the test. Machine
+    logs go to the test's own folder (pytest keeps the last runs' and prunes older ones)."""
     saved = dict(os.environ)
     started: list[LocalStack] = []
 
@@ -37,6 +38,7 @@ def start_stack() -> Iterator[StartStack]:
         settings: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> LocalStack:
+        kwargs.setdefault("machine_logs", tmp_path / f"machines-{len(started)}")
         stack = LocalStack(
             dispatch_every_s=0.5,
             default_faults=default_faults,

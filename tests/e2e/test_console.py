@@ -56,10 +56,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
     """The local stack with its own settings (not the fault suite's short deadlines): a
     healthy market whose machines render fast, so the pipeline, not the GPU, sets the pace."""
-    with running_stack(images_per_s=400) as local:
+    with running_stack(images_per_s=400, machine_logs=tmp_path / "machines") as local:
         yield local
 
 

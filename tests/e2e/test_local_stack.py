@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    with running_stack() as local:
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with running_stack(machine_logs=tmp_path / "machines") as local:
         yield local
     assert local.market.machines() == [], "a machine outlived the local stack's runs"
 

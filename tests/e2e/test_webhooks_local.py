@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,8 +21,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    with running_stack(settings={"SUBC_WEBHOOK_BACKOFF_S": "1"}) as local:
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with running_stack(
+        settings={"SUBC_WEBHOOK_BACKOFF_S": "1"}, machine_logs=tmp_path / "machines"
+    ) as local:
         yield local
 
 
