@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,7 +51,14 @@ from bench.planner.workloads import OrderSpec
 from subconscious.catalogue import canonical
 from subconscious.models import Constraints, Offer
 from subconscious.money import MICROS_PER_USD
-from subconscious.planner.costs import TEARDOWN_S, Rates, cost_for, price_micros_per_hour, usable
+from subconscious.planner.costs import (
+    TEARDOWN_S,
+    Rates,
+    cost_for,
+    micros_per_hour,
+    price_micros_per_hour,
+    usable,
+)
 from subconscious.planner.policy import (
     Decision,
     Limits,
@@ -276,6 +283,10 @@ class Simulation:
         self.rent_reasons: Counter[str] = Counter()
         self._listed: Counter[str] = Counter()  # the market's history (``_outlook``)
         self._bids: Counter[str] = Counter()
+        self._bid_micros: Counter[str] = Counter()  # per card, the sum of each snapshot's lowest
+        self._gone_since: dict[str, float] = {}  # cards listed without bids, since when
+        self._gone_s: dict[str, float] = defaultdict(float)  # per card, seconds of ended spells
+        self._gone_spells: Counter[str] = Counter()
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self._tick_pending = False
@@ -403,24 +414,39 @@ class Simulation:
             limits=self.limits,
             preemptions_per_hour=self._preemption_rate(),
             spot_shares=self._outlook(offers),
+            spot_bids={card: self._bid_micros[card] // n for card, n in self._bids.items() if n},
+            spot_gaps={c: self._gone_s[c] / n for c, n in self._gone_spells.items() if n},
         )
 
     def _outlook(self, offers: Sequence[Offer]) -> dict[str, float]:
         """The market's history as the price refresh keeps it (``planner.forecast``): per
-        card, the share of the snapshots listing it in which it took bids, from an hourly
+        card, the share of the snapshots listing it in which it took bids (and ``state`` its
+        typical lowest bid and how long its capacity stayed gone, timed), from an hourly
         snapshot over the ``OUTLOOK_DAYS`` before the run (the traces wrap, so the market
         then is the same generator's) and one a tick since."""
         if not self._listed:  # the history the price refresh has kept when the run begins
             for hour in range(-OUTLOOK_DAYS * 24, 0):
-                self._snapshot(self.market.offers_at(hour * 3600.0))
-        self._snapshot(offers)
+                self._snapshot(self.market.offers_at(hour * 3600.0), hour * 3600.0)
+        self._snapshot(offers, self.now)
         return {card: self._bids[card] / seen for card, seen in self._listed.items()}
 
-    def _snapshot(self, offers: Sequence[Offer]) -> None:
-        for card in {canonical(o.gpu) for o in offers}:
+    def _snapshot(self, offers: Sequence[Offer], t: float) -> None:
+        cards = {canonical(o.gpu) for o in offers}
+        for card in cards:
             self._listed[card] += 1
-        for card in {canonical(o.gpu) for o in offers if o.min_bid_usd_per_hour is not None}:
+        lowest: dict[str, int] = {}
+        for o in offers:
+            if o.min_bid_usd_per_hour is not None:
+                card, bid = canonical(o.gpu), micros_per_hour(o.min_bid_usd_per_hour)
+                lowest[card] = min(bid, lowest.get(card, bid))
+        for card, bid in lowest.items():
             self._bids[card] += 1
+            self._bid_micros[card] += bid
+            if card in self._gone_since:  # a spell without bids ended
+                self._gone_s[card] += t - self._gone_since.pop(card)
+                self._gone_spells[card] += 1
+        for card in cards - lowest.keys():
+            self._gone_since.setdefault(card, t)
 
     def _preemption_rate(self) -> float:
         """What our interruptible machines have lived through, as the dispatch computes it

@@ -15,6 +15,7 @@ from subconscious.planner.costs import (
     DEFAULT_PREEMPTIONS_PER_HOUR,
     TEARDOWN_S,
     cost_for,
+    micros_per_hour,
     price_micros_per_hour,
 )
 from subconscious.planner.policy import Release, Rent, decide
@@ -206,6 +207,10 @@ def test_the_policy_sees_the_market_history_and_our_own_preemptions() -> None:
     # the week before: the pool was up at 3 of every 4 hourly snapshots (the trace wraps)
     assert first.spot_shares["RTX 4090"] == pytest.approx(0.75, abs=0.01)
     assert first.spot_shares["RTX 3090"] == 0  # SLOW has no pool here: never interruptible
+    # its capacity gone an hour at a time, at its one bid whenever it had capacity
+    assert first.spot_gaps["RTX 4090"] == pytest.approx(3600)
+    bid = spot.spot.min_bid_usd_per_hour
+    assert bid is not None and first.spot_bids == {"RTX 4090": micros_per_hour(bid)}
     assert first.preemptions_per_hour == DEFAULT_PREEMPTIONS_PER_HOUR
     # after the 4090 was preempted at 1800 s, the rate priced in is above the default
     assert later.preemptions_per_hour > DEFAULT_PREEMPTIONS_PER_HOUR

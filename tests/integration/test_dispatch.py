@@ -13,8 +13,9 @@ from functions.dispatch.handler import lambda_handler
 from infra import definitions as d
 from infra.local.resources import Created
 from infra.local.stack import context_for
+from subconscious.logic import dispatch as dispatch_module
 from subconscious.logic import render_run
-from subconscious.logic.dispatch import preemption_rate, spot_shares, tick
+from subconscious.logic.dispatch import preemption_rate, tick
 from subconscious.logic.orders import Acceptance, accept_quote
 from subconscious.logic.quotes import create_quote
 from subconscious.market.fake import FakeProvider
@@ -30,6 +31,7 @@ from subconscious.models.labels import run_label
 from subconscious.models.spot import SpotOutlook
 from subconscious.money import to_micros
 from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR
+from subconscious.planner.policy import Decision, PlanState, Wait
 from subconscious.planner.preemption import PRIOR_HOURS
 from subconscious.services import Services
 from tests.conftest import install_services, load_event
@@ -379,7 +381,24 @@ def test_the_policy_sees_what_our_interruptible_machines_lived_through(svc: Serv
     assert rate == pytest.approx(expected, rel=1e-3) and calm.interruptible
 
 
-def test_the_policy_sees_which_cards_the_market_has_listed_interruptible(svc: Services) -> None:
-    assert spot_shares(svc) == {}  # no history: nothing to wait for
-    svc.prices.save_outlook(SpotOutlook({"RTX 3090": 0.4, "H100": 0.0}, 12, datetime.now(UTC)))
-    assert spot_shares(svc) == {"RTX 3090": 0.4, "H100": 0.0}
+def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(
+    svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The price refresh's outlook reaches the policy whole: per card how often it took bids,
+    its typical bid then, and how long its capacity stayed gone (nothing without a history)."""
+    seen: list[PlanState] = []
+
+    def policy(state: PlanState) -> list[Decision]:
+        seen.append(state)
+        return [Wait("looking")]
+
+    monkeypatch.setattr(dispatch_module, "decide", policy)
+    place_order(svc, TENANT, [8])
+    tick(svc)
+    shares, bids, gaps = {"RTX 3090": 0.4, "H100": 0.0}, {"RTX 3090": 61_000}, {"RTX 3090": 5400.0}
+    svc.prices.save_outlook(SpotOutlook(shares, 12, datetime.now(UTC), bids, gaps))
+    tick(svc)
+
+    without, after = seen
+    assert (without.spot_shares, without.spot_bids, without.spot_gaps) == ({}, {}, {})
+    assert (after.spot_shares, after.spot_bids, after.spot_gaps) == (shares, bids, gaps)

@@ -183,6 +183,29 @@ def test_the_spot_outlook_is_read_back_from_the_history_hourly(
     assert refresh(svc, now + timedelta(hours=1)).outlook_snapshots == 11
 
 
+def test_the_outlook_keeps_each_cards_typical_bid_and_how_long_its_capacity_stays_gone(
+    svc: Services, market: FakeProvider
+) -> None:
+    """With the refresh's own schedule (a snapshot every 5 minutes, 24 an hour apart read back
+    per day) a spell of 3 hourly snapshots without bids lasted 3 hours."""
+    start = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    on_demand = offer("o-3090", "RTX 3090", "0.20")
+    for minute in range(0, 24 * 60, 5):
+        hour = minute // 60
+        bid = Decimal("0.08") if hour % 2 else Decimal("0.06")
+        listed = on_demand.model_copy(update={"interruptible": True, "min_bid_usd_per_hour": bid})
+        svc.history.append(
+            [on_demand if 5 <= hour < 8 else listed], start + timedelta(minutes=minute)
+        )
+
+    refresh(svc, start + timedelta(days=1))
+
+    stored = svc.prices.load_outlook()
+    assert stored is not None and stored.gaps == {"RTX 3090": 3 * 3600.0}
+    # 21 hourly snapshots with bids, 10 at 0.08 and 11 at 0.06 (the bid cycles by the hour)
+    assert stored.bids == {"RTX 3090": (10 * 80_000 + 11 * 60_000) // 21}
+
+
 def test_the_history_sample_is_spread_over_each_day(svc: Services) -> None:
     start = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
     for minute in range(0, 24 * 60, 60):  # 24 snapshots

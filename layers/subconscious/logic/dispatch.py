@@ -80,6 +80,7 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         work = backlog(orders)
         wants_market = any(o.images_left for o in work) and waiting + in_flight > 0
         blocked = breakers(services, now) if wants_market else HeldOff()
+        history = spot_outlook(services) if wants_market else None
         report.decisions.extend(blocked.reasons)
         state = PlanState(
             now=now,
@@ -93,7 +94,9 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             preemptions_per_hour=preemption_rate(services, live, now)
             if wants_market
             else DEFAULT_PREEMPTIONS_PER_HOUR,
-            spot_shares=spot_shares(services) if wants_market else {},
+            spot_shares=dict(history.shares) if history else {},
+            spot_bids=dict(history.bids) if history else {},
+            spot_gaps=dict(history.gaps) if history else {},
         )
         budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
         decisions = decide(state)
@@ -205,13 +208,6 @@ def breakers(services: Services, now: datetime) -> HeldOff:
             pause_s=settings.provider_pause_s,
         ),
     )
-
-
-def spot_shares(services: Services) -> dict[str, float]:
-    """Per card, how often the market has listed it interruptible (the price refresh's
-    outlook): where it has, work waits for that capacity rather than rent on-demand early."""
-    outlook = spot_outlook(services)
-    return {} if outlook is None else dict(outlook.shares)
 
 
 def preemption_rate(services: Services, live: list[RenderRun], now: datetime) -> float:

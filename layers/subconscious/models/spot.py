@@ -19,6 +19,12 @@ class SpotOutlook:
     shares: Mapping[str, float] = field(default_factory=dict)
     snapshots: int = 0
     computed_at: datetime | None = None
+    # canonical GPU -> its lowest bid (micro-dollars an hour), averaged over the snapshots in
+    # which it took bids: what waiting for its interruptible capacity is expected to cost
+    bids: Mapping[str, int] = field(default_factory=dict)
+    # canonical GPU -> how long its interruptible capacity stayed gone once it went, on
+    # average (seconds; a duration, so a float)
+    gaps: Mapping[str, float] = field(default_factory=dict)
 
     def share(self, gpu: str) -> float:
         return self.shares.get(canonical(gpu), 1.0)
@@ -29,6 +35,8 @@ class SpotOutlook:
                 "shares": dict(sorted(self.shares.items())),
                 "snapshots": self.snapshots,
                 "computed_at": self.computed_at.isoformat() if self.computed_at else None,
+                "bids": dict(sorted(self.bids.items())),
+                "gaps": dict(sorted(self.gaps.items())),
             }
         )
 
@@ -40,4 +48,8 @@ class SpotOutlook:
             shares={str(k): float(v) for k, v in doc["shares"].items()},
             snapshots=int(doc["snapshots"]),
             computed_at=datetime.fromisoformat(at) if at else None,
+            # an outlook stored before bids were kept has none: the policy then rents what is
+            # listed, as it did
+            bids={str(k): int(v) for k, v in doc.get("bids", {}).items()},
+            gaps={str(k): float(v) for k, v in doc.get("gaps", {}).items()},
         )

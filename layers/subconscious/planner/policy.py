@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, Offer
@@ -108,6 +109,11 @@ class PlanState:
     # The market's history (planner.forecast.outlook): per canonical GPU, the share of the
     # snapshots listing it in which it took bids. A card not in it never has.
     spot_shares: Mapping[str, float] = field(default_factory=dict)
+    # The same history's typical lowest bid per canonical GPU while it took bids (micro-dollars
+    # an hour): what waiting for a card's interruptible capacity is expected to cost.
+    spot_bids: Mapping[str, int] = field(default_factory=dict)
+    # And how long, on average, a card's interruptible capacity stayed gone (seconds).
+    spot_gaps: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -342,6 +348,10 @@ def _decide(
         orders, fleet, state.offers, rates, now, _net(state, fleet), delay_s=DEFER_S
     )
     if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
+        awaited = _awaited_card(state, jobs) if spot else None
+        if awaited:
+            why = f"batch: waiting for {awaited} interruptible capacity, cheaper than what is on"
+            return _wait_for_spot(state, orders, jobs, fleet, why)
         if not spot and _spot_returns(state, jobs):
             return _wait_for_spot(state, orders, jobs, fleet, "batch")
         return _rent_until(
@@ -372,7 +382,8 @@ def _wait_for_spot(
     net = _net(state, fleet)
     if not keepable(orders, fleet, state.offers, state.rates, state.now, net, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
-    reason = f"{why}: interruptible capacity is gone for now; the net keeps the promises"
+    gone = "" if "waiting for" in why else ": interruptible capacity is gone for now"
+    reason = f"{why}{gone}; the net keeps the promises"
     return [Wait(reason, for_interruptible=True)]
 
 
@@ -421,6 +432,43 @@ def _spot_returns(state: PlanState, jobs: list[JobSpec]) -> bool:
         for o in state.offers
         if o.gpu_memory_gb >= need
     )
+
+
+def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
+    """Interruptible capacity for the backlog is listed now (the caller's condition), but only
+    where renting it costs more than waiting for a card whose capacity is gone is expected to:
+    that card's typical bid where the history says it comes back (its share of the snapshots)
+    and the net's on-demand machine where it does not, ``share × interruptible + (1 − share) ×
+    on-demand`` as the quote expects (``planner.forecast``). The card to wait for, if any; the
+    net keeps the promises meanwhile (Uniform Progress), as when none is listed at all. A
+    history without bids (or none) rents what is listed, as before."""
+    if not state.spot_bids:
+        return None
+    mix = _mix(edf(state.orders)) or [(jobs[0], 1)]
+    pph = state.preemptions_per_hour
+
+    def cost(offer: Offer, interruptible: bool) -> float:
+        return _rental_cost(offer, interruptible, mix, state.rates, pph)
+
+    now_best = cost(*_ranked(state, jobs, interruptible=True)[0])
+    net = min(cost(o, False) for o in _fits(state, jobs, False))
+    listed = {canonical(o.gpu) for o in _fits(state, jobs, True)}
+    orders = edf(state.orders)
+    for offer in _fits(state, jobs, False):
+        card = canonical(offer.gpu)
+        share = state.spot_shares.get(card, 0.0)
+        bid, gap = state.spot_bids.get(card), state.spot_gaps.get(card)
+        if card in listed or not bid or gap is None:
+            continue
+        typical = offer.model_copy(update={"min_bid_usd_per_hour": Decimal(bid) / 1_000_000})
+        if share * cost(typical, True) + (1 - share) * net >= now_best:
+            continue
+        # Only where one such machine, rented when its capacity typically comes back, still
+        # keeps every promise: waiting must not leave a window only a fleet can make.
+        ready = state.now + timedelta(seconds=gap + DISPATCH_LATENCY_S + offer.startup_s)
+        if feasible(orders, [LiveMachine("awaited", typical, True, ready)], state.rates, state.now):
+            return offer.gpu
+    return None
 
 
 def latest_start(state: PlanState) -> datetime:

@@ -73,3 +73,22 @@ def test_cards_rarely_interruptible_in_the_history_are_priced_nearer_on_demand()
 def test_outlook_dates_round_trip_in_utc() -> None:
     at = datetime(2030, 1, 1, 8, tzinfo=UTC)
     assert SpotOutlook.from_json(SpotOutlook({}, 0, at).to_json()).computed_at == at
+
+
+def test_a_cards_typical_bid_and_how_long_its_capacity_stays_gone() -> None:
+    """The lowest bid per snapshot, averaged over the snapshots with bids; the spells without
+    bids that ended, in snapshots times their spacing (one still running is not counted)."""
+    low, high = offer("a", "RTX 3090", bid="0.06"), offer("b", "RTX 3090", bid="0.10")
+    gone = offer("c", "RTX 3090")
+    snapshots = [[low, high], [gone], [gone], [high], [gone], [low], [gone], [gone], [gone]]
+    seen = outlook(snapshots, computed_at=NOW, spacing_s=3600)
+    assert seen.bids == {"RTX 3090": (60_000 + 100_000 + 60_000) // 3}
+    assert seen.gaps == {"RTX 3090": (2 + 1) / 2 * 3600}
+    assert SpotOutlook.from_json(seen.to_json()) == seen
+    assert outlook(snapshots).gaps == {}  # no spacing given: no durations
+
+
+def test_an_outlook_stored_before_bids_and_gaps_were_kept_still_reads() -> None:
+    stored = '{"shares": {"RTX 3090": 0.5}, "snapshots": 12, "computed_at": null}'
+    read = SpotOutlook.from_json(stored)
+    assert (read.shares, read.bids, read.gaps) == ({"RTX 3090": 0.5}, {}, {})

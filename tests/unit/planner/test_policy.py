@@ -570,3 +570,51 @@ def test_a_closing_machine_is_cheaper_per_hour_than_the_pick_and_cheaper_for_the
     assert closing(fast, dearer_for_the_fleet) is None
     # the 4090 costs the fleet less than that A4000, but is dearer per hour than it
     assert closing(dearer_for_the_fleet, fast) is None
+
+
+def test_work_waits_for_a_cheaper_cards_interruptible_capacity_the_history_says_comes_back() -> (
+    None
+):
+    """Interruptible capacity listed only on a dear card: the batch rented it (or an on-demand
+    card) hours before the cheap card's capacity came back at a third of the price (tune
+    steady m4). With the history's typical bid and gap for the cheap card, the work waits
+    where that is expected to cost less and one such machine, back after the typical gap,
+    still keeps the promise; otherwise it rents what is listed, as before."""
+    dear_spot = offer("4090", "RTX 4090", "0.40", bid="0.25", provider="tensordock")
+    offers = [ON_DEMAND_ONLY, dear_spot]
+    work = [order(5000, timedelta(days=1))]
+    shares = {"RTX 3090": 0.8, "RTX 4090": 0.5}
+
+    def decided(bid: int, gap_s: float, work: list[OpenOrder] = work) -> list[Any]:
+        return decide(
+            state(
+                work,
+                offers,
+                spot_shares=shares,
+                spot_bids={"RTX 3090": bid},
+                spot_gaps={"RTX 3090": gap_s},
+            )
+        )
+
+    [waits] = decided(40_000, 3600)
+    assert isinstance(waits, Wait) and waits.for_interruptible
+    assert "waiting for RTX 3090 interruptible capacity" in waits.reason
+    # what is listed, as before: no bids in the history, ...
+    [rent] = rents(decide(state(work, offers, spot_shares=shares)))
+    assert rent.offer == dear_spot and rent.interruptible
+    # ... the cheap card's typical bid no cheaper than renting now, ...
+    assert rents(decided(200_000, 3600)) == [rent]
+    # ... or its capacity typically gone longer than the promise can wait
+    assert rents(decided(40_000, 30 * 3600)) == [rent]
+    # a card the history never saw take bids is not waited for, whatever its bid
+    assert rents(
+        decide(
+            state(
+                work,
+                offers,
+                spot_shares={"RTX 3090": 0.0},
+                spot_bids={"RTX 3090": 40_000},
+                spot_gaps={"RTX 3090": 3600.0},
+            )
+        )
+    ) == [rent]
