@@ -17,43 +17,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_LOCK = threading.RLock()  # re-entrant: a nested patch never deadlocks on itself
+_LOCK = threading.RLock()  # one request at a time (re-entrant: a handler never waits on itself)
+_USERS = threading.Lock()  # guards the two below
 _original: Any = None
+_users = 0
 
 
 def serialise() -> None:
-    """Patch moto's DynamoDB handler (once; a second call changes nothing)."""
+    """Patch moto's DynamoDB handler; each call needs its own :func:`unserialise` (a local
+    stack started inside a test's moto must not unpatch the test's)."""
     from moto.dynamodb.responses import DynamoHandler
 
-    global _original
-    if _original is not None:
-        return
-    _original = original = DynamoHandler.call_action
+    global _original, _users
+    with _USERS:
+        _users += 1
+        if _original is not None:
+            return
+        _original = original = DynamoHandler.call_action
 
-    def call_action(self: Any) -> Any:
-        with _LOCK:
-            return original(self)
+        def call_action(self: Any) -> Any:
+            with _LOCK:
+                return original(self)
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def unserialise() -> None:
-    """Leave moto as found (nothing if it was not patched)."""
+    """Undo one :func:`serialise`; moto is left as found once every user has (a call with no
+    user left changes nothing)."""
     from moto.dynamodb.responses import DynamoHandler
 
-    global _original
-    if _original is not None:
-        DynamoHandler.call_action = _original  # type: ignore[method-assign]
-        _original = None
+    global _original, _users
+    with _USERS:
+        _users = max(0, _users - 1)
+        if _users == 0 and _original is not None:
+            DynamoHandler.call_action = _original  # type: ignore[method-assign]
+            _original = None
 
 
 @contextmanager
 def serialised() -> Iterator[None]:
-    """Serialised while inside; restored after unless it was already patched on entry."""
-    patched_here = _original is None
+    """Serialised while inside."""
     serialise()
     try:
         yield
     finally:
-        if patched_here:
-            unserialise()
+        unserialise()

@@ -251,7 +251,8 @@ class LocalStack:
             emulator.close()
         if self._moto is not None:
             self._moto.stop()
-        _unpatch_moto()
+            self._moto = None  # a second stop must not undo another stack's (or test's) patch
+            _unpatch_moto()
 
     # --- set-up ---
     def _configure_moto(self, endpoint: str) -> None:

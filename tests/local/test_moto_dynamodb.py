@@ -105,7 +105,11 @@ def test_serialised_restores_moto_on_exit_and_nests() -> None:
     with moto_dynamodb.serialised():
         patched = DynamoHandler.call_action
         assert patched is not original
-        with moto_dynamodb.serialised():  # the local stack started inside a test's moto
+        moto_dynamodb.serialise()  # a local stack started inside the test's moto ...
+        with moto_dynamodb.serialised():
             assert DynamoHandler.call_action is patched
+        moto_dynamodb.unserialise()  # ... and stopped: the test's patch stays
         assert DynamoHandler.call_action is patched
+    assert DynamoHandler.call_action is original
+    moto_dynamodb.unserialise()  # one too many changes nothing
     assert DynamoHandler.call_action is original

@@ -191,7 +191,9 @@ class ThroughputCorrectionsProtocol(Protocol):
 class MarketHistoryProtocol(Protocol):
     def append(self, offers: list[Offer], at: datetime) -> str: ...
 
-    def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]: ...
+    def snapshots(
+        self, until: datetime, days: int, per_day: int
+    ) -> Iterator[tuple[datetime, list[Offer]]]: ...
 
 
 @runtime_checkable

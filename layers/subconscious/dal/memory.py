@@ -59,6 +59,7 @@ from subconscious.dal.prices import (
     offer_rows,
     read_rows,
     read_snapshot,
+    snapshot_at,
     snapshot_object,
     spread,
 )
@@ -684,11 +685,13 @@ class MemoryHistory:
         self.objects[key] = body
         return key
 
-    def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]:
+    def snapshots(
+        self, until: datetime, days: int, per_day: int
+    ) -> Iterator[tuple[datetime, list[Offer]]]:
         for prefix in day_prefixes(until, days):
             keys = sorted(k for k in self.objects if k.startswith(prefix))
             for key in spread(keys, per_day):
-                yield read_snapshot(self.objects[key])
+                yield snapshot_at(key), read_snapshot(self.objects[key])
 
 
 class MemoryExecutions:

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -196,12 +196,15 @@ class MarketHistory:
         )
         return key
 
-    def snapshots(self, until: datetime, days: int, per_day: int) -> Iterator[list[Offer]]:
+    def snapshots(
+        self, until: datetime, days: int, per_day: int
+    ) -> Iterator[tuple[datetime, list[Offer]]]:
         """Up to ``per_day`` snapshots of the day of ``until`` and of each of the ``days`` days
-        before it (evenly spread over each day's objects), oldest first."""
+        before it (evenly spread over each day's objects), oldest first, each with when it was
+        taken (not evenly spaced: today's are all read while it has fewer than ``per_day``)."""
         for prefix in day_prefixes(until, days):
             for key in spread(sorted(self._keys(prefix)), per_day):
-                yield self._read(key)
+                yield snapshot_at(key), self._read(key)
 
     def _keys(self, prefix: str) -> Iterator[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
@@ -221,6 +224,12 @@ def snapshot_object(offers: list[Offer], at: datetime) -> tuple[str, bytes]:
     lines = (json.dumps({"at": at.isoformat(), **json.loads(o.model_dump_json())}) for o in offers)
     body = gzip.compress("\n".join(lines).encode() + b"\n")
     return f"market/date={at:%Y-%m-%d}/{at:%H%M%S}.jsonl.gz", body
+
+
+def snapshot_at(key: str) -> datetime:
+    """When a snapshot was taken, from its key (``market/date=YYYY-MM-DD/HHMMSS.jsonl.gz``)."""
+    day, clock = key.split("date=", 1)[1].split("/")[:2]
+    return datetime.strptime(f"{day} {clock[:6]}", "%Y-%m-%d %H%M%S").replace(tzinfo=UTC)
 
 
 def day_prefixes(until: datetime, days: int) -> list[str]:

@@ -69,10 +69,7 @@ def refresh_outlook(services: Services, now: datetime) -> int | None:
         snapshots = services.history.snapshots(
             now, settings.forecast_days, settings.forecast_snapshots_per_day
         )
-        # The history spreads the snapshots it reads evenly over each day: a day apart divided
-        # by how many, since the refresh (every 5 minutes) writes many more than it reads.
-        spacing_s = 86_400 / settings.forecast_snapshots_per_day
-        computed = outlook(snapshots, computed_at=now, spacing_s=spacing_s)
+        computed = outlook(snapshots, computed_at=now)
         services.prices.save_outlook(computed)
     except Exception as error:
         logger.warning("spot outlook not refreshed", error=type(error).__name__)

@@ -8,9 +8,9 @@ expected cost, ``share × interruptible + (1 − share) × on-demand``. A card t
 listed keeps today's view (share 1), and so does a quote with no history at all.
 
 The dispatch reads two more figures from the same snapshots: a card's typical lowest bid while
-it takes bids, and how long its interruptible capacity typically stays gone once it goes
-(``spacing_s`` apart, the spells' mean): whether waiting for a cheaper card's capacity is worth
-it, and whether the promises can wait that long.
+it takes bids, and how long its interruptible capacity typically stays gone once it goes (timed
+by the snapshots' own times: the history reads today's all while it has few): whether waiting
+for a cheaper card's capacity is worth it, and whether the promises can wait that long.
 """
 
 from __future__ import annotations
@@ -26,37 +26,39 @@ from subconscious.planner.costs import micros_per_hour
 
 
 def outlook(
-    snapshots: Iterable[Sequence[Offer]],
-    computed_at: datetime | None = None,
-    spacing_s: float | None = None,
+    snapshots: Iterable[tuple[datetime, Sequence[Offer]]], computed_at: datetime | None = None
 ) -> SpotOutlook:
-    """Per GPU, the share of the snapshots listing it in which some offer of it took bids, its
-    lowest bid averaged over those snapshots and, given the snapshots' spacing (oldest first),
-    the mean length of its spells without bids that ended within the history."""
+    """From snapshots, oldest first, each with when it was taken: per GPU, the share of the
+    snapshots listing it in which some offer of it took bids, its lowest bid averaged over
+    those snapshots, and the mean length of its spells without bids that ended within the
+    history (from the first snapshot without bids to the next with them; a spell already
+    running when the card was first seen is not counted, as its start is not known)."""
     listed: Counter[str] = Counter()
     bids: Counter[str] = Counter()
     bid_micros: Counter[str] = Counter()
-    gone_since: dict[str, int] = {}  # cards without bids: since which snapshot
-    gone: Counter[str] = Counter()  # snapshots in the spells without bids that ended
+    gone_since: dict[str, datetime | None] = {}  # cards without bids: since when (None: unknown)
+    gone_s: dict[str, float] = {}  # seconds of the spells without bids that ended
     spells: Counter[str] = Counter()
     count = 0
-    for index, snapshot in enumerate(snapshots):
+    for at, snapshot in snapshots:
         count += 1
         cards = {canonical(o.gpu) for o in snapshot}
-        listed.update(cards)
         lowest: dict[str, int] = {}
         for o in snapshot:
             if o.min_bid_usd_per_hour is not None:
                 gpu, bid = canonical(o.gpu), micros_per_hour(o.min_bid_usd_per_hour)
                 lowest[gpu] = min(bid, lowest.get(gpu, bid))
+        for gpu in cards - lowest.keys():
+            gone_since.setdefault(gpu, at if gpu in listed else None)
+        for gpu in lowest.keys() & gone_since.keys():
+            since = gone_since.pop(gpu)
+            if since is not None:
+                gone_s[gpu] = gone_s.get(gpu, 0.0) + (at - since).total_seconds()
+                spells[gpu] += 1
+        listed.update(cards)
         bids.update(lowest.keys())
         bid_micros.update(lowest)
-        for gpu in lowest.keys() & gone_since.keys():
-            gone[gpu] += index - gone_since.pop(gpu)
-            spells[gpu] += 1
-        for gpu in cards - lowest.keys():
-            gone_since.setdefault(gpu, index)
     shares = {gpu: bids[gpu] / seen for gpu, seen in listed.items()}
     typical = {gpu: bid_micros[gpu] // n for gpu, n in bids.items()}
-    gaps = {gpu: gone[gpu] / n * spacing_s for gpu, n in spells.items()} if spacing_s else {}
+    gaps = {gpu: gone_s[gpu] / n for gpu, n in spells.items()}
     return SpotOutlook(shares, count, computed_at, typical, gaps)

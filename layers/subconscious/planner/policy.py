@@ -340,7 +340,7 @@ def _decide(
     spot = bool(_fits(state, jobs, interruptible=True))
     if fleet and not feasible(orders, fleet, rates, now):
         if not spot and _spot_returns(state, jobs):
-            return _wait_for_spot(state, orders, jobs, fleet, "progress")
+            return _wait_for_spot(state, orders, jobs, fleet, f"progress{GONE}")
         return _rent_until(state, orders, jobs, fleet, interruptible=spot, why="progress")
     # Waiting for company is worth it only with real slack: a promise that could not survive
     # DEFER_S of waiting starts now rather than at its last safe tick.
@@ -353,7 +353,7 @@ def _decide(
             why = f"batch: waiting for {awaited} interruptible capacity, cheaper than what is on"
             return _wait_for_spot(state, orders, jobs, fleet, why)
         if not spot and _spot_returns(state, jobs):
-            return _wait_for_spot(state, orders, jobs, fleet, "batch")
+            return _wait_for_spot(state, orders, jobs, fleet, f"batch{GONE}")
         return _rent_until(
             state, orders, jobs, fleet, interruptible=spot, why="batch", at_least_one=True
         )
@@ -366,6 +366,9 @@ def _decide(
             return [cheaper]
         return [Wait(f"{len(orders)} order(s) on track with {len(fleet)} machine(s)")]
     return [Wait(f"{len(orders)} order(s) waiting to share a start-up", shares_startup=True)]
+
+
+GONE = ": interruptible capacity is gone for now"
 
 
 def _wait_for_spot(
@@ -382,9 +385,7 @@ def _wait_for_spot(
     net = _net(state, fleet)
     if not keepable(orders, fleet, state.offers, state.rates, state.now, net, delay_s=TICK_S):
         return _rent_until(state, orders, jobs, fleet, interruptible=False, why="safety net")
-    gone = "" if "waiting for" in why else ": interruptible capacity is gone for now"
-    reason = f"{why}{gone}; the net keeps the promises"
-    return [Wait(reason, for_interruptible=True)]
+    return [Wait(f"{why}; the net keeps the promises", for_interruptible=True)]
 
 
 def latest_on_demand(state: PlanState) -> datetime:
@@ -454,6 +455,7 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     net = min(cost(o, False) for o in _fits(state, jobs, False))
     listed = {canonical(o.gpu) for o in _fits(state, jobs, True)}
     orders = edf(state.orders)
+    net_limits = _net(state, [])
     for offer in _fits(state, jobs, False):
         card = canonical(offer.gpu)
         share = state.spot_shares.get(card, 0.0)
@@ -464,9 +466,15 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
         if share * cost(typical, True) + (1 - share) * net >= now_best:
             continue
         # Only where one such machine, rented when its capacity typically comes back, still
-        # keeps every promise: waiting must not leave a window only a fleet can make.
-        ready = state.now + timedelta(seconds=gap + DISPATCH_LATENCY_S + offer.startup_s)
-        if feasible(orders, [LiveMachine("awaited", typical, True, ready)], state.rates, state.now):
+        # keeps every promise (waiting must not leave a window only a fleet can make), and the
+        # net could still wait until then (else it would rent on-demand machines meanwhile).
+        back_s = gap + DISPATCH_LATENCY_S + offer.startup_s
+        ready = state.now + timedelta(seconds=back_s)
+        if feasible(
+            orders, [LiveMachine("awaited", typical, True, ready)], state.rates, state.now
+        ) and keepable(
+            orders, [], state.offers, state.rates, state.now, net_limits, delay_s=back_s
+        ):
             return offer.gpu
     return None
 

@@ -93,21 +93,23 @@ def test_corrections_move_only_from_what_was_read(stores: Services) -> None:
 def test_history_snapshots_spread_over_days(stores: Services) -> None:
     day = NOW.replace(hour=0)
     yesterday = day - timedelta(days=1)
+    keys_at = [yesterday + timedelta(hours=3), *(day + timedelta(hours=h) for h in (1, 2, 3))]
     keys = [
-        stores.history.append([offer("y")], yesterday + timedelta(hours=3)),
-        stores.history.append([offer("a")], day + timedelta(hours=1)),
-        stores.history.append([offer("b"), offer("c", "0.2")], day + timedelta(hours=2)),
-        stores.history.append([offer("d")], day + timedelta(hours=3)),
+        stores.history.append([offer("y")], keys_at[0]),
+        stores.history.append([offer("a")], keys_at[1]),
+        stores.history.append([offer("b"), offer("c", "0.2")], keys_at[2]),
+        stores.history.append([offer("d")], keys_at[3]),
         stores.history.append([offer("old")], day - timedelta(days=5)),
     ]
     assert keys[1] == "market/date=2030-01-01/010000.jsonl.gz"
     got = list(stores.history.snapshots(day + timedelta(hours=12), days=1, per_day=2))
-    assert [[o.offer_id for o in snapshot] for snapshot in got] == [["y"], ["a"], ["d"]]
-    assert got[0] == [offer("y")]
+    assert [[o.offer_id for o in snapshot] for _, snapshot in got] == [["y"], ["a"], ["d"]]
+    assert [at for at, _ in got] == [keys_at[0], keys_at[1], keys_at[3]]  # when each was taken
+    assert got[0][1] == [offer("y")]
     everything = list(stores.history.snapshots(day, days=1, per_day=48))
     assert len(everything) == 4
     # per_day 0 (settings forbid it) still reads each day's first snapshot
-    assert list(stores.history.snapshots(day, days=0, per_day=0)) == [[offer("a")]]
+    assert list(stores.history.snapshots(day, days=0, per_day=0)) == [(keys_at[1], [offer("a")])]
 
 
 def test_executions_start_once_per_run(stores: Services) -> None:

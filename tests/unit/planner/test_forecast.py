@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from subconscious.models import Constraints
+from subconscious.models import Constraints, Offer
 from subconscious.models.spot import SpotOutlook
 from subconscious.planner.forecast import outlook
 from subconscious.planner.policy import Limits
@@ -21,12 +21,17 @@ from tests.unit.planner.test_quote import (
 )
 
 
+def hourly(snapshots: list[list[Offer]]) -> list[tuple[datetime, list[Offer]]]:
+    """Snapshots an hour apart, the first at NOW."""
+    return [(NOW + timedelta(hours=i), offers) for i, offers in enumerate(snapshots)]
+
+
 def test_shares_count_the_snapshots_listing_a_card_in_which_it_took_bids() -> None:
     spot = offer("a", "RTX 3090", bid="0.09")
     steady = offer("b", "RTX 3090")
     h100 = offer("c", "H100 SXM", "2.50", memory=80)
     snapshots = [[spot, h100], [steady], [steady, spot], [h100]]
-    seen = outlook(snapshots, computed_at=NOW)
+    seen = outlook(hourly(snapshots), computed_at=NOW)
     assert seen.snapshots == 4
     assert seen.share("RTX 3090") == 2 / 3
     assert seen.share("NVIDIA GeForce RTX 3090") == 2 / 3  # names are normalised
@@ -77,15 +82,29 @@ def test_outlook_dates_round_trip_in_utc() -> None:
 
 def test_a_cards_typical_bid_and_how_long_its_capacity_stays_gone() -> None:
     """The lowest bid per snapshot, averaged over the snapshots with bids; the spells without
-    bids that ended, in snapshots times their spacing (one still running is not counted)."""
+    bids that ended, timed by the snapshots' own times (one still running is not counted)."""
     low, high = offer("a", "RTX 3090", bid="0.06"), offer("b", "RTX 3090", bid="0.10")
     gone = offer("c", "RTX 3090")
     snapshots = [[low, high], [gone], [gone], [high], [gone], [low], [gone], [gone], [gone]]
-    seen = outlook(snapshots, computed_at=NOW, spacing_s=3600)
+    seen = outlook(hourly(snapshots), computed_at=NOW)
     assert seen.bids == {"RTX 3090": (60_000 + 100_000 + 60_000) // 3}
     assert seen.gaps == {"RTX 3090": (2 + 1) / 2 * 3600}
     assert SpotOutlook.from_json(seen.to_json()) == seen
-    assert outlook(snapshots).gaps == {}  # no spacing given: no durations
+    # today's snapshots are read 5 minutes apart, not an hour: the spell lasted 10 minutes
+    close = [
+        (NOW, [low]),
+        *((NOW + timedelta(minutes=m), [gone]) for m in (5, 10)),
+        (NOW + timedelta(minutes=15), [low]),
+    ]
+    assert outlook(close).gaps == {"RTX 3090": 600.0}
+
+
+def test_a_spell_already_running_when_a_card_is_first_seen_is_not_counted() -> None:
+    """Its start is not known: counting it from the first sighting would make the gap look
+    shorter than it is, and waiting look safer."""
+    low, gone = offer("a", "RTX 3090", bid="0.06"), offer("c", "RTX 3090")
+    assert outlook(hourly([[gone], [gone], [low]])).gaps == {}
+    assert outlook(hourly([[gone], [low], [gone], [low]])).gaps == {"RTX 3090": 3600.0}
 
 
 def test_an_outlook_stored_before_bids_and_gaps_were_kept_still_reads() -> None:

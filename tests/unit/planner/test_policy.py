@@ -606,6 +606,24 @@ def test_work_waits_for_a_cheaper_cards_interruptible_capacity_the_history_says_
     assert rents(decided(200_000, 3600)) == [rent]
     # ... or its capacity typically gone longer than the promise can wait
     assert rents(decided(40_000, 30 * 3600)) == [rent]
+    # a card whose capacity is listed now is rented, not waited for, even above its typical bid
+    cheap_listed = offer("3090-spot", bid="0.12")
+    [listed] = rents(
+        decide(
+            state(
+                work,
+                [*offers, cheap_listed],
+                spot_shares=shares,
+                spot_bids={"RTX 3090": 40_000},
+                spot_gaps={"RTX 3090": 3600.0},
+            )
+        )
+    )
+    assert listed.offer == cheap_listed and listed.interruptible
+    # a card with bids but no ended spell to time (gone only now, or never) is not waited for
+    assert rents(
+        decide(state(work, offers, spot_shares=shares, spot_bids={"RTX 3090": 40_000}))
+    ) == [rent]
     # a card the history never saw take bids is not waited for, whatever its bid
     assert rents(
         decide(
@@ -618,3 +636,26 @@ def test_work_waits_for_a_cheaper_cards_interruptible_capacity_the_history_says_
             )
         )
     ) == [rent]
+
+
+def test_no_wait_for_a_fast_card_that_would_leave_the_net_short() -> None:
+    """One awaited 4090, back after its typical hour, would still keep the promise, but the
+    net (as many on-demand machines as renting now needs: one 3090, the cheapest per image)
+    could not wait that long: waiting would make it rent on-demand machines meanwhile, while
+    interruptible 3090s are listed now. So the batch rents now, what the ranking says."""
+    fast_od = offer("4090-od", "RTX 4090", "0.40", provider="tensordock", startup_s=420)
+    spot_3090 = offer("3090-spot", bid="0.15")
+    per_s = RATES.speed(ON_DEMAND_ONLY, job()).images_per_s
+    history: dict[str, Any] = {
+        "spot_shares": {"RTX 4090": 0.8, "RTX 3090": 0.9},
+        "spot_bids": {"RTX 4090": 50_000},
+        "spot_gaps": {"RTX 4090": 3600.0},
+    }
+    offers = [ON_DEMAND_ONLY, fast_od, spot_3090]
+    tight = [order(int(per_s * 4.1 * 3600), timedelta(hours=5))]
+    [rented] = decide(state(tight, offers, **history))
+    assert isinstance(rented, Rent) and rented.reason.startswith("batch")
+    # with slack the net can wait an hour: the work waits for the 4090's capacity
+    slack = [order(int(per_s * 4.1 * 3600), timedelta(hours=12))]
+    [waits] = decide(state(slack, offers, **history))
+    assert isinstance(waits, Wait) and "waiting for RTX 4090" in waits.reason
