@@ -456,6 +456,7 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     listed = {canonical(o.gpu) for o in _fits(state, jobs, True)}
     orders = edf(state.orders)
     net_limits = _net(state, [])
+    keeps: dict[tuple[object, ...], bool] = {}  # one check per kind of machine (``_kind``)
     for offer in _fits(state, jobs, False):
         card = canonical(offer.gpu)
         share = state.spot_shares.get(card, 0.0)
@@ -469,12 +470,14 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
         # keeps every promise (waiting must not leave a window only a fleet can make), and the
         # net could still wait until then (else it would rent on-demand machines meanwhile).
         back_s = gap + DISPATCH_LATENCY_S + offer.startup_s
-        ready = state.now + timedelta(seconds=back_s)
-        if feasible(
-            orders, [LiveMachine("awaited", typical, True, ready)], state.rates, state.now
-        ) and keepable(
-            orders, [], state.offers, state.rates, state.now, net_limits, delay_s=back_s
-        ):
+        kind = _kind(offer)
+        if kind not in keeps:
+            ready = state.now + timedelta(seconds=back_s)
+            awaited = LiveMachine("awaited", typical, True, ready)
+            keeps[kind] = feasible(orders, [awaited], state.rates, state.now) and keepable(
+                orders, [], state.offers, state.rates, state.now, net_limits, delay_s=back_s
+            )
+        if keeps[kind]:
             return offer.gpu
     return None
 
@@ -861,10 +864,14 @@ def _closing(
         return _fleet_cost(with_it, mix, rates, now, state.preemptions_per_hour)
 
     closing: list[tuple[float, str, bool, Offer]] = []
+    closes: dict[tuple[object, ...], bool] = {}  # one feasibility check per kind of machine
     for offer, spot in candidates:
         if price_micros_per_hour(offer, spot) >= cap or not _may_join(planned, offer, spot, budget):
             continue
-        if not feasible(orders, [*counted, _virtual(offer, spot, now)], rates, now):
+        kind = _kind(offer)
+        if kind not in closes:
+            closes[kind] = feasible(orders, [*counted, _virtual(offer, spot, now)], rates, now)
+        if not closes[kind]:
             continue
         closing.append((fleet_cost(offer, spot), offer.offer_id, spot, offer))
     if feasible(orders, [*counted, _virtual(*ranked, now)], rates, now):
@@ -875,6 +882,12 @@ def _closing(
         if not spot or _hedge_free(state, orders, [*planned, _virtual(offer, spot, now)], offer):
             return offer, spot
     return None
+
+
+def _kind(offer: Offer) -> tuple[object, ...]:
+    """What a machine's part in :func:`feasible` depends on: its speed (``Rates``' key) and
+    when it is ready. A thousand offers are a few dozen kinds; the price is not in it."""
+    return (offer.gpu, offer.gpu_count, offer.gpu_memory_gb, offer.provider, offer.startup_s)
 
 
 def _may_join(planned: list[LiveMachine], offer: Offer, spot: bool, budget: int) -> bool:
