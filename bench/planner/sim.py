@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,10 +55,10 @@ from subconscious.planner.costs import (
     TEARDOWN_S,
     Rates,
     cost_for,
-    micros_per_hour,
     price_micros_per_hour,
     usable,
 )
+from subconscious.planner.forecast import Tally
 from subconscious.planner.policy import (
     Decision,
     Limits,
@@ -283,15 +283,10 @@ class Simulation:
         self.rent_reasons: Counter[str] = Counter()
         self._listed: Counter[str] = Counter()  # the market's history (``_outlook``)
         self._bids: Counter[str] = Counter()
-        # The outlook's typical bids and gaps, from hourly snapshots whether or not the dispatch
-        # ticks (as the price refresh keeps writing): ``_hourly``.
+        # The outlook's typical bids and gaps, counted as the price refresh counts them, from
+        # hourly snapshots whether or not the dispatch ticks (the refresh keeps writing).
         self._next_hour = -OUTLOOK_DAYS * 24
-        self._seen: set[str] = set()
-        self._bid_hours: Counter[str] = Counter()
-        self._bid_micros: Counter[str] = Counter()  # per card, the sum of each snapshot's lowest
-        self._gone_since: dict[str, float | None] = {}  # cards without bids: since (None: unknown)
-        self._gone_s: dict[str, float] = defaultdict(float)  # per card, seconds of ended spells
-        self._gone_spells: Counter[str] = Counter()
+        self._hourly = Tally()
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self._tick_pending = False
@@ -410,6 +405,8 @@ class Simulation:
 
     def state(self) -> PlanState:
         offers = self.market.offers_at(self.now, self.taken)
+        shares = self._outlook(offers)  # counts this tick's snapshot (and the hours up to now)
+        history = self._hourly.outlook()
         return PlanState(
             now=at(self.now),
             orders=self.open_orders(),
@@ -418,9 +415,9 @@ class Simulation:
             rates=self.rates,
             limits=self.limits,
             preemptions_per_hour=self._preemption_rate(),
-            spot_shares=self._outlook(offers),
-            spot_bids={c: self._bid_micros[c] // n for c, n in self._bid_hours.items() if n},
-            spot_gaps={c: self._gone_s[c] / n for c, n in self._gone_spells.items() if n},
+            spot_shares=shares,
+            spot_bids=history.bids,
+            spot_gaps=history.gaps,
         )
 
     def _outlook(self, offers: Sequence[Offer]) -> dict[str, float]:
@@ -428,13 +425,14 @@ class Simulation:
         card, the share of the snapshots listing it in which it took bids, from an hourly
         snapshot over the ``OUTLOOK_DAYS`` before the run (the traces wrap, so the market
         then is the same generator's) and one a tick since; and (``_hourly``, for ``state``)
-        its typical lowest bid and how long its capacity stayed gone."""
+        its typical lowest bid and how long its capacity stayed gone, from one an hour."""
         if not self._listed:  # the history the price refresh has kept when the run begins
             for hour in range(-OUTLOOK_DAYS * 24, 0):
                 self._snapshot(self.market.offers_at(hour * 3600.0))
         self._snapshot(offers)
         while self._next_hour * 3600.0 <= self.now:
-            self._hourly(self.market.offers_at(self._next_hour * 3600.0), self._next_hour * 3600.0)
+            hour_s = self._next_hour * 3600.0
+            self._hourly.add(at(hour_s), self.market.offers_at(hour_s))
             self._next_hour += 1
         return {card: self._bids[card] / seen for card, seen in self._listed.items()}
 
@@ -443,25 +441,6 @@ class Simulation:
             self._listed[card] += 1
         for card in {canonical(o.gpu) for o in offers if o.min_bid_usd_per_hour is not None}:
             self._bids[card] += 1
-
-    def _hourly(self, offers: Sequence[Offer], t: float) -> None:
-        """One hourly snapshot into the typical bids and gaps, as ``forecast.outlook`` counts
-        them (a spell already running when a card is first seen is not counted)."""
-        cards = {canonical(o.gpu) for o in offers}
-        lowest: dict[str, int] = {}
-        for o in offers:
-            if o.min_bid_usd_per_hour is not None:
-                card, bid = canonical(o.gpu), micros_per_hour(o.min_bid_usd_per_hour)
-                lowest[card] = min(bid, lowest.get(card, bid))
-        for card in cards - lowest.keys():
-            self._gone_since.setdefault(card, t if card in self._seen else None)
-        for card, bid in lowest.items():
-            self._bid_hours[card] += 1
-            self._bid_micros[card] += bid
-            if card in self._gone_since and (since := self._gone_since.pop(card)) is not None:
-                self._gone_s[card] += t - since
-                self._gone_spells[card] += 1
-        self._seen |= cards
 
     def _preemption_rate(self) -> float:
         """What our interruptible machines have lived through, as the dispatch computes it

@@ -25,6 +25,45 @@ from subconscious.models.spot import SpotOutlook
 from subconscious.planner.costs import micros_per_hour
 
 
+class Tally:
+    """The outlook's counts, one snapshot at a time, oldest first (the price refresh adds a
+    week's at once; the simulator one an hour as its market runs)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.listed: Counter[str] = Counter()
+        self.bids: Counter[str] = Counter()
+        self.bid_micros: Counter[str] = Counter()
+        self.gone_since: dict[str, datetime | None] = {}  # cards without bids (None: unknown)
+        self.gone_s: dict[str, float] = {}  # seconds of the spells without bids that ended
+        self.spells: Counter[str] = Counter()
+
+    def add(self, at: datetime, snapshot: Sequence[Offer]) -> None:
+        self.count += 1
+        cards = {canonical(o.gpu) for o in snapshot}
+        lowest: dict[str, int] = {}
+        for o in snapshot:
+            if o.min_bid_usd_per_hour is not None:
+                gpu, bid = canonical(o.gpu), micros_per_hour(o.min_bid_usd_per_hour)
+                lowest[gpu] = min(bid, lowest.get(gpu, bid))
+        for gpu in cards - lowest.keys():
+            self.gone_since.setdefault(gpu, at if gpu in self.listed else None)
+        for gpu in lowest.keys() & self.gone_since.keys():
+            since = self.gone_since.pop(gpu)
+            if since is not None:
+                self.gone_s[gpu] = self.gone_s.get(gpu, 0.0) + (at - since).total_seconds()
+                self.spells[gpu] += 1
+        self.listed.update(cards)
+        self.bids.update(lowest.keys())
+        self.bid_micros.update(lowest)
+
+    def outlook(self, computed_at: datetime | None = None) -> SpotOutlook:
+        shares = {gpu: self.bids[gpu] / seen for gpu, seen in self.listed.items()}
+        typical = {gpu: self.bid_micros[gpu] // n for gpu, n in self.bids.items()}
+        gaps = {gpu: self.gone_s[gpu] / n for gpu, n in self.spells.items()}
+        return SpotOutlook(shares, self.count, computed_at, typical, gaps)
+
+
 def outlook(
     snapshots: Iterable[tuple[datetime, Sequence[Offer]]], computed_at: datetime | None = None
 ) -> SpotOutlook:
@@ -33,32 +72,7 @@ def outlook(
     those snapshots, and the mean length of its spells without bids that ended within the
     history (from the first snapshot without bids to the next with them; a spell already
     running when the card was first seen is not counted, as its start is not known)."""
-    listed: Counter[str] = Counter()
-    bids: Counter[str] = Counter()
-    bid_micros: Counter[str] = Counter()
-    gone_since: dict[str, datetime | None] = {}  # cards without bids: since when (None: unknown)
-    gone_s: dict[str, float] = {}  # seconds of the spells without bids that ended
-    spells: Counter[str] = Counter()
-    count = 0
+    tally = Tally()
     for at, snapshot in snapshots:
-        count += 1
-        cards = {canonical(o.gpu) for o in snapshot}
-        lowest: dict[str, int] = {}
-        for o in snapshot:
-            if o.min_bid_usd_per_hour is not None:
-                gpu, bid = canonical(o.gpu), micros_per_hour(o.min_bid_usd_per_hour)
-                lowest[gpu] = min(bid, lowest.get(gpu, bid))
-        for gpu in cards - lowest.keys():
-            gone_since.setdefault(gpu, at if gpu in listed else None)
-        for gpu in lowest.keys() & gone_since.keys():
-            since = gone_since.pop(gpu)
-            if since is not None:
-                gone_s[gpu] = gone_s.get(gpu, 0.0) + (at - since).total_seconds()
-                spells[gpu] += 1
-        listed.update(cards)
-        bids.update(lowest.keys())
-        bid_micros.update(lowest)
-    shares = {gpu: bids[gpu] / seen for gpu, seen in listed.items()}
-    typical = {gpu: bid_micros[gpu] // n for gpu, n in bids.items()}
-    gaps = {gpu: gone_s[gpu] / n for gpu, n in spells.items()}
-    return SpotOutlook(shares, count, computed_at, typical, gaps)
+        tally.add(at, snapshot)
+    return tally.outlook(computed_at)

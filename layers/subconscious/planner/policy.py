@@ -445,7 +445,8 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     history without bids (or none) rents what is listed, as before."""
     if not state.spot_bids:
         return None
-    mix = _mix(edf(state.orders)) or [(jobs[0], 1)]
+    orders = edf(state.orders)
+    mix = _mix(orders) or [(jobs[0], 1)]
     pph = state.preemptions_per_hour
 
     def cost(offer: Offer, interruptible: bool) -> float:
@@ -454,7 +455,6 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     now_best = cost(*_ranked(state, jobs, interruptible=True)[0])
     net = min(cost(o, False) for o in _fits(state, jobs, False))
     listed = {canonical(o.gpu) for o in _fits(state, jobs, True)}
-    orders = edf(state.orders)
     net_limits = _net(state, [])
     keeps: dict[tuple[object, ...], bool] = {}  # one check per kind of machine (``_kind``)
     for offer in _fits(state, jobs, False):
