@@ -42,7 +42,7 @@ from bench.planner.bounds import Bound, Demand, solve
 from bench.planner.distribution import MarketJob, default_processes, order_seed
 from bench.planner.market_family import SPLITS, market_for, market_seeds
 from bench.planner.quoting import choose, quote, timed_quote
-from bench.planner.sim import START, SimResult, at, simulate
+from bench.planner.sim import START, SimResult, SpeedError, at, simulate
 from bench.planner.simulated_market import Market, MarketOffer, load_market
 from bench.planner.traces import Pool, load_pools
 from bench.planner.workloads import DAY, HOUR, WORKLOADS, OrderSpec, generate, make_job
@@ -469,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the full single-market report on generated market S")  # fmt: skip
     parser.add_argument("--dist-plot", type=Path,
                         help="markets mode: one PNG per workload, named after it")  # fmt: skip
+    parser.add_argument("--speed-factor", type=float, default=1.0,
+                        help="markets mode: machines render at this multiple of the model's "
+                        "speed (default 1: the model is exact)")  # fmt: skip
+    parser.add_argument("--speed-spread", type=float, default=0.0,
+                        help="markets mode: and each machine within ± this share of that "
+                        "(its own draw; default 0)")  # fmt: skip
     parser.add_argument("--workload", choices=sorted(WORKLOADS), help="default: all of them")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=float, help="arrival window (default per workload)")
@@ -477,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--example", action="store_true", help="print the founding example")
     parser.add_argument("--diagnose", action="store_true", help="print the policy's late orders")
     args = parser.parse_args(argv)
+    _check_speed_error(parser, args)
     if args.markets is not None:
         return markets_main(args)
     if args.market_seed is None and args.traces is None:
@@ -503,6 +510,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in lines:
         print(json.dumps(line))
     return 0
+
+
+def _check_speed_error(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    try:
+        SpeedError(args.speed_factor, args.speed_spread)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.markets is None and (args.speed_factor, args.speed_spread) != (1.0, 0.0):
+        parser.error("--speed-factor and --speed-spread need --markets")
 
 
 def _single_market(args: argparse.Namespace, default_seed: int) -> tuple[Market, list[Pool]]:
@@ -548,8 +564,11 @@ def markets_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     names = [args.workload] if args.workload else list(WORKLOADS)
     seeds = market_seeds(args.split, args.markets, args.market_offset)
+    error = {"speed_factor": args.speed_factor, "speed_spread": args.speed_spread}
     jobs = [
-        MarketJob(name, seed, order_seed(seed, args.seed), small=args.small > 0, days=args.days)
+        MarketJob(
+            name, seed, order_seed(seed, args.seed), small=args.small > 0, days=args.days, **error
+        )
         for name in names
         for seed in seeds
     ]
@@ -564,6 +583,7 @@ def markets_main(args: argparse.Namespace) -> int:
                 small=args.small > 0,
                 full_lp=not args.no_full_lp,
                 days=args.days,
+                **error,
             )
             for name in names
         ]
@@ -575,6 +595,10 @@ def markets_main(args: argparse.Namespace) -> int:
     print(f"split {args.split}: {len(seeds)} markets (seeds {first}..{last})"
           f"{' + shipped traces ' + str(args.traces) if args.traces else ''}; "
           f"order seed {args.seed}")  # fmt: skip
+    if (args.speed_factor, args.speed_spread) != (1.0, 0.0):
+        print(f"machines render at {args.speed_factor} × the model's speed, each within "
+              f"± {args.speed_spread:.0%} of that; no exact optimum (it plans with the "
+              "model's speeds)")  # fmt: skip
     print(distribution.table(dist))
     print("acceptance (every market above, shipped traces included):")
     print(distribution.acceptance(dist))

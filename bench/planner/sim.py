@@ -19,7 +19,8 @@ arrives, a dispatch tick.
 * **Machines.** Billed from the rent; ready after the offer's ``startup_s``; then render batch by
   batch, each time taking the open order with the earliest deadline that the card can run
   (``usable``), ``min(speed.batch, images not yet taken)`` images at ``rates.speed(offer,
-  job).images_per_s``. Several machines may share an order. A machine that a baseline rented
+  job).images_per_s`` (times the machine's :class:`SpeedError` draw: 1 unless the run says the
+  model is wrong). Several machines may share an order. A machine that a baseline rented
   for one order renders only that order and is released when it is done.
 * **Release**: the batch in flight is lost (its images go back to the order) and billing runs
   ``TEARDOWN_S`` longer. **Preemption** (the machine's pool loses capacity): the batch in flight
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +145,32 @@ class Batch:
     token: int
 
 
+@dataclass(frozen=True)
+class SpeedError:
+    """How far the machines' real speed is from the throughput model the policy plans with:
+    each machine renders at ``factor × (1 + u × spread)`` of the model's speed, ``u`` its own
+    draw in [-1, 1) (uniform, from its id and offer: the same run gives the same draws). The
+    default is the model exactly, which flatters every dispatcher that plans with it: a
+    dispatcher keeping no reserve meets its deadlines only because the simulator renders at
+    the speeds it planned with."""
+
+    factor: float = 1.0
+    spread: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.factor <= 0 or not 0 <= self.spread < 1:
+            raise ValueError("speed factor must be > 0 and spread in [0, 1)")
+
+    def of(self, machine_id: str, offer_id: str) -> float:
+        if not self.spread:
+            return self.factor
+        u = zlib.crc32(f"{machine_id}/{offer_id}".encode()) / 2**31 - 1
+        return self.factor * (1 + u * self.spread)
+
+
+EXACT = SpeedError()
+
+
 @dataclass
 class SimMachine:
     machine_id: str
@@ -162,6 +190,7 @@ class SimMachine:
     images_lost: int = 0
     cost_micros: int = 0
     held_s: float = 0.0
+    speed_factor: float = 1.0  # its real speed ÷ the model's (``SpeedError``)
 
     @property
     def live(self) -> bool:
@@ -265,7 +294,9 @@ class Simulation:
         *,
         acceptances: Mapping[str, Acceptance] | None = None,
         limits: Limits | None = None,
+        speed_error: SpeedError = EXACT,
     ) -> None:
+        self.speed_error = speed_error
         self.specs = sorted(orders, key=lambda o: (o.arrival_s, o.order_id))
         self.market = market
         self.rates = rates
@@ -489,8 +520,9 @@ class Simulation:
             return
         offer = self.market.offer_at(listed.on_demand.offer_id, self.now, decision.interruptible)
         dedicated = decision.order_id if isinstance(decision, DedicatedRent) else None
+        machine_id = f"m{len(self.machines):05d}"
         machine = SimMachine(
-            machine_id=f"m{len(self.machines):05d}",
+            machine_id=machine_id,
             offer=offer,
             interruptible=decision.interruptible,
             price_micros_per_hour=price_micros_per_hour(offer, decision.interruptible),
@@ -499,6 +531,7 @@ class Simulation:
             reason=decision.reason,
             dedicated=dedicated,
             open_at_rent=[(o.order_id, o.left) for o in self._edf() if o.left > 0],
+            speed_factor=self.speed_error.of(machine_id, offer.offer_id),
         )
         self.machines.append(machine)
         self.taken.add(offer.offer_id)
@@ -533,7 +566,8 @@ class Simulation:
         order.unassigned -= images
         self._seq += 1
         machine.batch = Batch(order.order_id, images, self.now, self._seq)
-        self._push(self.now + speed.seconds(images), _BATCH_DONE, (machine, self._seq))
+        seconds = speed.seconds(images) / machine.speed_factor
+        self._push(self.now + seconds, _BATCH_DONE, (machine, self._seq))
 
     def _batch_done(self, machine: SimMachine, token: int) -> None:
         batch = machine.batch
@@ -618,9 +652,16 @@ def simulate(
     *,
     acceptances: Mapping[str, Acceptance] | None = None,
     limits: Limits | None = None,
+    speed_error: SpeedError = EXACT,
 ) -> SimResult:
     return Simulation(
-        orders, market, rates, dispatcher, acceptances=acceptances, limits=limits
+        orders,
+        market,
+        rates,
+        dispatcher,
+        acceptances=acceptances,
+        limits=limits,
+        speed_error=speed_error,
     ).run()
 
 

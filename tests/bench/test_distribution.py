@@ -157,3 +157,35 @@ def test_aws_weighs_most_on_the_cheapest_cards() -> None:
     assert float(rows[("RTX 4090", "sdxl")]["aws_usd_per_image"]) > 2 * float(  # type: ignore[arg-type]
         rows[("RTX 4090", "sd15")]["aws_usd_per_image"]  # type: ignore[arg-type]
     )  # an SDXL PNG is four times the pixels
+
+
+def test_a_run_with_slower_machines_serves_the_same_orders_and_skips_the_exact_optimum() -> None:
+    exact = distribution.MarketJob("tight", 1, distribution.order_seed(1, 1), days=0.3)
+    slow = distribution.MarketJob(
+        "tight", 1, distribution.order_seed(1, 1), days=0.3, speed_factor=0.7
+    )
+    got, want = distribution.run_market(slow), distribution.run_market(exact)
+    assert got["speed_error"] == {"factor": 0.7, "spread": 0.0}
+    assert "speed_error" not in want
+    assert got["accepted"] == want["accepted"] > 0  # the quotes do not depend on it
+    # the exact optimum plans with the model's speeds: not measured against it
+    assert got["optimum_ratio_small"] is None and want["optimum_ratio_small"] is not None
+    assert got["policy_cost_per_image_usd"] > want["policy_cost_per_image_usd"]
+
+
+def test_the_command_passes_the_speed_error_and_refuses_one_that_cannot_render(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = report.main(["--markets", "1", "--split", "tune", "--workload", "tight",
+                        "--days", "0.2", "--jobs", "1", "--speed-factor", "0.8",
+                        "--speed-spread", "0.1"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    (got,) = [json.loads(x) for x in out if x.startswith('{"workload"') and '"market"' in x]
+    assert got["speed_error"] == {"factor": 0.8, "spread": 0.1}
+    assert any(line.startswith("machines render at 0.8 × the model's speed") for line in out)
+    assert any("greedy's deadline attainment" in line for line in out)  # beside the policy's
+    for bad in (["--markets", "1", "--speed-factor", "0"], ["--speed-spread", "1"],
+                ["--market-seed", "1", "--speed-factor", "0.9"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            report.main(bad)

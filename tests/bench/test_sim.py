@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.planner.sim import START, DedicatedRent, SimDecision, allocate, simulate
+from bench.planner.sim import (
+    START,
+    DedicatedRent,
+    SimDecision,
+    SpeedError,
+    allocate,
+    simulate,
+)
 from subconscious.planner.costs import (
     DEFAULT_PREEMPTIONS_PER_HOUR,
     TEARDOWN_S,
@@ -51,6 +58,49 @@ def test_machine_renders_after_its_start_up_batch_by_batch() -> None:
     # the dispatcher saw the machine as not ready before its start-up ended
     state = script.seen[1]
     assert state.machines[0].ready_at > state.now
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.85, 1.25])
+def test_a_machine_renders_at_the_speed_errors_share_of_the_models_speed(factor: float) -> None:
+    spec = order("a", 40)
+    script = Script({0: [Rent(FAST.on_demand, False, "t")], 3600: [Release("m00000", "t")]})
+    error = SpeedError(factor)
+    result = simulate(
+        [spec], market(FAST), RATES, script, acceptances=acceptances([spec]), speed_error=error
+    )
+    speed = RATES.speed(FAST.on_demand, spec.job)
+    (done,) = result.orders
+    assert done.done == 40
+    # start-up as listed, rendering at factor × the model's rate
+    assert done.done_at == pytest.approx(300 + 40 / (speed.images_per_s * factor))
+    assert result.machines[0].speed_factor == factor
+
+
+def test_each_machine_draws_its_own_speed_within_the_spread_and_the_same_each_run() -> None:
+    error = SpeedError(0.9, 0.2)
+    draws = [error.of(f"m{i:05d}", "o-4090") for i in range(400)]
+    assert all(0.9 * 0.8 <= d < 0.9 * 1.2 for d in draws)
+    assert min(draws) < 0.9 * 0.85 and max(draws) > 0.9 * 1.15  # spread over the range
+    assert draws == [error.of(f"m{i:05d}", "o-4090") for i in range(400)]
+    assert SpeedError(0.9).of("m00001", "o-4090") == 0.9  # no spread: the factor itself
+
+
+@pytest.mark.parametrize(("factor", "spread"), [(0.0, 0.0), (-1.0, 0.0), (1.0, 1.0), (1.0, -0.1)])
+def test_a_speed_error_that_cannot_render_is_refused(factor: float, spread: float) -> None:
+    with pytest.raises(ValueError, match="speed factor"):
+        SpeedError(factor, spread)
+
+
+def test_with_machines_slower_than_the_model_the_policy_still_keeps_its_promises() -> None:
+    # the policy plans with the model and keeps a reserve; it sees only the images left
+    specs = [order("a", 3000, deadline_s=2 * 3600), order("b", 1500, arrival_s=600)]
+    specs = [replace(s, deadline_s=s.arrival_s + 2 * 3600) for s in specs]
+    exact = simulate(specs, market(FAST, SLOW), RATES, decide)
+    slow = simulate(specs, market(FAST, SLOW), RATES, decide, speed_error=SpeedError(0.8))
+    assert len(exact.orders) == len(slow.orders) == 2  # the same quotes: arrival precedes speed
+    assert slow.deadline_attainment == exact.deadline_attainment == 1.0
+    assert all(m.speed_factor == 0.8 for m in slow.machines)
+    assert slow.cost_micros > exact.cost_micros  # slower machines are held longer
 
 
 def test_preemption_loses_exactly_the_batch_in_flight_and_stops_billing() -> None:
