@@ -26,7 +26,7 @@ from typing import Any, Literal
 from bench.planner.baselines import Naive, greedy
 from bench.planner.bounds import solve
 from bench.planner.market_family import build_market, describe, draw_knobs
-from bench.planner.sim import EXACT, SpeedError, simulate
+from bench.planner.sim import SpeedError, simulate
 from bench.planner.simulated_market import Market, load_market
 from bench.planner.traces import load_pools
 from bench.planner.workloads import generate
@@ -49,6 +49,7 @@ class MarketJob:
     # the machines' real speed against the model (``sim.SpeedError``); the exact default
     speed_factor: float = 1.0
     speed_spread: float = 0.0
+    learn: bool = True  # the planning model learns each card's factor from finished machines
 
     @property
     def market_name(self) -> str:
@@ -83,7 +84,7 @@ def run_market(job: MarketJob) -> dict[str, Any]:
     rates = Rates(ThroughputModel())
     market, knobs = market_of(job)
     orders = generate(job.workload, job.order_seed, days=job.days)
-    error = SpeedError(job.speed_factor, job.speed_spread)
+    error = SpeedError(job.speed_factor, job.speed_spread, learn=job.learn)
     policy = simulate(orders, market, rates, decide, speed_error=error)
     given = policy.acceptances
     naive = simulate(orders, market, rates, Naive(), acceptances=given, speed_error=error)
@@ -112,16 +113,20 @@ def run_market(job: MarketJob) -> dict[str, Any]:
         "policy_over_lower_bound": None,
         "knobs": knobs,
     }
-    if error != EXACT:
-        row["speed_error"] = {"factor": job.speed_factor, "spread": job.speed_spread}
+    if not error.exact:
+        row["speed_error"] = {
+            "factor": job.speed_factor,
+            "spread": job.speed_spread,
+            "learn": job.learn,
+        }
     # the exact optimum and the LP bound plan with the model's speeds: only for an exact run
-    if job.small and error == EXACT:
+    if job.small and error.exact:
         small_market = report.small_market(market, rates)
         outcome = report._small_one((job.workload, job.order_seed, small_market))
         if outcome is not None:
             row["optimum_ratio_small"] = round(outcome[0], 4)
             row["small_solved_optimal"] = outcome[2]
-    if job.full_lp and policy.orders and error == EXACT:
+    if job.full_lp and policy.orders and error.exact:
         bound = solve(report.demands(policy), market, rates, slot_s=report.FULL_SLOT_S,
                              integral=False, time_limit_s=report.FULL_TIME_LIMIT_S)  # fmt: skip
         images = policy.images_delivered

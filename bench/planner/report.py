@@ -475,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--speed-spread", type=float, default=0.0,
                         help="markets mode: and each machine within ± this share of that "
                         "(its own draw; default 0)")  # fmt: skip
+    parser.add_argument("--no-learning", action="store_true",
+                        help="markets mode: the planning model does not learn a card's speed "
+                        "from finished machines (every machine its card's first)")  # fmt: skip
     parser.add_argument("--workload", choices=sorted(WORKLOADS), help="default: all of them")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=float, help="arrival window (default per workload)")
@@ -564,7 +567,11 @@ def markets_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     names = [args.workload] if args.workload else list(WORKLOADS)
     seeds = market_seeds(args.split, args.markets, args.market_offset)
-    error = {"speed_factor": args.speed_factor, "speed_spread": args.speed_spread}
+    error = {
+        "speed_factor": args.speed_factor,
+        "speed_spread": args.speed_spread,
+        "learn": not args.no_learning,
+    }
     jobs = [
         MarketJob(
             name, seed, order_seed(seed, args.seed), small=args.small > 0, days=args.days, **error
@@ -597,8 +604,9 @@ def markets_main(args: argparse.Namespace) -> int:
           f"order seed {args.seed}")  # fmt: skip
     if (args.speed_factor, args.speed_spread) != (1.0, 0.0):
         print(f"machines render at {args.speed_factor} × the model's speed, each within "
-              f"± {args.speed_spread:.0%} of that; no exact optimum (it plans with the "
-              "model's speeds)")  # fmt: skip
+              f"± {args.speed_spread:.0%} of that; the planning model "
+              f"{'does not learn' if args.no_learning else 'learns'} each card's speed from "
+              "finished machines; no exact optimum (it plans with the model's speeds)")  # fmt: skip
     print(distribution.table(dist))
     print("acceptance (every market above, shipped traces included):")
     print(distribution.acceptance(dist))

@@ -152,14 +152,24 @@ class SpeedError:
     draw in [-1, 1) (uniform, from its id and offer: the same run gives the same draws). The
     default is the model exactly, which flatters every dispatcher that plans with it: a
     dispatcher keeping no reserve meets its deadlines only because the simulator renders at
-    the speeds it planned with."""
+    the speeds it planned with.
+
+    With ``learn``, as production does (``logic.throughput.learn_from_run``), each machine that
+    rendered moves its card's factor in the model the quote and the dispatcher plan with
+    (``ThroughputModel.with_correction``, by the share it rendered at) when it ends; without,
+    every machine is its card's first (the worst case)."""
 
     factor: float = 1.0
     spread: float = 0.0
+    learn: bool = True
 
     def __post_init__(self) -> None:
         if self.factor <= 0 or not 0 <= self.spread < 1:
             raise ValueError("speed factor must be > 0 and spread in [0, 1)")
+
+    @property
+    def exact(self) -> bool:
+        return self.factor == 1.0 and not self.spread
 
     def of(self, machine_id: str, offer_id: str) -> float:
         if not self.spread:
@@ -297,6 +307,9 @@ class Simulation:
         speed_error: SpeedError = EXACT,
     ) -> None:
         self.speed_error = speed_error
+        # how fast machines really render (the model, before any learning) and what the quote
+        # and the dispatcher plan with (the same, corrected by finished machines if learning)
+        self.truth = rates
         self.specs = sorted(orders, key=lambda o: (o.arrival_s, o.order_id))
         self.market = market
         self.rates = rates
@@ -561,7 +574,7 @@ class Simulation:
         if not candidates:
             return
         order = min(candidates, key=lambda o: (o.deadline_s, o.order_id))
-        speed = self.rates.speed(machine.offer, order.spec.job)
+        speed = self.truth.speed(machine.offer, order.spec.job)
         images = min(speed.batch, order.unassigned)
         order.unassigned -= images
         self._seq += 1
@@ -611,8 +624,21 @@ class Simulation:
         machine.held_s = held
         machine.cost_micros = cost_for(machine.offer.provider, machine.price_micros_per_hour, held)
         self.taken.discard(machine.offer.offer_id)
+        self._learn(machine)
         if batch is not None:
             self._feed_all()
+
+    def _learn(self, machine: SimMachine) -> None:
+        """The card's factor in the planning model moves by what this machine rendered at
+        against the prior, as a finished run moves it in production."""
+        error = self.speed_error
+        if error.exact or not error.learn or not machine.images_rendered:
+            return
+        # measured against what the planning model predicts now: the prior × today's factor
+        now = self.rates.model.correction(machine.offer.gpu).factor
+        measured = Decimal(repr(machine.speed_factor))
+        model = self.rates.model.with_correction(machine.offer.gpu, measured, now)
+        self.rates = Rates(model, self.rates.worker)
 
     # ---- accounting
 

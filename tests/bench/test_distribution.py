@@ -165,7 +165,7 @@ def test_a_run_with_slower_machines_serves_the_same_orders_and_skips_the_exact_o
         "tight", 1, distribution.order_seed(1, 1), days=0.3, speed_factor=0.7
     )
     got, want = distribution.run_market(slow), distribution.run_market(exact)
-    assert got["speed_error"] == {"factor": 0.7, "spread": 0.0}
+    assert got["speed_error"] == {"factor": 0.7, "spread": 0.0, "learn": True}
     assert "speed_error" not in want
     assert got["accepted"] == want["accepted"] > 0  # the quotes do not depend on it
     # the exact optimum plans with the model's speeds: not measured against it
@@ -182,7 +182,7 @@ def test_the_command_passes_the_speed_error_and_refuses_one_that_cannot_render(
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     (got,) = [json.loads(x) for x in out if x.startswith('{"workload"') and '"market"' in x]
-    assert got["speed_error"] == {"factor": 0.8, "spread": 0.1}
+    assert got["speed_error"] == {"factor": 0.8, "spread": 0.1, "learn": True}
     assert any(line.startswith("machines render at 0.8 × the model's speed") for line in out)
     assert any("greedy's deadline attainment" in line for line in out)  # beside the policy's
     for bad in (["--markets", "1", "--speed-factor", "0"], ["--speed-spread", "1"],

@@ -85,6 +85,35 @@ def test_each_machine_draws_its_own_speed_within_the_spread_and_the_same_each_ru
     assert SpeedError(0.9).of("m00001", "o-4090") == 0.9  # no spread: the factor itself
 
 
+@pytest.mark.parametrize("learn", [True, False])
+def test_the_planning_model_learns_a_cards_speed_from_finished_machines(learn: bool) -> None:
+    spec = order("a", 10_000, deadline_s=6 * 3600)
+    script = Script({
+        0: [Rent(FAST.on_demand, False, "t")],
+        1200: [Release("m00000", "t")],
+        1260: [Rent(FAST.on_demand, False, "t")],
+        3600: [Release("m00001", "t")],
+    })  # fmt: skip
+    error = SpeedError(0.5, learn=learn)
+    result = simulate(
+        [spec], market(FAST), RATES, script, acceptances=acceptances([spec]), speed_error=error
+    )
+    prior = RATES.speed(FAST.on_demand, spec.job).images_per_s
+    seen = {(state.now - START).total_seconds(): state for state in script.seen}
+    before, after = seen[1140].rates, seen[1260].rates
+    assert before.speed(FAST.on_demand, spec.job).images_per_s == prior
+    learned = after.speed(FAST.on_demand, spec.job).images_per_s
+    if learn:  # moved towards half the prior's speed, by the newest run's weight
+        assert prior * 0.5 < learned < prior * 0.9
+    else:
+        assert learned == prior
+    # what the machines really render at does not follow the planning model
+    assert [m.speed_factor for m in result.machines] == [0.5, 0.5]
+    speed = RATES.speed(FAST.on_demand, spec.job)
+    rendering = (3600 - 1260 - 300) * prior * 0.5  # its start-up, then half the prior's speed
+    assert rendering - 2 * speed.batch <= result.machines[1].images_rendered <= rendering
+
+
 @pytest.mark.parametrize(("factor", "spread"), [(0.0, 0.0), (-1.0, 0.0), (1.0, 1.0), (1.0, -0.1)])
 def test_a_speed_error_that_cannot_render_is_refused(factor: float, spread: float) -> None:
     with pytest.raises(ValueError, match="speed factor"):
