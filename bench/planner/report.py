@@ -520,8 +520,10 @@ def _check_speed_error(parser: argparse.ArgumentParser, args: argparse.Namespace
         SpeedError(args.speed_factor, args.speed_spread)
     except ValueError as error:
         parser.error(str(error))
-    if args.markets is None and (args.speed_factor, args.speed_spread) != (1.0, 0.0):
-        parser.error("--speed-factor and --speed-spread need --markets")
+    if args.markets is None and (
+        (args.speed_factor, args.speed_spread) != (1.0, 0.0) or args.no_learning
+    ):
+        parser.error("--speed-factor, --speed-spread and --no-learning need --markets")
 
 
 def _single_market(args: argparse.Namespace, default_seed: int) -> tuple[Market, list[Pool]]:

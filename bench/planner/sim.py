@@ -155,9 +155,9 @@ class SpeedError:
     the speeds it planned with.
 
     With ``learn``, as production does (``logic.throughput.learn_from_run``), each machine that
-    rendered moves its card's factor in the model the quote and the dispatcher plan with
-    (``ThroughputModel.with_correction``, by the share it rendered at) when it ends; without,
-    every machine is its card's first (the worst case)."""
+    rendered and was not preempted moves its card's factor in the model the quote and the
+    dispatcher plan with (``ThroughputModel.with_correction``, by the share it rendered at) when
+    it ends; without, every machine is its card's first (the worst case)."""
 
     factor: float = 1.0
     spread: float = 0.0
@@ -630,14 +630,19 @@ class Simulation:
 
     def _learn(self, machine: SimMachine) -> None:
         """The card's factor in the planning model moves by what this machine rendered at
-        against the prior, as a finished run moves it in production."""
+        against what the planning model predicts now (the prior × the card's factor so far),
+        as a finished run moves it in production; a preempted machine teaches nothing there
+        (a run that ended in an error is not learned from), nor here."""
         error = self.speed_error
         if error.exact or not error.learn or not machine.images_rendered:
             return
-        # measured against what the planning model predicts now: the prior × today's factor
-        now = self.rates.model.correction(machine.offer.gpu).factor
-        measured = Decimal(repr(machine.speed_factor))
-        model = self.rates.model.with_correction(machine.offer.gpu, measured, now)
+        if machine.end_reason == "preempted":
+            return
+        gpu = machine.offer.gpu
+        now = self.rates.model.correction(gpu).factor
+        # the draw is against the true model, which may carry corrections of its own
+        measured = Decimal(repr(machine.speed_factor)) * self.truth.model.correction(gpu).factor
+        model = self.rates.model.with_correction(gpu, measured, now)
         self.rates = Rates(model, self.rates.worker)
 
     # ---- accounting

@@ -58,18 +58,22 @@ def _named_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[tup
 
     named = []
     for entry in transact_items:
-        (op_type, op), *_ = entry.items()
-        table = backend.tables.get(op.get("TableName"))
-        key = op.get("Item") if op_type == "Put" else op.get("Key")
-        if table is None or not key or table.hash_key_attr not in key:
-            continue  # moto refuses it before writing anything
-        hash_key = DynamoType(key[table.hash_key_attr])
-        range_key = None
-        if table.range_key_attr is not None:
-            if table.range_key_attr not in key:
-                continue
-            range_key = DynamoType(key[table.range_key_attr])
-        item = table.get_item(hash_key, range_key)
+        try:
+            (op_type, op), *_ = entry.items()
+            table = backend.tables.get(op.get("TableName"))
+            key = op.get("Item") if op_type == "Put" else op.get("Key")
+            if table is None or not key or table.hash_key_attr not in key:
+                continue  # moto refuses it before writing anything
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = None
+            if table.range_key_attr is not None:
+                if table.range_key_attr not in key:
+                    continue
+                range_key = DynamoType(key[table.range_key_attr])
+            item = table.get_item(hash_key, range_key)
+        # a malformed entry: moto answers it with its own error and writes nothing for it
+        except Exception:  # noqa: S112
+            continue
         named.append((table, hash_key, range_key, copy.deepcopy(item)))
     return named
 

@@ -100,8 +100,12 @@ def test_a_failed_transaction_never_undoes_another_threads_write(
 
 
 def test_serialised_restores_moto_on_exit_and_nests() -> None:
+    import copy
+
+    import moto.dynamodb.models as models
     from moto.dynamodb.responses import DynamoHandler
 
+    transact = models.DynamoDBBackend.transact_write_items
     original = DynamoHandler.call_action
     with moto_dynamodb.serialised():
         patched = DynamoHandler.call_action
@@ -112,6 +116,8 @@ def test_serialised_restores_moto_on_exit_and_nests() -> None:
         moto_dynamodb.unserialise()  # ... and stopped: the test's patch stays
         assert DynamoHandler.call_action is patched
     assert DynamoHandler.call_action is original
+    assert models.DynamoDBBackend.transact_write_items is transact
+    assert models.copy is copy  # type: ignore[attr-defined]
     moto_dynamodb.unserialise()  # one too many changes nothing
     assert DynamoHandler.call_action is original
 
@@ -130,7 +136,8 @@ def _backend_table(name: str) -> Any:
 def test_a_failed_transaction_puts_back_exactly_the_items_it_named(
     table: Any, serialised: bool
 ) -> None:
-    """The same outcome as moto's whole-table copy, in time that does not grow with the table:
+    """The outcome of moto's whole-table copy for a transaction that fails on a condition (the
+    case our code meets), in time that does not grow with the table:
     a put of a new item, an update of an existing one and a delete all undone, other items
     untouched; a table with a range key alike; moto's table object is no longer replaced by a
     copy."""
