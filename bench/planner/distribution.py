@@ -26,7 +26,7 @@ from typing import Any, Literal
 from bench.planner.baselines import Naive, greedy
 from bench.planner.bounds import solve
 from bench.planner.market_family import build_market, describe, draw_knobs
-from bench.planner.sim import SpeedError, simulate
+from bench.planner.sim import EXACT, SpeedError, simulate
 from bench.planner.simulated_market import Market, load_market
 from bench.planner.traces import load_pools
 from bench.planner.workloads import generate
@@ -46,10 +46,7 @@ class MarketJob:
     small: bool = True
     full_lp: bool = False
     days: float | None = None
-    # the machines' real speed against the model (``sim.SpeedError``); the exact default
-    speed_factor: float = 1.0
-    speed_spread: float = 0.0
-    learn: bool = True  # the planning model learns each card's factor from finished machines
+    speed_error: SpeedError = EXACT  # the machines' real speed against the model
 
     @property
     def market_name(self) -> str:
@@ -84,7 +81,7 @@ def run_market(job: MarketJob) -> dict[str, Any]:
     rates = Rates(ThroughputModel())
     market, knobs = market_of(job)
     orders = generate(job.workload, job.order_seed, days=job.days)
-    error = SpeedError(job.speed_factor, job.speed_spread, learn=job.learn)
+    error = job.speed_error
     policy = simulate(orders, market, rates, decide, speed_error=error)
     given = policy.acceptances
     naive = simulate(orders, market, rates, Naive(), acceptances=given, speed_error=error)
@@ -114,11 +111,7 @@ def run_market(job: MarketJob) -> dict[str, Any]:
         "knobs": knobs,
     }
     if not error.exact:
-        row["speed_error"] = {
-            "factor": job.speed_factor,
-            "spread": job.speed_spread,
-            "learn": job.learn,
-        }
+        row["speed_error"] = {"factor": error.factor, "spread": error.spread, "learn": error.learn}
     # the exact optimum and the LP bound plan with the model's speeds: only for an exact run
     if job.small and error.exact:
         small_market = report.small_market(market, rates)

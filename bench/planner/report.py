@@ -515,14 +515,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def speed_error(args: argparse.Namespace) -> SpeedError:
+    return SpeedError(args.speed_factor, args.speed_spread, learn=not args.no_learning)
+
+
 def _check_speed_error(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     try:
-        SpeedError(args.speed_factor, args.speed_spread)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.markets is None and (
-        (args.speed_factor, args.speed_spread) != (1.0, 0.0) or args.no_learning
-    ):
+        error = speed_error(args)
+    except ValueError as wrong:
+        parser.error(str(wrong))
+    if args.markets is None and (not error.exact or args.no_learning):
         parser.error("--speed-factor, --speed-spread and --no-learning need --markets")
 
 
@@ -569,14 +571,15 @@ def markets_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     names = [args.workload] if args.workload else list(WORKLOADS)
     seeds = market_seeds(args.split, args.markets, args.market_offset)
-    error = {
-        "speed_factor": args.speed_factor,
-        "speed_spread": args.speed_spread,
-        "learn": not args.no_learning,
-    }
+    error = speed_error(args)
     jobs = [
         MarketJob(
-            name, seed, order_seed(seed, args.seed), small=args.small > 0, days=args.days, **error
+            name,
+            seed,
+            order_seed(seed, args.seed),
+            small=args.small > 0,
+            days=args.days,
+            speed_error=error,
         )
         for name in names
         for seed in seeds
@@ -592,7 +595,7 @@ def markets_main(args: argparse.Namespace) -> int:
                 small=args.small > 0,
                 full_lp=not args.no_full_lp,
                 days=args.days,
-                **error,
+                speed_error=error,
             )
             for name in names
         ]
@@ -604,7 +607,7 @@ def markets_main(args: argparse.Namespace) -> int:
     print(f"split {args.split}: {len(seeds)} markets (seeds {first}..{last})"
           f"{' + shipped traces ' + str(args.traces) if args.traces else ''}; "
           f"order seed {args.seed}")  # fmt: skip
-    if (args.speed_factor, args.speed_spread) != (1.0, 0.0):
+    if not error.exact:
         print(f"machines render at {args.speed_factor} × the model's speed, each within "
               f"± {args.speed_spread:.0%} of that; the planning model "
               f"{'does not learn' if args.no_learning else 'learns'} each card's speed from "

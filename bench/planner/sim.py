@@ -634,9 +634,8 @@ class Simulation:
         as a finished run moves it in production; a preempted machine teaches nothing there
         (a run that ended in an error is not learned from), nor here."""
         error = self.speed_error
-        if error.exact or not error.learn or not machine.images_rendered:
-            return
-        if machine.end_reason == "preempted":
+        preempted = machine.end_reason == "preempted"
+        if error.exact or not error.learn or not machine.images_rendered or preempted:
             return
         gpu = machine.offer.gpu
         now = self.rates.model.correction(gpu).factor

@@ -148,7 +148,7 @@ def render_run_definition(function_arns: dict[str, str]) -> str:
 
 
 def _placeholder_zip() -> bytes:
-    """moto wants a code zip; the handlers run from this checkout (see stack._patch_moto_lambda)."""
+    """moto wants a code zip; the handlers run from this checkout (see stack._patch_moto)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README.txt", "code runs in-process from the checkout")

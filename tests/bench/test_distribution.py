@@ -162,7 +162,7 @@ def test_aws_weighs_most_on_the_cheapest_cards() -> None:
 def test_a_run_with_slower_machines_serves_the_same_orders_and_skips_the_exact_optimum() -> None:
     exact = distribution.MarketJob("tight", 1, distribution.order_seed(1, 1), days=0.3)
     slow = distribution.MarketJob(
-        "tight", 1, distribution.order_seed(1, 1), days=0.3, speed_factor=0.7
+        "tight", 1, distribution.order_seed(1, 1), days=0.3, speed_error=sim.SpeedError(0.7)
     )
     got, want = distribution.run_market(slow), distribution.run_market(exact)
     assert got["speed_error"] == {"factor": 0.7, "spread": 0.0, "learn": True}

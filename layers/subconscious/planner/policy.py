@@ -32,6 +32,7 @@ from decimal import Decimal
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, Offer
 from subconscious.models.servers import WorkerKind
+from subconscious.money import MICROS_PER_USD
 from subconscious.planner.costs import (
     DEFAULT_PREEMPTIONS_PER_HOUR,
     TEARDOWN_S,
@@ -463,7 +464,7 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
         bid, gap = state.spot_bids.get(card), state.spot_gaps.get(card)
         if card in listed or not bid or gap is None:
             continue
-        typical = offer.model_copy(update={"min_bid_usd_per_hour": Decimal(bid) / 1_000_000})
+        typical = offer.model_copy(update={"min_bid_usd_per_hour": Decimal(bid) / MICROS_PER_USD})
         if share * cost(typical, True) + (1 - share) * net >= now_best:
             continue
         # Only where one such machine, rented when its capacity typically comes back, still
