@@ -40,6 +40,11 @@ Minimise ``Σ price_k(t) · u[k,t] + Σ_{k on-demand} price_k · TEARDOWN_S · s
 9. ``s[k,t] = 0`` in the slots during which offer ``k`` is not listed at all (generated
    markets list and delist offers; a machine is rented only while its offer is listed, and a
    rented host stays rented).
+10. ``u[k,t] ≤ avail_k(t)`` for every interruptible type (with 7): its one host bills at
+   most the seconds of the slot its pool has capacity, whatever number of its machines live
+   in the slot one after another (4 alone let three of them, each restarted, bill three times
+   the pool's capacity: on a tight instance the optimum rendered half its work on capacity
+   that was not there, and came out at 0.54 of this bound).
 
 **Prices.** An interruptible machine pays the bid at the moment it is rented for its whole
 life (the simulator's rule; a cycling bid changes once an hour), and it lives inside one run
@@ -54,9 +59,11 @@ On-demand prices do not move.
 meet every deadline: map a simulated schedule to the program by keeping only the machines that
 rendered something (the others cost ≥ 0): ``m``, ``s`` count them, ``u`` is their billed time
 in each slot without the teardown (which only on-demand machines surely pay), ``y`` what they
-rendered. Every constraint holds, and the objective is at most the simulated cost, which adds
-billing increments, teardowns of interruptible machines, lost batches, idle time at the ends
-of a machine's life and machines that never rendered. Constraint 5 needs ``startup ≤ Δ``.
+rendered. Every constraint holds (10: an interruptible machine lives only while its pool has
+capacity, as a drop preempts it, and one host's machines follow one another), and the
+objective is at most the simulated cost, which adds billing increments, teardowns of
+interruptible machines, lost batches, idle time at the ends of a machine's life and machines
+that never rendered. Constraint 5 needs ``startup ≤ Δ``.
 
 **The LP relaxation** (``integral=False``) drops the integrality of ``m`` and ``s``: a
 fraction of a machine may then run, which makes start-ups nearly free; it is a lower bound on
@@ -251,7 +258,7 @@ def solve(
         cost,
         constraints=program.constraint(),
         integrality=integrality,
-        bounds=Bounds(0, program.upper_bounds(market)),
+        bounds=Bounds(0, program.upper_bounds(market, one_host_per_offer)),
         options={
             "time_limit": time_limit_s,
             "mip_rel_gap": MIP_GAP,
@@ -417,13 +424,20 @@ class _Program:
         for host, entries in per_host_order.items():
             self.row(entries, -math.inf, overlap_of[host])
 
-    def upper_bounds(self, market: Market) -> np.ndarray:
+    def upper_bounds(self, market: Market, one_host_per_offer: bool) -> np.ndarray:
         """9. A machine of an offer starts only in a slot during which the offer is listed
         (generated markets list and delist offers; a rented host stays rented): ``s = 0``
-        in slots the offer is delisted throughout."""
+        in slots the offer is delisted throughout. 10. (with one host per offer) an
+        interruptible host bills at most the seconds of the slot its pool has capacity."""
         upper = np.full(self.n_vars, np.inf)
         for k, (kind, _) in enumerate(self.types):
             listed = market.by_id[kind.offer.offer_id].listed
+            pool = market.by_id[kind.offer.offer_id].pool
+            if one_host_per_offer and kind.interruptible and pool is not None:
+                for t in range(self.slots):
+                    upper[self.index_m(k, t) + 2] = pool.available_seconds(
+                        t * self.slot_s, (t + 1) * self.slot_s
+                    )
             if listed is None:
                 continue
             for t in range(self.slots):

@@ -99,6 +99,25 @@ def test_one_host_per_offer_bounds_what_one_offer_can_render_at_once() -> None:
     assert alone.cost_micros != alone.cost_micros or not alone.optimal  # infeasible: NaN
 
 
+def test_an_interruptible_host_bills_only_the_seconds_its_pool_has_capacity() -> None:
+    # FAST's pool has capacity for the first 10 minutes of each half-hour slot: its one host
+    # renders at most 40 of the window's 120 minutes interruptible, and whatever is left is
+    # rendered on-demand (several machines of the host alive in a slot, one after another,
+    # must not add up their slot's capacity: three of them made it 30 minutes a slot, and the
+    # optimum came out at the interruptible price for all of it)
+    thirds = pooled(FAST, pool("100" * 12, gap_s=600))
+    per_s = RATES.speed(FAST.on_demand, job(10)).images_per_s
+    d = demand("a", int(per_s * 6000), 0, 2 * 3600)
+    bound = solve([d], market(thirds, SLOW), RATES, slot_s=1800)
+    assert bound.optimal
+    # each image costs at least its price per image on the cheapest on-demand card, or on
+    # FAST interruptible for at most the 2400 seconds of capacity
+    on_demand = min(price_micros_per_hour(o.on_demand, False) / RATES.speed(o.on_demand, d.job)
+                    .images_per_s for o in (FAST, SLOW)) / 3600  # fmt: skip
+    spot = price_micros_per_hour(FAST.spot, True) / per_s / 3600
+    assert bound.cost_micros >= per_s * 2400 * spot + (d.images - per_s * 2400) * on_demand
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_the_exact_optimum_is_at_or_below_what_the_policy_pays(seed: int) -> None:
     # the policy rents interruptible machines, several hosts at once, and is preempted: the
