@@ -462,7 +462,6 @@ class Simulation:
             spot_shares=shares,
             spot_bids=history.bids,
             spot_gaps=history.gaps,
-            spot_hourly=history.hourly,
         )
 
     def _outlook(self, offers: Sequence[Offer]) -> dict[str, float]:

@@ -385,8 +385,7 @@ def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(
     svc: Services, aws: Created, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The price refresh's outlook reaches the policy whole: per card how often it took bids,
-    its typical bid then and by hour of the day, and how long its capacity stayed gone
-    (nothing without a history)."""
+    its typical bid then, and how long its capacity stayed gone (nothing without a history)."""
     seen: list[PlanState] = []
 
     def policy(state: PlanState) -> list[Decision]:
@@ -397,12 +396,9 @@ def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(
     place_order(svc, TENANT, [8])
     tick(svc)
     shares, bids, gaps = {"RTX 3090": 0.4, "H100": 0.0}, {"RTX 3090": 61_000}, {"RTX 3090": 5400.0}
-    hourly = {"RTX 3090": {3: 52_000, 15: 70_000}}
-    svc.prices.save_outlook(SpotOutlook(shares, 12, datetime.now(UTC), bids, gaps, hourly))
+    svc.prices.save_outlook(SpotOutlook(shares, 12, datetime.now(UTC), bids, gaps))
     tick(svc)
 
     without, after = seen
     assert (without.spot_shares, without.spot_bids, without.spot_gaps) == ({}, {}, {})
-    assert without.spot_hourly == {}
     assert (after.spot_shares, after.spot_bids, after.spot_gaps) == (shares, bids, gaps)
-    assert after.spot_hourly == hourly

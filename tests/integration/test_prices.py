@@ -204,9 +204,6 @@ def test_the_outlook_keeps_each_cards_typical_bid_and_how_long_its_capacity_stay
     assert stored is not None and stored.gaps == {"RTX 3090": 3 * 3600.0}
     # 21 hourly snapshots with bids, 10 at 0.08 and 11 at 0.06 (the bid cycles by the hour)
     assert stored.bids == {"RTX 3090": (10 * 80_000 + 11 * 60_000) // 21}
-    # and by hour of the day: the bid of each hour it took bids in
-    by_hour = {h: 80_000 if h % 2 else 60_000 for h in range(24) if not 5 <= h < 8}
-    assert stored.hourly == {"RTX 3090": by_hour}
 
 
 def test_the_history_sample_is_spread_over_each_day(svc: Services) -> None:

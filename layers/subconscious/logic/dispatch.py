@@ -97,7 +97,6 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
             spot_shares=dict(history.shares) if history else {},
             spot_bids=dict(history.bids) if history else {},
             spot_gaps=dict(history.gaps) if history else {},
-            spot_hourly=dict(history.hourly) if history else {},
         )
         budget_left = sum(to_micros(o.total_usd) - o.spend_micros for o in orders)
         decisions = decide(state)

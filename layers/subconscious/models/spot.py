@@ -25,9 +25,6 @@ class SpotOutlook:
     # canonical GPU -> how long its interruptible capacity stayed gone once it went, on
     # average (seconds; a duration, so a float)
     gaps: Mapping[str, float] = field(default_factory=dict)
-    # canonical GPU -> UTC hour of the day (0-23) -> its lowest bid in that hour, averaged over
-    # the snapshots taken in that hour in which it took bids (micro-dollars an hour)
-    hourly: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
     def share(self, gpu: str) -> float:
         return self.shares.get(canonical(gpu), 1.0)
@@ -40,10 +37,6 @@ class SpotOutlook:
                 "computed_at": self.computed_at.isoformat() if self.computed_at else None,
                 "bids": dict(sorted(self.bids.items())),
                 "gaps": dict(sorted(self.gaps.items())),
-                "hourly": {
-                    gpu: {str(h): bid for h, bid in sorted(hours.items())}
-                    for gpu, hours in sorted(self.hourly.items())
-                },
             }
         )
 
@@ -59,9 +52,4 @@ class SpotOutlook:
             # listed, as it did
             bids={str(k): int(v) for k, v in doc.get("bids", {}).items()},
             gaps={str(k): float(v) for k, v in doc.get("gaps", {}).items()},
-            # nor an hourly profile before it was kept: the policy then waits for no hour
-            hourly={
-                str(gpu): {int(h): int(bid) for h, bid in hours.items()}
-                for gpu, hours in doc.get("hourly", {}).items()
-            },
         )

@@ -201,13 +201,8 @@ def price_micros_per_hour(offer: Offer, interruptible: bool) -> int:
     if interruptible:
         if offer.min_bid_usd_per_hour is None:
             raise ValueError(f"offer {offer.offer_id} cannot be rented interruptible")
-        return bid_price_micros(micros_per_hour(offer.min_bid_usd_per_hour))
+        return math.ceil(micros_per_hour(offer.min_bid_usd_per_hour) * BID_OVER_MINIMUM)
     return micros_per_hour(offer.usd_per_hour)
-
-
-def bid_price_micros(min_bid_micros: int) -> int:
-    """What an interruptible machine costs us per hour where its minimum bid is this."""
-    return math.ceil(min_bid_micros * BID_OVER_MINIMUM)
 
 
 # Bid this much over the minimum so an equal bid does not outbid us at once.

@@ -10,16 +10,14 @@ listed keeps today's view (share 1), and so does a quote with no history at all.
 The dispatch reads two more figures from the same snapshots: a card's typical lowest bid while
 it takes bids, and how long its interruptible capacity typically stays gone once it goes (timed
 by the snapshots' own times: the history reads today's all while it has few): whether waiting
-for a cheaper card's capacity is worth it, and whether the promises can wait that long. And
-a card's lowest bid by hour of the day (UTC): where bids follow the day, whether waiting for a
-cheaper hour is.
+for a cheaper card's capacity is worth it, and whether the promises can wait that long.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from subconscious.catalogue import canonical
 from subconscious.models import Offer
@@ -39,9 +37,6 @@ class Tally:
         self.gone_since: dict[str, datetime | None] = {}  # cards without bids (None: unknown)
         self.gone_s: dict[str, float] = {}  # seconds of the spells without bids that ended
         self.spells: Counter[str] = Counter()
-        # per card, per UTC hour of the day: its lowest bids summed, and how many were summed
-        self.hour_micros: dict[str, list[int]] = {}
-        self.hour_bids: dict[str, list[int]] = {}
 
     def add(self, at: datetime, snapshot: Sequence[Offer]) -> None:
         self.count += 1
@@ -61,20 +56,12 @@ class Tally:
         self.listed.update(cards)
         self.bids.update(lowest.keys())
         self.bid_micros.update(lowest)
-        hour = at.astimezone(UTC).hour
-        for gpu, bid in lowest.items():
-            self.hour_micros.setdefault(gpu, [0] * 24)[hour] += bid
-            self.hour_bids.setdefault(gpu, [0] * 24)[hour] += 1
 
     def outlook(self, computed_at: datetime | None = None) -> SpotOutlook:
         shares = {gpu: self.bids[gpu] / seen for gpu, seen in self.listed.items()}
         typical = {gpu: self.bid_micros[gpu] // n for gpu, n in self.bids.items()}
         gaps = {gpu: self.gone_s[gpu] / n for gpu, n in self.spells.items()}
-        hourly = {
-            gpu: {hour: sums[hour] // n for hour, n in enumerate(self.hour_bids[gpu]) if n}
-            for gpu, sums in self.hour_micros.items()
-        }
-        return SpotOutlook(shares, self.count, computed_at, typical, gaps, hourly)
+        return SpotOutlook(shares, self.count, computed_at, typical, gaps)
 
 
 def outlook(
@@ -84,8 +71,7 @@ def outlook(
     snapshots listing it in which some offer of it took bids, its lowest bid averaged over
     those snapshots, and the mean length of its spells without bids that ended within the
     history (from the first snapshot without bids to the next with them; a spell already
-    running when the card was first seen is not counted, as its start is not known); and its
-    lowest bid averaged over the snapshots taken in each hour of the day (UTC) with bids."""
+    running when the card was first seen is not counted, as its start is not known)."""
     tally = Tally()
     for at, snapshot in snapshots:
         tally.add(at, snapshot)

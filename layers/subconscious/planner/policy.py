@@ -24,12 +24,10 @@ less a guard (a dispatch tick, the batch a preemption loses) and a safety share 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple
 
 from subconscious.catalogue import canonical
 from subconscious.models import JobSpec, Offer
@@ -39,7 +37,6 @@ from subconscious.planner.costs import (
     DEFAULT_PREEMPTIONS_PER_HOUR,
     TEARDOWN_S,
     Rates,
-    bid_price_micros,
     memory_needed,
     price_micros_per_hour,
 )
@@ -118,9 +115,6 @@ class PlanState:
     spot_bids: Mapping[str, int] = field(default_factory=dict)
     # And how long, on average, a card's interruptible capacity stayed gone (seconds).
     spot_gaps: Mapping[str, float] = field(default_factory=dict)
-    # And its lowest bid by UTC hour of the day, where it took bids in that hour (micro-dollars
-    # an hour): bids that follow the day are lower at some hours than at others.
-    spot_hourly: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,22 +248,10 @@ def _rental_cost(
     small backlog the start-up is most of it: a card fast per image but dear per hour costs
     more than a slow cheap one (a 4090 for 65 images), and the ranking must say so. The
     preemption rate is the one our own machines have seen (``PlanState``)."""
-    held = _held_s(offer, interruptible, mix, rates, preemptions_per_hour)
-    return price_micros_per_hour(offer, interruptible) * held / 3600
-
-
-def _held_s(
-    offer: Offer,
-    interruptible: bool,
-    mix: list[tuple[JobSpec, int]],
-    rates: Rates,
-    preemptions_per_hour: float,
-) -> float:
-    """The seconds :func:`_rental_cost` pays for: whatever the price."""
     held = offer.startup_s + _render_s(offer, mix, rates) + TEARDOWN_S
     if interruptible:
         held += _preempted_s(offer, mix, rates, preemptions_per_hour, held)
-    return held
+    return price_micros_per_hour(offer, interruptible) * held / 3600
 
 
 def _preempted_s(
@@ -315,17 +297,6 @@ def _ranked(
             p[0].offer_id,
             p[1],
         ),
-    )
-
-
-def _best_rental(state: PlanState, jobs: list[JobSpec]) -> tuple[Offer, bool]:
-    """The first of :func:`_ranked` with interruptible capacity, found without the sort."""
-    mix = _mix(edf(state.orders)) or [(jobs[0], 1)]
-    pph = state.preemptions_per_hour
-    pairs = [(o, True) for o in _fits(state, jobs, True)]
-    pairs += [(o, False) for o in _fits(state, jobs, False)]
-    return min(
-        pairs, key=lambda p: (_rental_cost(p[0], p[1], mix, state.rates, pph), p[0].offer_id, p[1])
     )
 
 
@@ -378,9 +349,9 @@ def _decide(
         orders, fleet, state.offers, rates, now, _net(state, fleet), delay_s=DEFER_S
     )
     if not fleet and (not defer_ok or _worth_a_machine(state, orders, jobs)):
-        awaited = _awaited(state, jobs, spot=spot, defer_ok=defer_ok)
+        awaited = _awaited_card(state, jobs) if spot else None
         if awaited:
-            why = f"batch: waiting for {awaited}, cheaper than what is on"
+            why = f"batch: waiting for {awaited} interruptible capacity, cheaper than what is on"
             return _wait_for_spot(state, orders, jobs, fleet, why)
         if not spot and _spot_returns(state, jobs):
             return _wait_for_spot(state, orders, jobs, fleet, f"batch{GONE}")
@@ -465,15 +436,6 @@ def _spot_returns(state: PlanState, jobs: list[JobSpec]) -> bool:
     )
 
 
-def _awaited(state: PlanState, jobs: list[JobSpec], *, spot: bool, defer_ok: bool) -> str | None:
-    """With interruptible capacity listed now, what the batch waits for instead, if anything:
-    a cheaper card's capacity gone now, or, with real slack (a short window that waits ends
-    up hedged with on-demand machines), a cheaper hour of the day."""
-    if not spot:
-        return None
-    return _awaited_card(state, jobs) or (_cheaper_hour(state, jobs) if defer_ok else None)
-
-
 def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     """Interruptible capacity for the backlog is listed now (the caller's condition), but only
     where renting it costs more than waiting for a card whose capacity is gone is expected to:
@@ -491,7 +453,7 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
     def cost(offer: Offer, interruptible: bool) -> float:
         return _rental_cost(offer, interruptible, mix, state.rates, pph)
 
-    now_best = cost(*_best_rental(state, jobs))
+    now_best = cost(*_ranked(state, jobs, interruptible=True)[0])
     net = min(cost(o, False) for o in _fits(state, jobs, False))
     listed = {canonical(o.gpu) for o in _fits(state, jobs, True)}
     net_limits = _net(state, [])
@@ -517,129 +479,8 @@ def _awaited_card(state: PlanState, jobs: list[JobSpec]) -> str | None:
                 orders, [], state.offers, state.rates, state.now, net_limits, delay_s=back_s
             )
         if keeps[kind]:
-            return f"{offer.gpu} interruptible capacity"
+            return offer.gpu
     return None
-
-
-def _cheaper_hour(state: PlanState, jobs: list[JobSpec]) -> str | None:
-    """Interruptible capacity for the backlog is listed now, but the history says a card's
-    bid is typically lower at a later hour of the day (bids that follow the day: what the
-    hindsight optimum rents at and an online rule renting at once does not). Waiting until
-    that hour is expected to cost ``share × (the card at that hour's bid) + (1 − share) ×
-    fallback``: ``share`` the history's share of snapshots in which the card took bids (its
-    capacity may be gone then), and the fallback the card at its typical bid if its capacity
-    comes back before the net must rent, ``1 − exp(−W / gap)`` with ``W`` the time from that
-    hour to the net's last moment (to the whole hour before it) and ``gap`` how long its
-    capacity typically stays gone, and else the net's on-demand machine. The hour to wait for,
-    the cheapest expected first, where that is less than renting the cheapest listed now, one
-    such machine rented then still keeps every promise, and the net can wait until then (else
-    it would rent on-demand machines meanwhile). None without an hourly history."""
-    if not state.spot_hourly:
-        return None
-    orders = edf(state.orders)
-    mix = _mix(orders)
-    pph = state.preemptions_per_hour
-    now_best = _rental_cost(*_best_rental(state, jobs), mix, state.rates, pph)
-    hoped = _hoped_hours(state, jobs, orders, mix, now_best)
-    if not hoped:
-        return None
-    last = _net_waits_until(state, orders, _hours_ahead(state.now, orders[0].deadline))
-    if last is None:
-        return None
-    on_demand = _fits(state, jobs, False)
-    net = min(_rental_cost(o, False, mix, state.rates, pph) for o in on_demand)
-    too_late: dict[tuple[object, ...], datetime] = {}  # one machine of the kind is late from
-    for hour in hoped:
-        kind = _kind(hour.offer)
-        if hour.when > last or (kind in too_late and hour.when >= too_late[kind]):
-            continue
-        ready = hour.when + timedelta(seconds=DISPATCH_LATENCY_S + hour.offer.startup_s)
-        awaited = LiveMachine("awaited", hour.offer, True, ready)
-        if not feasible(orders, [awaited], state.rates, state.now):
-            too_late[kind] = min(hour.when, too_late.get(kind, hour.when))  # and later too
-            continue
-        window_s = (last - hour.when).total_seconds()
-        back = 1 - math.exp(-window_s / hour.gap_s) if hour.gap_s else 0.0
-        fallback = back * hour.usual + (1 - back) * net
-        if hour.there + (1 - hour.share) * fallback < now_best:
-            return f"{hour.offer.gpu} interruptible capacity at its {hour.when:%H}:00 UTC bid"
-    return None
-
-
-def _net_waits_until(
-    state: PlanState, orders: list[OpenOrder], hours: list[datetime]
-) -> datetime | None:
-    """The last of ``hours`` (ascending) until which the net could wait and still keep every
-    promise, the caps counted as :func:`_net` counts them (a bisection: waiting longer is never
-    safer); None if it cannot wait until the first."""
-    net_limits = _net(state, [])
-
-    def waits(at: datetime) -> bool:
-        delay_s = (at - state.now).total_seconds()
-        return keepable(
-            orders, [], state.offers, state.rates, state.now, net_limits, delay_s=delay_s
-        )
-
-    low, high = 0, len(hours)  # hours[:low] can wait; hours[high:] cannot
-    while low < high:
-        middle = (low + high) // 2
-        if waits(hours[middle]):
-            low = middle + 1
-        else:
-            high = middle
-    return hours[low - 1] if low else None
-
-
-class _Hour(NamedTuple):
-    hoped: float  # micro-dollars: at best, the card at its typical bid should it be gone then
-    when: datetime
-    offer_id: str
-    offer: Offer
-    there: float  # share × the backlog's cost on the card at that hour's bid
-    usual: float  # the backlog's cost on the card at its typical bid
-    share: float
-    gap_s: float | None
-
-
-def _hoped_hours(
-    state: PlanState,
-    jobs: list[JobSpec],
-    orders: list[OpenOrder],
-    mix: list[tuple[JobSpec, int]],
-    now_best: float,
-) -> list[_Hour]:
-    """The hours of the next day before the first deadline at which a card, one offer of each
-    kind, could cost less than ``now_best`` (at best: its typical bid, should its capacity be
-    gone then), cheapest first."""
-    hours = _hours_ahead(state.now, min(orders[0].deadline, state.now + timedelta(days=1)))
-    prices: dict[str, list[tuple[int, datetime]]] = {}  # per card: its price at each hour
-    for card, profile in state.spot_hourly.items():
-        prices[card] = [(bid_price_micros(profile[w.hour]), w) for w in hours if w.hour in profile]
-    hoped: list[_Hour] = []
-    kinds: set[tuple[object, ...]] = set()  # a card's offers of one kind cost alike at its bid
-    for offer in _fits(state, jobs, False) if hours else []:
-        card = canonical(offer.gpu)
-        typical, at_hours = state.spot_bids.get(card), prices.get(card)
-        if not typical or not at_hours or _kind(offer) in kinds:
-            continue
-        kinds.add(_kind(offer))
-        share = state.spot_shares.get(card, 0.0)
-        per_micro = _held_s(offer, True, mix, state.rates, state.preemptions_per_hour) / 3600
-        usual = bid_price_micros(typical) * per_micro
-        gap = state.spot_gaps.get(card)
-        for price, when in at_hours:
-            there = share * price * per_micro
-            if there + (1 - share) * usual < now_best:
-                best = there + (1 - share) * usual
-                hoped.append(_Hour(best, when, offer.offer_id, offer, there, usual, share, gap))
-    return sorted(hoped, key=lambda h: h[:3])
-
-
-def _hours_ahead(now: datetime, until: datetime) -> list[datetime]:
-    """The starts of the whole hours after ``now``, before ``until``."""
-    first = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    count = math.ceil((until - first).total_seconds() / 3600)
-    return [first + timedelta(hours=h) for h in range(max(0, count))]
 
 
 def latest_start(state: PlanState) -> datetime:

@@ -72,14 +72,7 @@ def test_a_provider_never_fetched_well(stores: Services) -> None:
 
 def test_outlook(stores: Services) -> None:
     assert stores.prices.load_outlook() is None
-    outlook = SpotOutlook(
-        {"RTX 4090": 0.5},
-        12,
-        NOW,
-        {"RTX 4090": 61_000},
-        {"RTX 4090": 5400.0},
-        {"RTX 4090": {3: 52_000}},
-    )
+    outlook = SpotOutlook({"RTX 4090": 0.5}, 12, NOW)
     stores.prices.save_outlook(outlook)
     assert stores.prices.load_outlook() == outlook
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from subconscious.models import Constraints, Offer
@@ -107,30 +107,7 @@ def test_a_spell_already_running_when_a_card_is_first_seen_is_not_counted() -> N
     assert outlook(hourly([[gone], [low], [gone], [low]])).gaps == {"RTX 3090": 3600.0}
 
 
-def test_a_cards_lowest_bid_by_hour_of_the_day_in_utc() -> None:
-    """Per card and UTC hour, the lowest bid of each snapshot taken in that hour, averaged over
-    those with bids; an hour it never took bids in is left out, and a snapshot's time in
-    another zone counts at its UTC hour."""
-    low, high = offer("a", "RTX 3090", bid="0.06"), offer("b", "RTX 3090", bid="0.10")
-    gone, fast = offer("c", "RTX 3090"), offer("d", "RTX 4090", "0.40", bid="0.20")
-    at = datetime(2030, 1, 1, 3, tzinfo=UTC)
-    plus_two = timezone(timedelta(hours=2))
-    snapshots = [
-        (at, [low, high, fast]),
-        (at + timedelta(minutes=30), [high]),
-        (at + timedelta(hours=1), [gone]),
-        (at + timedelta(days=1), [high]),  # 03:00 the next day
-        ((at + timedelta(hours=2)).astimezone(plus_two), [low]),  # 07:00 at +2 is 05:00 UTC
-    ]
-    seen = outlook(snapshots)
-    assert seen.hourly == {
-        "RTX 3090": {3: (60_000 + 100_000 + 100_000) // 3, 5: 60_000},
-        "RTX 4090": {3: 200_000},
-    }
-    assert SpotOutlook.from_json(seen.to_json()) == seen
-
-
 def test_an_outlook_stored_before_bids_and_gaps_were_kept_still_reads() -> None:
     stored = '{"shares": {"RTX 3090": 0.5}, "snapshots": 12, "computed_at": null}'
     read = SpotOutlook.from_json(stored)
-    assert (read.shares, read.bids, read.gaps, read.hourly) == ({"RTX 3090": 0.5}, {}, {}, {})
+    assert (read.shares, read.bids, read.gaps) == ({"RTX 3090": 0.5}, {}, {})

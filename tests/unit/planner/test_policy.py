@@ -639,60 +639,6 @@ def test_work_waits_for_a_cheaper_cards_interruptible_capacity_the_history_says_
     ) == [rent]
 
 
-def test_work_waits_for_an_hour_at_which_the_history_says_bids_are_lower() -> None:
-    """Bids that follow the day (the generated markets' price cycles): the batch rented the
-    cheapest card listed now at the afternoon's bid where the same card took bids for a third
-    of it at another hour (tune steady: the hindsight optimum rendered then). With the
-    history's bid by hour, the work waits for that hour where it is expected to cost less,
-    counting the chance that the card's capacity is gone then (and then at its typical bid if
-    it comes back before the net must rent, on-demand if not), and only with real slack and
-    where one machine rented then still keeps the promise."""
-    spot = offer("3090-spot", bid="0.10")  # 100,000 micro-dollars an hour now
-    offers = [ON_DEMAND_ONLY, spot]
-    work = [order(5000, timedelta(days=1))]
-    by_hour = {hour: 100_000 for hour in range(24)} | {15: 30_000}  # NOW is 12:00 UTC
-
-    def decided(
-        share: float, gap_s: float = 3600.0, work: list[OpenOrder] = work, *more: Offer
-    ) -> list[Any]:
-        return decide(
-            state(
-                work,
-                [*offers, *more],
-                spot_shares={"RTX 3090": share},
-                spot_bids={"RTX 3090": 120_000},
-                spot_gaps={"RTX 3090": gap_s},
-                spot_hourly={"RTX 3090": by_hour},
-            )
-        )
-
-    [waits] = decided(1.0)
-    assert isinstance(waits, Wait) and waits.for_interruptible
-    assert "waiting for RTX 3090 interruptible capacity at its 15:00 UTC bid" in waits.reason
-    # without an hourly history it rents what is listed, as before
-    [rent] = rents(decide(state(work, offers, spot_shares={"RTX 3090": 1.0})))
-    assert rent.offer == spot and rent.interruptible
-    # capacity there at 40 % of the snapshots, and typically back within the hour if gone:
-    # about 0.4 × 30k + 0.6 × 120k (its typical bid) is less than 100k now ...
-    assert decided(0.4) == [waits]
-    # ... at a fifth, 0.2 × 30k + 0.8 × 120k is more ...
-    assert rents(decided(0.2)) == [rent]
-    # ... and where its capacity, once gone, typically stays gone 30 hours, it may well not
-    # be back before the net must rent: the on-demand 3090 (200k) weighs in, and it is more
-    assert rents(decided(0.4, 30 * 3600)) == [rent]
-    # a short window does not wait for an hour: 200 images due at 14:30, cheap at 13:00
-    by_hour[13] = 10_000
-    assert rents(decided(1.0, 3600.0, [order(200, timedelta(hours=2.5))]))[0].offer == spot
-    # three hours of a 3090's work due at 18:00: an interruptible 3090 rented at 15:00 would
-    # be late, though the net, with an on-demand 4090 cheaper per image, could wait until then
-    del by_hour[13]
-    per_s = RATES.speed(spot, job()).images_per_s
-    urgent = [order(int(per_s * 3 * 3600), timedelta(hours=6))]
-    fast = offer("4090-od", "RTX 4090", "0.25")
-    [rented] = decided(1.0, 3600.0, urgent, fast)
-    assert isinstance(rented, Rent) and rented.offer == spot
-
-
 def test_no_wait_for_a_fast_card_that_would_leave_the_net_short() -> None:
     """One awaited 4090, back after its typical hour, would still keep the promise, but the
     net (as many on-demand machines as renting now needs: one 3090, the cheapest per image)
