@@ -317,6 +317,7 @@ class _Program:
         self.lower: list[float] = []
         self.upper: list[float] = []
         self.per_type_slot: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        self.available: dict[int, list[float]] = {}  # per type (``_available``)
 
     def _overlaps(self, d: Demand) -> list[tuple[int, float]]:
         """The slots that overlap the order's window, with how many seconds they overlap."""
@@ -374,19 +375,25 @@ class _Program:
     def machine_rows(self, market: Market) -> None:
         """2 to 5 for every type: flow, billing, availability, rendering and start-ups."""
         for k, (kind, _) in enumerate(self.types):
-            pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
             cumulative: list[tuple[int, float]] = []
             started_before: list[tuple[int, float]] = []
-            for t in range(self.slots):
-                avail = (
-                    self.slot_s
-                    if pool is None
-                    else pool.available_seconds(t * self.slot_s, (t + 1) * self.slot_s)
-                )
+            for t, avail in enumerate(self._available(market, k)):
                 self._slot_rows(k, t, avail, cumulative)
                 self.row([*cumulative, *started_before], -math.inf, 0.0)
                 started_before.append((self.index_m(k, t) + 1, float(kind.offer.startup_s)))
             self.row([*cumulative, *started_before], -math.inf, 0.0)
+
+    def _available(self, market: Market, k: int) -> list[float]:
+        """Per slot, the seconds type ``k`` can bill: its pool's capacity when interruptible
+        (read once per type: rows 4 and 10 both use it), the whole slot on-demand."""
+        if k not in self.available:
+            kind = self.types[k][0]
+            pool = market.by_id[kind.offer.offer_id].pool if kind.interruptible else None
+            slots = [(t * self.slot_s, (t + 1) * self.slot_s) for t in range(self.slots)]
+            self.available[k] = [
+                self.slot_s if pool is None else pool.available_seconds(a, b) for a, b in slots
+            ]
+        return self.available[k]
 
     def _slot_rows(self, k: int, t: int, avail: float, cumulative: list[tuple[int, float]]) -> None:
         """2 to 5 for type ``k`` in slot ``t``; ``cumulative`` gains the slot's render − u."""
@@ -432,12 +439,9 @@ class _Program:
         upper = np.full(self.n_vars, np.inf)
         for k, (kind, _) in enumerate(self.types):
             listed = market.by_id[kind.offer.offer_id].listed
-            pool = market.by_id[kind.offer.offer_id].pool
-            if one_host_per_offer and kind.interruptible and pool is not None:
-                for t in range(self.slots):
-                    upper[self.index_m(k, t) + 2] = pool.available_seconds(
-                        t * self.slot_s, (t + 1) * self.slot_s
-                    )
+            if one_host_per_offer and kind.interruptible:
+                for t, avail in enumerate(self._available(market, k)):
+                    upper[self.index_m(k, t) + 2] = avail
             if listed is None:
                 continue
             for t in range(self.slots):
