@@ -48,6 +48,7 @@ log = logging.getLogger("subconscious.local")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MAX_FRONT_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+MOTO_CONTROL_TIMEOUT_S = 60.0  # moto's own reset and config calls (see _configure_moto)
 # One 600 s trace tick per 30 s: 20 times faster than the traces happened, so a spot pool's
 # capacity (about 4 hours between drops on average) lasts minutes; the calm start every pool
 # shares lasts 14 ticks (7 minutes) before the first preemption can come.
@@ -199,6 +200,9 @@ class LocalStack:
         self._market_server: Any = None
         self._ec2: Ec2Bridge | None = None
         self._front: ThreadingHTTPServer | None = None
+        self._emulators: list[Any] = []
+        self._started = False  # every part up: only then is there state worth saving
+        self._patched = False  # moto patched by this stack (stop undoes it once)
         self.state_machine_arn = ""
         self.webhook_queue_url = ""
         self.api_url = ""
@@ -206,9 +210,19 @@ class LocalStack:
 
     # --- life cycle ---
     def start(self) -> LocalStack:
+        """Start every part; if one fails, stop what did start before raising, so that a
+        failed start leaves no server, renderer or moto patch behind."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(drain_s=0)
+            raise
+
+    def _start(self) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
         _patch_moto()
+        self._patched = True
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
         moto_port = free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
@@ -243,6 +257,7 @@ class LocalStack:
         self._start_webhook_deliveries()
         if self.timer_enabled:
             self._start_timer()
+        self._started = True
         return self
 
     def stop(self, drain_s: float = 30.0) -> None:
@@ -250,34 +265,47 @@ class LocalStack:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        self.wait_for_runs(drain_s)
-        if self.state_dir is not None and self._moto is not None:
+        if self._moto is not None and self.state_machine_arn:  # none when a start failed early
+            self.wait_for_runs(drain_s)
+        # a start that failed half-way must not overwrite what the last good stop saved
+        if self.state_dir is not None and self._moto is not None and self._started:
             saved_state.save(self.state_dir, self._client, ACCOUNT, REGION)
+        # each part is dropped once closed: a second stop (a test's fixture after a failed
+        # start) closes nothing twice
         if self._ec2 is not None:
             self._ec2.stop()
+            self._ec2 = None
         self.market.shutdown()  # kills any renderer still alive: nothing outlives the stack
         if self._front is not None:
             self._front.shutdown()
             self._front.server_close()
+            self._front = None
         if self._market_server is not None:
             self._market_server.close()
+            self._market_server = None
         for emulator in self._emulators:
             emulator.close()
+        self._emulators = []
         if self._moto is not None:
             self._moto.stop()
-            self._moto = None  # a second stop must not undo another stack's (or test's) patch
+            self._moto = None
+        if self._patched:  # a second stop must not undo another stack's (or test's) patch
             _unpatch_moto()
+            self._patched = False
 
     # --- set-up ---
     def _configure_moto(self, endpoint: str) -> None:
         import httpx
 
-        # moto keeps its backends per process: start from nothing, as a fresh account would
-        httpx.post(f"{endpoint}/moto-api/reset", timeout=5).raise_for_status()
+        # moto keeps its backends per process: start from nothing, as a fresh account would.
+        # A reset rebuilds every backend an earlier stack in this process loaded (EC2's, for
+        # one, reads its AMI and instance-type tables again): seconds on a busy 2-core
+        # machine, so the limit is generous (CI once timed out at 5 s).
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=MOTO_CONTROL_TIMEOUT_S).raise_for_status()
         httpx.post(
             f"{endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}},
-            timeout=5,
+            timeout=MOTO_CONTROL_TIMEOUT_S,
         ).raise_for_status()
 
     def _client(self, service: str) -> Any:

@@ -96,3 +96,30 @@ def test_a_restart_keeps_the_key_the_orders_their_images_and_queued_work(
         assert _queued(second) == queued  # its work is still to do
     finally:
         second.stop(drain_s=1)
+
+
+def test_a_start_that_fails_half_way_stops_what_it_started_and_saves_nothing(
+    tmp_path: Path, environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    original_invoke = LambdaFunction._invoke_lambda
+    folder = tmp_path / "state"
+
+    def broken(self: LocalStack) -> None:
+        raise RuntimeError("the tenant could not be added")
+
+    # after moto, the emulators, the resources and the state load are up: the last step fails
+    monkeypatch.setattr(LocalStack, "_add_tenant", broken)
+    stack = LocalStack(timer=False, spot_tick_s=None, state_dir=folder)
+    with pytest.raises(RuntimeError, match="tenant"):
+        stack.start()
+    endpoint = os.environ["AWS_ENDPOINT_URL"]  # the moto server the failed start ran
+    stack.stop(drain_s=1)  # as a test's fixture does after a failed start: closes nothing twice
+
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{endpoint}/moto-api/", timeout=2)
+    assert LambdaFunction._invoke_lambda is original_invoke  # moto as found
+    assert stack.market.machines() == []
+    # a failed start must not overwrite what an earlier good stop saved: only the key is here
+    assert sorted(p.name for p in folder.iterdir()) == ["key.json"]
