@@ -200,7 +200,6 @@ class LocalStack:
         self._market_server: Any = None
         self._ec2: Ec2Bridge | None = None
         self._front: ThreadingHTTPServer | None = None
-        self._emulators: list[Any] = []
         self._started = False  # every part up: only then is there state worth saving
         self._patched = False  # moto patched by this stack (stop undoes it once)
         self.state_machine_arn = ""
