@@ -390,7 +390,13 @@ class _Quoting:
         alone = _unbeaten([p for p in every_alone if p.completes(now) <= deadline])
         below = min((p.cost_micros for p in alone), default=math.inf)
         exact = self.exact_fleet((deadline - now).total_seconds(), below)
-        return [*alone, *([exact] if exact else [])]
+        if alone or exact:
+            return [*alone, *([exact] if exact else [])]
+        # The exact search rounds start-ups, call lengths and rates against us: seconds from
+        # the window's end it can find no fleet where one the frontier times exactly is on
+        # time. Answer with that one rather than call the request unmet while the earliest
+        # option meets it (hypothesis found it: 4,310 images, two cards, 2 s to spare).
+        return [p for p in plans if p.completes(now) <= deadline]
 
     def exact_fleet(self, window_s: float, below: float) -> Plan | None:
         """The cheapest fleet for the window, sized for what the live machines leave of the

@@ -309,6 +309,24 @@ def test_quote_latency_inputs_of_the_benchmark_size_are_handled() -> None:
     assert options[0].label == "requested"
 
 
+def test_a_fleet_on_time_by_seconds_is_the_answer_where_the_exact_search_rounds_it_out() -> None:
+    """Found by hypothesis: a two-card fleet the frontier times exactly finishes 2 s before the
+    deadline; the exact search, which rounds start-ups, call lengths and rates against us,
+    finds none. The quote offered that fleet as ``earliest`` (on time) and no answer at all."""
+    job = JobSpec.model_validate({"prompts": [{"text": "p", "count": 4310}]})
+    market = [
+        offer("a", "T4", "0.05", startup_s=30, memory=16),
+        offer("b", "RTX 3090", "0.05", startup_s=30, memory=16),
+    ]
+    deadline = NOW + timedelta(seconds=4335)
+    assert fleet_plan(job, market, RATES, Limits(), 4335.0) is None  # the corner itself
+    options = quote(job, market, deadline=deadline)
+    answer = options[0]
+    assert answer.label == "requested" and answer.machines == 2
+    assert answer.completes_at == deadline
+    assert answer.price_per_image_usd == min(o.price_per_image_usd for o in _on_time(options))
+
+
 def test_a_new_listing_never_raises_the_price_of_a_fleet() -> None:
     """Found by a random search against the rule quotes used to fleets by (the k offers
     cheapest per image, or quickest to start): adding a dear T4 that starts in a minute
