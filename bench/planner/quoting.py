@@ -3,8 +3,9 @@
 The customer accepts the ``requested`` option when there is one, else the ``cheapest`` option
 that meets the deadline; with neither, the order is declined (and is not "quoted-feasible").
 
-The quote sees what the dispatch will work with: the open orders (backlog), the live machines
-and the limits.
+The quote sees what production's quote sees (``logic.quotes.create_quote``): the open orders
+(backlog), the live machines, the limits, the market history's outlook and the rate our
+interruptible machines were preempted at.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from datetime import datetime
 
 from subconscious.errors import NoCapacity
 from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
+from subconscious.models.spot import SpotOutlook
 from subconscious.money import to_micros
-from subconscious.planner.costs import Rates
+from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR, Rates
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
 from subconscious.planner.quote import plan_quote
 
@@ -35,6 +37,8 @@ def quote(
     machines: Sequence[LiveMachine] = (),
     limits: Limits | None = None,
     margin_percent: int = MARGIN_PERCENT,
+    outlook: SpotOutlook | None = None,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> list[QuoteOption]:
     """``plan_quote``; an empty list when the market cannot run the job."""
     try:
@@ -48,6 +52,8 @@ def quote(
             backlog=backlog,
             machines=machines,
             limits=limits or Limits(),
+            outlook=outlook,
+            preemptions_per_hour=preemptions_per_hour,
         )
     except NoCapacity:
         return []
@@ -84,10 +90,21 @@ def timed_quote(
     backlog: Sequence[OpenOrder],
     machines: Sequence[LiveMachine],
     limits: Limits,
+    outlook: SpotOutlook | None = None,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> tuple[list[QuoteOption], float]:
     start = time.perf_counter()
     options = quote(
-        job, constraints, offers, now, rates, backlog=backlog, machines=machines, limits=limits
+        job,
+        constraints,
+        offers,
+        now,
+        rates,
+        backlog=backlog,
+        machines=machines,
+        limits=limits,
+        outlook=outlook,
+        preemptions_per_hour=preemptions_per_hour,
     )
     return options, (time.perf_counter() - start) * 1000
 

@@ -52,6 +52,7 @@ from bench.planner.simulated_market import Market
 from bench.planner.workloads import OrderSpec
 from subconscious.catalogue import canonical
 from subconscious.models import Constraints, Offer
+from subconscious.models.spot import SpotOutlook
 from subconscious.money import MICROS_PER_USD
 from subconscious.planner.costs import (
     TEARDOWN_S,
@@ -426,6 +427,8 @@ class Simulation:
                 self.open_orders(),
                 self.live_machines(),
                 self.limits,
+                outlook=self._history(),
+                preemptions_per_hour=self._preemption_rate(),
             )
             self.latencies.append(ms)
             option = choose(options)
@@ -474,11 +477,20 @@ class Simulation:
             for hour in range(-OUTLOOK_DAYS * 24, 0):
                 self._snapshot(self.market.offers_at(hour * 3600.0))
         self._snapshot(offers)
+        self._catch_up_hours()
+        return {card: self._bids[card] / seen for card, seen in self._listed.items()}
+
+    def _catch_up_hours(self) -> None:
         while self._next_hour * 3600.0 <= self.now:
             hour_s = self._next_hour * 3600.0
             self._hourly.add(at(hour_s), self.market.offers_at(hour_s))
             self._next_hour += 1
-        return {card: self._bids[card] / seen for card, seen in self._listed.items()}
+
+    def _history(self) -> SpotOutlook:
+        """The outlook production's quote reads: the price refresh's, from hourly snapshots
+        (``planner.forecast``) up to now."""
+        self._catch_up_hours()
+        return self._hourly.outlook()
 
     def _snapshot(self, offers: Sequence[Offer]) -> None:
         for card in {canonical(o.gpu) for o in offers}:

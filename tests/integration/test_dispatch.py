@@ -15,8 +15,9 @@ from infra.local.resources import Created
 from infra.local.stack import context_for
 from subconscious.logic import dispatch as dispatch_module
 from subconscious.logic import render_run
-from subconscious.logic.dispatch import preemption_rate, tick
+from subconscious.logic.dispatch import tick
 from subconscious.logic.orders import Acceptance, accept_quote
+from subconscious.logic.planning import preemption_rate
 from subconscious.logic.quotes import create_quote
 from subconscious.market.fake import FakeProvider
 from subconscious.models import (
@@ -379,6 +380,40 @@ def test_the_policy_sees_what_our_interruptible_machines_lived_through(svc: Serv
     # 3 preemptions over 3 + 1 + 0.5 machine-hours, the default worth PRIOR_HOURS
     expected = (3 + DEFAULT_PREEMPTIONS_PER_HOUR * PRIOR_HOURS) / (4.5 + PRIOR_HOURS)
     assert rate == pytest.approx(expected, rel=1e-3) and calm.interruptible
+
+
+def test_the_quote_prices_preemptions_at_the_rate_our_machines_saw(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quote's "can wait" discount and the dispatch price interruptible rentals at one
+    rate: the one our runs lived through (planner.quote.plan_quote keeps the default as its
+    floor)."""
+    from subconscious.logic import quotes as quotes_module
+
+    now = datetime.now(UTC)
+    for _ in range(4):
+        run = new_run(svc).model_copy(
+            update={
+                "bid_usd_per_hour": Decimal("0.10"),
+                "started_at": now - timedelta(minutes=30),
+                "status": RunStatus.FAILED,
+                "ended_at": now - timedelta(minutes=20),
+                "error": "MachinePreempted: machine m was preempted: gone",
+            }
+        )
+        svc.runs.save(run)
+    seen: list[float] = []
+    real = quotes_module.plan_quote  # type: ignore[attr-defined]
+
+    def spy(*args: object, preemptions_per_hour: float, **kwargs: object) -> object:
+        seen.append(preemptions_per_hour)
+        return real(*args, preemptions_per_hour=preemptions_per_hour, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quotes_module, "plan_quote", spy)
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+    create_quote(svc, TENANT, request, now)
+    assert seen == [pytest.approx(preemption_rate(svc, [], now))]
+    assert seen[0] > 1.0  # four preemptions in 40 machine-minutes, beside the prior
 
 
 def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(

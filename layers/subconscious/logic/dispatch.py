@@ -10,10 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from subconscious.errors import NOT_THE_HOSTS_FAULT, MachinePreempted, SubconsciousError
+from subconscious.errors import NOT_THE_HOSTS_FAULT, SubconsciousError
 from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
-from subconscious.logic.planning import backlog, limits, machines, tenants_open_orders
+from subconscious.logic.planning import (
+    backlog,
+    limits,
+    machines,
+    preemption_rate,
+    tenants_open_orders,
+)
 from subconscious.logic.quotes import market_offers, spot_outlook
 from subconscious.logic.render_run import give_back_machines
 from subconscious.logic.throughput import current_rates, prior
@@ -39,7 +45,6 @@ from subconscious.planner.policy import (
     latest_on_demand,
     latest_start,
 )
-from subconscious.planner.preemption import WINDOW, Spell, observed_rate
 from subconscious.planner.workers import compile_seconds, shape
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
@@ -207,25 +212,6 @@ def breakers(services: Services, now: datetime) -> HeldOff:
             failures_to_pause=settings.provider_failures_to_pause,
             pause_s=settings.provider_pause_s,
         ),
-    )
-
-
-def preemption_rate(services: Services, live: list[RenderRun], now: datetime) -> float:
-    """How often our interruptible machines were preempted over the last day (live ones and
-    those that ended), the rate the policy prices an interruptible rental at."""
-    runs = [*live, *services.runs.ended_since(now - WINDOW)]
-    preempted = MachinePreempted.__name__
-    return observed_rate(
-        (
-            Spell(
-                rented_at=r.machine_launched_at or r.started_at,
-                ended_at=None if r.ended_at is None else (r.machine_ended_at or r.ended_at),
-                preempted=(r.error or "").split(":", 1)[0] == preempted,
-            )
-            for r in runs
-            if r.interruptible
-        ),
-        now,
     )
 
 

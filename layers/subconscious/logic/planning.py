@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from subconscious.errors import MachinePreempted
 from subconscious.models import RENDERABLE_STATES, Order, RenderRun, RunStatus
 from subconscious.money import to_micros
 from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
+from subconscious.planner.preemption import WINDOW, Spell, observed_rate
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
     from subconscious.services import Services
@@ -64,3 +66,23 @@ def machine(run: RenderRun, now: datetime, *, leaving: bool = False) -> LiveMach
 def machines(services: Services, runs: list[RenderRun], now: datetime) -> list[LiveMachine]:
     stopping = services.runs.stopping() if runs else set()
     return [machine(run, now, leaving=run.run_id in stopping) for run in runs]
+
+
+def preemption_rate(services: Services, live: list[RenderRun], now: datetime) -> float:
+    """How often our interruptible machines were preempted over the last day (live ones and
+    those that ended), the rate the policy prices an interruptible rental at (and the quote, see
+    ``planner.quote.plan_quote``)."""
+    runs = [*live, *services.runs.ended_since(now - WINDOW)]
+    preempted = MachinePreempted.__name__
+    return observed_rate(
+        (
+            Spell(
+                rented_at=r.machine_launched_at or r.started_at,
+                ended_at=None if r.ended_at is None else (r.machine_ended_at or r.ended_at),
+                preempted=(r.error or "").split(":", 1)[0] == preempted,
+            )
+            for r in runs
+            if r.interruptible
+        ),
+        now,
+    )

@@ -6,7 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from subconscious.logic.planning import backlog, limits, machines, open_orders
+from subconscious.logic.planning import (
+    backlog,
+    limits,
+    machines,
+    open_orders,
+    preemption_rate,
+)
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
 from subconscious.models.spot import SpotOutlook
@@ -52,6 +58,7 @@ def create_quote(
         machines=machines(services, live, now),
         limits=limits(services),
         outlook=spot_outlook(services),
+        preemptions_per_hour=preemption_rate(services, live, now),
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

@@ -217,17 +217,19 @@ def job_cost_micros(
     *,
     interruptible: bool,
     machines: int = 1,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> int:
     """Renting ``machines`` of ``offer`` to render ``images`` of ``job``: each pays start-up,
     its share of the rendering and teardown; an interruptible one adds its expected preemption
-    losses (per preemption: the batch in flight plus a new start-up, and a new run's AWS
-    charges); and AWS's charges for the machines and the images."""
+    losses at ``preemptions_per_hour`` (per preemption: the batch in flight plus a new
+    start-up, and a new run's AWS charges); and AWS's charges for the machines and the
+    images."""
     price = price_micros_per_hour(offer, interruptible)
     render_s = speed.seconds(images) / machines
     held_s = offer.startup_s + render_s + TEARDOWN_S
     restarts = 0
     if interruptible:
-        restarts = math.ceil(DEFAULT_PREEMPTIONS_PER_HOUR * held_s / 3600)
+        restarts = math.ceil(preemptions_per_hour * held_s / 3600)
         held_s += restarts * (speed.batch_s + offer.startup_s)
     per_machine = cost_for(offer.provider, price, held_s) + aws_machine_micros(held_s)
     per_machine += restarts * aws_machine_micros(0)

@@ -45,6 +45,7 @@ from subconscious.models import Constraints, JobSpec, Offer, QuoteOption
 from subconscious.models.spot import SpotOutlook
 from subconscious.money import ceil_div, to_micros, to_usd
 from subconscious.planner.costs import (
+    DEFAULT_PREEMPTIONS_PER_HOUR,
     Rates,
     fleet_cost_micros,
     fleet_seconds,
@@ -209,17 +210,29 @@ def _edf_key(order: OpenOrder) -> tuple[datetime, str]:
 
 
 def spot_cost_micros(
-    job: JobSpec, offers: Sequence[Offer], rates: Rates, outlook: SpotOutlook | None = None
+    job: JobSpec,
+    offers: Sequence[Offer],
+    rates: Rates,
+    outlook: SpotOutlook | None = None,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> int | None:
-    """The cheapest expected cost of ``job`` on one interruptible machine, losses included:
-    where the history says the card is interruptible only part of the time, the rest of the
-    time it is rented on-demand (:mod:`subconscious.planner.forecast`)."""
+    """The cheapest expected cost of ``job`` on one interruptible machine, losses included
+    (``preemptions_per_hour``): where the history says the card is interruptible only part of
+    the time, the rest of the time it is rented on-demand
+    (:mod:`subconscious.planner.forecast`)."""
     costs = []
     for o in offers:
         if o.min_bid_usd_per_hour is None or not usable(o, job):
             continue
         speed = rates.speed(o, job)
-        spot = job_cost_micros(job, o, speed, job.total_images, interruptible=True)
+        spot = job_cost_micros(
+            job,
+            o,
+            speed,
+            job.total_images,
+            interruptible=True,
+            preemptions_per_hour=preemptions_per_hour,
+        )
         share = 1.0 if outlook is None else outlook.share(o.gpu)
         if share < 1.0:
             steady = job_cost_micros(job, o, speed, job.total_images, interruptible=False)
@@ -240,7 +253,12 @@ def plan_quote(
     machines: Sequence[LiveMachine] = (),
     limits: Limits | None = None,
     outlook: SpotOutlook | None = None,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
 ) -> list[QuoteOption]:
+    """The options for ``job`` (see the module's docstring). ``preemptions_per_hour``: how
+    often our interruptible machines were preempted lately (``planner.preemption``); the
+    "cheaper if you can wait" discount is priced at that rate, or at the default where the
+    default is higher: a quote is a promise, and a calm day is no reason to promise more."""
     limits = limits or Limits()
     every_alone = singles(job, offers, rates, limits)
     plans = frontier(job, offers, rates, limits, every_alone)
@@ -255,7 +273,9 @@ def plan_quote(
         rates,
         machines,
         limits,
-        spot=spot_cost_micros(job, offers, rates, outlook),
+        spot=spot_cost_micros(
+            job, offers, rates, outlook, max(preemptions_per_hour, DEFAULT_PREEMPTIONS_PER_HOUR)
+        ),
         promised=edf(backlog),  # sorted once; each check slots the new order in
     )
     candidates = quoting.candidates(plans, every_alone)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from subconscious.models import Constraints, Offer
 from subconscious.models.spot import SpotOutlook
+from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR
 from subconscious.planner.forecast import outlook
 from subconscious.planner.policy import Limits
 from subconscious.planner.quote import plan_quote, spot_cost_micros
@@ -47,16 +48,21 @@ def test_no_history_is_an_empty_outlook_that_changes_nothing() -> None:
     assert spot_cost_micros(job, MARKET, RATES, empty) == spot_cost_micros(job, MARKET, RATES)
 
 
-def _wait_price(spot_outlook: SpotOutlook | None) -> Decimal:
+def _wait_price(
+    spot_outlook: SpotOutlook | None,
+    preemptions_per_hour: float = DEFAULT_PREEMPTIONS_PER_HOUR,
+    market: list[Offer] = MARKET,
+) -> Decimal:
     options = plan_quote(
         founding_job(),
         Constraints(deadline=END_OF_DAY),
-        MARKET,
+        market,
         NOW,
         MARGIN,
         RATES,
         limits=Limits(),
         outlook=spot_outlook,
+        preemptions_per_hour=preemptions_per_hour,
     )
     return options[0].price_per_image_usd
 
@@ -73,6 +79,25 @@ def test_cards_rarely_interruptible_in_the_history_are_priced_nearer_on_demand()
         founding_job(), Constraints(deadline=END_OF_DAY), on_demand, NOW, MARGIN, RATES
     )
     assert od.label == "requested" and never <= od.price_per_image_usd
+
+
+def test_the_discount_is_priced_at_the_preemptions_our_machines_saw_never_below_default() -> None:
+    """Where our machines were preempted often, every interruptible rental loses a batch and a
+    start-up each time: the "can wait" price rises towards on-demand (never above it). A calm
+    day prices at the default rate, not lower: a quote is a promise."""
+    usual = _wait_price(None)
+    stormy = _wait_price(None, preemptions_per_hour=6.0)
+    storm = _wait_price(None, preemptions_per_hour=60.0)
+    assert usual < stormy <= storm
+    # bids near the on-demand price, where the discount is not held up by its floor: no
+    # preemption at all would price below the default's rate
+    near = [offer("a", "RTX 3090", "0.22", bid="0.19")]
+    assert _wait_price(None, 0.0, near) == _wait_price(None, market=near)
+    on_demand = [o.model_copy(update={"min_bid_usd_per_hour": None}) for o in MARKET]
+    od, *_ = plan_quote(
+        founding_job(), Constraints(deadline=END_OF_DAY), on_demand, NOW, MARGIN, RATES
+    )
+    assert storm <= od.price_per_image_usd
 
 
 def test_outlook_dates_round_trip_in_utc() -> None:
