@@ -387,6 +387,9 @@ class MemoryRuns:
         ended = self._with_status({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value})
         return [run for run in ended if run.ended_at is not None and run.ended_at >= since]
 
+    def live_and_ended_since(self, since: datetime) -> tuple[list[RenderRun], list[RenderRun]]:
+        return list(self.live()), self.ended_since(since)
+
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
         prefix = f"{_ORPHAN_PREFIX}{provider}#"
         with self._lock:

@@ -83,6 +83,20 @@ class RunStore:
         )
         return [run for run in ended if run.ended_at is not None and run.ended_at >= since]
 
+    def live_and_ended_since(self, since: datetime) -> tuple[list[RenderRun], list[RenderRun]]:
+        """``live()`` and ``ended_since(since)`` from one scan (a quote needs both)."""
+        live_statuses = {s.value for s in LIVE_RUN_STATUSES}
+        ended_statuses = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value}
+        live: list[RenderRun] = []
+        ended: list[RenderRun] = []
+        for item in scan_where_in(self._table, "status", live_statuses | ended_statuses):
+            run = RenderRun.model_validate_json(item["doc"])
+            if item["status"] in live_statuses:
+                live.append(run)
+            elif run.ended_at is not None and run.ended_at >= since:
+                ended.append(run)
+        return live, ended
+
     # --- reaper: when each orphaned machine was first seen (its grace period starts there) ---
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
         prefix = f"{_ORPHAN_PREFIX}{provider}#"

@@ -72,7 +72,19 @@ def preemption_rate(services: Services, live: list[RenderRun], now: datetime) ->
     """How often our interruptible machines were preempted over the last day (live ones and
     those that ended), the rate the policy prices an interruptible rental at (and the quote, see
     ``planner.quote.plan_quote``)."""
-    runs = [*live, *services.runs.ended_since(now - WINDOW)]
+    return _rate([*live, *services.runs.ended_since(now - WINDOW)], now)
+
+
+def live_runs_and_preemption_rate(
+    services: Services, now: datetime
+) -> tuple[list[RenderRun], float]:
+    """The live runs and :func:`preemption_rate`, from one read of the runs (a quote needs
+    both)."""
+    live, ended = services.runs.live_and_ended_since(now - WINDOW)
+    return live, _rate([*live, *ended], now)
+
+
+def _rate(runs: list[RenderRun], now: datetime) -> float:
     preempted = MachinePreempted.__name__
     return observed_rate(
         (

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from subconscious.logic.planning import (
     backlog,
     limits,
+    live_runs_and_preemption_rate,
     machines,
     open_orders,
-    preemption_rate,
 )
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
@@ -46,7 +46,7 @@ def create_quote(
     now = now or datetime.now(UTC)
     constraints = Constraints.model_validate(request.constraints.model_dump())
     orders = open_orders(services)
-    live = list(services.runs.live())
+    live, preemptions_per_hour = live_runs_and_preemption_rate(services, now)
     options = plan_quote(
         request.job,
         constraints,
@@ -58,7 +58,7 @@ def create_quote(
         machines=machines(services, live, now),
         limits=limits(services),
         outlook=spot_outlook(services),
-        preemptions_per_hour=preemption_rate(services, live, now),
+        preemptions_per_hour=preemptions_per_hour,
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

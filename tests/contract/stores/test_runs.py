@@ -45,6 +45,9 @@ def test_live_and_failed_since(stores: Services) -> None:
     assert [r.run_id for r in failed] == ["r-new"]
     ended = stores.runs.ended_since(NOW - timedelta(hours=1))
     assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
+    live, ended = stores.runs.live_and_ended_since(NOW - timedelta(hours=1))  # one scan
+    assert sorted(r.run_id for r in live) == ["r-live", "r-rendering"]
+    assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
 
 
 def test_orphans_keep_their_first_sighting(stores: Services) -> None:
