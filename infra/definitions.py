@@ -63,7 +63,8 @@ TABLES = (
         indexes=(Index("by_created", "tenant_id", "created_at"),),
     ),
     Table(f"{PREFIX}-images", "order", "image", settings_field="images_table"),
-    # leases and stop requests carry "expires"; runs and orphan sightings do not
+    # leases, stop requests and ended runs (a month after they end) carry "expires"; live runs
+    # and orphan sightings do not
     Table(f"{PREFIX}-runs", "run_id", settings_field="runs_table", ttl_attribute="expires"),
     # live offers per provider; each provider's rows carry the time of its latest good fetch
     Table(

@@ -63,7 +63,13 @@ from subconscious.dal.prices import (
     snapshot_object,
     spread,
 )
-from subconscious.dal.runs import _LEASE_PREFIX, _ORPHAN_PREFIX, _STOP_KEEP, _STOP_PREFIX
+from subconscious.dal.runs import (
+    _LEASE_PREFIX,
+    _ORPHAN_PREFIX,
+    _STOP_KEEP,
+    _STOP_PREFIX,
+    run_row,
+)
 from subconscious.dal.tenants import hash_key, principal_of
 from subconscious.dal.webhooks import event_key as webhook_event_key
 from subconscious.dal.webhooks import record_of as webhook_record_of
@@ -348,7 +354,7 @@ class MemoryRuns:
 
     def put(self, run: RenderRun) -> None:
         with self._lock:
-            self._items[run.run_id] = self._item(run)
+            self._items[run.run_id] = run_row(run)
 
     def put_under_lease(self, run: RenderRun, lease: str, holder: str, at: datetime) -> bool:
         with self._lock:
@@ -357,7 +363,7 @@ class MemoryRuns:
                 return False
             if run.run_id in self._items:
                 return False
-            self._items[run.run_id] = self._item(run)
+            self._items[run.run_id] = run_row(run)
             return True
 
     def get(self, run_id: str) -> RenderRun | None:
@@ -369,7 +375,7 @@ class MemoryRuns:
         with self._lock:
             if run.run_id not in self._items:
                 raise condition_failed("PutItem")
-            self._items[run.run_id] = self._item(run)
+            self._items[run.run_id] = run_row(run)
 
     def _with_status(self, statuses: set[str]) -> list[RenderRun]:
         with self._lock:
@@ -450,10 +456,6 @@ class MemoryRuns:
             held = self._items.get(_LEASE_PREFIX + name)
             if held is not None and held["holder"] == holder:
                 del self._items[_LEASE_PREFIX + name]
-
-    @staticmethod
-    def _item(run: RenderRun) -> dict[str, Any]:
-        return {"status": run.status.value, "doc": run.model_dump_json()}
 
 
 @dataclass

@@ -15,6 +15,20 @@ _ORPHAN_PREFIX = "orphan#"
 _STOP_PREFIX = "stop#"
 # A stop request outlives any run it could concern (the table's TTL attribute).
 _STOP_KEEP = timedelta(days=2)
+# An ended run is read for a day (the preemption rate), an hour (the breakers) and by id while
+# its machine may still be listed (the reaper, minutes): a month covers them all, and keeps the
+# table (scanned on every dispatch tick and every quote) from growing with history.
+RUN_KEEP = timedelta(days=30)
+_ENDED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def run_row(run: RenderRun) -> dict[str, Any]:
+    """A run's attributes (its key aside): an ended run carries its expiry in the TTL attribute;
+    a live one (TEARDOWN_FAILED included: its machine may still bill) never expires."""
+    row: dict[str, Any] = {"status": run.status.value, "doc": run.model_dump_json()}
+    if run.status in _ENDED:
+        row["expires"] = epoch((run.ended_at or now()) + RUN_KEEP)
+    return row
 
 
 class RunStore:
@@ -183,4 +197,4 @@ class RunStore:
 
     @staticmethod
     def _item(run: RenderRun) -> dict[str, Any]:
-        return {"run_id": run.run_id, "status": run.status.value, "doc": run.model_dump_json()}
+        return {"run_id": run.run_id, **run_row(run)}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from subconscious.dal._dynamo import is_condition_failure
+from subconscious.dal.memory import MemoryRuns
+from subconscious.dal.runs import RunStore
 from subconscious.models import RunStatus
 from subconscious.services import Services
 
@@ -48,6 +51,37 @@ def test_live_and_failed_since(stores: Services) -> None:
     live, ended = stores.runs.live_and_ended_since(NOW - timedelta(hours=1))  # one scan
     assert sorted(r.run_id for r in live) == ["r-live", "r-rendering"]
     assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
+
+
+def _stored_row(stores: Services, backend: str, run_id: str) -> dict[str, Any]:
+    """The run's item as the table holds it (the TTL attribute is not part of the interface)."""
+    if backend == "memory":
+        assert isinstance(stores.runs, MemoryRuns)
+        return dict(stores.runs._items[run_id])
+    assert isinstance(stores.runs, RunStore)
+    return dict(stores.runs._table.get_item(Key={"run_id": run_id})["Item"])
+
+
+def test_ended_runs_expire_a_month_after_they_ended_and_live_ones_never(
+    stores: Services, backend: str
+) -> None:
+    """The runs table is scanned on every dispatch tick and every quote: without the TTL it
+    grows with every machine ever rented."""
+    ended_at = NOW - timedelta(hours=3)
+    stores.runs.put(run("r-up", status=RunStatus.RENDERING))
+    stores.runs.put(run("r-stuck", status=RunStatus.TEARDOWN_FAILED, ended_at=ended_at))
+    stores.runs.put(run("r-ok", status=RunStatus.SUCCEEDED, ended_at=ended_at))
+    stores.runs.put(run("r-bad", status=RunStatus.FAILED, ended_at=ended_at))
+    expiry = int((ended_at + timedelta(days=30)).timestamp())
+    assert "expires" not in _stored_row(stores, backend, "r-up")
+    assert "expires" not in _stored_row(stores, backend, "r-stuck")  # its machine may still bill
+    assert _stored_row(stores, backend, "r-ok")["expires"] == expiry
+    assert _stored_row(stores, backend, "r-bad")["expires"] == expiry
+    # a run saved as it ends gets its expiry then
+    stores.runs.save(run("r-up", status=RunStatus.SUCCEEDED, ended_at=NOW))
+    assert _stored_row(stores, backend, "r-up")["expires"] == int(
+        (NOW + timedelta(days=30)).timestamp()
+    )
 
 
 def test_orphans_keep_their_first_sighting(stores: Services) -> None:
