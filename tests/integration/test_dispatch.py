@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import boto3
 import pytest
@@ -17,7 +18,7 @@ from subconscious.logic import dispatch as dispatch_module
 from subconscious.logic import render_run
 from subconscious.logic.dispatch import tick
 from subconscious.logic.orders import Acceptance, accept_quote
-from subconscious.logic.planning import preemption_rate
+from subconscious.logic.planning import preemption_rate, read_runs
 from subconscious.logic.quotes import create_quote
 from subconscious.market.fake import FakeProvider
 from subconscious.models import (
@@ -293,6 +294,50 @@ def test_a_run_asked_to_stop_is_not_counted_again(svc: Services) -> None:
     assert len(report.started_runs) == 1 and report.started_runs[0] != run.run_id
 
 
+def _only_one_read(svc: Services, monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """Each ``runs.read`` recorded (its ``since``); the other scans of the table fail."""
+    reads: list[datetime] = []
+    real_read = svc.runs.read
+
+    def read(since: datetime) -> Any:
+        reads.append(since)
+        return real_read(since)
+
+    def scan(*_: object) -> Any:
+        raise AssertionError("a second scan of the runs table")
+
+    monkeypatch.setattr(svc.runs, "read", read)
+    for name in ("live", "stopping"):
+        monkeypatch.setattr(svc.runs, name, scan)
+    return reads
+
+
+def test_a_tick_reads_the_runs_table_once(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan reads (and bills) the whole table whatever its filter, and the dispatch ticks
+    every minute: live runs, recent failures (the breakers), the day's ended runs (the
+    preemption rate) and stop requests come from one read, a run closed by the tick itself
+    included (the breakers count it at once)."""
+    place_order(svc, TENANT, [8])
+    rendering = new_run(svc, "o-3090")
+    svc.runs.save(rendering.model_copy(update={"status": RunStatus.RENDERING}))
+    svc.runs.request_stop(rendering.run_id, "trim", datetime.now(UTC))
+    stale = new_run(svc)  # its execution never started: the tick closes it
+    svc.runs.save(stale.model_copy(update={"started_at": datetime.now(UTC) - timedelta(hours=1)}))
+    reads = _only_one_read(svc, monkeypatch)
+
+    report = tick(svc)
+
+    assert len(reads) == 1
+    assert report.reaped_runs == [stale.run_id]
+    assert report.stopped_runs == []  # the stop request was read: not asked again
+    # the closed run's host is held off this tick (its machine never served), so the work
+    # goes to a host neither run holds
+    assert "1 host(s) held off after a failure" in report.decisions
+    [started] = report.started_runs
+    run = svc.runs.get(started)
+    assert run is not None and run.offer.offer_id not in {"o-4090", "o-3090"}
+
+
 def test_a_machine_overdue_from_its_start_up_is_not_taken_as_rendering() -> None:
     from subconscious.logic.planning import machine
     from subconscious.models import RenderRun
@@ -350,12 +395,17 @@ def test_automatic1111_machines_get_no_worker_settings(svc: Services, market: Fa
     assert market.worker_envs == [{}]
 
 
+def _rate_seen(svc: Services, now: datetime) -> float:
+    runs = read_runs(svc, now)
+    return preemption_rate(runs.live, runs.ended, now)
+
+
 def test_the_policy_sees_what_our_interruptible_machines_lived_through(svc: Services) -> None:
     """The rate an interruptible rental is priced at is the one our own runs saw in the last
     day (planner/preemption.py), preempted runs and the hours of every interruptible run,
     live or ended; an on-demand run says nothing of it."""
     now = datetime.now(UTC)
-    assert preemption_rate(svc, [], now) == DEFAULT_PREEMPTIONS_PER_HOUR
+    assert _rate_seen(svc, now) == DEFAULT_PREEMPTIONS_PER_HOUR
 
     def interruptible(hours_ago: float, **fields: object) -> RenderRun:
         run = new_run(svc).model_copy(
@@ -376,7 +426,8 @@ def test_the_policy_sees_what_our_interruptible_machines_lived_through(svc: Serv
                                                 "error": "MachinePreempted: odd"})  # fmt: skip
     svc.runs.save(on_demand)
     live = interruptible(0.5, status=RunStatus.RENDERING)
-    rate = preemption_rate(svc, [live], now)
+    rate = _rate_seen(svc, now)
+    assert live.run_id in {r.run_id for r in read_runs(svc, now).live}
     # 3 preemptions over 3 + 1 + 0.5 machine-hours, the default worth PRIOR_HOURS
     expected = (3 + DEFAULT_PREEMPTIONS_PER_HOUR * PRIOR_HOURS) / (4.5 + PRIOR_HOURS)
     assert rate == pytest.approx(expected, rel=1e-3) and calm.interruptible
@@ -412,8 +463,21 @@ def test_the_quote_prices_preemptions_at_the_rate_our_machines_saw(
     monkeypatch.setattr(quotes_module, "plan_quote", spy)
     request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
     create_quote(svc, TENANT, request, now)
-    assert seen == [pytest.approx(preemption_rate(svc, [], now))]
+    assert seen == [pytest.approx(_rate_seen(svc, now))]
     assert seen[0] > 1.0  # four preemptions in 40 machine-minutes, beside the prior
+
+
+def test_a_quote_reads_the_runs_table_once(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live runs (and which of them are leaving) and the day's ended runs a quote needs
+    come from one scan."""
+    now = datetime.now(UTC)
+    leaving = new_run(svc, "o-3090")
+    svc.runs.save(leaving.model_copy(update={"status": RunStatus.RENDERING}))
+    svc.runs.request_stop(leaving.run_id, "trim", now)
+    reads = _only_one_read(svc, monkeypatch)
+    request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
+    assert create_quote(svc, TENANT, request, now).options
+    assert len(reads) == 1 and reads[0] <= now - timedelta(days=1)
 
 
 def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(

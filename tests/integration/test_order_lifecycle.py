@@ -28,6 +28,7 @@ from subconscious.logic import lifecycle, render_run
 from subconscious.logic import orders as order_logic
 from subconscious.logic.dispatch import breakers, tick
 from subconscious.logic.orders import Acceptance, _accept, accept_quote, order_out, render_tasks
+from subconscious.logic.planning import read_runs
 from subconscious.logic.quotes import create_quote
 from subconscious.market.fake import FakeProvider
 from subconscious.models import (
@@ -491,7 +492,8 @@ def test_a_host_that_cannot_render_the_task_size_is_replaced_and_held_off(
     failed = _get(svc, order)
     assert (failed.images_failed, failed.state) == (0, OrderState.ACCEPTED)  # retried elsewhere
     render_run.record(svc, run.run_id, error={"Error": type(raised.value).__name__, "Cause": ""})
-    blocked = breakers(svc, datetime.now(UTC))
+    now = datetime.now(UTC)
+    blocked = breakers(svc, read_runs(svc, now).ended, now)
     assert (run.offer.provider, run.offer.offer_id) in blocked.hosts
 
 
@@ -514,7 +516,8 @@ def test_a_machine_killed_by_a_task_that_killed_another_is_not_the_hosts_fault(
         with pytest.raises(TaskCrashedMachine) as raised:
             render_run.render_slice(svc, run.run_id, slice_s=30)
     render_run.record(svc, run.run_id, error={"Error": type(raised.value).__name__, "Cause": ""})
-    assert breakers(svc, datetime.now(UTC)).hosts == frozenset()
+    now = datetime.now(UTC)
+    assert breakers(svc, read_runs(svc, now).ended, now).hosts == frozenset()
 
 
 @pytest.mark.moto  # reads or writes AWS itself

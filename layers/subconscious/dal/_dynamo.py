@@ -27,6 +27,11 @@ def is_condition_failure(error: Exception) -> bool:
     return bool(code == "ConditionalCheckFailedException")
 
 
+def scan_all(table: Any) -> Iterator[dict[str, Any]]:
+    """Every item, across all scan pages."""
+    return _scan(table, {})
+
+
 def scan_where_in(table: Any, attribute: str, values: Iterable[str]) -> Iterator[dict[str, Any]]:
     """Every item whose ``attribute`` is one of ``values``, across all scan pages."""
     names = {f":v{i}": v for i, v in enumerate(sorted(values))}
@@ -35,9 +40,13 @@ def scan_where_in(table: Any, attribute: str, values: Iterable[str]) -> Iterator
         "ExpressionAttributeNames": {"#a": attribute},
         "ExpressionAttributeValues": names,
     }
+    return _scan(table, kwargs)
+
+
+def _scan(table: Any, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     while True:
         page = table.scan(**kwargs)
         yield from page.get("Items", [])
         if "LastEvaluatedKey" not in page:
             return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}

@@ -17,6 +17,7 @@ from subconscious.models.tenancy import Principal, Role
 if TYPE_CHECKING:
     from subconscious.dal.images import StoredImage
     from subconscious.dal.prices import Freshness
+    from subconscious.dal.runs import RunsRead
     from subconscious.dal.work_queue import Delivery
     from subconscious.models import (
         EndReason,
@@ -122,11 +123,8 @@ class RunStoreProtocol(Protocol):
 
     def live(self) -> Iterator[RenderRun]: ...
 
-    def failed_since(self, since: datetime) -> list[RenderRun]: ...
-
-    def ended_since(self, since: datetime) -> list[RenderRun]: ...
-
-    def live_and_ended_since(self, since: datetime) -> tuple[list[RenderRun], list[RenderRun]]: ...
+    # live runs, runs ended since ``since`` and stop requests, from one scan
+    def read(self, since: datetime) -> RunsRead: ...
 
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]: ...
 

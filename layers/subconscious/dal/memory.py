@@ -68,7 +68,9 @@ from subconscious.dal.runs import (
     _ORPHAN_PREFIX,
     _STOP_KEEP,
     _STOP_PREFIX,
+    RunsRead,
     run_row,
+    runs_read,
 )
 from subconscious.dal.tenants import hash_key, principal_of
 from subconscious.dal.webhooks import event_key as webhook_event_key
@@ -89,7 +91,6 @@ from subconscious.models import (
     Quote,
     RenderRun,
     RenderTask,
-    RunStatus,
     sources_of,
 )
 from subconscious.models.spot import SpotOutlook
@@ -385,16 +386,10 @@ class MemoryRuns:
     def live(self) -> Iterator[RenderRun]:
         yield from self._with_status({s.value for s in LIVE_RUN_STATUSES})
 
-    def failed_since(self, since: datetime) -> list[RenderRun]:
-        failed = self._with_status({RunStatus.FAILED.value})
-        return [run for run in failed if run.ended_at is not None and run.ended_at >= since]
-
-    def ended_since(self, since: datetime) -> list[RenderRun]:
-        ended = self._with_status({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value})
-        return [run for run in ended if run.ended_at is not None and run.ended_at >= since]
-
-    def live_and_ended_since(self, since: datetime) -> tuple[list[RenderRun], list[RenderRun]]:
-        return list(self.live()), self.ended_since(since)
+    def read(self, since: datetime) -> RunsRead:
+        with self._lock:
+            items = [(key, dict(item)) for key, item in self._items.items()]
+        return runs_read(items, since)
 
     def orphans_first_seen(self, provider: str) -> dict[str, datetime]:
         prefix = f"{_ORPHAN_PREFIX}{provider}#"

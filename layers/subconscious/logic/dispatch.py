@@ -18,6 +18,7 @@ from subconscious.logic.planning import (
     limits,
     machines,
     preemption_rate,
+    read_runs,
     tenants_open_orders,
 )
 from subconscious.logic.quotes import market_offers, spot_outlook
@@ -72,7 +73,9 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         return TickReport(acted=False)
     try:
         report = TickReport(acted=True)
-        live = _reconcile(services, now, report)
+        runs = read_runs(services, now)  # the tick's one read of the runs table
+        live, closed = _reconcile(services, now, report, runs.live)
+        ended = [*runs.ended, *closed]
         emit_fleet_metrics(live, now)
         try:  # dead letters settled, orders past their time ended
             report.ended_orders = sweep(services, now).ended
@@ -84,19 +87,19 @@ def tick(services: Services, now: datetime | None = None, holder: str | None = N
         orders = [o for _, o in tenants_orders]
         work = backlog(orders)
         wants_market = any(o.images_left for o in work) and waiting + in_flight > 0
-        blocked = breakers(services, now) if wants_market else HeldOff()
+        blocked = breakers(services, ended, now) if wants_market else HeldOff()
         history = spot_outlook(services) if wants_market else None
         report.decisions.extend(blocked.reasons)
         state = PlanState(
             now=now,
             orders=work if wants_market else [],
-            machines=machines(services, live, now),
+            machines=machines(live, runs.stopping, now),
             offers=[o for o in market_offers(services) if blocked.allows(o)]
             if wants_market
             else [],
             rates=current_rates(services) if wants_market else Rates(prior(), settings.worker),
             limits=limits(services),
-            preemptions_per_hour=preemption_rate(services, live, now)
+            preemptions_per_hour=preemption_rate(live, ended, now)
             if wants_market
             else DEFAULT_PREEMPTIONS_PER_HOUR,
             spot_shares=dict(history.shares) if history else {},
@@ -189,10 +192,11 @@ def record_holds(
         services.orders.set_hold(tenant_id, order.order_id, until, reason)
 
 
-def breakers(services: Services, now: datetime) -> HeldOff:
-    """What not to rent, from the runs that failed recently (planner/breakers.py)."""
+def breakers(services: Services, ended: list[RenderRun], now: datetime) -> HeldOff:
+    """What not to rent, from the runs that failed recently (planner/breakers.py): ``ended``,
+    the runs that ended since at least the longest hold-off (``planning.read_runs``)."""
     settings = services.settings
-    window = max(settings.host_holdoff_s, settings.provider_pause_s)
+    since = now - timedelta(seconds=max(settings.host_holdoff_s, settings.provider_pause_s))
     failed = [
         FailedRun(
             r.offer.provider,
@@ -201,8 +205,11 @@ def breakers(services: Services, now: datetime) -> HeldOff:
             served=r.ready_at is not None,
             hosts_fault=(r.error or "").split(":", 1)[0] not in NOT_THE_HOSTS_FAULT,
         )
-        for r in services.runs.failed_since(now - timedelta(seconds=window))
-        if r.ended_at is not None and r.offer.provider != StaticProvider.name
+        for r in ended
+        if r.status is RunStatus.FAILED
+        and r.ended_at is not None
+        and r.ended_at >= since
+        and r.offer.provider != StaticProvider.name
     ]
     return held_off(
         failed,
@@ -279,12 +286,16 @@ def emit_fleet_metrics(live: list[RenderRun], now: datetime) -> None:
     metrics.add_metric(name=SPEND_RATE_USD_PER_HOUR, unit=MetricUnit.NoUnit, value=float(rate))
 
 
-def _reconcile(services: Services, now: datetime, report: TickReport) -> list[RenderRun]:
+def _reconcile(
+    services: Services, now: datetime, report: TickReport, runs: list[RenderRun]
+) -> tuple[list[RenderRun], list[RenderRun]]:
     """Live runs whose execution is gone (or never started) are closed, and their machines
-    given back: a safety net under the state machine's own Teardown."""
-    live = []
+    given back: a safety net under the state machine's own Teardown. The runs still live, and
+    those it closed (failed now: the breakers count them this tick)."""
+    live: list[RenderRun] = []
+    closed: list[RenderRun] = []
     stale_start = now - timedelta(seconds=services.settings.dispatch_lease_s * 2)
-    for run in services.runs.live():
+    for run in runs:
         if run.execution_arn is None:
             alive = run.started_at > stale_start
         else:
@@ -299,15 +310,15 @@ def _reconcile(services: Services, now: datetime, report: TickReport) -> list[Re
             report.decisions.append(f"retry give-back of {run.run_id}: {error.code}")
             live.append(run)  # its machines may still run (and cost): it counts as live
             continue
-        services.runs.save(
-            run.model_copy(
-                update={
-                    "status": RunStatus.FAILED,
-                    "ended_at": now,
-                    "error": run.error or "execution ended without recording the run",
-                }
-            )
+        failed = run.model_copy(
+            update={
+                "status": RunStatus.FAILED,
+                "ended_at": now,
+                "error": run.error or "execution ended without recording the run",
+            }
         )
+        services.runs.save(failed)
+        closed.append(failed)
         report.reaped_runs.append(run.run_id)
         logger.warning("closed a run whose execution had ended", run_id=run.run_id)
-    return live
+    return live, closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from subconscious.planner.policy import Limits, LiveMachine, OpenOrder
 from subconscious.planner.preemption import WINDOW, Spell, observed_rate
 
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
+    from subconscious.dal.runs import RunsRead
     from subconscious.services import Services
 
 
@@ -63,25 +65,25 @@ def machine(run: RenderRun, now: datetime, *, leaving: bool = False) -> LiveMach
     return LiveMachine(run.run_id, run.offer, run.interruptible, ready, leaving=leaving)
 
 
-def machines(services: Services, runs: list[RenderRun], now: datetime) -> list[LiveMachine]:
-    stopping = services.runs.stopping() if runs else set()
+def machines(runs: list[RenderRun], stopping: Set[str], now: datetime) -> list[LiveMachine]:
+    """The live runs as the planner sees them, those asked to stop (``stopping``) leaving."""
     return [machine(run, now, leaving=run.run_id in stopping) for run in runs]
 
 
-def preemption_rate(services: Services, live: list[RenderRun], now: datetime) -> float:
+def read_runs(services: Services, now: datetime) -> RunsRead:
+    """What a dispatch tick and a quote read of the runs table, in one scan: the live runs,
+    those ended since the longest look back (the preemption rate's day, the breakers'
+    hold-offs) and the stop requests."""
+    settings = services.settings
+    breakers_s = max(settings.host_holdoff_s, settings.provider_pause_s)
+    return services.runs.read(now - max(WINDOW, timedelta(seconds=breakers_s)))
+
+
+def preemption_rate(live: list[RenderRun], ended: list[RenderRun], now: datetime) -> float:
     """How often our interruptible machines were preempted over the last day (live ones and
-    those that ended), the rate the policy prices an interruptible rental at (and the quote, see
-    ``planner.quote.plan_quote``)."""
-    return _rate([*live, *services.runs.ended_since(now - WINDOW)], now)
-
-
-def live_runs_and_preemption_rate(
-    services: Services, now: datetime
-) -> tuple[list[RenderRun], float]:
-    """The live runs and :func:`preemption_rate`, from one read of the runs (a quote needs
-    both)."""
-    live, ended = services.runs.live_and_ended_since(now - WINDOW)
-    return live, _rate([*live, *ended], now)
+    those that ended), the rate the policy prices an interruptible rental at (and the quote,
+    see ``planner.quote.plan_quote``)."""
+    return _rate([*live, *ended], now)
 
 
 def _rate(runs: list[RenderRun], now: datetime) -> float:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from subconscious.logic.planning import (
     backlog,
     limits,
-    live_runs_and_preemption_rate,
     machines,
     open_orders,
+    preemption_rate,
+    read_runs,
 )
 from subconscious.logic.throughput import current_rates
 from subconscious.models import Constraints, Offer, Quote, QuoteOut, QuoteRequest
@@ -46,7 +47,7 @@ def create_quote(
     now = now or datetime.now(UTC)
     constraints = Constraints.model_validate(request.constraints.model_dump())
     orders = open_orders(services)
-    live, preemptions_per_hour = live_runs_and_preemption_rate(services, now)
+    runs = read_runs(services, now)
     options = plan_quote(
         request.job,
         constraints,
@@ -55,10 +56,10 @@ def create_quote(
         services.settings.margin_percent,
         current_rates(services),
         backlog=backlog(orders),
-        machines=machines(services, live, now),
+        machines=machines(runs.live, runs.stopping, now),
         limits=limits(services),
         outlook=spot_outlook(services),
-        preemptions_per_hour=preemptions_per_hour,
+        preemptions_per_hour=preemption_rate(runs.live, runs.ended, now),
     )
     quote = Quote(
         quote_id=f"q-{uuid.uuid4().hex}",

@@ -34,23 +34,27 @@ def test_save_needs_the_run(stores: Services) -> None:
     assert stores.runs.get("r-404") is None
 
 
-def test_live_and_failed_since(stores: Services) -> None:
+def test_one_read_gives_the_live_runs_the_recently_ended_and_the_stop_requests(
+    stores: Services,
+) -> None:
     stores.runs.put(run("r-live"))
     stores.runs.put(run("r-rendering", status=RunStatus.RENDERING))
+    stores.runs.put(run("r-stuck", status=RunStatus.TEARDOWN_FAILED))  # its machine may bill
     stores.runs.put(run("r-done", status=RunStatus.SUCCEEDED, ended_at=NOW))
     stores.runs.put(run("r-old", status=RunStatus.FAILED, ended_at=NOW - timedelta(hours=2)))
     stores.runs.put(run("r-new", status=RunStatus.FAILED, ended_at=NOW))
     assert stores.runs.acquire_lease("dispatch", "me", 60, NOW)  # not a run: never listed
     stores.runs.request_stop("r-live", "why", NOW)
     stores.runs.remember_orphan("fake", "m-1", NOW)
-    assert sorted(r.run_id for r in stores.runs.live()) == ["r-live", "r-rendering"]
-    failed = stores.runs.failed_since(NOW - timedelta(hours=1))
-    assert [r.run_id for r in failed] == ["r-new"]
-    ended = stores.runs.ended_since(NOW - timedelta(hours=1))
-    assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
-    live, ended = stores.runs.live_and_ended_since(NOW - timedelta(hours=1))  # one scan
-    assert sorted(r.run_id for r in live) == ["r-live", "r-rendering"]
-    assert sorted(r.run_id for r in ended) == ["r-done", "r-new"]
+    live = ["r-live", "r-rendering", "r-stuck"]
+    assert sorted(r.run_id for r in stores.runs.live()) == live
+    read = stores.runs.read(NOW - timedelta(hours=1))
+    assert sorted(r.run_id for r in read.live) == live
+    assert sorted(r.run_id for r in read.ended) == ["r-done", "r-new"]
+    assert read.stopping == {"r-live"} == stores.runs.stopping()
+    assert read.live[0] == stores.runs.get(read.live[0].run_id)  # whole runs, as stored
+    longer = stores.runs.read(NOW - timedelta(hours=3))
+    assert sorted(r.run_id for r in longer.ended) == ["r-done", "r-new", "r-old"]
 
 
 def _stored_row(stores: Services, backend: str, run_id: str) -> dict[str, Any]:
