@@ -33,7 +33,7 @@ from subconscious.models.labels import run_label
 from subconscious.models.spot import SpotOutlook
 from subconscious.money import to_micros
 from subconscious.planner.costs import DEFAULT_PREEMPTIONS_PER_HOUR
-from subconscious.planner.policy import Decision, PlanState, Wait
+from subconscious.planner.policy import Decision, LiveMachine, PlanState, Wait
 from subconscious.planner.preemption import PRIOR_HOURS
 from subconscious.services import Services
 from tests.conftest import install_services, load_event
@@ -307,8 +307,7 @@ def _only_one_read(svc: Services, monkeypatch: pytest.MonkeyPatch) -> list[datet
         raise AssertionError("a second scan of the runs table")
 
     monkeypatch.setattr(svc.runs, "read", read)
-    for name in ("live", "stopping"):
-        monkeypatch.setattr(svc.runs, name, scan)
+    monkeypatch.setattr(svc.runs, "live", scan)
     return reads
 
 
@@ -336,6 +335,19 @@ def test_a_tick_reads_the_runs_table_once(svc: Services, monkeypatch: pytest.Mon
     [started] = report.started_runs
     run = svc.runs.get(started)
     assert run is not None and run.offer.offer_id not in {"o-4090", "o-3090"}
+
+
+def test_only_failed_runs_hold_a_host_off(svc: Services) -> None:
+    """The breakers read the runs that ended (one read serves the preemption rate too): one
+    that succeeded, even without ever recording a ready machine, holds nothing off."""
+    place_order(svc, TENANT, [8])
+    now = datetime.now(UTC)
+    for offer_id in ("o-4090", "o-3090", "o-h100"):
+        done = new_run(svc, offer_id)
+        svc.runs.save(done.model_copy(update={"status": RunStatus.SUCCEEDED, "ended_at": now}))
+    report = tick(svc, now)
+    assert not any("held off" in d for d in report.decisions)
+    assert len(report.started_runs) == 1
 
 
 def test_a_machine_overdue_from_its_start_up_is_not_taken_as_rendering() -> None:
@@ -475,9 +487,21 @@ def test_a_quote_reads_the_runs_table_once(svc: Services, monkeypatch: pytest.Mo
     svc.runs.save(leaving.model_copy(update={"status": RunStatus.RENDERING}))
     svc.runs.request_stop(leaving.run_id, "trim", now)
     reads = _only_one_read(svc, monkeypatch)
+    from subconscious.logic import quotes as quotes_module
+
+    planned: list[list[LiveMachine]] = []
+    real = quotes_module.plan_quote  # type: ignore[attr-defined]
+
+    def spy(*args: object, machines: list[LiveMachine], **kwargs: object) -> object:
+        planned.append(machines)
+        return real(*args, machines=machines, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quotes_module, "plan_quote", spy)
     request = QuoteRequest.model_validate({"job": {"prompts": [{"text": "p", "count": 8}]}})
     assert create_quote(svc, TENANT, request, now).options
     assert len(reads) == 1 and reads[0] <= now - timedelta(days=1)
+    # the run asked to stop is planned as leaving: never counted as capacity
+    assert [(m.machine_id, m.leaving) for m in planned[0]] == [(leaving.run_id, True)]
 
 
 def test_the_policy_sees_what_the_history_says_of_interruptible_capacity(

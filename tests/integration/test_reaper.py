@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functions.reaper.handler import lambda_handler
 from infra import definitions as d
 from infra.local.stack import context_for
+from subconscious.dal.memory import MemoryRuns
 from subconscious.logic.reaper import reap
 from subconscious.market.fake import FakeProvider
 from subconscious.models import RunStatus
@@ -66,6 +67,37 @@ def test_a_sighting_is_forgotten_once_its_machine_is_gone(
     market.terminate(orphan.machine_id)  # Teardown got there first
     reap(svc, now + timedelta(seconds=1))
     assert svc.runs.orphans_first_seen("fake") == {}
+
+
+def _expire(svc: Services, run_id: str) -> None:
+    """What the table's TTL does to an ended run's item."""
+    assert isinstance(svc.runs, MemoryRuns)  # the integration services' runs are the twin
+    with svc.runs._lock:
+        del svc.runs._items[run_id]
+    assert svc.runs.get(run_id) is None
+
+
+def test_a_machine_that_outlives_its_runs_record_is_still_reaped(
+    svc: Services, market: FakeProvider
+) -> None:
+    """Ended runs expire a month after they end (the table's TTL). A machine whose give-back
+    failed all that time keeps its sighting (the proof it was ours and orphaned), so it is
+    reaped once the provider lets it go, not left billing as another deployment's; a failed
+    terminate is tried again the next tick, without a new grace period."""
+    run = new_run(svc)
+    svc.runs.save(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
+    orphan = market.launch(market.offers[0], label=run_label(run.run_id), api_auth="u:p")
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=svc.settings.reaper_grace_s)
+    assert reap(svc, now).in_grace == [orphan.machine_id]
+    market.fail_terminate = True
+    failed = reap(svc, now + grace)
+    assert failed.reaped == [] and orphan.machine_id in svc.runs.orphans_first_seen("fake")
+    _expire(svc, run.run_id)
+    market.fail_terminate = False
+    later = reap(svc, now + grace + timedelta(minutes=1))
+    assert later.reaped == [orphan.machine_id] and later.unknown == []
+    assert orphan.machine_id not in market.live
 
 
 def test_a_provider_that_is_down_is_reported_not_fatal(svc: Services, market: FakeProvider) -> None:

@@ -424,14 +424,6 @@ class MemoryRuns:
         with self._lock:
             return _STOP_PREFIX + run_id in self._items
 
-    def stopping(self) -> set[str]:
-        with self._lock:
-            return {
-                run_id[len(_STOP_PREFIX) :]
-                for run_id, item in self._items.items()
-                if item.get("kind") == "stop"
-            }
-
     def acquire_lease(
         self, name: str, holder: str, seconds: int, at: datetime | None = None
     ) -> bool:

@@ -159,13 +159,6 @@ class RunStore:
     def stop_requested(self, run_id: str) -> bool:
         return "Item" in self._table.get_item(Key={"run_id": _STOP_PREFIX + run_id})
 
-    def stopping(self) -> set[str]:
-        """The runs asked to stop (a scan, as ``live()``: the planner must not count them)."""
-        return {
-            str(item["run_id"])[len(_STOP_PREFIX) :]
-            for item in scan_where_in(self._table, "kind", ["stop"])
-        }
-
     # --- lease: at most one dispatch tick acts at a time ---
     def acquire_lease(
         self, name: str, holder: str, seconds: int, at: datetime | None = None

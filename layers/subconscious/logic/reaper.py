@@ -75,8 +75,8 @@ def _reap_provider(
             if machine_id not in first_seen:
                 services.runs.remember_orphan(provider.name, machine_id, now)
             report.in_grace.append(machine_id)
-        if verdict.action is Action.REAP:
-            _terminate(services, provider, verdict, report)
+        if verdict.action is Action.REAP and not _terminate(services, provider, verdict, report):
+            waiting.add(machine_id)  # keeps its sighting: tried again next tick, no new grace
     # A sighting whose machine is gone (torn down) or owned again is forgotten: a reused
     # machine id must get its own grace period.
     for machine_id in set(first_seen) - waiting:
@@ -96,15 +96,16 @@ def _run_statuses(services: Services, machines: list[Machine]) -> dict[str, RunS
 
 def _terminate(
     services: Services, provider: Provider, verdict: Verdict, report: ReapReport
-) -> None:
+) -> bool:
     """Give an orphan back; its sighting is forgotten only once it is (a failed terminate is
-    tried again next tick)."""
+    tried again next tick, and the sighting is what still marks the machine ours should its
+    run's record expire meanwhile). True if it was given back."""
     machine_id = verdict.machine.machine_id
     try:
         provider.terminate(machine_id)
     except SubconsciousError as error:
         logger.error("reaper: terminate failed", machine_id=machine_id, code=error.code)
-        return
+        return False
     services.runs.forget_orphan(provider.name, machine_id)
     report.reaped.append(machine_id)
     logger.warning(
@@ -113,3 +114,4 @@ def _terminate(
         machine_id=machine_id,
         reason=verdict.reason,
     )
+    return True

@@ -2,9 +2,11 @@
 
 A machine is ours when its label starts with ``subc-``; the rest of its label is its run id.
 It is an orphan when its run is over (or gave up on its teardown). A machine whose run is not
-in our records at all is reported, never destroyed: it may be another deployment's. Orphans
-are destroyed only after a grace period from when the reaper first saw them orphaned, so a
-Teardown in progress gets time to finish its own work.
+in our records at all is reported, never destroyed: it may be another deployment's; unless
+the reaper saw it orphaned while its run was on record (ended runs expire a month after they
+end, ``dal/runs.RUN_KEEP``: a machine whose give-back failed for that long must not become
+untouchable). Orphans are destroyed only after a grace period from when the reaper first saw
+them orphaned, so a Teardown in progress gets time to finish its own work.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def judge(
         if machine.status is MachineStatus.TERMINATED:
             continue
         status = run_status.get(run_id)
-        if status is None:
+        sighted = machine.machine_id in first_seen_orphaned
+        if status is None and not sighted:
             verdicts.append(Verdict(machine, Action.UNKNOWN, f"no run {run_id} in our records"))
             continue
         if status in LIVE_RUN_STATUSES and status is not RunStatus.TEARDOWN_FAILED:
@@ -61,5 +64,6 @@ def judge(
         if now - seen < grace:
             verdicts.append(Verdict(machine, Action.WAIT, f"orphaned since {seen.isoformat()}"))
             continue
-        verdicts.append(Verdict(machine, Action.REAP, f"orphan (run {run_id} is {status.value})"))
+        run = f"run {run_id} is {status.value}" if status else f"run {run_id}'s record expired"
+        verdicts.append(Verdict(machine, Action.REAP, f"orphan ({run})"))
     return verdicts

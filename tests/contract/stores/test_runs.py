@@ -51,7 +51,7 @@ def test_one_read_gives_the_live_runs_the_recently_ended_and_the_stop_requests(
     read = stores.runs.read(NOW - timedelta(hours=1))
     assert sorted(r.run_id for r in read.live) == live
     assert sorted(r.run_id for r in read.ended) == ["r-done", "r-new"]
-    assert read.stopping == {"r-live"} == stores.runs.stopping()
+    assert read.stopping == {"r-live"}
     assert read.live[0] == stores.runs.get(read.live[0].run_id)  # whole runs, as stored
     longer = stores.runs.read(NOW - timedelta(hours=3))
     assert sorted(r.run_id for r in longer.ended) == ["r-done", "r-new", "r-old"]
@@ -108,14 +108,14 @@ def test_stop_requests_survive_the_run_being_saved(stores: Services) -> None:
     r = run("r-1")
     stores.runs.put(r)
     assert not stores.runs.stop_requested("r-1")
-    assert stores.runs.stopping() == set()
+    assert stores.runs.read(NOW).stopping == set()
     stores.runs.request_stop("r-1", "order cancelled", NOW)
     stores.runs.request_stop("r-1", "again", NOW)
     stores.runs.save(r.model_copy(update={"images": 1}))
     assert stores.runs.stop_requested("r-1")
     assert not stores.runs.stop_requested("r-2")
     stores.runs.request_stop("r-2", "spend cap", NOW)
-    assert stores.runs.stopping() == {"r-1", "r-2"}
+    assert stores.runs.read(NOW).stopping == {"r-1", "r-2"}
     assert [x.run_id for x in stores.runs.live()] == ["r-1"]
 
 

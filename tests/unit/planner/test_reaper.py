@@ -54,13 +54,27 @@ def test_an_orphan_waits_out_its_grace_then_is_reaped() -> None:
 
 
 def test_a_machine_without_a_run_record_is_reported_never_reaped() -> None:
-    """Our prefix but no run: another deployment on the same account, or a rewritten label."""
-    seen_long_ago = {"m-1": NOW - GRACE * 10}
-    [verdict] = judge([machine("subc-r-ghost")], {"r-ghost": None}, seen_long_ago, NOW, GRACE)
+    """Our prefix but no run, and never seen orphaned: another deployment on the same
+    account, or a rewritten label."""
+    [verdict] = judge([machine("subc-r-ghost")], {"r-ghost": None}, {}, NOW, GRACE)
     assert verdict.action is Action.UNKNOWN
+    [other] = judge([machine("subc-r-ghost")], {"r-ghost": None}, {"m-2": NOW - GRACE}, NOW, GRACE)
+    assert other.action is Action.UNKNOWN  # another machine's sighting says nothing of it
 
 
 def test_a_run_whose_teardown_gave_up_does_not_protect_its_machine() -> None:
     statuses = {"r-1": RunStatus.TEARDOWN_FAILED}
     [verdict] = judge([machine("subc-r-1")], statuses, {"m-1": NOW - GRACE}, NOW, GRACE)
     assert verdict.action is Action.REAP
+
+
+def test_a_machine_seen_orphaned_stays_ours_when_its_runs_record_expires() -> None:
+    """Ended runs expire a month after they end: a sighting made while the run was on record
+    is what still marks the machine as ours; its grace period runs on from that sighting."""
+    orphan = machine("subc-r-1")
+    [waiting] = judge([orphan], {"r-1": None}, {"m-1": NOW - GRACE / 2}, NOW, GRACE)
+    assert waiting.action is Action.WAIT
+    [reaped] = judge([orphan], {"r-1": None}, {"m-1": NOW - GRACE}, NOW, GRACE)
+    assert reaped.action is Action.REAP and "expired" in reaped.reason
+    [unknown] = judge([orphan], {"r-1": None}, {}, NOW, GRACE)  # never seen orphaned
+    assert unknown.action is Action.UNKNOWN
