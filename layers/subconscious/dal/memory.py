@@ -378,13 +378,11 @@ class MemoryRuns:
                 raise condition_failed("PutItem")
             self._items[run.run_id] = run_row(run)
 
-    def _with_status(self, statuses: set[str]) -> list[RenderRun]:
+    def live(self) -> Iterator[RenderRun]:
+        statuses = {s.value for s in LIVE_RUN_STATUSES}
         with self._lock:
             docs = [i["doc"] for i in self._items.values() if i.get("status") in statuses]
-        return [RenderRun.model_validate_json(doc) for doc in docs]
-
-    def live(self) -> Iterator[RenderRun]:
-        yield from self._with_status({s.value for s in LIVE_RUN_STATUSES})
+        yield from (RenderRun.model_validate_json(doc) for doc in docs)
 
     def read(self, since: datetime) -> RunsRead:
         with self._lock:

@@ -15,6 +15,7 @@ from subconscious.logic.lifecycle import sweep
 from subconscious.logic.orders import task_batch
 from subconscious.logic.planning import (
     backlog,
+    breakers_look_back,
     limits,
     machines,
     preemption_rate,
@@ -196,7 +197,7 @@ def breakers(services: Services, ended: list[RenderRun], now: datetime) -> HeldO
     """What not to rent, from the runs that failed recently (planner/breakers.py): ``ended``,
     the runs that ended since at least the longest hold-off (``planning.read_runs``)."""
     settings = services.settings
-    since = now - timedelta(seconds=max(settings.host_holdoff_s, settings.provider_pause_s))
+    since = now - breakers_look_back(settings)
     failed = [
         FailedRun(
             r.offer.provider,

@@ -15,6 +15,7 @@ from subconscious.planner.preemption import WINDOW, Spell, observed_rate
 if TYPE_CHECKING:  # a type only: services.py, the composition root, sits above logic
     from subconscious.dal.runs import RunsRead
     from subconscious.services import Services
+    from subconscious.settings import Settings
 
 
 def limits(services: Services) -> Limits:
@@ -70,23 +71,22 @@ def machines(runs: list[RenderRun], stopping: Set[str], now: datetime) -> list[L
     return [machine(run, now, leaving=run.run_id in stopping) for run in runs]
 
 
+def breakers_look_back(settings: Settings) -> timedelta:
+    """How far back the breakers read failed runs: the longer of their two hold-offs."""
+    return timedelta(seconds=max(settings.host_holdoff_s, settings.provider_pause_s))
+
+
 def read_runs(services: Services, now: datetime) -> RunsRead:
     """What a dispatch tick and a quote read of the runs table, in one scan: the live runs,
     those ended since the longest look back (the preemption rate's day, the breakers'
     hold-offs) and the stop requests."""
-    settings = services.settings
-    breakers_s = max(settings.host_holdoff_s, settings.provider_pause_s)
-    return services.runs.read(now - max(WINDOW, timedelta(seconds=breakers_s)))
+    return services.runs.read(now - max(WINDOW, breakers_look_back(services.settings)))
 
 
 def preemption_rate(live: list[RenderRun], ended: list[RenderRun], now: datetime) -> float:
     """How often our interruptible machines were preempted over the last day (live ones and
     those that ended), the rate the policy prices an interruptible rental at (and the quote,
     see ``planner.quote.plan_quote``)."""
-    return _rate([*live, *ended], now)
-
-
-def _rate(runs: list[RenderRun], now: datetime) -> float:
     preempted = MachinePreempted.__name__
     return observed_rate(
         (
@@ -95,7 +95,7 @@ def _rate(runs: list[RenderRun], now: datetime) -> float:
                 ended_at=None if r.ended_at is None else (r.machine_ended_at or r.ended_at),
                 preempted=(r.error or "").split(":", 1)[0] == preempted,
             )
-            for r in runs
+            for r in [*live, *ended]
             if r.interruptible
         ),
         now,
